@@ -1,0 +1,218 @@
+"""The hooks a Locker plugin implements.
+
+A firewall backend (entry point group ``locker.firewall``) implements every
+hook under *Firewall*; a link backend (``locker.link``) every hook under
+*Link*; an observer (``locker.plugins``) any of the hooks under *Events*.
+Exactly one firewall and one link backend are active at a time, so each
+operation hook has exactly one implementation when it is called.
+
+Rules common to every hook that changes the kernel:
+
+- It takes a batch (possibly empty: then it does nothing) and applies it as
+  one kernel transaction where the interface allows it (one nft batch, one
+  libiptc commit per table). If it raises, the kernel is as it was before
+  the call.
+- It is idempotent: adding what exists or removing what does not is not an
+  error and changes nothing.
+- It touches only what carries Locker's comments (``locker.names.Tag``
+  for rules, ``locker.names.JUMP_COMMENT`` for the jumps into Locker's
+  chains). Another tool's rules, tables, chains and interfaces keep their
+  content and their order.
+- It raises ``locker.errors.BackendError`` with a sentence an administrator
+  can act on; any other exception is reported as a bug in the plugin.
+
+Hooks marked *first result* return one value; the others return nothing.
+Backends are imported only when selected: import heavy libraries inside the
+hook implementations or the plugin's constructor, not at module level.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Network
+
+import pluggy
+
+from locker.model import Availability, Bridge, BridgeState, Forward, Link, Ruleset
+
+PROJECT_NAME = "locker"
+
+hookspec = pluggy.HookspecMarker(PROJECT_NAME)
+hookimpl = pluggy.HookimplMarker(PROJECT_NAME)
+
+# ---------------------------------------------------------------- Firewall
+
+
+@hookspec(firstresult=True)
+def firewall_availability() -> Availability:
+    """Tell whether this firewall backend can work on this host.
+
+    Called by ``locker backends`` and by auto-detection, before any other
+    hook of the backend. Must not change the kernel's lasting state (a test
+    table created and deleted at once is fine) and must not raise: a missing
+    library or kernel feature is ``Availability(usable=False, reason=...)``.
+    *First result.*
+    """
+
+
+@hookspec
+def add_nat(bridges: Sequence[Bridge]) -> None:
+    """Ensure each project's network rules: masquerade traffic from
+    ``bridge.network`` to elsewhere, accept forwarding from the bridge
+    outward and replies back in.
+
+    Called by ``start`` once the bridge exists. Also creates Locker's chains
+    ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING`` (and whatever else the
+    backend's design needs, such as a postrouting chain) and the jumps into
+    them, each jump once, if they are missing.
+    """
+
+
+@hookspec
+def add_forward(forwards: Sequence[Forward]) -> None:
+    """Add port forwards: for each, a DNAT in ``LOCKER_PREROUTING`` (only for
+    packets to a local address, and to ``host_ip`` when it is set) and an
+    accept in ``LOCKER_FORWARD`` for the translated traffic.
+
+    Called by ``start`` and ``ports`` with the forwards that are missing.
+    Creates the chains and jumps if they are missing. Each rule's comment is
+    ``Tag(project, "dnat" | "forward", container)``.
+    """
+
+
+@hookspec
+def remove_forward(forwards: Sequence[Forward]) -> None:
+    """Remove port forwards: the rules that ``add_forward`` would add for
+    them. Called by ``stop``, ``ports`` (stale ones) and ``rmports``.
+    """
+
+
+@hookspec
+def add_link(links: Sequence[Link]) -> None:
+    """Accept traffic between ``link.container_ip`` and ``link.peer_ip``, in
+    both directions, in ``LOCKER_FORWARD``.
+
+    Called by ``start`` and ``links`` with the links that are missing.
+    Comments: ``Tag(project, "link", container, peer)`` on the rule from the
+    container to the peer, ``Tag(project, "link-back", container, peer)`` on
+    the rule back.
+    """
+
+
+@hookspec
+def remove_link(links: Sequence[Link]) -> None:
+    """Remove the rules ``add_link`` would add for these links. Called by
+    ``stop``, ``links`` (stale ones) and ``rmlinks``."""
+
+
+@hookspec
+def cleanup(project: str) -> None:
+    """Remove every rule whose tag names ``project``: forwards, links and
+    the project's network rules. Keep the chains and the jumps: other
+    projects may use them. Called by ``cleanup``."""
+
+
+@hookspec(firstresult=True)
+def list_rules(project: str | None) -> Ruleset:
+    """Read back the rules carrying Locker's comments that are really in
+    the kernel, for ``project`` or (None) for every project.
+
+    Called by ``status``, ``ports``, ``links`` and ``stop`` to compare what
+    is wanted with what is there. Rebuilds each value from the kernel's
+    rules (addresses, ports, protocol from the matches; project, container
+    and peer from the tag), so that the rules for ``add_forward([f])`` list
+    back as exactly ``f``. Reads only Locker's own tables or chains. A rule
+    whose tag is Locker's but that cannot be parsed is left out. *First
+    result.*
+    """
+
+
+# -------------------------------------------------------------------- Link
+
+
+@hookspec(firstresult=True)
+def link_availability() -> Availability:
+    """Tell whether this link backend can work on this host; as
+    ``firewall_availability``. *First result.*"""
+
+
+@hookspec(firstresult=True)
+def allocate_subnet(bridge: str) -> IPv4Network:
+    """Choose the subnet for a project's bridge.
+
+    If the bridge exists and has an IPv4 address, return that address's
+    network: an existing bridge keeps its subnet. Otherwise collect every
+    network the host can reach (addresses on every interface, and the
+    destinations of all routes except the default route) and return
+    ``locker.subnets.first_free(used)``. Changes nothing.
+
+    Called by ``start`` before ``ensure_bridge``; the core holds a host-wide
+    lock across both, so two projects never get the same subnet. Raises
+    ``BackendError`` when the pool is exhausted. *First result.*
+    """
+
+
+@hookspec(firstresult=True)
+def ensure_bridge(bridge: Bridge) -> BridgeState:
+    """Make sure the bridge exists, holds ``bridge.interface`` and is up.
+
+    An existing bridge is left as it is apart from being brought up; the
+    returned state says what it really has. A non-bridge interface of that
+    name is an error. *First result.*
+    """
+
+
+@hookspec
+def remove_bridge(name: str) -> None:
+    """Delete the bridge; nothing happens when it does not exist. Called by
+    ``cleanup`` after the project's containers are stopped."""
+
+
+@hookspec(firstresult=True)
+def find_bridge(name: str) -> BridgeState | None:
+    """The bridge as the kernel has it, or None when there is no such
+    bridge. Called by ``status`` and ``start``. *First result.*"""
+
+
+@hookspec(firstresult=True)
+def ensure_ip_forwarding() -> bool:
+    """Turn IPv4 forwarding on in the current network namespace. Return
+    True when it was off (the core then tells the user it turned it on),
+    False when it was on already. *First result.*"""
+
+
+# ------------------------------------------------------------------ Events
+
+
+@hookspec
+def container_started(project: str, container: str, address: IPv4Address | None) -> None:
+    """Observer: a container of the project has been started by Locker and
+    its rules added."""
+
+
+@hookspec
+def container_stopped(project: str, container: str) -> None:
+    """Observer: a container of the project has been stopped by Locker and
+    its rules removed."""
+
+
+@hookspec
+def rules_changed(project: str, added: Ruleset, removed: Ruleset) -> None:
+    """Observer: Locker changed the project's rules; ``added`` and
+    ``removed`` hold what was applied."""
+
+
+@hookspec
+def project_cleaned(project: str) -> None:
+    """Observer: ``cleanup`` removed the project's rules and bridge."""
+
+
+FIREWALL_HOOKS = (
+    "firewall_availability", "add_nat", "add_forward", "remove_forward",
+    "add_link", "remove_link", "cleanup", "list_rules",
+)
+LINK_HOOKS = (
+    "link_availability", "allocate_subnet", "ensure_bridge", "remove_bridge",
+    "find_bridge", "ensure_ip_forwarding",
+)
+EVENT_HOOKS = ("container_started", "container_stopped", "rules_changed", "project_cleaned")

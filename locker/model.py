@@ -1,0 +1,133 @@
+"""The plain, frozen values that the core and the backends hand each other.
+
+Hooks take and return only these types, never backend objects, so that a
+backend can be tested on its own and the planner can compare what is wanted
+with what is found by plain equality.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+
+PROTOCOLS = ("tcp", "udp")
+
+
+@dataclass(frozen=True)
+class Bridge:
+    """A project's bridge as Locker wants it: its name and its /24.
+
+    The bridge holds the network's first address, which is every
+    container's gateway.
+    """
+
+    project: str
+    name: str
+    network: IPv4Network
+
+    @property
+    def gateway(self) -> IPv4Address:
+        return self.network[1]
+
+    @property
+    def interface(self) -> IPv4Interface:
+        return IPv4Interface(f"{self.gateway}/{self.network.prefixlen}")
+
+
+@dataclass(frozen=True)
+class BridgeState:
+    """A bridge as the kernel has it."""
+
+    name: str
+    addresses: tuple[IPv4Interface, ...]
+    up: bool
+
+    @property
+    def network(self) -> IPv4Network | None:
+        """The network of the bridge's first IPv4 address, if it has one."""
+        return self.addresses[0].network if self.addresses else None
+
+
+@dataclass(frozen=True)
+class Forward:
+    """One port forward: traffic from outside to HOST_IP:HOST_PORT/PROTOCOL
+    goes to CONTAINER_IP:CONTAINER_PORT. ``host_ip`` None means every local
+    address."""
+
+    project: str
+    container: str
+    host_port: int
+    container_ip: IPv4Address
+    container_port: int
+    protocol: str = "tcp"
+    host_ip: IPv4Address | None = None
+
+    def sort_key(self) -> tuple:
+        return (self.project, self.container, self.protocol, self.host_port,
+                int(self.host_ip or 0), int(self.container_ip), self.container_port)
+
+    def __str__(self) -> str:
+        host = f"{self.host_ip}:" if self.host_ip else ""
+        return (f"{host}{self.host_port}/{self.protocol} -> "
+                f"{self.container_ip}:{self.container_port}")
+
+
+@dataclass(frozen=True)
+class Link:
+    """A link from ``container`` to ``peer`` of the same project: traffic
+    between the two addresses is accepted in both directions. The link is
+    owned by ``container`` (the one that names the peer in its ``links``)."""
+
+    project: str
+    container: str
+    container_ip: IPv4Address
+    peer: str
+    peer_ip: IPv4Address
+
+    def sort_key(self) -> tuple:
+        return (self.project, self.container, self.peer,
+                int(self.container_ip), int(self.peer_ip))
+
+    def __str__(self) -> str:
+        return f"{self.container} ({self.container_ip}) <-> {self.peer} ({self.peer_ip})"
+
+
+@dataclass(frozen=True)
+class Ruleset:
+    """The rules carrying Locker's comments that a firewall backend found in
+    the kernel.
+
+    ``nat`` holds one Bridge per project whose masquerade and forward rules
+    exist; ``jumps`` tells whether Locker's chains and the jumps to them
+    exist.
+    """
+
+    nat: frozenset[Bridge] = frozenset()
+    forwards: frozenset[Forward] = frozenset()
+    links: frozenset[Link] = frozenset()
+    jumps: bool = False
+
+    def of_project(self, project: str) -> Ruleset:
+        return Ruleset(
+            nat=frozenset(b for b in self.nat if b.project == project),
+            forwards=frozenset(f for f in self.forwards if f.project == project),
+            links=frozenset(k for k in self.links if k.project == project),
+            jumps=self.jumps,
+        )
+
+
+@dataclass(frozen=True)
+class Availability:
+    """A backend's answer to "can you work on this host?".
+
+    ``reason`` is one sentence an administrator can act on. ``auto`` False
+    keeps auto-detection from picking a backend that works but should not
+    be the default here; ``warning`` is said once when such a backend is
+    chosen explicitly.
+    """
+
+    usable: bool
+    reason: str
+    auto: bool = True
+    warning: str | None = None
+    details: dict[str, str] = field(default_factory=dict, compare=False, hash=False)
