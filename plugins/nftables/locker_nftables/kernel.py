@@ -1,0 +1,98 @@
+"""The only module that talks to the kernel: libnftables' JSON API.
+
+Every call builds a new ``nftables.Nftables`` context, so its netlink socket
+lives in the network namespace of the calling thread at that moment (tests
+move threads between namespaces). Commands are plain JSON values; no nft
+command string is ever built from a name.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from locker.errors import BackendError
+
+FAMILY = "ip"
+TABLE = "locker"
+
+#: Comments Locker writes: nft's text parser refuses more than 128 bytes,
+#: libnftables 1.0.6 crashes the process on ~256, and quotes or newlines make
+#: a saved ruleset fail to load again.
+COMMENT_PATTERN = re.compile(rb"[A-Za-z0-9:_-]{1,128}")
+
+Command = dict[str, Any]
+
+
+def check_comment(comment: str) -> None:
+    """Raise BackendError unless ``comment`` is safe to hand to nft."""
+    if not isinstance(comment, str) or not COMMENT_PATTERN.fullmatch(comment.encode()):
+        raise BackendError(
+            f"refusing the rule comment {comment!r}: nft comments Locker writes must be "
+            "1 to 128 bytes of letters, digits, ':', '_' and '-'.")
+
+
+def check_comments(commands: list[Command]) -> None:
+    for command in commands:
+        for verb in command.values():
+            rule = verb.get("rule") if isinstance(verb, dict) else None
+            if rule is not None and "comment" in rule:
+                check_comment(rule["comment"])
+
+
+def _context():
+    try:
+        import nftables
+    except ImportError as error:
+        raise BackendError(
+            "the nftables Python binding is missing: install python3-nftables "
+            f"(Debian/Fedora) or py3-nftables (Alpine) ({error}).") from error
+    try:
+        ctx = nftables.Nftables()
+    except OSError as error:
+        raise BackendError(f"libnftables cannot be loaded: {error}; install nftables.") from error
+    ctx.set_json_output(True)
+    ctx.set_handle_output(True)
+    ctx.set_numeric_proto_output(True)
+    return ctx
+
+
+def run(commands: list[Command], what: str) -> dict:
+    """Run ``commands`` as one nft transaction; ``what`` names the operation
+    for the error message. Returns libnftables' JSON output (may be empty)."""
+    check_comments(commands)
+    rc, output, error = _context().json_cmd({"nftables": commands})
+    if rc != 0:
+        detail = " ".join(str(error).split()) or f"return code {rc}"
+        raise BackendError(f"nftables refused to {what}: {detail}")
+    return output or {}
+
+
+def list_table() -> list[dict] | None:
+    """The JSON objects of Locker's table (chains and rules), or None when
+    the table does not exist. Reads only Locker's own table, whose JSON
+    form Locker controls."""
+    listing = {"list": {"table": {"family": FAMILY, "name": TABLE}}}
+    try:
+        output = run([listing], f"list table {FAMILY} {TABLE}")
+    except BackendError:
+        if not table_exists():
+            return None
+        raise
+    return list(output.get("nftables", []))
+
+
+def table_exists() -> bool:
+    output = run([{"list": {"tables": {"family": FAMILY}}}], "list tables")
+    return any(item.get("table", {}).get("name") == TABLE
+               and item["table"].get("family") == FAMILY
+               for item in output.get("nftables", []))
+
+
+def version() -> str:
+    """libnftables' version, from the metainfo of a listing."""
+    output = run([{"list": {"tables": {"family": FAMILY}}}], "list tables")
+    for item in output.get("nftables", []):
+        if "metainfo" in item:
+            return str(item["metainfo"].get("version", "unknown"))
+    return "unknown"
