@@ -1,0 +1,144 @@
+"""Reading and rewriting an LXC container's ``config`` file, as pure
+functions on its text.
+
+Locker writes everything it manages into one marked block at the end of the
+file and replaces that block on every ``configure``. Outside the block it
+removes only the lines it owns by key: every network key (a Locker
+container has exactly the one veth Locker configures) and, when Locker sets
+the hostname, ``lxc.uts.name``. Everything else the template wrote (its own
+mount entries, capabilities, rootfs, ...) is kept as it is.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Sequence
+from ipaddress import IPv4Address, IPv4Interface
+
+from locker.errors import ConfigError
+
+BEGIN = "# >>> locker: this block is rewritten by Locker; edit the project file instead"
+END = "# <<< locker"
+
+_NET_KEY = re.compile(r"^\s*lxc\.net(work)?\.")
+_UTS_KEY = re.compile(r"^\s*lxc\.uts\.name\s*=")
+_CGROUP_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
+
+
+def config_value(text: str, key: str) -> str | None:
+    """The last value of ``key`` in config text (LXC lets a later line win),
+    without surrounding quotes; None if the key is absent."""
+    found = None
+    for line in text.splitlines():
+        k, sep, v = line.partition("=")
+        if sep and k.strip() == key:
+            found = v.strip().strip('"')
+    return found
+
+
+def read_address(text: str) -> IPv4Interface | None:
+    """The static IPv4 address of the first network device, if any."""
+    value = config_value(text, "lxc.net.0.ipv4.address")
+    if not value:
+        return None
+    try:
+        return IPv4Interface(value.split()[0])  # "ADDR/LEN [BROADCAST]"
+    except ValueError:
+        return None
+
+
+def rootfs_dir(text: str) -> str | None:
+    """The root file system's directory for the ``dir`` storage backend
+    (``lxc.rootfs.path = dir:/path`` or a plain absolute path), else None."""
+    value = config_value(text, "lxc.rootfs.path")
+    if not value:
+        return None
+    if value.startswith("dir:"):
+        value = value[len("dir:"):]
+    return value if value.startswith("/") else None
+
+
+def hwaddr_for(address: IPv4Interface) -> str:
+    """A stable MAC address derived from the container's IPv4 address, in
+    LXC's 00:16:3e prefix, so that neighbours' ARP caches stay valid across
+    restarts. Unique on a project's bridge, since addresses are."""
+    _, b, c, d = address.ip.packed
+    return f"00:16:3e:{b:02x}:{c:02x}:{d:02x}"
+
+
+def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
+                 mounts: Sequence[tuple[str, str]] = (),
+                 cgroup: Sequence[tuple[str, str]] = (),
+                 hostname: str | None = None, cgroup2: bool = False) -> list[str]:
+    """The lines of Locker's block, markers included.
+
+    ``cgroup2`` selects ``lxc.cgroup2.KEY`` (unified hierarchy) instead of
+    ``lxc.cgroup.KEY`` (v1 or hybrid hosts). Raises ConfigError for a mount
+    or cgroup setting that cannot be written into an LXC config line.
+    """
+    lines = [BEGIN]
+    if hostname is not None:
+        _check_single_line("hostname", hostname)
+        lines.append(f"lxc.uts.name = {hostname}")
+    lines += [
+        "lxc.net.0.type = veth",
+        f"lxc.net.0.link = {bridge}",
+        "lxc.net.0.flags = up",
+        "lxc.net.0.name = eth0",
+        f"lxc.net.0.hwaddr = {hwaddr_for(address)}",
+        # without the broadcast address LXC sets 0.0.0.255 on a /24
+        f"lxc.net.0.ipv4.address = {address.with_prefixlen} {address.network.broadcast_address}",
+        f"lxc.net.0.ipv4.gateway = {gateway}",
+    ]
+    for host_dir, container_dir in mounts:
+        lines.append(f"lxc.mount.entry = {mount_entry(host_dir, container_dir)}")
+    prefix = "lxc.cgroup2" if cgroup2 else "lxc.cgroup"
+    for key, value in cgroup:
+        if not _CGROUP_KEY.match(key):
+            raise ConfigError(f"cgroup key {key!r} is not a controller file name "
+                              "like 'cpu.shares'; fix the container's cgroup list.")
+        _check_single_line(f"cgroup value of {key}", value)
+        lines.append(f"{prefix}.{key} = {value.strip()}")
+    lines.append(END)
+    return lines
+
+
+def mount_entry(host_dir: str, container_dir: str) -> str:
+    """An fstab-style bind mount entry, the target relative to the rootfs."""
+    for what, path in (("host", host_dir), ("container", container_dir)):
+        if not path.startswith("/") or any(c.isspace() for c in path):
+            raise ConfigError(f"volume {host_dir}:{container_dir}: the {what} directory "
+                              "must be an absolute path without spaces.")
+        if ".." in path.split("/"):
+            raise ConfigError(f"volume {host_dir}:{container_dir}: the {what} directory "
+                              "must not contain '..'.")
+    target = container_dir.strip("/")
+    if not target:
+        raise ConfigError(f"volume {host_dir}:{container_dir}: cannot mount over the "
+                          "container's root directory.")
+    return f"{host_dir} {target} none bind,create=dir 0 0"
+
+
+def rewrite(text: str, block: Sequence[str], replace_hostname: bool) -> str:
+    """``text`` with Locker's previous block and the foreign lines Locker
+    owns removed, and ``block`` appended."""
+    kept: list[str] = []
+    inside = False
+    for line in text.splitlines():
+        stripped = line.strip()
+        if stripped.startswith("# >>> locker"):
+            inside = True
+        elif inside:
+            inside = stripped != END
+        elif _NET_KEY.match(line) or (replace_hostname and _UTS_KEY.match(line)):
+            continue
+        else:
+            kept.append(line)
+    while kept and not kept[-1].strip():
+        kept.pop()
+    return "\n".join([*kept, "", *block]) + "\n"
+
+
+def _check_single_line(what: str, value: str) -> None:
+    if not value.strip() or "\n" in value or "\r" in value:
+        raise ConfigError(f"The {what} {value!r} must be one non-empty line.")
