@@ -1,0 +1,1 @@
+"""Link backends built into the core (entry point group ``locker.link``)."""

@@ -1,0 +1,174 @@
+"""The one place that talks to pyroute2.
+
+Uses only what pyroute2 0.7.2 (Debian 12) and 0.9.x (PyPI) share: ``IPRoute``
+as a context manager, ``link``/``addr`` with keyword arguments, ``get_links``,
+``get_addr``, ``get_routes``, ``link_lookup``, and ``get_attr`` /
+``get_nested`` on the messages. pyroute2 is imported inside the functions so
+that importing Locker does not pay for it. Every netlink failure leaves this
+module as ``RtnlError`` so callers never see pyroute2's types.
+"""
+
+from __future__ import annotations
+
+import errno
+import socket
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
+
+IFF_UP = 0x1
+
+
+class RtnlError(OSError):
+    """A netlink request failed; ``errno`` is the kernel's error number."""
+
+
+@dataclass(frozen=True)
+class LinkInfo:
+    index: int
+    name: str
+    kind: str | None
+    up: bool
+
+
+def pyroute2_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("pyroute2")
+    except PackageNotFoundError:
+        return "unknown"
+
+
+@contextmanager
+def _translated() -> Iterator[None]:
+    from pyroute2.netlink.exceptions import NetlinkError
+
+    try:
+        yield
+    except NetlinkError as exc:
+        raise RtnlError(exc.code, str(exc.args[1]) if len(exc.args) > 1 else str(exc)) from exc
+
+
+class Rtnl:
+    """An rtnetlink socket in the calling thread's network namespace.
+
+    Use as a context manager: ``with Rtnl() as rtnl: ...``.
+    """
+
+    def __init__(self) -> None:
+        self._ipr: Any = None
+
+    def __enter__(self) -> Rtnl:
+        from pyroute2 import IPRoute
+
+        with _translated():
+            self._ipr = IPRoute()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._ipr.close()
+
+    # ------------------------------------------------------------ reading
+
+    def find_link(self, name: str) -> LinkInfo | None:
+        """The interface called ``name``, or None when there is none."""
+        with _translated():
+            indices = self._ipr.link_lookup(ifname=name)
+        if not indices:
+            return None
+        try:
+            with _translated():
+                (msg,) = self._ipr.link("get", index=indices[0])
+        except RtnlError as exc:
+            if exc.errno == errno.ENODEV:  # deleted since the lookup
+                return None
+            raise
+        return _link_info(msg)
+
+    def links(self) -> list[LinkInfo]:
+        with _translated():
+            return [_link_info(msg) for msg in self._ipr.get_links()]
+
+    def ipv4_addresses(self, index: int | None = None) -> list[IPv4Interface]:
+        """IPv4 addresses (local address and prefix) of one interface, or of
+        every interface when ``index`` is None, in the kernel's order."""
+        return [local for _, local, _ in self._ipv4_address_records(index)]
+
+    def ipv4_address_networks(self) -> list[IPv4Network]:
+        """The networks of every IPv4 address on every interface; for a
+        point-to-point address, the peer's network as well."""
+        networks = []
+        for _, local, peer in self._ipv4_address_records(None):
+            networks.append(local.network)
+            if peer is not None and peer.network != local.network:
+                networks.append(peer.network)
+        return networks
+
+    def ipv4_route_destinations(self) -> list[IPv4Network]:
+        """The destination of every IPv4 route in every table, default
+        routes (prefix length 0) left out."""
+        with _translated():
+            routes = self._ipr.get_routes(family=socket.AF_INET)
+        destinations = []
+        for msg in routes:
+            dst = msg.get_attr("RTA_DST")
+            if msg["dst_len"] == 0 or dst is None:
+                continue
+            destinations.append(IPv4Network(f"{dst}/{msg['dst_len']}", strict=False))
+        return destinations
+
+    def _ipv4_address_records(
+            self, index: int | None) -> list[tuple[int, IPv4Interface, IPv4Interface | None]]:
+        with _translated():
+            messages = self._ipr.get_addr(family=socket.AF_INET)
+        records = []
+        for msg in messages:
+            if index is not None and msg["index"] != index:
+                continue
+            prefix = msg["prefixlen"]
+            address = msg.get_attr("IFA_ADDRESS")
+            local = msg.get_attr("IFA_LOCAL") or address
+            if local is None:
+                continue
+            peer = None
+            if address is not None and address != local:
+                peer = IPv4Interface(f"{address}/{prefix}")
+            records.append((msg["index"], IPv4Interface(f"{local}/{prefix}"), peer))
+        return records
+
+    # ------------------------------------------------------------ changing
+
+    def add_bridge(self, name: str) -> None:
+        with _translated():
+            self._ipr.link("add", ifname=name, kind="bridge")
+
+    def delete_link(self, index: int) -> None:
+        with _translated():
+            self._ipr.link("del", index=index)
+
+    def add_ipv4_address(self, index: int, interface: IPv4Interface) -> None:
+        kwargs: dict[str, Any] = {
+            "index": index,
+            "address": str(interface.ip),
+            "prefixlen": interface.network.prefixlen,
+        }
+        if interface.network.prefixlen < 31:
+            kwargs["broadcast"] = str(interface.network.broadcast_address)
+        with _translated():
+            self._ipr.addr("add", **kwargs)
+
+    def set_up(self, index: int) -> None:
+        with _translated():
+            self._ipr.link("set", index=index, state="up")
+
+
+def _link_info(msg: Any) -> LinkInfo:
+    return LinkInfo(
+        index=msg["index"],
+        name=msg.get_attr("IFLA_IFNAME"),
+        kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
+        up=bool(msg["flags"] & IFF_UP),
+    )

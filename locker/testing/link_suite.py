@@ -1,0 +1,357 @@
+"""Conformance suite for Locker link backends.
+
+Every link backend, built in or third-party, proves that it keeps the
+contract of the *Link* hooks in ``locker.hookspecs`` by running this suite
+against the real kernel. The plugin object is registered alone with
+``locker.plugins.new_manager(plugin)`` and driven through
+``manager.hook.<name>(...)`` with keyword arguments, exactly as the core
+drives it.
+
+How to use it (the whole test module of a backend)::
+
+    import pytest
+    from locker.testing.link_suite import LinkBackendTests
+
+    @pytest.mark.privileged
+    class TestMyBackend(LinkBackendTests):
+        def make_backend(self):
+            from locker_mine import MyBackend
+            return MyBackend()
+
+The interface a subclass provides (methods, no constructor):
+
+``make_backend() -> object`` (required)
+    A new plugin object. Called once per test, after the test process has
+    entered the test's network namespace, so a backend that opens kernel
+    sockets in its constructor opens them there, and one that runs commands
+    (``ip``, ``brctl``) runs them there too: child processes inherit the
+    namespace of the thread that starts them.
+``add_non_bridge(netns, name) -> None`` (optional)
+    Create an interface called ``name`` that is not a bridge. The default
+    makes a ``dummy`` interface, or a ``veth`` pair (peer ``<name>p``, name
+    cut to fit) where the kernel has no dummy driver.
+
+Everything the suite checks in the kernel it reads with ``ip -j`` inside the
+namespace, never through the backend under test. The whole suite runs in
+the ``netns`` fixture (a fresh network namespace per test, from
+``locker.testing.pytest_plugin``): it skips without root or ``ip``.
+"""
+
+from __future__ import annotations
+
+import json
+from ipaddress import IPv4Interface, IPv4Network
+from typing import Any
+
+import pytest
+
+from locker.errors import BackendError
+from locker.model import Availability, Bridge, BridgeState
+from locker.names import bridge_name
+from locker.plugins import new_manager
+from locker.testing.netns import NetNS
+
+PROJECT = "alpha"
+NAME = bridge_name(PROJECT)
+BRIDGE = Bridge(PROJECT, NAME, IPv4Network("10.1.1.0/24"))
+#: Interfaces of other tools: a plain interface and another bridge.
+FOREIGN_PLAIN = "eth9"
+FOREIGN_BRIDGE = "lxcbr9"
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+# ----------------------------------------------------- reading the kernel
+
+
+def ip_json(netns: NetNS, *args: str) -> list[dict[str, Any]]:
+    """``ip -j ARGS`` in the namespace, parsed; [] when ip fails (for
+    example: no such device)."""
+    done = netns.run(["ip", "-j", *args], check=False)
+    if done.returncode != 0 or not done.stdout.strip():
+        return []
+    return json.loads(done.stdout)
+
+
+def link_of(netns: NetNS, name: str) -> dict[str, Any] | None:
+    """The interface's details (``ip -d -j link``), timers left out since
+    they change by themselves; None when it does not exist."""
+    found = ip_json(netns, "-d", "link", "show", "dev", name)
+    return _without_timers(found[0]) if found else None
+
+
+def ipv4_of(netns: NetNS, name: str) -> list[str]:
+    """The interface's IPv4 addresses as ``ADDRESS/PREFIX``, kernel order."""
+    return [f"{a['local']}/{a['prefixlen']}"
+            for entry in ip_json(netns, "-4", "addr", "show", "dev", name)
+            for a in entry.get("addr_info", [])]
+
+
+def snapshot(netns: NetNS, *names: str) -> dict[str, Any]:
+    """What the kernel has for these interfaces: details and IPv4 addresses."""
+    return {name: (link_of(netns, name), ipv4_of(netns, name)) for name in names}
+
+
+def _without_timers(value: Any) -> Any:
+    if isinstance(value, dict):
+        return {k: _without_timers(v) for k, v in value.items() if not k.endswith("_timer")}
+    if isinstance(value, list):
+        return [_without_timers(v) for v in value]
+    return value
+
+
+def kind_of(netns: NetNS, name: str) -> str | None:
+    link = link_of(netns, name)
+    return None if link is None else link.get("linkinfo", {}).get("info_kind")
+
+
+def is_up(netns: NetNS, name: str) -> bool:
+    link = link_of(netns, name)
+    return link is not None and "UP" in link.get("flags", [])
+
+
+def read_ip_forward(netns: NetNS) -> str:
+    return netns.run(["cat", IP_FORWARD]).stdout.strip()
+
+
+def write_ip_forward(netns: NetNS, value: str) -> None:
+    """Set the namespace's forwarding (a new namespace may inherit the
+    host's value)."""
+    netns.run(["sh", "-c", f"echo {value} > {IP_FORWARD}"])
+
+
+class LinkBackendTests:
+    """The conformance tests; see the module docstring for how to subclass."""
+
+    # ------------------------------------------------ the subclass interface
+
+    def make_backend(self) -> object:
+        raise NotImplementedError("the subclass returns the plugin object")
+
+    def add_non_bridge(self, netns: NetNS, name: str) -> None:
+        if netns.run(["ip", "link", "add", name, "type", "dummy"], check=False).returncode:
+            peer = name[:14] + "p"
+            netns.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer])
+
+    # ------------------------------------------------------------- fixtures
+
+    @pytest.fixture
+    def backend(self, netns: NetNS) -> object:
+        return self.make_backend()
+
+    @pytest.fixture
+    def hook(self, backend: object):
+        return new_manager(backend).hook
+
+    @pytest.fixture
+    def foreign(self, netns: NetNS) -> tuple[str, ...]:
+        """Another tool's interfaces: a plain one with 10.1.1.0/24 (Locker's
+        first choice) and a default route through it, and an up bridge
+        holding 10.1.2.1/24."""
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        for argv in (
+            ["ip", "addr", "add", "10.1.1.5/24", "dev", FOREIGN_PLAIN],
+            ["ip", "link", "set", FOREIGN_PLAIN, "up"],
+            ["ip", "route", "add", "default", "via", "10.1.1.254"],
+            ["ip", "link", "add", FOREIGN_BRIDGE, "type", "bridge"],
+            ["ip", "addr", "add", "10.1.2.1/24", "dev", FOREIGN_BRIDGE],
+            ["ip", "link", "set", FOREIGN_BRIDGE, "up"],
+        ):
+            netns.run(argv)
+        return (FOREIGN_PLAIN, FOREIGN_BRIDGE)
+
+    # ---------------------------------------------------------- availability
+
+    def test_availability_is_usable(self, hook) -> None:
+        availability = hook.link_availability()
+        assert isinstance(availability, Availability)
+        assert availability.usable, availability.reason
+        assert availability.reason.strip()
+
+    # --------------------------------------------------------- ensure_bridge
+
+    def test_ensure_bridge_creates_it(self, hook, netns: NetNS) -> None:
+        state = hook.ensure_bridge(bridge=BRIDGE)
+        assert state == BridgeState(NAME, (IPv4Interface("10.1.1.1/24"),), True)
+        assert state.network == BRIDGE.network
+        assert kind_of(netns, NAME) == "bridge"
+        assert is_up(netns, NAME)
+        assert ipv4_of(netns, NAME) == ["10.1.1.1/24"]
+        assert hook.find_bridge(name=NAME) == state
+
+    def test_ensure_bridge_uses_the_bridges_network(self, hook, netns: NetNS) -> None:
+        other = Bridge("beta", bridge_name("beta"), IPv4Network("10.200.7.0/24"))
+        state = hook.ensure_bridge(bridge=other)
+        assert state == BridgeState(other.name, (IPv4Interface("10.200.7.1/24"),), True)
+        assert ipv4_of(netns, other.name) == ["10.200.7.1/24"]
+
+    def test_ensure_bridge_is_idempotent(self, hook, netns: NetNS) -> None:
+        first = hook.ensure_bridge(bridge=BRIDGE)
+        before = snapshot(netns, NAME)
+        assert hook.ensure_bridge(bridge=BRIDGE) == first
+        assert snapshot(netns, NAME) == before  # same ifindex, one address
+
+    def test_existing_bridge_keeps_its_address(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        netns.run(["ip", "addr", "add", "10.9.9.1/24", "dev", NAME])
+        state = hook.ensure_bridge(bridge=BRIDGE)
+        assert state == BridgeState(NAME, (IPv4Interface("10.9.9.1/24"),), True)
+        assert ipv4_of(netns, NAME) == ["10.9.9.1/24"]
+        assert is_up(netns, NAME), "an existing bridge is brought up"
+
+    def test_existing_bridge_without_address_gets_one(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        index = link_of(netns, NAME)["ifindex"]
+        state = hook.ensure_bridge(bridge=BRIDGE)
+        assert state == BridgeState(NAME, (IPv4Interface("10.1.1.1/24"),), True)
+        assert link_of(netns, NAME)["ifindex"] == index, "the bridge was re-created"
+        assert ipv4_of(netns, NAME) == ["10.1.1.1/24"]
+
+    def test_ensure_bridge_refuses_a_non_bridge(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, NAME)
+        before = snapshot(netns, NAME)
+        with pytest.raises(BackendError):
+            hook.ensure_bridge(bridge=BRIDGE)
+        assert snapshot(netns, NAME) == before
+
+    def test_ensure_bridge_refuses_a_name_linux_cannot_hold(self, hook, netns: NetNS) -> None:
+        too_long = Bridge(PROJECT, "locker_" + "x" * 9, BRIDGE.network)  # 16 characters
+        with pytest.raises(BackendError):
+            hook.ensure_bridge(bridge=too_long)
+        assert ip_json(netns, "link", "show", "type", "bridge") == []
+
+    # ----------------------------------------------------------- find_bridge
+
+    def test_find_bridge_absent(self, hook) -> None:
+        assert hook.find_bridge(name=NAME) is None
+
+    def test_find_bridge_ignores_a_non_bridge(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, NAME)
+        assert hook.find_bridge(name=NAME) is None
+
+    def test_find_bridge_reports_what_the_kernel_has(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        assert hook.find_bridge(name=NAME) == BridgeState(NAME, (), False)
+        netns.run(["ip", "addr", "add", "10.3.3.1/24", "dev", NAME])
+        netns.run(["ip", "addr", "add", "10.4.4.1/16", "dev", NAME])
+        netns.run(["ip", "link", "set", NAME, "up"])
+        state = hook.find_bridge(name=NAME)
+        assert state == BridgeState(
+            NAME, (IPv4Interface("10.3.3.1/24"), IPv4Interface("10.4.4.1/16")), True)
+        assert state.network == IPv4Network("10.3.3.0/24")
+
+    # ------------------------------------------------------- allocate_subnet
+
+    def test_allocate_in_an_empty_namespace(self, hook) -> None:
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.1.0/24")
+
+    def test_allocate_skips_interface_addresses(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        netns.run(["ip", "addr", "add", "10.1.1.77/24", "dev", FOREIGN_PLAIN])
+        netns.run(["ip", "addr", "add", "10.1.2.9/23", "dev", FOREIGN_PLAIN])  # 10.1.2-3
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.4.0/24")
+
+    def test_allocate_skips_addresses_on_down_interfaces(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", FOREIGN_BRIDGE, "type", "bridge"])
+        netns.run(["ip", "addr", "add", "10.1.1.1/24", "dev", FOREIGN_BRIDGE])
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.2.0/24")
+
+    def test_allocate_skips_routes(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        netns.run(["ip", "addr", "add", "10.1.1.5/24", "dev", FOREIGN_PLAIN])
+        netns.run(["ip", "link", "set", FOREIGN_PLAIN, "up"])
+        netns.run(["ip", "route", "add", "10.1.2.0/24", "via", "10.1.1.254"])
+        netns.run(["ip", "route", "add", "10.1.3.0/24", "dev", FOREIGN_PLAIN, "table", "100"])
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.4.0/24")
+
+    def test_allocate_ignores_the_default_route(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        netns.run(["ip", "addr", "add", "192.168.5.2/24", "dev", FOREIGN_PLAIN])
+        netns.run(["ip", "link", "set", FOREIGN_PLAIN, "up"])
+        netns.run(["ip", "route", "add", "default", "via", "192.168.5.1"])
+        netns.run(["ip", "route", "add", "default", "via", "192.168.5.1", "table", "100"])
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.1.0/24")
+
+    def test_allocate_keeps_an_existing_bridges_network(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        netns.run(["ip", "addr", "add", "10.7.7.1/24", "dev", NAME])
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.7.7.0/24")
+
+    def test_allocate_after_ensure_returns_the_same_network(self, hook) -> None:
+        hook.ensure_bridge(bridge=BRIDGE)
+        assert hook.allocate_subnet(bridge=NAME) == BRIDGE.network
+        other = bridge_name("beta")
+        assert hook.allocate_subnet(bridge=other) == IPv4Network("10.1.2.0/24")
+
+    def test_allocate_when_the_pool_is_exhausted(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        netns.run(["ip", "addr", "add", "10.0.0.1/8", "dev", FOREIGN_PLAIN])
+        with pytest.raises(BackendError):
+            hook.allocate_subnet(bridge=NAME)
+
+    def test_allocate_changes_nothing(self, hook, netns: NetNS, foreign) -> None:
+        before = snapshot(netns, *foreign, NAME)
+        routes = ip_json(netns, "-4", "route", "show", "table", "all")
+        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.3.0/24")
+        assert snapshot(netns, *foreign, NAME) == before
+        assert ip_json(netns, "-4", "route", "show", "table", "all") == routes
+
+    # --------------------------------------------------------- remove_bridge
+
+    def test_remove_bridge_removes_it(self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE)
+        hook.remove_bridge(name=NAME)
+        assert link_of(netns, NAME) is None
+        assert hook.find_bridge(name=NAME) is None
+
+    def test_remove_bridge_is_idempotent(self, hook, netns: NetNS) -> None:
+        hook.remove_bridge(name=NAME)  # never existed
+        hook.ensure_bridge(bridge=BRIDGE)
+        hook.remove_bridge(name=NAME)
+        hook.remove_bridge(name=NAME)
+        assert link_of(netns, NAME) is None
+
+    def test_remove_bridge_refuses_a_non_bridge(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, NAME)
+        netns.run(["ip", "addr", "add", "10.1.1.1/24", "dev", NAME])
+        before = snapshot(netns, NAME)
+        with pytest.raises(BackendError):
+            hook.remove_bridge(name=NAME)
+        assert snapshot(netns, NAME) == before
+
+    def test_bridge_with_ports_can_be_removed(self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE)
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        netns.run(["ip", "link", "set", FOREIGN_PLAIN, "master", NAME])
+        hook.remove_bridge(name=NAME)
+        assert link_of(netns, NAME) is None
+        port = link_of(netns, FOREIGN_PLAIN)
+        assert port is not None and "master" not in port, "the port itself is kept"
+
+    # ------------------------------------------------- other tools' interfaces
+
+    def test_foreign_interfaces_are_untouched(self, hook, netns: NetNS, foreign) -> None:
+        before = snapshot(netns, *foreign)
+        bridge = Bridge(PROJECT, NAME, hook.allocate_subnet(bridge=NAME))
+        assert bridge.network == IPv4Network("10.1.3.0/24")
+        assert hook.ensure_bridge(bridge=bridge).network == bridge.network
+        assert hook.ensure_bridge(bridge=bridge).network == bridge.network
+        assert hook.find_bridge(name=FOREIGN_BRIDGE) == BridgeState(
+            FOREIGN_BRIDGE, (IPv4Interface("10.1.2.1/24"),), True)
+        assert snapshot(netns, *foreign) == before
+        hook.remove_bridge(name=NAME)
+        assert snapshot(netns, *foreign) == before
+        assert link_of(netns, NAME) is None
+
+    # -------------------------------------------------------- ip forwarding
+
+    def test_ensure_ip_forwarding(self, hook, netns: NetNS) -> None:
+        write_ip_forward(netns, "0")
+        assert hook.ensure_ip_forwarding() is True
+        assert read_ip_forward(netns) == "1"
+        assert hook.ensure_ip_forwarding() is False
+        assert read_ip_forward(netns) == "1"
+
+    def test_ip_forwarding_already_on(self, hook, netns: NetNS) -> None:
+        write_ip_forward(netns, "1")
+        assert hook.ensure_ip_forwarding() is False
+        assert read_ip_forward(netns) == "1"

@@ -1,0 +1,128 @@
+"""The built-in netlink link backend: the link conformance suite, plus what
+is particular to it (its pyroute2 adapter, its error messages)."""
+
+from __future__ import annotations
+
+import errno
+import shutil
+import subprocess
+import sys
+from ipaddress import IPv4Interface, IPv4Network
+
+import pytest
+
+from locker.errors import BackendError
+from locker.link._rtnl import Rtnl, RtnlError
+from locker.link.netlink import NetlinkBackend
+from locker.model import Bridge
+from locker.plugins import new_manager
+from locker.testing.link_suite import BRIDGE, NAME, LinkBackendTests, ip_json, link_of
+from locker.testing.netns import NetNS
+
+LONG_NAME = "locker_" + "x" * 9  # 16 characters
+
+
+@pytest.mark.privileged
+class TestNetlinkConformance(LinkBackendTests):
+    def make_backend(self) -> object:
+        return NetlinkBackend()
+
+
+def test_importing_locker_does_not_import_pyroute2() -> None:
+    code = ("import sys, locker, locker.plugins, locker.link.netlink; "
+            "sys.exit('pyroute2' in sys.modules)")
+    assert subprocess.run([sys.executable, "-c", code]).returncode == 0
+
+
+@pytest.fixture
+def hook(netns: NetNS):
+    return new_manager(NetlinkBackend()).hook
+
+
+@pytest.mark.privileged
+class TestAdapter:
+    def test_reads_links_addresses_and_routes(self, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", "br7", "type", "bridge"])
+        netns.run(["ip", "addr", "add", "10.5.5.1/24", "dev", "br7"])
+        netns.run(["ip", "link", "set", "br7", "up"])
+        netns.run(["ip", "route", "add", "10.6.0.0/16", "via", "10.5.5.9", "table", "42"])
+        with Rtnl() as rtnl:
+            link = rtnl.find_link("br7")
+            assert link is not None and link.kind == "bridge" and link.up
+            assert link.index == link_of(netns, "br7")["ifindex"]
+            assert rtnl.find_link("nothere") is None
+            assert {"lo", "br7"} <= {info.name for info in rtnl.links()}
+            assert rtnl.ipv4_addresses(link.index) == [IPv4Interface("10.5.5.1/24")]
+            assert IPv4Network("10.5.5.0/24") in rtnl.ipv4_address_networks()
+            destinations = rtnl.ipv4_route_destinations()
+            assert IPv4Network("10.6.0.0/16") in destinations
+            assert IPv4Network("0.0.0.0/0") not in destinations
+
+    def test_netlink_errors_become_rtnl_errors(self, netns: NetNS) -> None:
+        with Rtnl() as rtnl:
+            with pytest.raises(RtnlError) as caught:
+                rtnl.delete_link(999_999)
+        assert caught.value.errno == errno.ENODEV
+
+    def test_address_gets_a_broadcast(self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE)
+        (entry,) = ip_json(netns, "-4", "addr", "show", "dev", NAME)
+        (address,) = entry["addr_info"]
+        assert address["broadcast"] == "10.1.1.255"
+
+
+@pytest.mark.privileged
+class TestNetlinkErrors:
+    @pytest.mark.parametrize("call", [
+        lambda hook: hook.ensure_bridge(bridge=Bridge("p", LONG_NAME, IPv4Network("10.1.1.0/24"))),
+        lambda hook: hook.allocate_subnet(bridge=LONG_NAME),
+        lambda hook: hook.find_bridge(name=LONG_NAME),
+        lambda hook: hook.remove_bridge(name=LONG_NAME),
+    ], ids=["ensure", "allocate", "find", "remove"])
+    def test_a_name_over_15_characters(self, hook, call) -> None:
+        with pytest.raises(BackendError, match=r"has 16 characters but Linux allows 1 to 15"):
+            call(hook)
+
+    @pytest.mark.parametrize("name", ["bad/name", "bad name", "a:b", "", ".."])
+    def test_names_linux_refuses(self, hook, name: str) -> None:
+        with pytest.raises(BackendError, match="interface name|Linux allows"):
+            hook.ensure_bridge(bridge=Bridge("p", name, IPv4Network("10.1.1.0/24")))
+
+    def test_non_bridge_message_names_it(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
+        with pytest.raises(BackendError, match=rf"'{NAME}' is a veth interface, not a bridge"):
+            hook.ensure_bridge(bridge=BRIDGE)
+
+    def test_allocate_refuses_a_non_bridge_of_that_name(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
+        with pytest.raises(BackendError, match="not a bridge"):
+            hook.allocate_subnet(bridge=NAME)
+
+    def test_without_privileges_the_error_says_to_run_as_root(self, netns: NetNS) -> None:
+        # A real EPERM/EACCES from the kernel: the same calls, run as nobody.
+        if shutil.which("setpriv") is None:
+            pytest.skip("needs setpriv (util-linux) to run a check as nobody")
+        code = """
+from ipaddress import IPv4Network
+from locker.errors import BackendError
+from locker.link.netlink import NetlinkBackend
+from locker.model import Bridge
+backend = NetlinkBackend()
+print(backend.link_availability().usable)
+for call in (lambda: backend.ensure_bridge(Bridge("p", "locker_p", IPv4Network("10.1.1.0/24"))),
+             backend.ensure_ip_forwarding):
+    try:
+        call()
+        print("no error")
+    except BackendError as exc:
+        print(exc)
+"""
+        done = netns.run(["setpriv", "--reuid=65534", "--regid=65534", "--clear-groups",
+                          sys.executable, "-c", code], check=False)
+        assert done.returncode == 0, done.stderr
+        usable, bridge_error, forward_error = done.stdout.splitlines()
+        assert usable == "True"
+        assert bridge_error.startswith("Cannot set up bridge 'locker_p': Operation not permitted")
+        assert bridge_error.endswith("run Locker as root (it needs CAP_NET_ADMIN).")
+        assert "run Locker as root" in forward_error
+        assert link_of(netns, "locker_p") is None
