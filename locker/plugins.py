@@ -1,10 +1,37 @@
-"""Finding, loading and registering plugins."""
+"""Finding, choosing, loading and registering plugins.
+
+Entry-point namespaces (stevedore): ``locker.firewall`` and ``locker.link``
+hold backends, exactly one of each is loaded, by name; ``locker.plugins``
+holds observers, all loaded. Names are listed from the entry-point metadata
+without importing anything, so only the selected backends are imported.
+"""
 
 from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from importlib.metadata import entry_points
 
 import pluggy
 
 from locker import hookspecs
+from locker.errors import BackendError, BackendSelectionError
+from locker.model import Availability
+
+log = logging.getLogger(__name__)
+
+FIREWALL = "locker.firewall"
+LINK = "locker.link"
+OBSERVERS = "locker.plugins"
+
+ROLES = {
+    FIREWALL: ("firewall", "firewall_availability", hookspecs.FIREWALL_HOOKS),
+    LINK: ("link", "link_availability", hookspecs.LINK_HOOKS),
+}
+#: Auto-detection asks the known backends first, in this order, then any
+#: third-party one in alphabetical order.
+PREFERENCE = {FIREWALL: ("nftables", "iptables"), LINK: ("netlink", "ipr2")}
 
 
 def new_manager(*plugins: object) -> pluggy.PluginManager:
@@ -15,3 +42,156 @@ def new_manager(*plugins: object) -> pluggy.PluginManager:
     for plugin in plugins:
         manager.register(plugin)
     return manager
+
+
+def installed(namespace: str) -> dict[str, str]:
+    """Backend name -> the distribution that provides it, in the order
+    auto-detection tries them. Imports nothing."""
+    found = {ep.name: (ep.dist.name if ep.dist else "?")
+             for ep in entry_points(group=namespace)}
+    preferred = [n for n in PREFERENCE.get(namespace, ()) if n in found]
+    return {n: found[n] for n in preferred + sorted(set(found) - set(preferred))}
+
+
+def load(namespace: str, name: str) -> object:
+    """Import and instantiate one backend by name."""
+    from stevedore import driver
+    from stevedore.exception import NoMatches
+
+    role = ROLES[namespace][0]
+    try:
+        manager = driver.DriverManager(namespace, name, invoke_on_load=False,
+                                       on_load_failure_callback=_raise)
+    except NoMatches:
+        choices = ", ".join(installed(namespace)) or "none"
+        raise BackendSelectionError(
+            f"There is no {role} backend named {name!r}. Installed: {choices}.") from None
+    except Exception as exc:
+        raise BackendError(f"The {role} backend {name!r} cannot be loaded: {exc}") from exc
+    factory = manager.driver
+    try:
+        return factory() if isinstance(factory, type) else factory
+    except Exception as exc:
+        raise BackendError(f"The {role} backend {name!r} cannot be loaded: {exc}") from exc
+
+
+def _raise(manager, entrypoint, exc) -> None:
+    raise exc
+
+
+def availability(namespace: str, plugin: object) -> Availability:
+    """Ask one backend whether it can work here; a crash is an answer too."""
+    hook_name = ROLES[namespace][1]
+    try:
+        answer = getattr(new_manager(plugin).hook, hook_name)()
+    except Exception as exc:
+        return Availability(False, f"its availability check failed: {exc}")
+    if not isinstance(answer, Availability):
+        return Availability(False, "it does not implement the availability check")
+    return answer
+
+
+@dataclass(frozen=True)
+class Selected:
+    namespace: str
+    name: str
+    plugin: object
+    availability: Availability
+    how: str  # "command line", "environment", "host file", "auto-detection"
+
+
+def select(namespace: str, requested: str | None, how: str,
+           warn: Callable[[str], None]) -> Selected:
+    """The backend to use: ``requested`` when given (``how`` says where the
+    name came from), else the first installed one that can work here."""
+    role = ROLES[namespace][0]
+    if requested:
+        plugin = load(namespace, requested)
+        answer = availability(namespace, plugin)
+        if not answer.usable:
+            raise BackendError(
+                f"The {role} backend {requested!r} ({how}) cannot work on this host: "
+                f"{answer.reason}")
+        if answer.warning:
+            warn(answer.warning)
+        return Selected(namespace, requested, plugin, answer, how)
+    reasons = []
+    for name in installed(namespace):
+        try:
+            plugin = load(namespace, name)
+        except (BackendError, BackendSelectionError) as exc:
+            reasons.append(f"{name}: {exc}")
+            continue
+        answer = availability(namespace, plugin)
+        if answer.usable and answer.auto:
+            return Selected(namespace, name, plugin, answer, "auto-detection")
+        reasons.append(f"{name}: {answer.reason}")
+    detail = "; ".join(reasons) if reasons else "none is installed"
+    raise BackendError(
+        f"No {role} backend can work on this host ({detail}). Install one, or "
+        f"choose one with --{'backend' if namespace == FIREWALL else 'link-backend'}.")
+
+
+def register(firewall: Selected, link: Selected,
+             observers: Iterable[tuple[str, object]] = (),
+             warn: Callable[[str], None] = log.warning) -> pluggy.PluginManager:
+    """One PluginManager with the two backends and the observers, checked so
+    that every operation hook has exactly one implementation."""
+    manager = new_manager()
+    manager.register(firewall.plugin, name=f"{FIREWALL}:{firewall.name}")
+    manager.register(link.plugin, name=f"{LINK}:{link.name}")
+    for name, observer in observers:
+        try:
+            manager.register(observer, name=f"{OBSERVERS}:{name}")
+        except Exception as exc:
+            warn(f"The plugin {name!r} was not loaded: {exc}")
+    check_single_implementations(manager)
+    return manager
+
+
+def check_single_implementations(manager: pluggy.PluginManager) -> None:
+    for _, _, hook_names in ROLES.values():
+        for hook_name in hook_names:
+            impls = getattr(manager.hook, hook_name).get_hookimpls()
+            if len(impls) != 1:
+                owners = ", ".join(manager.get_name(i.plugin) for i in impls) or "none"
+                raise BackendSelectionError(
+                    f"The hook {hook_name} must have exactly one implementation, "
+                    f"found {len(impls)} ({owners}). Uninstall or disable the "
+                    f"conflicting plugin.")
+
+
+def load_observers(warn: Callable[[str], None]) -> list[tuple[str, object]]:
+    """Every plugin of ``locker.plugins``; one that fails to load is a
+    warning, not a failure."""
+    from stevedore import extension
+
+    def failed(manager, entrypoint, exc) -> None:
+        warn(f"The plugin {entrypoint.name!r} was not loaded: {exc}")
+
+    manager = extension.ExtensionManager(
+        OBSERVERS, invoke_on_load=False, on_load_failure_callback=failed)
+    loaded = []
+    for ext in manager:
+        try:
+            loaded.append((ext.name, ext.plugin() if isinstance(ext.plugin, type) else ext.plugin))
+        except Exception as exc:
+            warn(f"The plugin {ext.name!r} was not loaded: {exc}")
+    return loaded
+
+
+def emit(manager: pluggy.PluginManager, event: str, warn: Callable[[str], None],
+         **kwargs) -> None:
+    """Call an event hook on every observer; an observer that raises is
+    reported and the others still hear of the event."""
+    for impl in getattr(manager.hook, event).get_hookimpls():
+        try:
+            impl.function(**{k: kwargs[k] for k in impl.argnames})
+        except Exception as exc:
+            warn(f"The plugin {manager.get_name(impl.plugin)!r} failed on {event}: {exc}")
+
+
+def trace_to(manager: pluggy.PluginManager, write: Callable[[str], None]) -> None:
+    """Report every hook call and its result (``--trace``, for plugin authors)."""
+    manager.trace.root.setwriter(write)
+    manager.enable_tracing()

@@ -1,0 +1,112 @@
+"""``locker``: the command line.
+
+Only argparse is imported at start-up; everything else when a command runs,
+so ``locker --help`` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+from collections.abc import Sequence
+
+EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
+
+COMMANDS = {
+    "create": "create containers from their template, clone or download",
+    "start": "ensure the bridge and rules, start containers, add their forwards and links",
+    "stop": "stop containers and remove their forwards and links",
+    "reboot": "stop containers if running, then start them",
+    "rm": "delete stopped containers",
+    "status": "show what is really there: containers, addresses, rules, links",
+    "ports": "add missing and remove stale port forwards of running containers",
+    "rmports": "remove the port forwards of containers",
+    "links": "add missing and remove stale links of running containers",
+    "rmlinks": "remove the links of containers",
+    "cgroup": "apply the cgroup settings to running containers",
+    "freeze": "freeze containers",
+    "unfreeze": "thaw frozen containers",
+    "cleanup": "stop all containers, remove the project's rules and its bridge",
+    "validate": "check the project file and report every problem",
+    "backends": "list the installed backends and which ones this host would use",
+}
+TAKES_CONTAINERS = set(COMMANDS) - {"cleanup", "validate", "backends"}
+
+
+def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
+    """The global options, accepted before and after the command. After it,
+    an option that is not given must not override one given before."""
+    from locker import __version__
+
+    def default(value):
+        return argparse.SUPPRESS if after_command else value
+
+    add = parser.add_argument
+    add("-v", "--verbose", action="count", default=default(0),
+        help="show tracebacks; twice: also trace every hook call")
+    add("-f", "--file", default=default("locker.yaml"), metavar="FILE",
+        help="project file (default: ./locker.yaml)")
+    add("-p", "--project", default=default(None), metavar="PROJECT",
+        help="project name (default: the project file's directory name)")
+    add("-P", "--lxcpath", default=default(None), metavar="LXCPATH",
+        help="where the containers live (default: host file, then LXC's default)")
+    add("--backend", default=default(None), metavar="FIREWALL",
+        help="firewall backend, e.g. nftables or iptables (default: $LOCKER_BACKEND, "
+             "host file, auto-detection)")
+    add("--link-backend", default=default(None), metavar="LINK",
+        help="link backend, e.g. netlink or ipr2 (default: $LOCKER_LINK_BACKEND, "
+             "host file, auto-detection)")
+    add("--no-color", action="store_true", default=default(False),
+        help="no colours (also when NO_COLOR is set or output is not a terminal)")
+    if not after_command:
+        add("--version", action="version", version=f"locker {__version__}")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="locker", description="Run a project of LXC containers with their networking.")
+    _global_options(parser, after_command=False)
+    after = argparse.ArgumentParser(add_help=False)
+    _global_options(after, after_command=True)
+    commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    for name, summary in COMMANDS.items():
+        sub = commands.add_parser(name, help=summary, description=summary, parents=[after])
+        if name in TAKES_CONTAINERS:
+            sub.add_argument("containers", nargs="*", metavar="CONTAINER",
+                             help="limit to these containers (default: all)")
+        if name in ("start", "stop", "reboot", "cleanup"):
+            sub.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+                             help="wait at most this long for each container (default: 30)")
+        if name in ("start", "stop"):
+            sub.add_argument("--no-ports", dest="ports", action="store_false",
+                             help="leave the port forwards alone")
+            sub.add_argument("--no-links", dest="links", action="store_false",
+                             help="leave the links alone")
+        if name == "start":
+            sub.add_argument("--restart", action="store_true",
+                             help="restart containers that run already")
+            sub.add_argument("--add-hosts", action="store_true",
+                             help="put the containers' names into the host's /etc/hosts")
+        if name in ("status", "backends"):
+            sub.add_argument("--json", action="store_true", help="machine-readable output")
+    return parser
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    from locker.cli import commands
+    from locker.cli.output import Output
+
+    out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
+    try:
+        return getattr(commands, f"cmd_{args.command}")(args, out) or EXIT_OK
+    except KeyboardInterrupt:
+        out.error("interrupted")
+        return 130
+    except Exception as exc:  # every error ends here, mapped to an exit status
+        return out.failure(exc, verbose=args.verbose)
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,190 @@
+"""Pure functions from the project and the live facts to the network the
+project must have, and to the changes that get it there.
+
+Nothing here touches the kernel, LXC or the file system.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable, Mapping, Sequence
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
+from typing import TypeVar
+
+from locker.errors import ConfigError
+from locker.model import Forward, Link
+from locker.project import Project
+
+FIRST_HOST = 2
+LAST_HOST = 254
+HOSTS_MARK = "# locker"
+
+T = TypeVar("T", Forward, Link)
+
+
+def assign_addresses(names: Sequence[str], configured: Mapping[str, IPv4Interface | None],
+                     network: IPv4Network) -> dict[str, IPv4Interface]:
+    """An address in ``network`` for each container of ``names``.
+
+    A container keeps the host part of the address it was configured with
+    (so it keeps its address across restarts, and across a move of the
+    bridge to another subnet); the others get the lowest free host part
+    from .2 to .254, in the order of ``names``.
+    """
+    index: dict[str, int] = {}
+    taken: set[int] = set()
+    for name in names:
+        old = configured.get(name)
+        if old is None:
+            continue
+        host = int(old.ip) & 0xFF
+        if FIRST_HOST <= host <= LAST_HOST and host not in taken:
+            index[name] = host
+            taken.add(host)
+    free = (h for h in range(FIRST_HOST, LAST_HOST + 1) if h not in taken)
+    for name in names:
+        if name not in index:
+            host = next(free, None)
+            if host is None:
+                raise ConfigError(
+                    f"The container {name!r} gets no address: a project's /24 holds "
+                    f"at most {LAST_HOST - FIRST_HOST + 1} containers. Split the "
+                    f"project in two.")
+            index[name] = host
+    return {name: IPv4Interface((int(network.network_address) + index[name],
+                                 network.prefixlen)) for name in names}
+
+
+def desired_forwards(project: Project, addresses: Mapping[str, IPv4Address],
+                     running: Collection[str]) -> frozenset[Forward]:
+    """The port forwards of the running containers that have an address."""
+    return frozenset(
+        Forward(project.name, spec.name, port.host_port, addresses[spec.name],
+                port.container_port, port.protocol, port.host_ip)
+        for spec in project.containers
+        if spec.name in running and spec.name in addresses
+        for port in spec.ports
+    )
+
+
+def desired_links(project: Project, addresses: Mapping[str, IPv4Address],
+                  running: Collection[str]) -> frozenset[Link]:
+    """The links whose both ends run and have an address."""
+    return frozenset(
+        Link(project.name, spec.name, addresses[spec.name], link.name, addresses[link.name])
+        for spec in project.containers
+        if spec.name in running and spec.name in addresses
+        for link in spec.links
+        if link.name in running and link.name in addresses
+    )
+
+
+def forwards_of(forwards: Iterable[Forward], containers: Collection[str]) -> frozenset[Forward]:
+    return frozenset(f for f in forwards if f.container in containers)
+
+
+def links_of(links: Iterable[Link], containers: Collection[str]) -> frozenset[Link]:
+    """Links that start or end at one of ``containers``."""
+    return frozenset(k for k in links if k.container in containers or k.peer in containers)
+
+
+@dataclass(frozen=True)
+class Changes:
+    add: tuple
+    remove: tuple
+
+    def __bool__(self) -> bool:
+        return bool(self.add or self.remove)
+
+
+def changes(desired: Iterable[T], found: Iterable[T]) -> Changes:
+    """What to add and what to remove so that ``found`` becomes ``desired``."""
+    desired, found = set(desired), set(found)
+    return Changes(add=tuple(sorted(desired - found, key=_key)),
+                   remove=tuple(sorted(found - desired, key=_key)))
+
+
+def _key(value: Forward | Link) -> tuple:
+    return value.sort_key()
+
+
+@dataclass(frozen=True)
+class HostsEntry:
+    address: IPv4Address
+    names: tuple[str, ...]
+
+    def line(self) -> str:
+        return f"{self.address}\t{' '.join(self.names)}\t{HOSTS_MARK}"
+
+
+def hosts_entries(project: Project, container: str, addresses: Mapping[str, IPv4Address],
+                  with_links: bool = True) -> list[HostsEntry]:
+    """The lines Locker keeps in a container's /etc/hosts: its own fqdn, and
+    (``with_links``) for each link the peer's address, fqdn, name and alias."""
+    spec = project.container(container)
+    entries = []
+    if spec.fqdn and container in addresses:
+        entries.append(HostsEntry(addresses[container], _unique(spec.fqdn, spec.fqdn.split(".")[0])))
+    for link in spec.links if with_links else ():
+        if link.name in addresses:
+            peer = project.container(link.name)
+            names = [n for n in (peer.fqdn, link.name, link.alias) if n]
+            entries.append(HostsEntry(addresses[link.name], _unique(*names)))
+    return entries
+
+
+def _unique(*names: str) -> tuple[str, ...]:
+    return tuple(dict.fromkeys(names))
+
+
+def hosts_file(current: str | None, entries: Sequence[HostsEntry]) -> str:
+    """``current`` with every line Locker wrote before replaced by ``entries``;
+    the other lines keep their content and order."""
+    kept = [line for line in (current or "").splitlines() if not line.endswith(HOSTS_MARK)]
+    if not any(line.split()[:1] == ["127.0.0.1"] for line in kept):
+        kept.insert(0, "127.0.0.1\tlocalhost")
+    return "\n".join(kept + [entry.line() for entry in entries]) + "\n"
+
+
+def parse_hosts_entries(text: str | None) -> list[HostsEntry]:
+    """The lines Locker wrote into a hosts file, as found there."""
+    entries = []
+    for line in (text or "").splitlines():
+        if line.endswith(HOSTS_MARK):
+            fields = line[: -len(HOSTS_MARK)].split()
+            try:
+                entries.append(HostsEntry(IPv4Address(fields[0]), tuple(fields[1:])))
+            except (ValueError, IndexError):
+                continue
+    return entries
+
+
+def nameservers(dns: Sequence[str], bridge: IPv4Address, host_resolv: str) -> list[str]:
+    """The container's nameservers in order: ``$bridge`` is the bridge's
+    address, ``$copy`` the host's own nameservers except loopback ones."""
+    servers: list[str] = []
+    for item in dns:
+        if item == "$bridge":
+            servers.append(str(bridge))
+        elif item == "$copy":
+            servers.extend(_host_nameservers(host_resolv))
+        else:
+            servers.append(item)
+    return list(dict.fromkeys(servers))
+
+
+def _host_nameservers(resolv: str) -> list[str]:
+    found = []
+    for line in resolv.splitlines():
+        fields = line.split()
+        if len(fields) >= 2 and fields[0] == "nameserver":
+            try:
+                if not ip_address(fields[1]).is_loopback:
+                    found.append(fields[1])
+            except ValueError:
+                continue
+    return found
+
+
+def resolv_conf(servers: Sequence[str]) -> str:
+    return "".join(f"nameserver {server}\n" for server in servers)
