@@ -1,0 +1,325 @@
+"""Load and validate a project file (``locker.yaml``) into a ``Project``.
+
+Every problem in the file is reported in one run, one line each, with file,
+line, key and value (see ``locker.yamlnodes``), as a ``ConfigError``.
+
+Choices where SPEC.md is silent:
+
+- ``defaults`` takes every container key except ``clone`` (a clone names one
+  other container) and ``fqdn`` (it names one container).
+- A container's key replaces the same key of ``defaults`` as a whole, lists
+  included, so ``dns: []`` in a container drops the default nameservers and
+  a key set to nothing (``ports:``) means empty. ``template``, ``clone`` and
+  ``download`` count as one key, the source. The exception is ``cgroup``,
+  which is merged per setting: the container's ``memory.max=..`` replaces
+  the default's ``memory.max``, other default settings stay.
+- A container without a source must exist already (``create`` skips it).
+- ``template`` is a name (``template: busybox``) or a mapping with ``name``
+  and further ``ARG: VALUE`` pairs, passed to the template as ``--ARG VALUE``.
+- Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
+  address. A link alias may be any DNS name.
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from yaml.nodes import MappingNode, Node
+
+from locker import projectsyntax as syntax
+from locker.errors import ConfigError
+from locker.names import is_valid_name
+from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec, PortSpec,
+                            Project, Source, TemplateSource)
+from locker.yamlnodes import (Entry, Invalid, Problems, entries, is_null, items, known,
+                              line_of, read_yaml, text)
+
+TOP_KEYS = ("defaults", "containers")
+SOURCE_KEYS = ("template", "clone", "download")
+CONTAINER_KEYS = SOURCE_KEYS + ("ports", "links", "fqdn", "dns", "volumes", "cgroup")
+DEFAULT_KEYS = tuple(key for key in CONTAINER_KEYS if key not in ("clone", "fqdn"))
+NOT_IN_DEFAULTS = {
+    "clone": "clone names one container to copy, so it cannot be a default; "
+             "set it on the container",
+    "fqdn": "an fqdn names one container, so it cannot be a default; set it on the container",
+}
+DOWNLOAD_KEYS = ("dist", "release", "arch", "variant")
+_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
+
+@dataclass(frozen=True)
+class Located:
+    """A value read from the file, with where it was."""
+
+    value: Any
+    node: Node
+    path: str
+
+
+Section = dict[str, Any]  # key -> Located, or list[Located] for list keys
+
+
+def load_project(path: Path, project_name: str | None = None) -> Project:
+    """Read and validate the project file at ``path``.
+
+    The project is named ``project_name``, or else after the directory that
+    holds the file. Raises ``ConfigError`` listing every problem found.
+    """
+    problems = Problems(str(path))
+    try:
+        root = read_yaml(path, problems)
+    except FileNotFoundError:
+        raise ConfigError(f"{path}: no such project file; run locker in the project's "
+                          "directory, or name the file with -f FILE.") from None
+    if root is None and not len(problems):
+        problems.add(None, "", "the file is empty; describe the project's containers under "
+                     "a containers: key")
+    name = project_name if project_name is not None else path.resolve().parent.name
+    if not is_valid_name(name):
+        origin = "given with -p" if project_name is not None else "the file's directory name"
+        problems.add(None, "project", f"not a valid project name ({origin}): a project name "
+                     f"is {syntax.NAME_RULE}; pass -p NAME", value=name)
+    containers = _read(root, name, problems) if root is not None else []
+    problems.raise_if_any()
+    return Project(name=name, path=path.resolve(), containers=tuple(containers))
+
+
+def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:
+    given = entries(root, "", problems)
+    top = {entry.key: entry for entry in known(given, TOP_KEYS, problems)}
+    defaults: Section = {}
+    if "defaults" in top:
+        defaults = _section(top["defaults"], DEFAULT_KEYS, problems, NOT_IN_DEFAULTS)
+    if "containers" not in top:
+        misspelt = difflib.get_close_matches("containers", [entry.key for entry in given])
+        if isinstance(root, MappingNode) and not misspelt:
+            problems.add(root, "containers", "missing; add a containers: mapping with at "
+                         "least one container")
+        return []
+    node = top["containers"].node
+    found = entries(node, "containers", problems)
+    if not found and (isinstance(node, MappingNode) or is_null(node)):
+        problems.add(node, "containers", "no containers; give at least one")
+    for entry in found:
+        if not is_valid_name(entry.key):
+            problems.add(entry.key_node, entry.path,
+                         f"not a valid container name: a container name is {syntax.NAME_RULE}")
+    own = {entry.key: _section(entry, CONTAINER_KEYS, problems) for entry in found}
+    names = list(own)
+    forwards: list[tuple[PortSpec, str, Node]] = []
+    return [_container(name, project, _merge(defaults, section), names, forwards, problems)
+            for name, section in own.items()]
+
+
+def _section(entry: Entry, allowed: tuple[str, ...], problems: Problems,
+             why: dict[str, str] | None = None) -> Section:
+    """The keys of a container or of ``defaults``, each value checked on its
+    own; what depends on the container is checked in ``_container``."""
+    section: Section = {}
+    source: Entry | None = None
+    for key_entry in known(entries(entry.node, entry.path, problems), allowed, problems, why):
+        key = key_entry.key
+        if key in SOURCE_KEYS:
+            if source is not None:
+                problems.add(key_entry.key_node, key_entry.path,
+                             f'a container has one source and "{source.key}" is given at line '
+                             f"{line_of(source.key_node)}; keep one of template, clone, download")
+                continue
+            source = key_entry
+            section["source"] = Located(_SOURCES[key](key_entry, problems),
+                                        key_entry.node, key_entry.path)
+        elif key == "fqdn":
+            section[key] = Located(_scalar(key_entry, syntax.check_fqdn, problems),
+                                   key_entry.node, key_entry.path)
+        else:
+            section[key] = _list(key_entry, _LIST_PARSERS[key], problems)
+    seen: dict[str, Located] = {}
+    for located in section.get("cgroup", []):
+        key = located.value[0]
+        if key in seen:
+            problems.add(located.node, located.path, f"{key} is set twice in this list "
+                         f"(also at line {line_of(seen[key].node)}); keep one",
+                         value=located.node.value)
+        seen[key] = located
+    return section
+
+
+def _scalar(entry: Entry, parse: Callable[[str], Any], problems: Problems) -> Any:
+    if is_null(entry.node):
+        return None
+    raw = text(entry.node, entry.path, problems)
+    if raw is None:
+        return None
+    try:
+        return parse(raw)
+    except Invalid as error:
+        problems.add(entry.node, entry.path, str(error), value=raw)
+        return None
+
+
+def _list(entry: Entry, parse: Callable[[str], Any], problems: Problems) -> list[Located]:
+    parsed = []
+    for node, path in items(entry.node, entry.path, problems):
+        value = _scalar(Entry(entry.key, entry.key_node, node, path), parse, problems)
+        if value is not None:
+            parsed.append(Located(value, node, path))
+    return parsed
+
+
+_LIST_PARSERS: dict[str, Callable[[str], Any]] = {
+    "ports": syntax.parse_port, "links": syntax.parse_link, "dns": syntax.parse_nameserver,
+    "volumes": syntax.split_volume, "cgroup": syntax.parse_cgroup,
+}
+
+
+def _word(raw: str) -> str:
+    if not _WORD.fullmatch(raw):
+        raise Invalid("expected a plain word (letters, digits, dots, hyphens, underscores)")
+    return raw
+
+
+def _template(entry: Entry, problems: Problems) -> TemplateSource | None:
+    if not isinstance(entry.node, MappingNode):
+        name = _scalar(entry, _word, problems)
+        if is_null(entry.node):
+            problems.add(entry.node, entry.path, "no template given; write template: NAME "
+                         "or template: {name: NAME, ARG: VALUE}")
+        return TemplateSource(name) if name else None
+    name, args, named = None, [], False
+    for arg in entries(entry.node, entry.path, problems):
+        if arg.key == "name":
+            named = True
+            name = _scalar(arg, _word, problems)
+        elif not _WORD.fullmatch(arg.key):
+            problems.add(arg.key_node, arg.path, "a template argument is a plain word "
+                         "(it is passed as --ARG VALUE)")
+            continue
+        else:
+            value = _scalar(arg, str, problems)
+            if value:
+                args.append((arg.key, value))
+            elif value == "":
+                problems.add(arg.node, arg.path, "give a value")
+        if is_null(arg.node):
+            problems.add(arg.node, arg.path, "give a value")
+    if not named:
+        problems.add(entry.node, entry.path, "missing name: the LXC template to run; "
+                     "write template: {name: busybox}")
+    return TemplateSource(name, tuple(args)) if name else None
+
+
+def _clone(entry: Entry, problems: Problems) -> CloneSource | None:
+    name = _scalar(entry, syntax.check_lxc_name, problems)
+    if name is None and is_null(entry.node):
+        problems.add(entry.node, entry.path, "no container given; write clone: OTHER")
+    return CloneSource(name) if name else None
+
+
+def _download(entry: Entry, problems: Problems) -> DownloadSource | None:
+    if not isinstance(entry.node, MappingNode):
+        problems.add(entry.node, entry.path, "expected a mapping; write "
+                     "download: {dist: debian, release: bookworm, arch: amd64}")
+        return None
+    given = {arg.key: arg for arg in known(entries(entry.node, entry.path, problems),
+                                           DOWNLOAD_KEYS, problems)}
+    values = {key: _scalar(arg, _word, problems) for key, arg in given.items()}
+    for arg in given.values():
+        if is_null(arg.node):
+            problems.add(arg.node, arg.path, "give a value")
+    missing = [key for key in ("dist", "release", "arch") if key not in given]
+    if missing:
+        problems.add(entry.node, entry.path, f"missing {', '.join(missing)}; write "
+                     "download: {dist: debian, release: bookworm, arch: amd64}")
+        return None
+    if any(values[key] is None for key in ("dist", "release", "arch")):
+        return None
+    return DownloadSource(values["dist"], values["release"], values["arch"],
+                          values.get("variant"))
+
+
+_SOURCES: dict[str, Callable[[Entry, Problems], Source | None]] = {
+    "template": _template, "clone": _clone, "download": _download,
+}
+
+
+def _merge(defaults: Section, own: Section) -> Section:
+    """Own keys replace default keys; cgroup settings merge by their key."""
+    merged = {**defaults, **own}
+    if "cgroup" in defaults and "cgroup" in own:
+        settings = {located.value[0]: located
+                    for located in defaults["cgroup"] + own["cgroup"]}
+        merged["cgroup"] = list(settings.values())
+    return merged
+
+
+def _container(name: str, project: str, section: Section, names: list[str],
+               forwards: list[tuple[PortSpec, str, Node]], problems: Problems) -> ContainerSpec:
+    """Checks that need the whole project, then the container's spec."""
+    source = section["source"].value if "source" in section else None
+    if isinstance(source, CloneSource) and source.name == name:
+        problems.add(section["source"].node, section["source"].path,
+                     "a container cannot be a clone of itself; name another container",
+                     value=source.name)
+    links = section.get("links", [])
+    for located in links:
+        _check_link(located, name, names, problems)
+    fqdn = section["fqdn"].value if "fqdn" in section else None
+    variables = {"project": project, "name": name}
+    if fqdn is not None:
+        variables["fqdn"] = fqdn
+    volumes = []
+    for located in section.get("volumes", []):
+        try:
+            volumes.append(syntax.substitute_volume(*located.value, variables))
+        except Invalid as error:
+            problems.add(located.node, located.path, f"container {name}: {error}",
+                         value=located.node.value)
+    ports = section.get("ports", [])
+    for located in ports:
+        _check_clash(located, name, forwards, problems)
+    return ContainerSpec(
+        name=name, source=source, fqdn=fqdn, volumes=tuple(volumes),
+        ports=tuple(located.value for located in ports),
+        links=tuple(located.value for located in links),
+        dns=tuple(located.value for located in section.get("dns", [])),
+        cgroup=tuple(located.value for located in section.get("cgroup", [])),
+    )
+
+
+def _check_link(located: Located, name: str, names: list[str], problems: Problems) -> None:
+    link: LinkSpec = located.value
+    raw = located.node.value
+    if link.name == name:
+        problems.add(located.node, located.path,
+                     f"container {name} cannot link to itself; link to another container",
+                     value=raw)
+    elif link.name not in names:
+        close = difflib.get_close_matches(link.name, names, n=1)
+        hint = f'did you mean "{close[0]}"?' if close else "containers: " + ", ".join(names)
+        problems.add(located.node, located.path,
+                     f"no container {link.name} in this project; {hint}", value=raw)
+
+
+def _check_clash(located: Located, name: str, forwards: list[tuple[PortSpec, str, Node]],
+                 problems: Problems) -> None:
+    port: PortSpec = located.value
+    for other, other_name, other_node in forwards:
+        if not port.clashes_with(other):
+            continue
+        if other_node is located.node:
+            why = (f"defaults give this forward to both {other_name} and {name}; "
+                   "move it to one container")
+        else:
+            every = (" (a forward without HOST_IP takes the port on every address)"
+                     if port.host_ip != other.host_ip else "")
+            why = (f"host port {port.host_port}/{port.protocol} is already forwarded to "
+                   f"container {other_name} at line {line_of(other_node)}{every}; "
+                   "use another HOST_PORT")
+        problems.add(located.node, located.path, why, value=located.node.value)
+        return
+    forwards.append((port, name, located.node))

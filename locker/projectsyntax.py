@@ -1,0 +1,180 @@
+"""The grammar of the single values in a project file: a port forward, a link,
+an fqdn, a nameserver, a volume, a cgroup setting.
+
+Each function takes the value's text and returns the value, or raises
+``yamlnodes.Invalid`` with what is wrong and what to do; the place in the
+file is added by ``locker.projectfile``. Whatever passes here is safe to put
+into a command line, ``/etc/hosts`` or an LXC config line: no whitespace
+where a name is expected, no control characters anywhere.
+"""
+
+from __future__ import annotations
+
+import re
+from ipaddress import IPv4Address
+from string import Template
+
+from locker.names import NAME_MAX, is_valid_name
+from locker.project import LinkSpec, PortSpec, VolumeSpec
+from locker.yamlnodes import Invalid
+
+PROTOCOLS = ("tcp", "udp")
+DNS_WORDS = ("$bridge", "$copy")
+VOLUME_VARIABLES = ("project", "name", "fqdn")
+NAME_RULE = (f"a letter followed by letters and digits, at most {NAME_MAX} characters "
+             "(it becomes part of interface names and rule comments)")
+
+_DIGITS = re.compile(r"[0-9]+")
+_LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
+_CGROUP_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f]")
+_PORT_FORMAT = "write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for example 8080:80"
+
+
+def parse_port(text: str) -> PortSpec:
+    """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``; the protocol is
+    case-insensitive, and HOST_IP 0.0.0.0 means every address (None)."""
+    body, slash, proto = text.strip().partition("/")
+    protocol = proto.lower() if slash else "tcp"
+    if protocol not in PROTOCOLS:
+        raise Invalid(f'protocol "{proto}" is not supported; use tcp or udp')
+    if "[" in body or body.count(":") > 2:
+        raise Invalid("IPv6 addresses are not supported; give an IPv4 HOST_IP, "
+                      "or none to forward on every address")
+    parts = body.split(":")
+    if len(parts) not in (2, 3):
+        raise Invalid(f"expected a host and a container port; {_PORT_FORMAT}")
+    host_ip = _host_ip(parts[0]) if len(parts) == 3 else None
+    return PortSpec(host_port=_port(parts[-2], "HOST_PORT"),
+                    container_port=_port(parts[-1], "CONTAINER_PORT"),
+                    protocol=protocol, host_ip=host_ip)
+
+
+def _port(text: str, what: str) -> int:
+    if "-" in text and all(_DIGITS.fullmatch(part) for part in text.split("-")):
+        raise Invalid(f'{what} "{text}" is a range; port ranges are not supported, '
+                      "give one forward per port")
+    if not _DIGITS.fullmatch(text):
+        raise Invalid(f'{what} "{text}" is not a number; {_PORT_FORMAT}')
+    port = int(text)
+    if not 1 <= port <= 65535:
+        raise Invalid(f"{what} {port} is out of range; use a port from 1 to 65535")
+    return port
+
+
+def _host_ip(text: str) -> IPv4Address | None:
+    try:
+        address = IPv4Address(text)
+    except ValueError:
+        raise Invalid(f'HOST_IP "{text}" is not an IPv4 address; give one like '
+                      "192.0.2.10, or leave it out to forward on every address") from None
+    return None if address == IPv4Address(0) else address
+
+
+def parse_link(text: str) -> LinkSpec:
+    """``NAME[:ALIAS]``: NAME a container name, ALIAS a host name for
+    ``/etc/hosts``. Whether NAME exists is checked by the caller."""
+    name, colon, alias = text.strip().partition(":")
+    if not is_valid_name(name):
+        raise Invalid(f'"{name}" is not a container name: a container name is {NAME_RULE}; '
+                      "write NAME[:ALIAS]")
+    if colon and (problem := dns_name_problem(alias)):
+        raise Invalid(f'alias "{alias}" {problem}; write NAME[:ALIAS]')
+    return LinkSpec(name=name, alias=alias if colon else None)
+
+
+def dns_name_problem(name: str) -> str | None:
+    """Why ``name`` is not a DNS name (labels of letters, digits and inner
+    hyphens, 1 to 63 characters each, at most 253 in all), or None."""
+    if not name:
+        return "is empty"
+    if len(name) > 253:
+        return f"is {len(name)} characters long; a DNS name has at most 253"
+    for label in name.split("."):
+        if not _LABEL.fullmatch(label):
+            shown = f'label "{label}"' if label else "an empty label"
+            return (f"is not a valid DNS name ({shown}): use labels of letters, digits and "
+                    "hyphens (not first or last), 1 to 63 characters, separated by dots")
+    return None
+
+
+def check_fqdn(text: str) -> str:
+    if problem := dns_name_problem(text):
+        raise Invalid(f"{problem}; give a name like web.example.net")
+    return text
+
+
+def parse_nameserver(text: str) -> str:
+    """An IPv4 address (normalised) or one of ``$bridge``, ``$copy``."""
+    if text in DNS_WORDS:
+        return text
+    if ":" in text:
+        raise Invalid("IPv6 nameservers are not supported; give an IPv4 address, "
+                      "$bridge or $copy")
+    try:
+        return str(IPv4Address(text))
+    except ValueError:
+        raise Invalid("not a nameserver; give an IPv4 address, $bridge (the bridge "
+                      "address) or $copy (the host's nameservers)") from None
+
+
+def split_volume(text: str) -> tuple[str, str]:
+    """``HOST_DIR:CONTAINER_DIR`` before ``$`` variables are replaced."""
+    parts = text.split(":")
+    if len(parts) != 2 or not all(parts):
+        raise Invalid("expected HOST_DIR:CONTAINER_DIR with exactly one colon "
+                      "(paths with colons and mount options are not supported)")
+    return parts[0], parts[1]
+
+
+def substitute_volume(host: str, container: str, variables: dict[str, str]) -> VolumeSpec:
+    """Replace ``$project``, ``$name``, ``$fqdn`` (``$$`` is a ``$``) and
+    check that both paths are absolute and plain. ``variables`` lacks
+    ``fqdn`` when the container has none."""
+    paths = []
+    for what, raw in (("HOST_DIR", host), ("CONTAINER_DIR", container)):
+        try:
+            path = Template(raw).substitute(variables)
+        except KeyError as missing:
+            variable = missing.args[0]
+            if variable == "fqdn":
+                raise Invalid("$fqdn is used but the container has no fqdn; set fqdn, "
+                              "or use $name") from None
+            raise Invalid(f"unknown variable ${variable} in {what}; use $project, $name "
+                          "or $fqdn (${name} before letters, $$ for a dollar sign)") from None
+        except ValueError:
+            raise Invalid(f"a lone $ in {what}; write $$ for a dollar sign") from None
+        if not path.startswith("/"):
+            raise Invalid(f'{what} "{path}" is not an absolute path; start it with /')
+        if _WHITESPACE_OR_CONTROL.search(path):
+            raise Invalid(f'{what} "{path}" contains whitespace or control characters, '
+                          "which LXC mount entries cannot hold; rename the directory")
+        paths.append(path)
+    if ".." in paths[1].split("/"):
+        raise Invalid(f'CONTAINER_DIR "{paths[1]}" contains "..", which could leave the '
+                      "container's root file system; give a plain absolute path")
+    return VolumeSpec(host_dir=paths[0], container_dir=paths[1])
+
+
+def parse_cgroup(text: str) -> tuple[str, str]:
+    """``key=value``: a controller key like ``memory.max`` and a value on
+    one line (it goes into the container's config as ``lxc.cgroup*.KEY``)."""
+    key, equals, value = text.partition("=")
+    key, value = key.strip(), value.strip()
+    if not equals or not value:
+        raise Invalid("expected key=value, for example memory.max=200M")
+    if not _CGROUP_KEY.fullmatch(key):
+        raise Invalid(f'"{key}" is not a cgroup key; give a controller file name like '
+                      "memory.max or cpu.shares")
+    if _CONTROL.search(value):
+        raise Invalid("the value contains control characters; give it on one line")
+    return key, value
+
+
+def check_lxc_name(text: str) -> str:
+    """An existing LXC container's name for ``clone``: a path component."""
+    if not text or text in (".", "..") or "/" in text or _WHITESPACE_OR_CONTROL.search(text):
+        raise Invalid("not a container name; give a container of this project or "
+                      "an existing LXC container's name")
+    return text

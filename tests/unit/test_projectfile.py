@@ -1,0 +1,371 @@
+"""The project file: loading into values, and every kind of problem reported
+with its file, line, key and value, all in one run."""
+
+from __future__ import annotations
+
+import shutil
+import textwrap
+from ipaddress import IPv4Address
+from pathlib import Path
+
+import pytest
+
+from locker.errors import ConfigError
+from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec, PortSpec,
+                            TemplateSource, VolumeSpec)
+from locker.projectfile import load_project
+
+DATA = Path(__file__).parent.parent / "data"
+
+
+def write(tmp_path: Path, yaml_text: str, directory: str = "proj") -> Path:
+    folder = tmp_path / directory
+    folder.mkdir(exist_ok=True)
+    path = folder / "locker.yaml"
+    path.write_text(textwrap.dedent(yaml_text))
+    return path
+
+
+def problems(tmp_path: Path, yaml_text: str, name: str | None = None) -> list[str]:
+    path = write(tmp_path, yaml_text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(path, name)
+    assert caught.value.exit_status == 2
+    assert str(caught.value) == f"{path} has {len(caught.value.problems)} " + (
+        "problem." if len(caught.value.problems) == 1 else "problems.")
+    return [line.removeprefix(f"{path}:") for line in caught.value.problems]
+
+
+def only_problem(tmp_path: Path, yaml_text: str) -> str:
+    found = problems(tmp_path, yaml_text)
+    assert len(found) == 1, found
+    return found[0]
+
+
+def load(tmp_path: Path, yaml_text: str, name: str | None = None):
+    return load_project(write(tmp_path, yaml_text), name)
+
+
+# --- good files -------------------------------------------------------------
+
+def test_spec_example_loads_into_values(tmp_path: Path) -> None:
+    path = tmp_path / "shop" / "locker.yaml"
+    path.parent.mkdir()
+    shutil.copy(DATA / "spec-example.yaml", path)
+    project = load_project(path)
+    assert project.name == "shop"
+    assert project.path == path.resolve()
+    assert project.container_names == ("web", "db")
+    assert project.container("web") == ContainerSpec(
+        name="web",
+        source=TemplateSource("busybox"),
+        ports=(PortSpec(8080, 80), PortSpec(8443, 443, "tcp", IPv4Address("192.0.2.10")),
+               PortSpec(5353, 53, "udp")),
+        links=(LinkSpec("db", "database"),),
+        fqdn="web.example.net",
+        dns=("192.0.2.53", "$bridge", "$copy"),
+        volumes=(VolumeSpec("/srv/shop/web/log", "/var/log"),),
+        # cgroup merges per setting: the default memory limit stays
+        cgroup=(("memory.limit_in_bytes", "200000000"), ("cpu.shares", "512")),
+    )
+    assert project.container("db") == ContainerSpec(
+        name="db", source=TemplateSource("busybox"), dns=("$bridge", "$copy"),
+        cgroup=(("memory.limit_in_bytes", "200000000"),))
+
+
+def test_unquoted_ports_keep_their_text(tmp_path: Path) -> None:
+    # YAML 1.1 reads unquoted 80:22 as the base-60 integer 4822
+    project = load(tmp_path, """\
+        containers:
+          web:
+            ports: [8080:80, 80:22, 5353:53/UDP]
+          db:
+            ports:
+              - 2222:22
+              - 0.0.0.0:53:53/udp
+        """)
+    assert project.container("web").ports == (
+        PortSpec(8080, 80), PortSpec(80, 22), PortSpec(5353, 53, "udp"))
+    assert project.container("db").ports == (PortSpec(2222, 22), PortSpec(53, 53, "udp"))
+
+
+def test_project_name_from_option_wins(tmp_path: Path) -> None:
+    project = load(tmp_path, "containers: {web: {}}\n", name="other")
+    assert project.name == "other"
+    assert project.container("web") == ContainerSpec(name="web")
+
+
+def test_defaults_merge(tmp_path: Path) -> None:
+    project = load(tmp_path, """\
+        defaults:
+          template: {name: busybox}
+          dns: ["$bridge"]
+          ports: ["8080:80"]
+          volumes: ["/srv/$project/$name:/data"]
+          cgroup: ["memory.max=1G", "cpu.weight=100"]
+        containers:
+          a:
+            dns: []
+            cgroup: ["memory.max=2G"]
+            ports:
+          b:
+            download: {dist: debian, release: bookworm, arch: amd64, variant: default}
+            ports: ["8081:80"]
+          c:
+            clone: b
+            volumes: ["/srv/$fqdn:/www"]
+            fqdn: c.example.net
+            ports: ["8082:80"]
+        """)
+    a, b, c = project.containers
+    assert a == ContainerSpec(
+        name="a", source=TemplateSource("busybox"), dns=(),
+        volumes=(VolumeSpec("/srv/proj/a", "/data"),),
+        cgroup=(("memory.max", "2G"), ("cpu.weight", "100")))
+    assert b.source == DownloadSource("debian", "bookworm", "amd64", "default")
+    assert b.dns == ("$bridge",) and b.ports == (PortSpec(8081, 80),)
+    assert c.source == CloneSource("b")
+    assert c.volumes == (VolumeSpec("/srv/c.example.net", "/www"),)
+
+
+def test_template_forms(tmp_path: Path) -> None:
+    project = load(tmp_path, """\
+        containers:
+          a: {template: busybox}
+          b:
+            template: {name: debian, release: bookworm, arch: 1}
+          c:
+        """)
+    assert project.container("a").source == TemplateSource("busybox")
+    assert project.container("b").source == TemplateSource(
+        "debian", (("release", "bookworm"), ("arch", "1")))
+    assert project.container("c") == ContainerSpec(name="c")
+
+
+# --- whole-file problems ----------------------------------------------------
+
+def test_missing_file_suggests_f(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="no such project file.*-f FILE") as caught:
+        load_project(tmp_path / "locker.yaml")
+    assert caught.value.exit_status == 2
+
+
+def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
+    found = only_problem(tmp_path, """\
+        containers:
+          web:
+            ports: ["80:80"
+          db: {}
+        """)
+    assert found.startswith("4: YAML syntax error: ")
+
+
+def test_empty_file(tmp_path: Path) -> None:
+    assert "the file is empty" in only_problem(tmp_path, "# nothing\n")
+
+
+def test_containers_required(tmp_path: Path) -> None:
+    assert only_problem(tmp_path, "defaults: {}\n").startswith("1: containers: missing;")
+    assert only_problem(tmp_path, "containers:\n").startswith("1: containers: no containers")
+    assert "expected a mapping" in only_problem(tmp_path, "containers: [web]\n")
+
+
+@pytest.mark.parametrize("directory, reason", [
+    ("my-app", "not a valid project name (the file's directory name)"),
+    ("a" * 33, "at most 32 characters"),
+])
+def test_bad_project_name_from_directory(tmp_path: Path, directory: str, reason: str) -> None:
+    path = write(tmp_path, "containers: {web: {}}\n", directory=directory)
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    [found] = caught.value.problems
+    assert found.startswith(f'{path}: project: "{directory}": ')
+    assert reason in found and "pass -p NAME" in found
+    assert load_project(path, "app").name == "app"
+
+
+def test_bad_project_name_from_option(tmp_path: Path) -> None:
+    [found] = problems(tmp_path, "containers: {web: {}}\n", name="9lives")
+    assert "given with -p" in found
+
+
+def test_all_problems_at_once_in_file_order(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          web:
+            ports: ["0:80"]
+            links: [dbb]
+          db:
+            prots: ["80:80"]
+          my_db: {}
+        """)
+    assert found == [
+        '3: containers.web.ports[0]: "0:80": HOST_PORT 0 is out of range; '
+        "use a port from 1 to 65535",
+        '4: containers.web.links[0]: "dbb": no container dbb in this project; '
+        'did you mean "db"?',
+        '6: containers.db.prots: unknown key; did you mean "ports"?',
+        "7: containers.my_db: not a valid container name: a container name is a letter "
+        "followed by letters and digits, at most 32 characters (it becomes part of "
+        "interface names and rule comments)",
+    ]
+
+
+# --- problems of single keys ------------------------------------------------
+
+@pytest.mark.parametrize("port, message", [
+    ("0:80", "HOST_PORT 0 is out of range"),
+    ("80:65536", "CONTAINER_PORT 65536 is out of range"),
+    ("http:80", 'HOST_PORT "http" is not a number'),
+    ("80", "expected a host and a container port"),
+    ("1:2:3:4", "IPv6 addresses are not supported"),
+    ("[::1]:80:80", "IPv6 addresses are not supported"),
+    ("300.1.1.1:80:80", 'HOST_IP "300.1.1.1" is not an IPv4 address'),
+    ("80:80/sctp", 'protocol "sctp" is not supported; use tcp or udp'),
+    ("8000-8010:80", 'HOST_PORT "8000-8010" is a range'),
+])
+def test_bad_port(tmp_path: Path, port: str, message: str) -> None:
+    found = only_problem(tmp_path, f"""\
+        containers:
+          web:
+            ports:
+              - "8080:80"
+              - "{port}"
+        """)
+    assert found.startswith(f'5: containers.web.ports[1]: "{port}": {message}')
+
+
+def test_same_forward_twice_across_containers(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          web:
+            ports: ["8080:80", "192.0.2.1:53:53/udp", "192.0.2.1:25:25"]
+          db:
+            ports: ["8080:5432", "53:53/udp", "53:53", "192.0.2.2:25:25"]
+        """)
+    assert found == [
+        '5: containers.db.ports[0]: "8080:5432": host port 8080/tcp is already forwarded '
+        "to container web at line 3; use another HOST_PORT",
+        '5: containers.db.ports[1]: "53:53/udp": host port 53/udp is already forwarded '
+        "to container web at line 3 (a forward without HOST_IP takes the port on every "
+        "address); use another HOST_PORT",
+    ]
+
+
+def test_forward_from_defaults_clashes(tmp_path: Path) -> None:
+    found = only_problem(tmp_path, """\
+        defaults:
+          ports: ["8080:80"]
+        containers: {web: {}, db: {}}
+        """)
+    assert found.startswith('2: defaults.ports[0]: "8080:80": defaults give this forward '
+                            "to both web and db")
+
+
+def test_bad_links(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          web:
+            links: ["web", "cache", "db:bad alias", "db:x\\ny", "db:ok-alias.lan"]
+          db: {}
+        """)
+    assert found[:3] == [
+        '3: containers.web.links[0]: "web": container web cannot link to itself; '
+        "link to another container",
+        '3: containers.web.links[1]: "cache": no container cache in this project; '
+        "containers: web, db",
+        '3: containers.web.links[2]: "db:bad alias": alias "bad alias" is not a valid DNS '
+        'name (label "bad alias"): use labels of letters, digits and hyphens (not first or '
+        "last), 1 to 63 characters, separated by dots; write NAME[:ALIAS]",
+    ]
+    assert len(found) == 4
+    assert "\n" not in found[3]  # one line per problem, whatever the value holds
+    assert found[3].startswith('3: containers.web.links[3]: "db:x\\ny": alias')
+
+
+@pytest.mark.parametrize("key, value, message", [
+    ("fqdn", "-web.example.net", 'is not a valid DNS name (label "-web")'),
+    ("fqdn", "web..example", "an empty label"),
+    ("fqdn", "a" * 64 + ".net", "is not a valid DNS name"),
+    ("dns", ["8.8.8.300"], "not a nameserver"),
+    ("dns", ["$bridges"], "not a nameserver"),
+    ("dns", ["2001:db8::1"], "IPv6 nameservers are not supported"),
+    ("dns", "8.8.8.8", "expected a list, found a single value"),
+    ("cgroup", ["memory.max"], "expected key=value"),
+    ("cgroup", ["memory max=1"], "is not a cgroup key"),
+    ("volumes", ["/srv:/data:ro"], "exactly one colon"),
+    ("volumes", ["srv:/data"], 'HOST_DIR "srv" is not an absolute path'),
+    ("volumes", ["/srv:/data/../etc"], 'contains ".."'),
+    ("volumes", ["/srv/$fqdn:/data"], "$fqdn is used but the container has no fqdn"),
+    ("volumes", ["/srv/$name_x:/data"], "unknown variable $name_x"),
+    ("volumes", ["/srv/a b:/data"], "contains whitespace"),
+    ("clone", "web", "a container cannot be a clone of itself"),
+    ("download", {"dist": "debian"}, "missing release, arch"),
+    ("download", {"dist": "debian", "release": "x", "arch": "amd64", "varient": "a"},
+     'unknown key; did you mean "variant"?'),
+    ("template", {"release": "bookworm"}, "missing name"),
+    ("template", {"name": "busy box"}, "expected a plain word"),
+])
+def test_bad_value(tmp_path: Path, key: str, value: object, message: str) -> None:
+    import json
+    found = only_problem(tmp_path, f"""\
+        containers:
+          web:
+            {key}: {json.dumps(value)}
+        """)
+    assert found.startswith("3: containers.web." + key)
+    assert message in found
+
+
+def test_one_source_only(tmp_path: Path) -> None:
+    found = only_problem(tmp_path, """\
+        containers:
+          web:
+            template: busybox
+            clone: db
+          db: {}
+        """)
+    assert found.startswith('4: containers.web.clone: a container has one source and '
+                            '"template" is given at line 3')
+
+
+@pytest.mark.parametrize("yaml_text, expected", [
+    ("contaners: {web: {}}\n", '1: contaners: unknown key; did you mean "containers"?'),
+    ("version: 3\ncontainers: {web: {}}\n",
+     "1: version: unknown key; allowed keys: defaults, containers"),
+    ("containers:\n  web:\n    link: [db]\n",
+     '3: containers.web.link: unknown key; did you mean "links"?'),
+    ("defaults:\n  volume: []\ncontainers: {web: {}}\n",
+     '2: defaults.volume: unknown key; did you mean "volumes"?'),
+    ("defaults:\n  fqdn: a.b\ncontainers: {web: {}}\n",
+     "2: defaults.fqdn: an fqdn names one container, so it cannot be a default"),
+    ("defaults:\n  clone: a\ncontainers: {web: {}}\n",
+     "2: defaults.clone: clone names one container to copy"),
+])
+def test_unknown_keys_suggest(tmp_path: Path, yaml_text: str, expected: str) -> None:
+    assert only_problem(tmp_path, yaml_text).startswith(expected)
+
+
+def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          web:
+            ports: ["80:80"]
+            ports: ["81:80"]
+          web: {}
+        """)
+    assert found == [
+        "4: containers.web.ports: key given twice (first at line 3); keep only one of them",
+        "5: containers.web: key given twice (first at line 2); keep only one of them",
+    ]
+
+
+def test_bad_container_name(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          web-1: {}
+          2db: {}
+          "a b": {}
+        """)
+    assert [line.split(": not a valid")[0] for line in found] == [
+        "2: containers.web-1", "3: containers.2db", '4: containers."a b"']
