@@ -1,0 +1,177 @@
+"""Checks that only make sense for the nftables backend."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from ipaddress import IPv4Address
+
+import pytest
+
+from locker.errors import BackendError
+from locker.model import Forward, Ruleset
+from locker.plugins import new_manager
+from locker.testing import firewall_suite as suite
+from locker.testing.netns import NetNS
+
+from locker_nftables import NftablesBackend, kernel, rules
+
+FOREIGN_INET_FILTER = """
+table inet filter {
+    chain input { type filter hook input priority filter; policy accept; }
+    chain forward {
+        type filter hook forward priority filter; policy drop;
+        ct state established,related accept
+        iifname "lan0" oifname "wan0" accept comment "admin: lan out"
+    }
+}
+"""
+VICTIM = "table inet victim {\n    chain c {\n    }\n}\n"
+
+
+def nft(netns: NetNS, *argv: str, **kwargs) -> subprocess.CompletedProcess:
+    return netns.run(["nft", *argv], **kwargs)
+
+
+def populate(backend: NftablesBackend) -> None:
+    hook = new_manager(backend).hook
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+
+
+def test_plugin_import_does_not_import_nftables() -> None:
+    code = ("import sys, locker_nftables; from locker_nftables import NftablesBackend; "
+            "NftablesBackend(); assert 'nftables' not in sys.modules, 'imported'")
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
+@pytest.mark.parametrize("comment", [
+    'x"; delete table inet victim; #', "a" * 129, "new\nline", "spa ce", "", "é",
+])
+def test_unsafe_comment_is_refused_before_the_kernel(comment: str) -> None:
+    # No namespace needed: the refusal must come before any kernel call.
+    with pytest.raises(BackendError, match="refusing the rule comment"):
+        kernel.run([{"add": {"rule": {"family": "ip", "table": "locker",
+                                      "chain": "LOCKER_FORWARD", "expr": [{"accept": None}],
+                                      "comment": comment}}}], "test")
+
+
+def test_longest_tag_fits_the_comment_limit() -> None:
+    name = "A" * 32
+    tag = str(rules.Tag(name, "link-back", name, name))
+    kernel.check_comment(tag)
+
+
+@pytest.mark.privileged
+def test_unsafe_comment_reaches_nothing(netns: NetNS) -> None:
+    nft(netns, "-f", "-", input=VICTIM)
+    before = nft(netns, "list", "ruleset").stdout
+    with pytest.raises(BackendError):
+        kernel.run([{"add": {"table": {"family": "ip", "name": "locker"}}},
+                    {"add": {"chain": {"family": "ip", "table": "locker", "name": "c"}}},
+                    {"add": {"rule": {"family": "ip", "table": "locker", "chain": "c",
+                                      "expr": [{"accept": None}],
+                                      "comment": 'x"; delete table inet victim; #'}}}],
+                   "test")
+    assert nft(netns, "list", "ruleset").stdout == before
+
+
+@pytest.mark.privileged
+def test_invalid_name_never_reaches_the_kernel(netns: NetNS) -> None:
+    hook = new_manager(NftablesBackend()).hook
+    bad = Forward("p", 'x"; delete table inet victim; #', 80, IPv4Address("10.1.1.2"), 80)
+    nft(netns, "-f", "-", input=VICTIM)
+    before = nft(netns, "list", "ruleset").stdout
+    assert "victim" in before
+    with pytest.raises(BackendError, match="invalid name"):
+        hook.add_forward(forwards=[suite.FORWARDS1[0], bad])
+    assert nft(netns, "list", "ruleset").stdout == before
+
+
+@pytest.mark.privileged
+def test_saved_ruleset_round_trips(netns: NetNS) -> None:
+    backend = NftablesBackend()
+    populate(backend)
+    saved = nft(netns, "list", "ruleset").stdout
+    listed = new_manager(backend).hook.list_rules(project=None)
+    nft(netns, "flush", "ruleset")
+    assert nft(netns, "list", "ruleset").stdout == ""
+    nft(netns, "-f", "-", input=saved)
+    assert nft(netns, "list", "ruleset").stdout == saved
+    assert new_manager(backend).hook.list_rules(project=None) == listed
+
+
+@pytest.mark.privileged
+def test_foreign_inet_filter_forward_chain_stays_identical(netns: NetNS) -> None:
+    nft(netns, "-f", "-", input=FOREIGN_INET_FILTER)
+    before = nft(netns, "list", "table", "inet", "filter").stdout
+    hook = new_manager(NftablesBackend()).hook
+    populate(NftablesBackend())
+    hook.remove_forward(forwards=suite.FORWARDS1)
+    hook.cleanup(project=suite.P2)
+    assert nft(netns, "list", "table", "inet", "filter").stdout == before
+    assert 'comment "admin: lan out"' in before
+
+
+@pytest.mark.privileged
+def test_flushed_table_comes_back_on_next_add(netns: NetNS) -> None:
+    hook = new_manager(NftablesBackend()).hook
+    populate(NftablesBackend())
+    nft(netns, "flush", "ruleset")
+    assert hook.list_rules(project=None) == Ruleset()
+    hook.add_forward(forwards=suite.FORWARDS1)
+    assert hook.list_rules(project=None) == suite.expected(forwards=suite.FORWARDS1)
+
+
+@pytest.mark.privileged
+def test_half_a_forward_is_not_listed_and_is_completed(netns: NetNS) -> None:
+    hook = new_manager(NftablesBackend()).hook
+    forward = suite.FORWARDS1[1]
+    hook.add_forward(forwards=[forward])
+    listing = nft(netns, "-a", "list", "chain", "ip", "locker", "LOCKER_FORWARD").stdout
+    handle = next(line.rsplit("# handle ", 1)[1] for line in listing.splitlines()
+                  if ":forward" in line)
+    nft(netns, "delete", "rule", "ip", "locker", "LOCKER_FORWARD", "handle", handle)
+    assert hook.list_rules(project=None).forwards == frozenset()
+    hook.add_forward(forwards=[forward])
+    assert hook.list_rules(project=None).forwards == {forward}
+    dnats = nft(netns, "list", "chain", "ip", "locker", "LOCKER_PREROUTING").stdout
+    assert dnats.count("dnat to") == 1
+
+
+@pytest.mark.privileged
+def test_duplicate_jumps_are_healed(netns: NetNS) -> None:
+    hook = new_manager(NftablesBackend()).hook
+    hook.add_link(links=suite.LINKS1)
+    nft(netns, "add", "rule", "ip", "locker", "FORWARD", "jump", "LOCKER_FORWARD",
+        "comment", '"LOCKER"')
+    assert not hook.list_rules(project=None).jumps
+    hook.add_link(links=suite.LINKS1)
+    forward_chain = nft(netns, "list", "chain", "ip", "locker", "FORWARD").stdout
+    assert forward_chain.count("jump LOCKER_FORWARD") == 1
+    assert hook.list_rules(project=None).jumps
+
+
+@pytest.mark.privileged
+def test_libnftables_error_text_reaches_the_user(netns: NetNS) -> None:
+    with pytest.raises(BackendError, match="nftables refused to test: .*No such file"):
+        kernel.run([{"add": {"rule": {"family": "ip", "table": "nosuch", "chain": "c",
+                                      "expr": [{"accept": None}], "comment": "ok"}}}], "test")
+
+
+@pytest.mark.parametrize("rule", [
+    r for value in suite.FORWARDS1 for r in rules.forward_rules(value)
+] + [r for value in suite.LINKS1 for r in rules.link_rules(value)]
+  + rules.nat_rules(suite.BRIDGE1), ids=lambda rule: rule.comment)
+def test_built_rules_parse_back_to_their_key(rule: rules.Rule) -> None:
+    assert rules.parse_rule(rule.chain, rule.comment, list(rule.expr)) == rule.key
+
+
+def test_rule_with_extra_match_or_wrong_chain_is_not_parsed() -> None:
+    rule = rules.forward_rules(suite.FORWARDS1[0])[0]
+    extra = [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "x"}}]
+    assert rules.parse_rule(rule.chain, rule.comment, extra + list(rule.expr)) is None
+    assert rules.parse_rule("LOCKER_FORWARD", rule.comment, list(rule.expr)) is None
+    assert rules.parse_rule(rule.chain, "locker:other:web:dnat", list(rule.expr)) is not None
+    assert rules.parse_rule(rule.chain, "locker:alpha:web:forward", list(rule.expr)) is None
