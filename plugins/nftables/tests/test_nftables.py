@@ -175,3 +175,10 @@ def test_rule_with_extra_match_or_wrong_chain_is_not_parsed() -> None:
     assert rules.parse_rule("LOCKER_FORWARD", rule.comment, list(rule.expr)) is None
     assert rules.parse_rule(rule.chain, "locker:other:web:dnat", list(rule.expr)) is not None
     assert rules.parse_rule(rule.chain, "locker:alpha:web:forward", list(rule.expr)) is None
+
+
+def test_every_firewall_hook_is_implemented() -> None:
+    from locker.hookspecs import FIREWALL_HOOKS
+    manager = new_manager(NftablesBackend())
+    for name in FIREWALL_HOOKS:
+        assert len(getattr(manager.hook, name).get_hookimpls()) == 1, name
