@@ -28,7 +28,7 @@ from typing import Any
 
 from locker.errors import BackendError
 from locker.model import PROTOCOLS, Bridge, Forward, Link
-from locker.names import JUMP_COMMENT, Tag, is_valid_name
+from locker.names import JUMP_COMMENT, Tag
 
 from locker_nftables.kernel import FAMILY, TABLE, Command
 
@@ -384,7 +384,3 @@ def _parse(tag: Tag, chain: str, expr: list) -> Key:
 def _expect_accept(statement: dict) -> None:
     if statement != {"accept": None}:
         raise Unparseable(statement)
-
-
-def is_valid_project(project: object) -> bool:
-    return isinstance(project, str) and is_valid_name(project)
