@@ -16,6 +16,7 @@ Choices where SPEC.md is silent:
 - A container without a source must exist already (``create`` skips it).
 - ``template`` is a name (``template: busybox``) or a mapping with ``name``
   and further ``ARG: VALUE`` pairs, passed to the template as ``--ARG VALUE``.
+- A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
   address. A link alias may be any DNS name.
 """
@@ -265,7 +266,9 @@ def _container(name: str, project: str, section: Section, names: list[str],
         problems.add(section["source"].node, section["source"].path,
                      "a container cannot be a clone of itself; name another container",
                      value=source.name)
-    links = section.get("links", [])
+    # "every container links to db" from defaults does not include db itself
+    links = [located for located in section.get("links", [])
+             if not (located.value.name == name and located.path.startswith("defaults."))]
     for located in links:
         _check_link(located, name, names, problems)
     fqdn = section["fqdn"].value if "fqdn" in section else None

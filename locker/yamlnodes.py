@@ -33,7 +33,7 @@ from locker.errors import ConfigError
 
 NULL_TAG = "tag:yaml.org,2002:null"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Invalid(ValueError):
@@ -121,7 +121,7 @@ def read_yaml(path: Path, problems: Problems) -> Node | None:
     try:
         data = path.read_bytes()
     except FileNotFoundError:
-        raise
+        raise  # the caller knows whether a missing file is fine
     except OSError as error:
         raise ConfigError(f"Cannot read {problems.file}: {error.strerror}; "
                           "check the path and its permissions.") from error
@@ -130,11 +130,16 @@ def read_yaml(path: Path, problems: Problems) -> Node | None:
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         what = error.problem or error.context or "invalid YAML"
+        if error.problem and error.context and error.context_mark:
+            what = (f"{error.context} at line {error.context_mark.line + 1}: "
+                    f"{error.problem.removeprefix('but ')}")
         problems.add(mark.line + 1 if mark else None, "",
                      f"YAML syntax error: {what}; fix the YAML syntax")
-    except yaml.YAMLError as error:  # reader errors: bad encoding, control characters
-        problems.add(None, "", f"not readable as YAML ({error}); "
-                     "save the file as UTF-8 text")
+    except yaml.reader.ReaderError as error:  # bad encoding, control characters
+        before = data.decode("utf-8", "replace")[:error.position]
+        problems.add(before.count("\n") + 1, "",
+                     f"not readable as YAML text: {error.reason} (#x{error.character:02x}); "
+                     "save the file as UTF-8 text without control characters")
     return None
 
 

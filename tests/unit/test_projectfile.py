@@ -128,6 +128,17 @@ def test_defaults_merge(tmp_path: Path) -> None:
     assert c.volumes == (VolumeSpec("/srv/c.example.net", "/www"),)
 
 
+def test_links_from_defaults_skip_their_target(tmp_path: Path) -> None:
+    project = load(tmp_path, """\
+        defaults:
+          links: ["db:database"]
+        containers: {web: {}, db: {}, cache: {links: []}}
+        """)
+    assert project.container("web").links == (LinkSpec("db", "database"),)
+    assert project.container("db").links == ()
+    assert project.container("cache").links == ()
+
+
 def test_template_forms(tmp_path: Path) -> None:
     project = load(tmp_path, """\
         containers:
@@ -135,8 +146,10 @@ def test_template_forms(tmp_path: Path) -> None:
           b:
             template: {name: debian, release: bookworm, arch: 1}
           c:
+          d: {clone: base_image}
         """)
     assert project.container("a").source == TemplateSource("busybox")
+    assert project.container("d").source == CloneSource("base_image")
     assert project.container("b").source == TemplateSource(
         "debian", (("release", "bookworm"), ("arch", "1")))
     assert project.container("c") == ContainerSpec(name="c")
@@ -158,6 +171,22 @@ def test_yaml_syntax_error_has_its_line(tmp_path: Path) -> None:
           db: {}
         """)
     assert found.startswith("4: YAML syntax error: ")
+
+
+def test_more_than_one_document(tmp_path: Path) -> None:
+    found = only_problem(tmp_path, "containers: {web: {}}\n---\ncontainers: {db: {}}\n")
+    assert found.startswith("2: YAML syntax error: expected a single document")
+
+
+def test_control_character_in_file(tmp_path: Path) -> None:
+    found = only_problem(tmp_path, "containers:\n  web: {}\n  \x07db: {}\n")
+    assert found.startswith("3: not readable as YAML text: ")
+
+
+def test_problem_lines_never_break(tmp_path: Path) -> None:
+    found = only_problem(tmp_path, 'containers:\n  web: {fqdn: "a\\u2028b\\nc"}\n')
+    assert found.startswith('2: containers.web.fqdn: "a\\u2028b\\nc": ')
+    assert len(found.splitlines()) == 1
 
 
 def test_empty_file(tmp_path: Path) -> None:

@@ -1,0 +1,76 @@
+"""Load the host configuration file into a ``HostConfig``.
+
+The file is ``/etc/locker/locker.yaml``, or the file named by the
+``LOCKER_CONFIG`` environment variable. It may set ``firewall`` and ``link``
+(backend names) and ``lxcpath``::
+
+    firewall: nftables
+    link: netlink
+    lxcpath: /var/lib/lxc
+
+A missing file at the default path is an empty configuration; a missing file
+named by ``LOCKER_CONFIG`` is an error, since someone asked for it. An empty
+``LOCKER_CONFIG`` counts as unset.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from collections.abc import Mapping
+from pathlib import Path
+
+from locker.errors import ConfigError
+from locker.project import HostConfig
+from locker.yamlnodes import Invalid, Problems, entries, is_null, known, read_yaml, text
+
+DEFAULT_PATH = Path("/etc/locker/locker.yaml")
+ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
+KEYS = ("firewall", "link", "lxcpath")
+_BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+
+def host_config_path(environ: Mapping[str, str] = os.environ) -> Path:
+    """The host file's path: ``$LOCKER_CONFIG`` if set, else the default."""
+    return Path(environ.get(ENVIRONMENT_VARIABLE) or DEFAULT_PATH)
+
+
+def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
+    """Read and validate the host file; raises ``ConfigError`` naming the
+    file and listing every problem in it."""
+    path = host_config_path(environ)
+    problems = Problems(str(path))
+    try:
+        root = read_yaml(path, problems)
+    except FileNotFoundError:
+        if path == DEFAULT_PATH and not environ.get(ENVIRONMENT_VARIABLE):
+            return HostConfig()
+        raise ConfigError(f"{path}: no such host configuration file (named by "
+                          f"{ENVIRONMENT_VARIABLE}); create it, or unset "
+                          f"{ENVIRONMENT_VARIABLE}.") from None
+    values: dict[str, str | None] = {}
+    for entry in known(entries(root, "", problems) if root is not None else [], KEYS, problems):
+        if is_null(entry.node):
+            continue
+        raw = text(entry.node, entry.path, problems)
+        if raw is None:
+            continue
+        try:
+            values[entry.key] = _check(entry.key, raw)
+        except Invalid as error:
+            problems.add(entry.node, entry.path, str(error), value=raw)
+    problems.raise_if_any()
+    return HostConfig(path=path, **values)
+
+
+def _check(key: str, raw: str) -> str:
+    if key == "lxcpath":
+        if not raw.startswith("/") or _CONTROL.search(raw):
+            raise Invalid("not an absolute path; give the directory the containers "
+                          "live in, like /var/lib/lxc")
+        return raw
+    if not _BACKEND.fullmatch(raw):
+        raise Invalid(f"not a backend name (lower-case letters, digits, - and _); "
+                      f"run `locker backends` to see the installed {key} backends")
+    return raw

@@ -1,0 +1,97 @@
+"""The host configuration file: where it is found, what it may hold, and its
+problems reported with the file's name and line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from locker import hostconfig
+from locker.errors import ConfigError
+from locker.hostconfig import load_host_config
+from locker.project import HostConfig
+
+
+@pytest.fixture
+def default_path(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """The default path, moved away from the real /etc."""
+    path = tmp_path / "etc" / "locker.yaml"
+    monkeypatch.setattr(hostconfig, "DEFAULT_PATH", path)
+    return path
+
+
+def problems_of(path: Path, text: str) -> list[str]:
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_host_config({"LOCKER_CONFIG": str(path)})
+    assert caught.value.exit_status == 2
+    assert str(path) in str(caught.value)
+    return [line.removeprefix(f"{path}:") for line in caught.value.problems]
+
+
+def test_missing_default_file_is_empty(default_path: Path) -> None:
+    assert load_host_config({}) == HostConfig()
+    assert load_host_config({"LOCKER_CONFIG": ""}) == HostConfig()
+
+
+def test_default_file_is_read(default_path: Path) -> None:
+    default_path.parent.mkdir()
+    default_path.write_text("firewall: iptables\n")
+    assert load_host_config({}) == HostConfig(path=default_path, firewall="iptables")
+
+
+def test_missing_file_named_by_environment_is_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "nope.yaml"
+    with pytest.raises(ConfigError, match=f"{path}: no such host configuration file") as caught:
+        load_host_config({"LOCKER_CONFIG": str(path)})
+    assert caught.value.exit_status == 2
+
+
+def test_all_keys(tmp_path: Path) -> None:
+    path = tmp_path / "host.yaml"
+    path.write_text("# this host\nfirewall: nftables\nlink: ipr2\nlxcpath: /srv/lxc\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}) == HostConfig(
+        path=path, firewall="nftables", link="ipr2", lxcpath="/srv/lxc")
+
+
+def test_empty_file_and_empty_values(tmp_path: Path) -> None:
+    path = tmp_path / "host.yaml"
+    path.write_text("")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}) == HostConfig(path=path)
+    path.write_text("firewall:\nlink: ~\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}) == HostConfig(path=path)
+
+
+def test_every_problem_with_its_line(tmp_path: Path) -> None:
+    found = problems_of(tmp_path / "host.yaml", (
+        "firewal: nftables\n"
+        "link: Net Link\n"
+        "lxcpath: var/lib/lxc\n"
+        "firewall: [nftables]\n"
+        "link: netlink\n"
+    ))
+    assert found == [
+        '1: firewal: unknown key; did you mean "firewall"?',
+        '2: link: "Net Link": not a backend name (lower-case letters, digits, - and _); '
+        "run `locker backends` to see the installed link backends",
+        '3: lxcpath: "var/lib/lxc": not an absolute path; give the directory the '
+        "containers live in, like /var/lib/lxc",
+        "4: firewall: expected a single value, found a list",
+        "5: link: key given twice (first at line 2); keep only one of them",
+    ]
+
+
+def test_yaml_syntax_error(tmp_path: Path) -> None:
+    [found] = problems_of(tmp_path / "host.yaml", "firewall: nftables\nlink: [netlink\n")
+    assert found.startswith("3: YAML syntax error: ")
+
+
+def test_not_a_mapping(tmp_path: Path) -> None:
+    assert problems_of(tmp_path / "host.yaml", "- nftables\n") == [
+        "1: expected a mapping of keys to values, found a list"]
+
+
+def test_unreadable_path(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match=f"Cannot read {tmp_path}"):
+        load_host_config({"LOCKER_CONFIG": str(tmp_path)})
