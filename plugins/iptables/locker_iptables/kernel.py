@@ -1,0 +1,400 @@
+"""python-iptables, used safely: lazy import, one commit per table under
+the xtables lock, bounded retries, and rollback of tables already committed
+when a later one fails.
+
+iptc's tables are process-wide singletons whose handle (and socket) belongs
+to the network namespace they were opened in; every transaction therefore
+starts with ``refresh()`` in the caller's namespace, turns autocommit off
+for its duration and restores it afterwards.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import os
+import sys
+import sysconfig
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Network
+from typing import Any
+
+from locker.errors import BackendError
+from locker.names import JUMP_COMMENT
+
+from locker_iptables.lock import xtables_lock
+from locker_iptables.rules import CHAINS, TABLES, Spec, check_comment
+
+EAGAIN_TEXT = "Resource temporarily unavailable"
+_PROCESS_LOCK = threading.RLock()
+
+
+def _default_xtables_libdir() -> None:
+    """Point python-iptables at the xtables extensions when the environment
+    does not: its own search fails on several distributions."""
+    if os.environ.get("XTABLES_LIBDIR"):
+        return
+    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
+    for candidate in (f"/usr/lib/{multiarch}/xtables", "/usr/lib64/xtables",
+                      "/usr/lib/xtables", "/usr/libexec/xtables"):
+        if os.path.isfile(os.path.join(candidate, "libxt_comment.so")):
+            os.environ["XTABLES_LIBDIR"] = candidate
+            return
+
+
+def load_iptc() -> Any:
+    """Import python-iptables (which runs modprobe and probes for libxtables);
+    raise BackendError when it cannot be loaded."""
+    if "iptc" in sys.modules:
+        return sys.modules["iptc"]
+    _default_xtables_libdir()
+    try:
+        import iptc
+    except Exception as err:  # noqa: BLE001 - any import failure means "not here"
+        raise BackendError(
+            f"python-iptables cannot be loaded ({err}); install python3-iptables and "
+            "iptables, or set XTABLES_LIBDIR to the directory holding libxt_*.so.") from None
+    return iptc
+
+
+# ------------------------------------------------------------ reading rules
+
+
+@dataclass
+class Entry:
+    """A rule found in a chain: its position, comment, target, and its
+    Spec when it has exactly the shape this backend writes."""
+
+    index: int
+    comment: str | None
+    target: str
+    spec: Spec | None
+    rule: Any = field(repr=False)
+
+
+@dataclass
+class View:
+    """The chains of one table that matter to Locker, as read at the start
+    of a transaction: Locker's own chains and the built-ins jumping to them."""
+
+    table: str
+    chains: dict[str, list[Entry]]
+
+    def has_jump(self, chain: str) -> bool:
+        parent = CHAINS[self.table][chain]
+        return any(e.comment == JUMP_COMMENT and e.target == chain
+                   for e in self.chains.get(parent, ()))
+
+    def locker_entries(self) -> Iterator[tuple[str, Entry]]:
+        for chain in CHAINS[self.table]:
+            for entry in self.chains.get(chain, ()):
+                yield chain, entry
+
+
+def _address(text: str | None) -> str | None:
+    if not text:
+        return None
+    inverted = text.startswith("!")
+    bare = text.lstrip("!")
+    if bare == "0.0.0.0/0.0.0.0" and not inverted:
+        return None
+    return ("!" if inverted else "") + str(IPv4Network(bare, strict=False))
+
+
+def _single(params: Mapping[str, list[str]], key: str) -> str | None:
+    if set(params) != {key} or len(params[key]) != 1:
+        return None
+    return params[key][0]
+
+
+def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec | None]:
+    """(comment, target name, Spec or None) of an iptc rule."""
+    comment = None
+    target = rule.target.name if rule.target else ""
+    fields: dict[str, Any] = {}
+    shaped = True
+    protocol = rule.protocol if rule.protocol not in (None, "ip", "all", "0") else None
+    for match in rule.matches:
+        params = match.get_all_parameters()
+        if match.name == "comment":
+            comment = " ".join(params.get("comment", [])) or None
+        elif match.name == protocol and _single(params, "dport") is not None:
+            fields["dport"] = int(_single(params, "dport"))
+        elif match.name == "conntrack" and _single(params, "ctstate") is not None:
+            fields["ctstate"] = _single(params, "ctstate")
+        elif match.name == "addrtype" and _single(params, "dst-type") is not None:
+            fields["dst_type"] = _single(params, "dst-type")
+        else:
+            shaped = False
+    target_params = rule.target.get_all_parameters() if rule.target else {}
+    if target == "DNAT":
+        fields["to_destination"] = _single(target_params, "to-destination")
+        shaped = shaped and fields["to_destination"] is not None
+    elif target_params:
+        shaped = False
+    if not shaped or comment is None:
+        return comment, target, None
+    try:
+        spec = Spec(table, chain, target, comment, protocol=protocol,
+                    src=_address(rule.src), dst=_address(rule.dst),
+                    in_iface=rule.in_interface or None, out_iface=rule.out_interface or None,
+                    **fields)
+    except ValueError:
+        return comment, target, None
+    return comment, target, spec
+
+
+def build_rule(iptc: Any, spec: Spec) -> Any:
+    """The iptc Rule for a spec. The comment is checked first: iptc would
+    cut a long one silently."""
+    check_comment(spec.comment)
+    rule = iptc.Rule()
+    if spec.protocol:
+        rule.protocol = spec.protocol
+    if spec.src:
+        rule.src = spec.src
+    if spec.dst:
+        rule.dst = spec.dst
+    if spec.in_iface:
+        rule.in_interface = spec.in_iface
+    if spec.out_iface:
+        rule.out_interface = spec.out_iface
+    if spec.dport is not None:
+        rule.create_match(spec.protocol).dport = str(spec.dport)
+    if spec.ctstate:
+        rule.create_match("conntrack").ctstate = spec.ctstate
+    if spec.dst_type:
+        rule.create_match("addrtype").dst_type = spec.dst_type
+    rule.create_match("comment").comment = spec.comment
+    if spec.target.startswith("LOCKER_"):
+        rule.target = iptc.Target(rule, spec.target)
+    else:
+        rule.target = rule.create_target(spec.target)
+        if spec.to_destination:
+            rule.target.to_destination = spec.to_destination
+    return rule
+
+
+# ---------------------------------------------------------------- changes
+
+
+@dataclass(frozen=True)
+class Op:
+    """One change to a table: ``create`` a chain, ``insert`` a spec at
+    ``position``, ``append`` a spec, or ``delete`` the rule at ``position``
+    (``entry`` is kept for the rollback)."""
+
+    kind: str
+    chain: str
+    spec: Spec | None = None
+    position: int = 0
+    entry: Entry | None = None
+
+
+Plan = Callable[[Mapping[str, View]], Mapping[str, Sequence[Op]]]
+
+
+def _tables_present() -> set[str] | None:
+    try:
+        with open("/proc/thread-self/net/ip_tables_names") as names:
+            return set(names.read().split())
+    except OSError:
+        return None
+
+
+class Kernel:
+    """Transactions on the legacy iptables tables of the current network
+    namespace."""
+
+    def __init__(self, lock_timeout: float = 10.0, retries: int = 5,
+                 backoff: float = 0.05) -> None:
+        self.lock_timeout = lock_timeout
+        self.retries = retries
+        self.backoff = backoff
+        #: Test hook: called as (table name, iptc table, is last table)
+        #: right before each commit of a change.
+        self.before_commit: Callable[[str, Any, bool], None] | None = None
+
+    @contextmanager
+    def _tables(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
+        """The iptc tables, fresh in this namespace, with autocommit off;
+        autocommit is restored and pending changes dropped afterwards."""
+        iptc = load_iptc()
+        tables: dict[str, Any] = {}
+        saved: dict[str, bool] = {}
+        try:
+            for name in names:
+                table = iptc.Table(name)
+                saved[name] = table.autocommit
+                table.autocommit = False
+                tables[name] = table
+                table.refresh()
+            yield tables
+        except iptc.IPTCError as err:
+            raise BackendError(f"Cannot read the iptables tables: {err}; check that "
+                               "the ip_tables kernel module is available.") from None
+        finally:
+            for name, table in tables.items():
+                try:
+                    table.autocommit = False
+                    table.refresh()
+                except Exception:  # noqa: BLE001 - best effort, the error is raised above
+                    pass
+                table.autocommit = saved[name]
+
+    def _view(self, name: str, table: Any) -> View:
+        iptc = load_iptc()
+        chains: dict[str, list[Entry]] = {}
+        wanted = list(CHAINS[name]) + list(CHAINS[name].values())
+        for chain_name in wanted:
+            if not table.is_chain(chain_name):
+                continue
+            entries = []
+            for index, rule in enumerate(iptc.Chain(table, chain_name).rules):
+                comment, target, spec = read_rule(name, chain_name, rule)
+                entries.append(Entry(index, comment, target, spec, rule))
+            chains[chain_name] = entries
+        return View(name, chains)
+
+    def read(self) -> dict[str, View]:
+        """Locker's chains and the built-in chains jumping to them. Tables
+        not yet instantiated in this namespace read as empty (reading
+        does not create them)."""
+        present = _tables_present()
+        names = [n for n in TABLES if present is None or n in present]
+        with _PROCESS_LOCK, self._tables(names) as tables:
+            views = {name: self._view(name, table) for name, table in tables.items()}
+        for name in TABLES:
+            views.setdefault(name, View(name, {}))
+        return views
+
+    def transact(self, plan: Plan) -> None:
+        """Read the tables, let ``plan`` say what to change, and commit each
+        changed table once, under the xtables lock. A commit that fails
+        because another writer changed the table in between is undone and
+        retried; any other failure undoes what was committed and raises
+        BackendError. ``plan`` may raise BackendError before anything changes."""
+        iptc = load_iptc()
+        with _PROCESS_LOCK, xtables_lock(self.lock_timeout), self._tables(TABLES) as tables:
+            for attempt in range(1, self.retries + 1):
+                views = {name: self._view(name, table) for name, table in tables.items()}
+                ops = {name: list(o) for name, o in plan(views).items() if o}
+                if not ops:
+                    return
+                try:
+                    self._commit_all(iptc, tables, ops)
+                    return
+                except iptc.XTablesError as err:
+                    raise BackendError(
+                        f"python-iptables could not build a rule ({err}); nothing was "
+                        "changed. Check that the iptables extensions (libxt_*.so) are "
+                        "installed and XTABLES_LIBDIR points at them.") from None
+                except iptc.IPTCError as err:
+                    if EAGAIN_TEXT in str(err) and attempt < self.retries:
+                        time.sleep(self.backoff * attempt)
+                        for table in tables.values():
+                            table.refresh()
+                        continue
+                    raise BackendError(
+                        f"iptables refused Locker's change ({err}); nothing was changed. "
+                        + ("Another program keeps changing the tables without taking "
+                           "the xtables lock; try again when it is done."
+                           if EAGAIN_TEXT in str(err) else
+                           "Check `dmesg` for the kernel's reason.")) from None
+
+    def _commit_all(self, iptc: Any, tables: Mapping[str, Any],
+                    ops: Mapping[str, Sequence[Op]]) -> None:
+        names = [n for n in TABLES if n in ops]
+        done: list[tuple[str, list[Op]]] = []
+        try:
+            for name in names:
+                table = tables[name]
+                journal = self._apply(iptc, table, ops[name])
+                if self.before_commit:
+                    self.before_commit(name, table, name == names[-1])
+                table.commit()
+                done.append((name, journal))
+                table.refresh()
+        except BaseException:
+            for name in names:
+                tables[name].refresh()  # drop what was not committed
+            self._undo(iptc, tables, done)
+            raise
+
+    def _apply(self, iptc: Any, table: Any, ops: Sequence[Op]) -> list[Op]:
+        journal: list[Op] = []
+        for op in ops:
+            if op.kind == "create":
+                table.create_chain(op.chain)
+            elif op.kind == "insert":
+                iptc.Chain(table, op.chain).insert_rule(build_rule(iptc, op.spec), op.position)
+            elif op.kind == "append":
+                iptc.Chain(table, op.chain).append_rule(build_rule(iptc, op.spec))
+            elif op.kind == "delete":
+                if op.entry is not None:
+                    _detach(op.entry.rule)
+                _delete_at(table, op.chain, op.position)
+            else:
+                raise ValueError(f"unknown op {op.kind}")
+            journal.append(op)
+        return journal
+
+    def _undo(self, iptc: Any, tables: Mapping[str, Any],
+              done: Sequence[tuple[str, list[Op]]]) -> None:
+        """Put back tables committed earlier in a failed transaction."""
+        for name, journal in reversed(done):
+            table = tables[name]
+            for attempt in range(1, self.retries + 1):
+                try:
+                    table.refresh()
+                    for op in reversed(journal):
+                        _revert(iptc, name, table, op)
+                    table.commit()
+                    table.refresh()
+                    break
+                except iptc.IPTCError as err:
+                    table.refresh()
+                    if EAGAIN_TEXT in str(err) and attempt < self.retries:
+                        time.sleep(self.backoff * attempt)
+                        continue
+                    raise BackendError(
+                        f"Locker's change to the iptables {name} table failed and could "
+                        f"not be undone ({err}); run `iptables-legacy-save -t {name}` to "
+                        "check it, then `locker cleanup` or `locker ports`.") from None
+
+
+def _delete_at(table: Any, chain: str, position: int) -> None:
+    # python-iptables deletes by rule content, which fails for some rules
+    # read back from the kernel; libiptc's delete by number is exact.
+    ok = table._iptc.iptc_delete_num_entry(chain.encode(), ctypes.c_uint(position),
+                                           table._handle)
+    if ok != 1:
+        raise load_iptc().IPTCError(f"can't delete rule {position} of {chain}: "
+                                    f"{table.strerror()}")
+
+
+def _detach(rule: Any) -> None:
+    """Copy the rule's address part out of the table handle's memory, so
+    that the rule can be put back after the handle is gone (its matches
+    and target are copies already)."""
+    copy = type(rule.entry)()
+    ctypes.memmove(ctypes.byref(copy), ctypes.byref(rule.entry), ctypes.sizeof(copy))
+    rule.entry = copy
+
+
+def _revert(iptc: Any, name: str, table: Any, op: Op) -> None:
+    chain = iptc.Chain(table, op.chain) if table.is_chain(op.chain) else None
+    if op.kind == "create":
+        if chain is not None:
+            table.flush_entries(op.chain)
+            table.delete_chain(op.chain)
+    elif op.kind in ("insert", "append") and chain is not None:
+        for index, rule in enumerate(chain.rules):
+            if read_rule(name, op.chain, rule)[2] == op.spec:
+                _delete_at(table, op.chain, index)
+                break
+    elif op.kind == "delete" and chain is not None and op.entry is not None:
+        chain.insert_rule(op.entry.rule, min(op.position, len(chain.rules)))
