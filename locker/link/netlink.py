@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import errno
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from ipaddress import IPv4Network
-from typing import TypeVar
 
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
@@ -21,9 +20,6 @@ from locker.names import IFNAME_MAX
 from locker.subnets import first_free
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
-
-T = TypeVar("T")
-
 
 class NetlinkBackend:
     """Link backend using pyroute2's ``IPRoute``; opens one rtnetlink socket
@@ -65,24 +61,24 @@ class NetlinkBackend:
         _check_name(name)
         with _rtnl_session(f"set up bridge {name!r}") as rtnl:
             link = rtnl.find_link(name)
+            created = False
             if link is None:
-                _tolerate(errno.EEXIST, lambda: rtnl.add_bridge(name))  # lost a race
-                link = rtnl.find_link(name)
-                if link is None:
-                    raise BackendError(
-                        f"Bridge {name!r} vanished right after it was created: check "
-                        "whether another program deletes interfaces, then run the command again.")
+                # EEXIST: another program made it in between; it is not ours to undo.
+                created = _tolerate(errno.EEXIST, lambda: rtnl.add_bridge(name))
+                link = _must_find(rtnl, name)
             _require_bridge(link)
-            if not rtnl.ipv4_addresses(link.index):
-                _tolerate(errno.EEXIST, lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
-            if not link.up:
-                rtnl.set_up(link.index)
-            link = rtnl.find_link(name)
-            if link is None:
-                raise BackendError(
-                    f"Bridge {name!r} vanished while Locker set it up: check whether "
-                    "another program deletes interfaces, then run the command again.")
-            return _state_of(rtnl, link)
+            try:
+                if not rtnl.ipv4_addresses(link.index):
+                    _tolerate(errno.EEXIST,
+                              lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
+                if not link.up:
+                    rtnl.set_up(link.index)
+            except BaseException:
+                if created:  # leave the kernel as it was
+                    with suppress(OSError):
+                        rtnl.delete_link(link.index)
+                raise
+            return _state_of(rtnl, _must_find(rtnl, name))
 
     @hookimpl
     def remove_bridge(self, name: str) -> None:
@@ -138,6 +134,15 @@ def _require_bridge(link) -> None:
             "remove that interface, or choose another project name.")
 
 
+def _must_find(rtnl, name: str):
+    link = rtnl.find_link(name)
+    if link is None:
+        raise BackendError(
+            f"Bridge {name!r} vanished while Locker set it up: check whether another "
+            "program deletes interfaces, then run the command again.")
+    return link
+
+
 def _state(rtnl, name: str) -> BridgeState | None:
     link = rtnl.find_link(name)
     if link is None or link.kind != "bridge":
@@ -150,16 +155,18 @@ def _state_of(rtnl, link) -> BridgeState:
                        up=link.up)
 
 
-def _tolerate(code: int, action: Callable[[], T]) -> T | None:
-    """Run ``action``; a kernel error ``code`` means it was already done."""
+def _tolerate(code: int, action: Callable[[], object]) -> bool:
+    """Run ``action``; a kernel error ``code`` means it was already done.
+    True when the action itself did it."""
     from locker.link._rtnl import RtnlError
 
     try:
-        return action()
+        action()
     except RtnlError as exc:
         if exc.errno != code:
             raise
-        return None
+        return False
+    return True
 
 
 @contextmanager

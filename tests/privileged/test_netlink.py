@@ -126,3 +126,31 @@ for call in (lambda: backend.ensure_bridge(Bridge("p", "locker_p", IPv4Network("
         assert bridge_error.endswith("run Locker as root (it needs CAP_NET_ADMIN).")
         assert "run Locker as root" in forward_error
         assert link_of(netns, "locker_p") is None
+
+
+@pytest.mark.privileged
+class TestNetlinkFailures:
+    def test_a_bridge_created_by_a_failed_call_is_removed(self, hook, netns: NetNS,
+                                                          monkeypatch) -> None:
+        # The kernel accepts any address on a bridge, so the failure is injected
+        # at the adapter; creating and deleting the bridge stay real.
+        def refuse(self, index, interface):
+            raise RtnlError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(Rtnl, "add_ipv4_address", refuse)
+        with pytest.raises(BackendError, match=rf"Cannot set up bridge '{NAME}': "
+                                               "the kernel said: Invalid argument"):
+            hook.ensure_bridge(bridge=BRIDGE)
+        assert link_of(netns, NAME) is None
+
+    def test_an_existing_bridge_is_kept_when_a_call_fails(self, hook, netns: NetNS,
+                                                          monkeypatch) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+
+        def refuse(self, index, interface):
+            raise RtnlError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(Rtnl, "add_ipv4_address", refuse)
+        with pytest.raises(BackendError):
+            hook.ensure_bridge(bridge=BRIDGE)
+        assert link_of(netns, NAME) is not None
