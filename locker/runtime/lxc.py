@@ -1,17 +1,19 @@
 """The LXC runtime: drives LXC through its ``lxc-*`` commands.
 
-Why commands and not the python3-lxc binding: the binding is a Debian
-package outside PyPI (not installable into a virtualenv), it runs liblxc
-inside Locker's own process (forks, daemonizing ``start``, and errors that
-go to liblxc's log instead of an exception), and it cannot be pointed at a
-network namespace per call. The commands are LXC's stable interface, their
-stderr is the message an administrator knows, and each call is isolated.
+Why commands and not the python3-lxc binding: the binding is not on PyPI
+as a wheel (it builds against liblxc; Debian ships it as python3-lxc), it
+runs liblxc inside Locker's own process (forks, a daemonizing ``start``,
+failures reported as a bare False with the reason only in liblxc's log),
+and it cannot be pointed at another network namespace per call. The
+commands are LXC's stable interface, their stderr is the message an
+administrator knows, and each call is isolated.
 
 All ``lxc-*`` calls for a container must run in the network namespace the
 container was started from: LXC reaches a running container's monitor
 through an abstract unix socket, and those are per network namespace
 (``lxc-info`` from elsewhere reports STOPPED). ``command_prefix`` exists for
-that in tests (``("ip", "netns", "exec", NS)``); production needs none.
+tests, which pass ``locker.testing.lxchost.lxc_command_prefix(NS)``;
+production needs none.
 """
 
 from __future__ import annotations
