@@ -217,6 +217,9 @@ class Kernel:
         #: Test hook: called as (table name, iptc table, is last table)
         #: right before each commit of a change.
         self.before_commit: Callable[[str, Any, bool], None] | None = None
+        #: How many transactions were retried after EAGAIN (for tests and
+        #: benchmarks).
+        self.retried = 0
 
     @contextmanager
     def _tables(self, names: Sequence[str]) -> Iterator[dict[str, Any]]:
@@ -294,6 +297,7 @@ class Kernel:
                         "installed and XTABLES_LIBDIR points at them.") from None
                 except iptc.IPTCError as err:
                     if EAGAIN_TEXT in str(err) and attempt < self.retries:
+                        self.retried += 1
                         time.sleep(self.backoff * attempt)
                         for table in tables.values():
                             table.refresh()

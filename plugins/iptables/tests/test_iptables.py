@@ -1,0 +1,270 @@
+"""What the conformance suite does not cover: the xtables lock, concurrent
+writers, comment checks, the lazy import and the availability report."""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import shutil
+import subprocess
+import sys
+import time
+from ipaddress import IPv4Address, IPv4Network
+
+import pytest
+
+from helpers import foreign_dump, locker_dump, save
+from locker.errors import BackendError
+from locker.model import Bridge, Forward, Link
+from locker.plugins import new_manager
+
+needs_legacy = pytest.mark.skipif(shutil.which("iptables-legacy") is None,
+                                  reason="needs iptables-legacy (package iptables)")
+
+
+def forwards(n: int, base: int = 10000) -> list[Forward]:
+    return [Forward("alpha", "web", base + i, IPv4Address("10.1.1.2"), 80 + i)
+            for i in range(n)]
+
+
+@pytest.fixture
+def backend(netns):
+    from locker_iptables import IptablesBackend
+    return IptablesBackend(lock_timeout=10)
+
+
+@pytest.fixture
+def hook(backend):
+    return new_manager(backend).hook
+
+
+# ----------------------------------------------------------------- import
+
+
+def test_importing_the_plugin_does_not_import_iptc() -> None:
+    code = ("import sys, importlib.metadata as md\n"
+            "[ep] = [e for e in md.entry_points(group='locker.firewall') if e.name == 'iptables']\n"
+            "backend = ep.load()()\n"
+            "print('iptc' in sys.modules, type(backend).__name__)\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                         check=True).stdout.split()
+    assert out == ["False", "IptablesBackend"]
+
+
+# --------------------------------------------------------------- comments
+
+
+@pytest.mark.parametrize("comment", ["x" * 256, "locker:a b", "locker:ä", 'locker:"a"', ""])
+def test_bad_comments_are_refused(comment: str) -> None:
+    from locker_iptables.rules import check_comment
+    with pytest.raises(BackendError):
+        check_comment(comment)
+
+
+def test_longest_comment_is_accepted() -> None:
+    from locker_iptables.rules import check_comment
+    check_comment("locker:" + "x" * 248)
+
+
+@pytest.mark.privileged
+@needs_legacy
+@pytest.mark.parametrize("comment", ["locker:alpha:" + "x" * 250, "locker:alpha:a b"])
+def test_bad_comment_is_refused_before_commit(backend, hook, netns, comment) -> None:
+    from locker_iptables.kernel import Op
+    from locker_iptables.rules import Spec
+    hook.add_forward(forwards=forwards(1))
+    before = save(netns)
+    good = Spec("nat", "LOCKER_PREROUTING", "ACCEPT", "locker:alpha:web:dnat", dport=1,
+                protocol="tcp")
+    bad = Spec("filter", "LOCKER_FORWARD", "ACCEPT", comment)
+    with pytest.raises(BackendError, match="comment"):
+        backend.kernel.transact(lambda views: {
+            "nat": [Op("append", "LOCKER_PREROUTING", good)],
+            "filter": [Op("append", "LOCKER_FORWARD", bad)]})
+    assert save(netns) == before
+
+
+# ------------------------------------------------------- lock and writers
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_waits_for_the_xtables_lock_and_gives_up_clearly(netns) -> None:
+    from locker_iptables import IptablesBackend
+    from locker_iptables.lock import lock_path
+    hook = new_manager(IptablesBackend(lock_timeout=0.3)).hook
+    fd = os.open(lock_path(), os.O_RDONLY | os.O_CREAT, 0o600)
+    try:
+        fcntl.flock(fd, fcntl.LOCK_EX)
+        started = time.monotonic()
+        with pytest.raises(BackendError, match="xtables lock"):
+            hook.add_forward(forwards=forwards(1))
+        assert 0.3 <= time.monotonic() - started < 5
+    finally:
+        os.close(fd)
+    assert locker_dump(netns) == ""
+    hook.add_forward(forwards=forwards(1))
+    assert hook.list_rules(project=None).forwards == frozenset(forwards(1))
+
+
+WRITER_COUNT = 150
+
+
+def _run_against_writer(hook, writer: subprocess.Popen, deadline: float) -> int:
+    """Apply Locker batches until the writer is done; return how many."""
+    batches, wanted = 0, forwards(20)
+    while writer.poll() is None:
+        assert time.monotonic() < deadline, "the other writer did not finish in time"
+        hook.add_forward(forwards=wanted)
+        hook.add_link(links=[Link("alpha", "web", IPv4Address("10.1.1.2"), "db",
+                                  IPv4Address("10.1.1.3"))])
+        hook.remove_forward(forwards=wanted[::2])
+        batches += 3
+    hook.add_forward(forwards=wanted)
+    assert hook.list_rules(project=None).forwards == frozenset(wanted)
+    return batches
+
+
+def _assert_all_survive(netns, prefix: str) -> None:
+    theirs = [line for _, line in save(netns) if f"--comment {prefix}" in line]
+    assert len(theirs) == WRITER_COUNT
+    numbers = [int(line.split(f"--comment {prefix}")[1].split()[0]) for line in theirs]
+    assert numbers == list(range(1, WRITER_COUNT + 1))
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_locked_writer_in_parallel(hook, netns) -> None:
+    """``iptables-legacy -w`` appends to FORWARD while Locker applies batches:
+    both take the xtables lock in turn, nothing fails, nothing is lost."""
+    loop = (f"i=1; while [ $i -le {WRITER_COUNT} ]; do "
+            "iptables-legacy -w 5 -A FORWARD -s 198.51.100.7/32 "
+            "-m comment --comment other$i -j ACCEPT || exit 1; i=$((i+1)); done")
+    writer = subprocess.Popen(["ip", "netns", "exec", netns.name, "sh", "-c", loop],
+                              stderr=subprocess.PIPE, text=True)
+    try:
+        batches = _run_against_writer(hook, writer, time.monotonic() + 120)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        _, err = writer.communicate()
+    assert writer.returncode == 0, err
+    assert batches > 0
+    _assert_all_survive(netns, "other")
+
+
+LOCKLESS_WRITER = """
+import sys, time, iptc
+count, errors = int(sys.argv[1]), 0
+for i in range(1, count + 1):
+    while True:
+        table = iptc.Table("filter")
+        table.autocommit = False
+        table.refresh()
+        rule = iptc.Rule()
+        rule.src = "198.51.100.8"
+        rule.create_match("comment").comment = "lockless%d" % i
+        rule.target = rule.create_target("ACCEPT")
+        iptc.Chain(table, "FORWARD").append_rule(rule)
+        try:
+            table.commit()
+            break
+        except iptc.IPTCError:
+            errors += 1
+            if errors > 10000:
+                sys.exit("too many failed commits")
+print(errors)
+"""
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_lockless_writer_in_parallel(backend, hook, netns) -> None:
+    """A writer that ignores the xtables lock makes Locker's commits fail
+    with EAGAIN now and then: Locker retries from a fresh read, so its
+    batches succeed and the writer's rules all survive."""
+    from locker_iptables.kernel import Kernel
+    backend.kernel = Kernel(lock_timeout=10, retries=50, backoff=0.001)
+    writer = subprocess.Popen(
+        ["ip", "netns", "exec", netns.name, sys.executable, "-c", LOCKLESS_WRITER,
+         str(WRITER_COUNT)], stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        batches = _run_against_writer(hook, writer, time.monotonic() + 120)
+    finally:
+        if writer.poll() is None:
+            writer.kill()
+        out, err = writer.communicate()
+    assert writer.returncode == 0, err
+    assert batches > 0
+    _assert_all_survive(netns, "lockless")
+    print(f"{batches} Locker batches, {backend.kernel.retried} retried after EAGAIN, "
+          f"{out.strip()} failed commits of the lockless writer")
+
+
+# ------------------------------------------------------------ the tables
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_jumps_go_first_and_keep_the_order_of_others(hook, netns) -> None:
+    for n in (1, 2, 3):
+        netns.run(["iptables-legacy", "-w", "-A", "FORWARD", "-s", f"192.0.2.{n}", "-j", "DROP"])
+    before = [line for line in foreign_dump(netns).splitlines() if line.startswith("filter ")]
+    hook.add_link(links=[Link("alpha", "web", IPv4Address("10.1.1.2"), "db",
+                              IPv4Address("10.1.1.3"))])
+    hook.add_link(links=[Link("alpha", "web", IPv4Address("10.1.1.2"), "db",
+                              IPv4Address("10.1.1.3"))])
+    forward = netns.run(["iptables-legacy", "-S", "FORWARD"]).stdout.splitlines()
+    assert forward[1] == "-A FORWARD -m comment --comment LOCKER -j LOCKER_FORWARD"
+    assert [line.split()[3] for line in forward[2:]] == [f"192.0.2.{n}/32" for n in (1, 2, 3)]
+    assert [line for line in foreign_dump(netns).splitlines()
+            if line.startswith("filter ")] == before
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_autocommit_is_restored(hook, netns) -> None:
+    import iptc
+    for name in ("filter", "nat"):
+        iptc.Table(name).autocommit = True
+    hook.add_nat(bridges=[Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"))])
+    hook.cleanup(project="alpha")
+    hook.list_rules(project=None)
+    assert iptc.Table("filter").autocommit and iptc.Table("nat").autocommit
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_one_commit_per_table(backend, hook, netns) -> None:
+    commits: list[str] = []
+    backend.kernel.before_commit = lambda name, table, last: commits.append(name)
+    hook.add_forward(forwards=forwards(50))
+    assert commits == ["filter", "nat"]
+    commits.clear()
+    hook.remove_forward(forwards=forwards(50))
+    assert commits == ["filter", "nat"]
+    commits.clear()
+    hook.add_link(links=[Link("alpha", "web", IPv4Address("10.1.1.2"), "db",
+                              IPv4Address("10.1.1.3"))])
+    assert commits == ["filter"]
+
+
+# ----------------------------------------------------------- availability
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_availability_reports_the_variant(hook, netns) -> None:
+    version = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout
+    netns.run(["iptables-legacy", "-w", "-A", "FORWARD", "-j", "ACCEPT"])
+    availability = hook.firewall_availability()
+    assert availability.usable, availability.reason
+    assert availability.details["legacy_rules"] == "1"
+    if "nf_tables" in version:
+        assert availability.details["variant"] == "nf_tables"
+        assert availability.auto is False
+        assert "nf_tables" in availability.reason
+        assert "legacy" in availability.warning and "nftables" in availability.warning
+    else:
+        assert availability.details["variant"] == "legacy"
+        assert availability.auto is True and availability.warning is None
