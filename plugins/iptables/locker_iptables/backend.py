@@ -15,14 +15,19 @@ from locker_iptables.rules import CHAINS, Spec
 
 def _ensure(view: View, specs: Iterable[Spec]) -> list[Op]:
     """Create Locker's chains and jumps of this table if missing (each jump
-    inserted first in its built-in chain), then append the missing specs."""
+    inserted first in its built-in chain; duplicate jumps are dropped), then
+    append the missing specs."""
     ops: list[Op] = []
     for chain in CHAINS[view.table]:
         if chain not in view.chains:
             ops.append(Op("create", chain))
-        if not view.has_jump(chain):
+        jumps = view.jumps(chain)
+        if not jumps:
             jump = next(j for j in rules.jump_specs() if j.target == chain)
             ops.append(Op("insert", jump.chain, jump, 0))
+        for extra in reversed(jumps[1:]):
+            ops.append(Op("delete", CHAINS[view.table][chain],
+                          position=extra.index, entry=extra))
     present = {e.spec for _, e in view.locker_entries() if e.spec}
     for spec in rules.unique(specs):
         if spec.table == view.table and spec not in present:
@@ -116,8 +121,7 @@ class IptablesBackend:
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:
         views = self.kernel.read()
-        jumps = all(chain in view.chains and view.has_jump(chain)
-                    for view in views.values() for chain in CHAINS[view.table])
+        jumps = all(view.complete() for view in views.values())
         specs = [e.spec for view in views.values() for _, e in view.locker_entries() if e.spec]
         found = rules.ruleset(specs, jumps)
         return found if project is None else found.of_project(project)

@@ -83,10 +83,16 @@ class View:
     table: str
     chains: dict[str, list[Entry]]
 
-    def has_jump(self, chain: str) -> bool:
+    def jumps(self, chain: str) -> list[Entry]:
+        """The rules carrying the jump comment that lead into ``chain``."""
         parent = CHAINS[self.table][chain]
-        return any(e.comment == JUMP_COMMENT and e.target == chain
-                   for e in self.chains.get(parent, ()))
+        return [e for e in self.chains.get(parent, ())
+                if e.comment == JUMP_COMMENT and e.target == chain]
+
+    def complete(self) -> bool:
+        """Locker's chains of this table exist, each entered by one jump."""
+        return all(chain in self.chains and len(self.jumps(chain)) == 1
+                   for chain in CHAINS[self.table])
 
     def locker_entries(self) -> Iterator[tuple[str, Entry]]:
         for chain in CHAINS[self.table]:

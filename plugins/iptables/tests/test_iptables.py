@@ -268,3 +268,18 @@ def test_availability_reports_the_variant(hook, netns) -> None:
     else:
         assert availability.details["variant"] == "legacy"
         assert availability.auto is True and availability.warning is None
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_duplicate_jumps_are_reduced_to_one(hook, netns) -> None:
+    from helpers import jumps
+    hook.add_forward(forwards=forwards(1))
+    netns.run(["iptables-legacy", "-w", "-A", "FORWARD", "-m", "comment", "--comment",
+               "LOCKER", "-j", "LOCKER_FORWARD"])
+    assert jumps(netns)["LOCKER_FORWARD"] == 2
+    assert not hook.list_rules(project=None).jumps
+    hook.add_forward(forwards=forwards(1))
+    assert jumps(netns) == {"LOCKER_FORWARD": 1, "LOCKER_PREROUTING": 1,
+                            "LOCKER_POSTROUTING": 1}
+    assert hook.list_rules(project=None).jumps
