@@ -17,6 +17,13 @@ import pytest
 from locker.testing.netns import NetNS, current_netns_inode, missing_requirements
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers", "privileged: needs root; runs inside a network namespace made for the test")
+    config.addinivalue_line(
+        "markers", "e2e: drives the installed locker command with real LXC containers")
+
+
 @pytest.fixture
 def netns_factory() -> Iterator:
     reason = missing_requirements()
