@@ -1,0 +1,76 @@
+"""The host-wide lock: holders take turns, a stuck holder is a clear error."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+
+import pytest
+
+from locker.errors import LockerError
+from locker.hostlock import host_lock, lock_path
+
+
+def test_run_dir_comes_from_the_environment(tmp_path: Path,
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setenv("LOCKER_RUN_DIR", str(tmp_path / "run"))
+    assert lock_path() == tmp_path / "run" / "lock"
+    with host_lock():
+        assert (tmp_path / "run" / "lock").exists()
+
+
+def test_default_run_dir(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("LOCKER_RUN_DIR", raising=False)
+    assert lock_path() == Path("/run/locker/lock")
+
+
+def test_two_holders_take_turns(tmp_path: Path) -> None:
+    path = tmp_path / "lock"
+    events: list[str] = []
+    first_holds = threading.Event()
+
+    def second() -> None:
+        first_holds.wait()
+        with host_lock(path, timeout=5):
+            events.append("second in")
+
+    thread = threading.Thread(target=second)
+    thread.start()
+    with host_lock(path, timeout=5):
+        events.append("first in")
+        first_holds.set()
+        time.sleep(0.3)  # the second holder is waiting meanwhile
+        events.append("first out")
+    thread.join(5)
+    assert events == ["first in", "first out", "second in"]
+
+
+def test_a_held_lock_times_out_with_a_locker_error(tmp_path: Path) -> None:
+    path = tmp_path / "lock"
+    with host_lock(path):
+        started = time.monotonic()
+        with pytest.raises(LockerError, match="Another locker command") as caught:
+            with host_lock(path, timeout=0.2):
+                pytest.fail("the lock was taken twice")
+        assert 0.2 <= time.monotonic() - started < 2
+        assert str(path) in str(caught.value)
+
+
+def test_the_lock_is_released_after_an_error(tmp_path: Path) -> None:
+    path = tmp_path / "lock"
+    with pytest.raises(RuntimeError):
+        with host_lock(path):
+            raise RuntimeError("boom")
+    with host_lock(path, timeout=0.1):
+        pass
+
+
+def test_an_unusable_run_dir_is_a_locker_error(tmp_path: Path,
+                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("")
+    monkeypatch.setenv("LOCKER_RUN_DIR", str(blocker / "sub"))
+    with pytest.raises(LockerError, match="LOCKER_RUN_DIR"):
+        with host_lock():
+            pass
