@@ -114,15 +114,13 @@ class NftablesBackend:
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
-        wanted = [r for f in forwards for r in rules.forward_rules(f)]
-        self._remove(lambda rule: rule.key in {w.key for w in wanted}, bool(wanted),
-                     "remove port forwards")
+        wanted = {r.key for f in forwards for r in rules.forward_rules(f)}
+        self._remove(lambda rule: rule.key in wanted, bool(wanted), "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
-        wanted = [r for k in links for r in rules.link_rules(k)]
-        self._remove(lambda rule: rule.key in {w.key for w in wanted}, bool(wanted),
-                     "remove link rules")
+        wanted = {r.key for k in links for r in rules.link_rules(k)}
+        self._remove(lambda rule: rule.key in wanted, bool(wanted), "remove link rules")
 
     @hookimpl
     def cleanup(self, project: str) -> None:
