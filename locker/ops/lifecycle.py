@@ -55,14 +55,19 @@ def create(ctx: Context, containers: Sequence[str]) -> None:
         ctx.runtime.create(lxc, spec.source, clone_from)
         ctx.say(f"{name}: created ({lxc})")
 
-    each(ctx, _clones_last(ctx, containers), create_one)
+    each(ctx, _originals_first(ctx, containers), create_one)
 
 
-def _clones_last(ctx: Context, containers: Sequence[str]) -> list[str]:
-    """Containers that are clones of others in the project come after them."""
-    def is_clone(name: str) -> bool:
-        return isinstance(ctx.project.container(name).source, CloneSource)
-    return sorted(containers, key=is_clone)
+def _originals_first(ctx: Context, containers: Sequence[str]) -> list[str]:
+    """Containers that are clones of others in the project come after them,
+    also a clone of a clone; otherwise the order stays."""
+    def depth(name: str, seen: tuple[str, ...] = ()) -> int:
+        source = ctx.project.container(name).source
+        if (isinstance(source, CloneSource) and source.name in ctx.project.container_names
+                and source.name not in seen):
+            return 1 + depth(source.name, seen + (name,))
+        return 0
+    return sorted(containers, key=depth)
 
 
 def start(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions()) -> None:
