@@ -1,0 +1,694 @@
+"""The operations over in-memory backends and runtime: what each command
+changes, what it leaves alone, and how it reports failures."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from locker import hookimpl, plugins
+from locker.context import Context
+from locker.errors import BackendError, ConfigError, LockerError
+from locker.model import Bridge, Forward, Link, Ruleset
+from locker.ops import cleanup, lifecycle, network
+from locker.ops.lifecycle import StartOptions
+from locker.ops.network import FORWARDS, LINKS
+from locker.ops.status import SCHEMA_VERSION, status, to_json
+from locker.planner import HostsEntry
+from locker.project import (CloneSource, ContainerSpec, LinkSpec, PortSpec, Project,
+                            TemplateSource, VolumeSpec)
+from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
+from locker.testing.memory import MemoryFirewall, MemoryLink, MemoryRuntime
+
+IP = IPv4Address
+BUSYBOX = TemplateSource("busybox")
+HOST_RESOLV = "nameserver 127.0.0.53\nnameserver 192.0.2.53\n"
+
+
+class Lock:
+    """The host lock as a test sees it: counts, and refuses nesting (the
+    real lock would wait for itself until its timeout)."""
+
+    def __init__(self) -> None:
+        self.held = False
+        self.taken = 0
+
+    @contextmanager
+    def __call__(self) -> Iterator[None]:
+        assert not self.held, "the host lock was taken while held"
+        self.held, self.taken = True, self.taken + 1
+        try:
+            yield
+        finally:
+            self.held = False
+
+
+class LockedFirewall(MemoryFirewall):
+    """Checks that every change to the rules happens under the host lock."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__()
+        self.lock = lock
+
+    def _commit(self, **changes) -> None:
+        assert self.lock.held, "a firewall change outside the host lock"
+        super()._commit(**changes)
+
+
+class LockedLink(MemoryLink):
+    """Checks that a subnet is chosen and its bridge made under one lock."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__()
+        self.lock = lock
+
+    @hookimpl
+    def allocate_subnet(self, bridge: str) -> IPv4Network:
+        assert self.lock.held, "a subnet chosen outside the host lock"
+        return super().allocate_subnet(bridge)
+
+    @hookimpl
+    def ensure_bridge(self, bridge: Bridge):
+        assert self.lock.held, "a bridge made outside the host lock"
+        return super().ensure_bridge(bridge)
+
+
+class Recorder:
+    """An observer that writes down every event."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple] = []
+
+    @hookimpl
+    def container_started(self, project, container, address):
+        self.events.append(("started", project, container, address))
+
+    @hookimpl
+    def container_stopped(self, project, container):
+        self.events.append(("stopped", project, container))
+
+    @hookimpl
+    def rules_changed(self, project, added, removed):
+        self.events.append(("rules", project, added, removed))
+
+    @hookimpl
+    def project_cleaned(self, project):
+        self.events.append(("cleaned", project))
+
+
+class Raiser:
+    @hookimpl
+    def container_started(self, project, container, address):
+        raise RuntimeError("observer is broken")
+
+
+def shop_project(path: Path, name: str = "shop") -> Project:
+    return Project(name, path / name / "locker.yaml", (
+        ContainerSpec("web", BUSYBOX,
+                      ports=(PortSpec(8080, 80), PortSpec(5353, 53, "udp", IP("192.0.2.10"))),
+                      links=(LinkSpec("db", "database"),), fqdn="web.example.net",
+                      dns=("192.0.2.99", "$bridge", "$copy"),
+                      volumes=(VolumeSpec("/srv/log", "/var/log"),),
+                      cgroup=(("cpu.shares", "512"),)),
+        ContainerSpec("db", BUSYBOX, ports=(PortSpec(5432 if name == "shop" else 6432, 5432),),
+                      fqdn="db.example.net"),
+        ContainerSpec("cache", BUSYBOX, links=(LinkSpec("db"),)),
+    ))
+
+
+@dataclass
+class Env:
+    ctx: Context
+    firewall: MemoryFirewall
+    link: MemoryLink
+    runtime: MemoryRuntime
+    lock: Lock
+    said: list[str] = field(default_factory=list)
+    warned: list[str] = field(default_factory=list)
+
+    def lxc(self, name: str):
+        return self.runtime.containers[self.ctx.lxc(name)]
+
+    def create_all(self) -> None:
+        for name in self.ctx.project.container_names:
+            self.runtime.create(self.ctx.lxc(name), BUSYBOX)
+
+
+def make_env(tmp_path: Path, project: Project | None = None, *, share: Env | None = None,
+             observers: tuple = (), link: MemoryLink | None = None) -> Env:
+    """An Env for ``project``; with ``share``, on the same kernel and LXC."""
+    project = project or shop_project(tmp_path)
+    lock = share.lock if share else Lock()
+    firewall = share.firewall if share else LockedFirewall(lock)
+    link = share.link if share else (link or LockedLink(lock))
+    runtime = share.runtime if share else MemoryRuntime()
+    manager = plugins.new_manager(firewall, link, *observers)
+    said: list[str] = []
+    warned: list[str] = []
+    ctx = Context(project, manager, runtime, say=said.append, warn=warned.append, lock=lock,
+                  host_resolv=lambda: HOST_RESOLV, host_hosts=tmp_path / "hosts")
+    return Env(ctx, firewall, link, runtime, lock, said, warned)
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    env = make_env(tmp_path)
+    env.create_all()
+    return env
+
+
+def fwd(container: str, host_port: int, ip: str, port: int, proto: str = "tcp",
+        host_ip: str | None = None, project: str = "shop") -> Forward:
+    return Forward(project, container, host_port, IP(ip), port, proto,
+                   IP(host_ip) if host_ip else None)
+
+
+WEB, DB, CACHE = "10.1.1.2", "10.1.1.3", "10.1.1.4"
+WEB_FORWARDS = {fwd("web", 8080, WEB, 80), fwd("web", 5353, WEB, 53, "udp", "192.0.2.10")}
+DB_FORWARDS = {fwd("db", 5432, DB, 5432)}
+WEB_DB = Link("shop", "web", IP(WEB), "db", IP(DB))
+CACHE_DB = Link("shop", "cache", IP(CACHE), "db", IP(DB))
+SHOP_BRIDGE = Bridge("shop", "locker_shop", IPv4Network("10.1.1.0/24"))
+
+
+# ------------------------------------------------------------------- start
+
+def test_start_brings_up_the_network_and_every_container(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+
+    assert env.link.bridges["locker_shop"].addresses == (IPv4Interface("10.1.1.1/24"),)
+    assert env.link.bridges["locker_shop"].up
+    assert env.link.ip_forward
+    assert env.firewall.rules == Ruleset(nat=frozenset({SHOP_BRIDGE}),
+                                         forwards=frozenset(WEB_FORWARDS | DB_FORWARDS),
+                                         links=frozenset({WEB_DB, CACHE_DB}), jumps=True)
+    for name, ip in (("web", WEB), ("db", DB), ("cache", CACHE)):
+        assert env.lxc(name).state == RUNNING
+        assert env.lxc(name).config["address"] == IPv4Interface(f"{ip}/24")
+        assert env.lxc(name).config["gateway"] == IP("10.1.1.1")
+        assert env.lxc(name).config["bridge"] == "locker_shop"
+    assert "web: started (10.1.1.2)" in env.said
+
+
+def test_start_writes_what_the_container_finds_at_boot(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web", "db"])
+    web = env.lxc("web")
+    assert web.files["/etc/resolv.conf"] == (
+        "nameserver 192.0.2.99\nnameserver 10.1.1.1\nnameserver 192.0.2.53\n")
+    assert web.files["/etc/hostname"] == "web\n"
+    assert web.files["/etc/hosts"] == (
+        "127.0.0.1\tlocalhost\n"
+        "10.1.1.2\tweb.example.net web\t# locker\n"
+        "10.1.1.3\tdb.example.net db database\t# locker\n")
+    assert web.config["mounts"] == (("/srv/log", "/var/log"),)
+    assert web.config["cgroup"] == (("cpu.shares", "512"),)
+    assert web.config["hostname"] == "web"
+    assert "/etc/resolv.conf" not in env.lxc("db").files  # no dns: the image's own
+
+
+def test_ip_forwarding_is_reported_once(env: Env) -> None:
+    lifecycle.start(env.ctx, ["db"])
+    lifecycle.start(env.ctx, ["web"])
+    assert sum("forwarding was off" in line for line in env.said) == 1
+
+
+def test_a_second_start_and_ports_change_nothing(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    rules, transactions = env.firewall.rules, env.firewall.transactions
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    assert "web: running already (10.1.1.2)" in env.said
+    assert not network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
+    assert not network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+    assert env.firewall.rules == rules
+    # start re-asserts the project's NAT (one idempotent batch); nothing else
+    assert env.firewall.transactions == transactions + 1
+
+
+def test_ports_alone_is_not_a_transaction(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    transactions = env.firewall.transactions
+    network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
+    network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+    assert env.firewall.transactions == transactions
+
+
+def test_addresses_are_kept_across_restarts(env: Env) -> None:
+    lifecycle.start(env.ctx, ["cache"])
+    assert env.lxc("cache").config["address"] == IPv4Interface(f"{CACHE}/24")
+    lifecycle.stop(env.ctx, ["cache"])
+    lifecycle.start(env.ctx, ["web", "cache"], StartOptions(restart=True))
+    assert env.lxc("cache").config["address"] == IPv4Interface(f"{CACHE}/24")
+    assert env.lxc("web").config["address"] == IPv4Interface(f"{WEB}/24")
+
+
+def test_an_existing_bridge_keeps_its_subnet(tmp_path: Path) -> None:
+    link = MemoryLink(used=[IPv4Network("10.1.1.0/24")])
+    env = make_env(tmp_path, link=link)
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    assert env.link.bridges["locker_shop"].network == IPv4Network("10.1.2.0/24")
+    assert env.lxc("web").config["address"] == IPv4Interface("10.1.2.2/24")
+
+
+def test_start_without_ports_or_links(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]), StartOptions(ports=False, links=False))
+    assert env.firewall.rules.nat == {SHOP_BRIDGE}
+    assert env.firewall.rules.forwards == frozenset()
+    assert env.firewall.rules.links == frozenset()
+
+
+def test_starting_a_missing_container_changes_nothing(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    env.runtime.create(env.ctx.lxc("web"), BUSYBOX)
+    with pytest.raises(LockerError, match="db, cache") as caught:
+        lifecycle.start(env.ctx, env.ctx.select([]))
+    assert "locker create" in str(caught.value)
+    assert env.link.bridges == {}
+    assert not env.link.ip_forward
+    assert env.firewall.rules == Ruleset()
+    assert env.firewall.transactions == 0
+    assert env.lxc("web").state == STOPPED
+
+
+def test_one_container_failing_to_start_does_not_stop_the_others(env: Env) -> None:
+    env.runtime.fail_start.add(env.ctx.lxc("db"))
+    with pytest.raises(LockerError) as caught:
+        lifecycle.start(env.ctx, env.ctx.select([]))
+    assert str(caught.value).startswith("db: ")
+    assert "shop_db failed to start" in str(caught.value)
+    assert env.lxc("web").state == RUNNING
+    assert env.lxc("cache").state == RUNNING
+    assert env.lxc("db").state == STOPPED
+    # the rules of what runs are there, nothing of what does not
+    assert env.firewall.rules.forwards == WEB_FORWARDS
+    assert env.firewall.rules.links == frozenset()
+
+
+def test_a_frozen_container_is_thawed_by_start(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    lifecycle.freeze(env.ctx, ["web"])
+    assert env.lxc("web").state == FROZEN
+    lifecycle.start(env.ctx, ["web"])
+    assert env.lxc("web").state == RUNNING
+
+
+def test_restart_stops_and_starts_again(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    env.lxc("web").files["/etc/hostname"] = "changed\n"
+    lifecycle.start(env.ctx, ["web"], StartOptions(restart=True))
+    assert env.lxc("web").files["/etc/hostname"] == "web\n"
+    assert env.said.count("web: started (10.1.1.2)") == 2
+
+
+def test_add_hosts_writes_the_hosts_file_and_keeps_other_lines(tmp_path: Path, env: Env) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n"
+                     "10.1.1.9\tweb.shop\t# locker:shop\n"
+                     "10.1.2.2\tweb.blog\t# locker:blog\n")
+    lifecycle.start(env.ctx, ["web", "db"], StartOptions(add_hosts=True))
+    assert hosts.read_text() == (
+        "127.0.0.1 localhost\n"
+        "10.1.2.2\tweb.blog\t# locker:blog\n"
+        "10.1.1.2\tweb.example.net web.shop\t# locker:shop\n"
+        "10.1.1.3\tdb.example.net db.shop\t# locker:shop\n"
+        "10.1.1.4\tcache.shop\t# locker:shop\n")
+
+
+# -------------------------------------------------------------------- stop
+
+def test_stop_removes_the_containers_forwards_and_links(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    lifecycle.stop(env.ctx, ["web"])
+    assert env.lxc("web").state == STOPPED
+    assert env.firewall.rules.forwards == DB_FORWARDS
+    assert env.firewall.rules.links == {CACHE_DB}
+    assert env.firewall.rules.nat == {SHOP_BRIDGE}
+
+
+def test_stopping_a_peer_removes_the_links_to_it(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    lifecycle.stop(env.ctx, ["db"])
+    assert env.firewall.rules.links == frozenset()
+    assert env.firewall.rules.forwards == WEB_FORWARDS
+    assert env.lxc("web").state == RUNNING
+
+
+def test_stop_without_ports_keeps_the_forwards(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    lifecycle.stop(env.ctx, ["web"], ports=False)
+    assert env.firewall.rules.forwards == WEB_FORWARDS | DB_FORWARDS
+    assert env.firewall.rules.links == {CACHE_DB}
+
+
+def test_stop_of_a_stopped_or_frozen_container(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    lifecycle.freeze(env.ctx, ["web"])
+    lifecycle.stop(env.ctx, ["web", "db"])
+    assert env.lxc("web").state == STOPPED
+    assert "web: stopped" in env.said
+    assert "db: stopped already" in env.said
+
+
+def test_rules_of_containers_stopped_behind_lockers_back_go(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    env.lxc("db").state = STOPPED  # crashed, or lxc-stop by hand
+    removed_forwards = network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
+    removed_links = network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+    assert set(removed_forwards.remove) == DB_FORWARDS and removed_forwards.add == ()
+    assert set(removed_links.remove) == {WEB_DB, CACHE_DB}
+    assert env.firewall.rules.forwards == WEB_FORWARDS
+    assert env.firewall.rules.links == frozenset()
+
+
+def test_rules_of_containers_started_behind_lockers_back_come(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    env.firewall.rules = Ruleset(nat=frozenset({SHOP_BRIDGE}), jumps=True)  # flushed by hand
+    added = network.reconcile(env.ctx, FORWARDS, ["db"])
+    assert set(added.add) == DB_FORWARDS
+    assert env.firewall.rules.forwards == DB_FORWARDS
+
+
+def test_frozen_containers_keep_their_rules(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    lifecycle.freeze(env.ctx, ["db"])
+    assert not network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
+    assert not network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+
+
+def test_rmports_and_rmlinks_remove_only_the_scope(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    network.reconcile(env.ctx, FORWARDS, ["web"], keep=False)
+    network.reconcile(env.ctx, LINKS, ["cache"], keep=False)
+    assert env.firewall.rules.forwards == DB_FORWARDS
+    assert env.firewall.rules.links == {WEB_DB}
+
+
+def test_links_rewrites_the_hosts_files(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    web = env.lxc("web")
+    web.files["/etc/hosts"] += "10.9.9.9\tstale\t# locker\n"
+    network.write_hosts(env.ctx, ["web"])
+    assert "stale" not in web.files["/etc/hosts"]
+    assert "db.example.net db database\t# locker" in web.files["/etc/hosts"]
+    network.write_hosts(env.ctx, ["web"], with_links=False)
+    assert web.files["/etc/hosts"] == (
+        "127.0.0.1\tlocalhost\n10.1.1.2\tweb.example.net web\t# locker\n")
+
+
+# ----------------------------------------------------------- other project
+
+@pytest.fixture
+def two(tmp_path: Path) -> tuple[Env, Env]:
+    shop = make_env(tmp_path)
+    blog = make_env(tmp_path, shop_project(tmp_path, "blog"), share=shop)
+    for env in (shop, blog):
+        env.create_all()
+        lifecycle.start(env.ctx, env.ctx.select([]))
+    return shop, blog
+
+
+def test_projects_get_their_own_bridges(two: tuple[Env, Env]) -> None:
+    shop, blog = two
+    assert shop.link.bridges["locker_shop"].network == IPv4Network("10.1.1.0/24")
+    assert shop.link.bridges["locker_blog"].network == IPv4Network("10.1.2.0/24")
+    assert blog.lxc("web").config["address"] == IPv4Interface("10.1.2.2/24")
+
+
+def test_another_projects_rules_survive_stop_ports_and_cleanup(two: tuple[Env, Env]) -> None:
+    shop, blog = two
+    blog_rules = shop.firewall.rules.of_project("blog")
+    assert len(blog_rules.forwards) == 3 and len(blog_rules.links) == 2
+    shop.lxc("web").state = STOPPED
+    network.reconcile(shop.ctx, FORWARDS, shop.ctx.select([]))
+    network.reconcile(shop.ctx, LINKS, shop.ctx.select([]))
+    lifecycle.stop(shop.ctx, ["db"])
+    cleanup.cleanup(shop.ctx)
+    assert shop.firewall.rules.of_project("blog") == blog_rules
+    assert shop.firewall.rules.of_project("shop") == Ruleset(jumps=True)
+    assert "locker_blog" in shop.link.bridges
+    assert blog.lxc("web").state == RUNNING
+
+
+# ----------------------------------------------------------------- cleanup
+
+def test_cleanup_removes_rules_and_bridge_and_stops_containers(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    cleanup.cleanup(env.ctx)
+    assert env.firewall.rules == Ruleset(jumps=True)  # the chains and jumps stay
+    assert env.link.bridges == {}
+    assert {c.state for c in env.runtime.containers.values()} == {STOPPED}
+    assert env.said[-1] == "shop: rules and bridge locker_shop removed"
+
+
+def test_cleanup_tries_every_step_and_reports_the_failure(env: Env) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    env.firewall.fail_next = "the kernel said no."
+    with pytest.raises(LockerError) as caught:
+        cleanup.cleanup(env.ctx)
+    message = str(caught.value)
+    assert message.startswith("Cleanup was incomplete")
+    assert "stopping containers: the kernel said no." in message
+    # the steps after the failed one still ran
+    assert {c.state for c in env.runtime.containers.values()} == {STOPPED}
+    assert env.firewall.rules == Ruleset(jumps=True)
+    assert env.link.bridges == {}
+
+
+class StuckLink(MemoryLink):
+    @hookimpl
+    def remove_bridge(self, name: str) -> None:
+        raise BackendError(f"{name} is busy.")
+
+
+def test_cleanup_reports_a_bridge_that_stays(tmp_path: Path) -> None:
+    env = make_env(tmp_path, link=StuckLink())
+    env.create_all()
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    with pytest.raises(LockerError, match="removing the bridge: locker_shop is busy."):
+        cleanup.cleanup(env.ctx)
+    assert env.firewall.rules == Ruleset(jumps=True)
+    assert {c.state for c in env.runtime.containers.values()} == {STOPPED}
+
+
+def test_cleanup_of_a_project_that_never_ran(env: Env) -> None:
+    cleanup.cleanup(env.ctx)
+    assert env.link.bridges == {}
+    assert env.firewall.rules.of_project("shop") == Ruleset(jumps=True)
+
+
+def test_no_operation_takes_the_lock_twice(env: Env) -> None:
+    # Lock refuses nesting; these would fail inside if any operation nested it
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    lifecycle.stop(env.ctx, ["web"])
+    cleanup.cleanup(env.ctx)
+    assert env.lock.taken == 8  # start 3, stop 2, cleanup 3
+
+
+# ------------------------------------------------------------------ status
+
+def test_status_reflects_what_is_there(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web", "db"])
+    env.lxc("db").state = STOPPED
+    result = status(env.ctx)
+    assert result.project == "shop"
+    assert result.bridge_name == "locker_shop"
+    assert result.bridge.addresses == (IPv4Interface("10.1.1.1/24"),)
+    by_name = {c.name: c for c in result.containers}
+    assert [c.name for c in result.containers] == ["web", "db", "cache"]
+    assert by_name["web"].state == RUNNING
+    assert by_name["web"].lxc_name == "shop_web"
+    assert by_name["web"].addresses == (IP(WEB),)
+    assert by_name["web"].hosts == (HostsEntry(IP(WEB), ("web.example.net", "web")),
+                                    HostsEntry(IP(DB), ("db.example.net", "db", "database")))
+    assert by_name["db"].state == STOPPED
+    assert by_name["db"].configured == IPv4Interface(f"{DB}/24")
+    assert by_name["db"].addresses == ()
+    assert by_name["cache"].configured is None  # created, never started
+    # the kernel still has db's forwards: status shows them, not the file's wish
+    assert result.rules.forwards == WEB_FORWARDS | DB_FORWARDS
+
+
+def test_status_of_nothing(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    result = status(env.ctx)
+    assert result.bridge is None
+    assert {c.state for c in result.containers} == {ABSENT}
+    assert result.rules == Ruleset()
+
+
+def test_status_json(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web", "db"])
+    document = json.loads(json.dumps(to_json(status(env.ctx))))
+    assert document["schema_version"] == SCHEMA_VERSION == 1
+    assert document["project"] == "shop"
+    assert document["bridge"] == {"name": "locker_shop", "exists": True, "up": True,
+                                  "addresses": ["10.1.1.1/24"]}
+    web = document["containers"][0]
+    assert web == {"name": "web", "lxc_name": "shop_web", "state": "RUNNING",
+                   "configured_address": "10.1.1.2/24", "addresses": ["10.1.1.2"],
+                   "hosts": [{"address": WEB, "names": ["web.example.net", "web"]},
+                             {"address": DB, "names": ["db.example.net", "db", "database"]}]}
+    assert document["containers"][2]["configured_address"] is None
+    rules = document["rules"]
+    assert rules["chains_and_jumps"] is True
+    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
+    assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
+                                    "protocol": "tcp", "container_ip": DB,
+                                    "container_port": 5432}
+    assert {"container": "web", "host_ip": "192.0.2.10", "host_port": 5353, "protocol": "udp",
+            "container_ip": WEB, "container_port": 53} in rules["forwards"]
+    assert rules["links"] == [{"container": "web", "container_ip": WEB,
+                               "peer": "db", "peer_ip": DB}]
+
+
+def test_status_json_of_nothing(tmp_path: Path) -> None:
+    document = to_json(status(make_env(tmp_path).ctx))
+    assert document["bridge"] == {"name": "locker_shop", "exists": False, "up": False,
+                                  "addresses": []}
+    assert document["rules"] == {"chains_and_jumps": False, "nat": [], "forwards": [],
+                                 "links": []}
+    json.dumps(document)
+
+
+# ------------------------------------------------------ create, rm, others
+
+def clone_project(path: Path) -> Project:
+    return Project("shop", path / "locker.yaml", (
+        ContainerSpec("copy2", CloneSource("copy1")),
+        ContainerSpec("copy1", CloneSource("base")),
+        ContainerSpec("base", BUSYBOX),
+        ContainerSpec("outside", CloneSource("golden")),
+    ))
+
+
+def test_create_makes_clones_after_their_originals(tmp_path: Path) -> None:
+    env = make_env(tmp_path, clone_project(tmp_path))
+    env.runtime.create("golden", BUSYBOX)
+    env.runtime.containers["golden"].files["/etc/motd"] = "golden\n"
+    lifecycle.create(env.ctx, ["copy1", "base", "outside"])
+    assert env.lxc("copy1").source == CloneSource("base")
+    assert env.lxc("outside").files == {"/etc/motd": "golden\n"}  # not shop_golden
+
+
+def test_create_orders_clones_of_clones(tmp_path: Path) -> None:
+    env = make_env(tmp_path, clone_project(tmp_path))
+    env.runtime.create("golden", BUSYBOX)
+    lifecycle.create(env.ctx, env.ctx.select([]))
+    assert set(env.runtime.containers) == {"golden", "shop_base", "shop_copy1", "shop_copy2",
+                                           "shop_outside"}
+
+
+def test_create_skips_existing_and_reports_containers_without_source(tmp_path: Path) -> None:
+    project = Project("shop", tmp_path / "locker.yaml",
+                      (ContainerSpec("a", BUSYBOX), ContainerSpec("b"), ContainerSpec("c", BUSYBOX)))
+    env = make_env(tmp_path, project)
+    env.runtime.create("shop_a", BUSYBOX)
+    with pytest.raises(LockerError, match="^b: b has no template"):
+        lifecycle.create(env.ctx, ["a", "b", "c"])
+    assert "a: exists already (shop_a)" in env.said
+    assert "shop_c" in env.runtime.containers
+
+
+def test_rm_refuses_running_containers(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    with pytest.raises(LockerError, match="shop_web is running; run `locker stop web` first"):
+        lifecycle.remove(env.ctx, ["web", "db"])
+    assert env.lxc("web").state == RUNNING
+    assert "shop_db" not in env.runtime.containers
+    lifecycle.remove(env.ctx, ["db"])
+    assert "db: does not exist" in env.said
+
+
+def test_freeze_and_unfreeze(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    lifecycle.freeze(env.ctx, ["web"])
+    lifecycle.freeze(env.ctx, ["web"])  # frozen already: nothing to do
+    assert env.lxc("web").state == FROZEN
+    with pytest.raises(LockerError, match="shop_db is stopped, not running"):
+        lifecycle.freeze(env.ctx, ["db"])
+    lifecycle.freeze(env.ctx, ["web"], thaw=True)
+    assert env.lxc("web").state == RUNNING
+    assert env.said[-2:] == ["web: frozen", "web: thawed"]
+
+
+def test_cgroup_is_applied_to_running_containers_only(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    lifecycle.apply_cgroup(env.ctx, ["web", "db"])
+    assert env.lxc("web").config["applied_cgroup"] == (("cpu.shares", "512"),)
+    assert "applied_cgroup" not in env.lxc("db").config
+    assert "web: cpu.shares=512" in env.said
+
+
+# ----------------------------------------------------------------- context
+
+def test_select_keeps_the_files_order_and_defaults_to_all(env: Env) -> None:
+    assert env.ctx.select([]) == ("web", "db", "cache")
+    assert env.ctx.select(["cache", "web"]) == ("web", "cache")
+
+
+def test_select_rejects_unknown_names(env: Env) -> None:
+    with pytest.raises(ConfigError) as caught:
+        env.ctx.select(["web", "nope", "nada"])
+    message = str(caught.value)
+    assert message.startswith("nope, nada: no such container in ")
+    assert "Its containers are: web, db, cache." in message
+    assert caught.value.exit_status == 2
+
+
+def test_context_names(env: Env) -> None:
+    assert env.ctx.bridge_name == "locker_shop"
+    assert env.ctx.lxc("web") == "shop_web"
+
+
+# ------------------------------------------------------------------ events
+
+def test_events_reach_observers(tmp_path: Path) -> None:
+    recorder = Recorder()
+    env = make_env(tmp_path, observers=(recorder,))
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db"])
+    lifecycle.stop(env.ctx, ["db"])
+    cleanup.cleanup(env.ctx)
+    kinds = [event[0] for event in recorder.events]
+    assert ("started", "shop", "web", IP(WEB)) in recorder.events
+    assert ("started", "shop", "db", IP(DB)) in recorder.events
+    assert ("stopped", "shop", "db") in recorder.events
+    assert kinds[-1] == "cleaned"
+    rules = [event for event in recorder.events if event[0] == "rules"]
+    assert rules[0][2] == Ruleset(forwards=frozenset(WEB_FORWARDS | DB_FORWARDS))
+    assert rules[0][3] == Ruleset()
+    assert rules[1][2] == Ruleset(links=frozenset({WEB_DB}))
+    assert env.warned == []
+
+
+def test_a_raising_observer_is_a_warning_and_others_still_hear(tmp_path: Path) -> None:
+    recorder = Recorder()
+    env = make_env(tmp_path, observers=(Raiser(), recorder))
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    assert len(env.warned) == 1
+    assert "failed on container_started: observer is broken" in env.warned[0]
+    assert ("started", "shop", "web", IP(WEB)) in recorder.events
+    assert env.lxc("web").state == RUNNING
+
+
+def test_emit_passes_only_the_arguments_an_observer_asks_for(tmp_path: Path) -> None:
+    heard = []
+
+    class Terse:
+        @hookimpl
+        def container_started(self, container):
+            heard.append(container)
+
+    manager = plugins.new_manager(Terse())
+    warned: list[str] = []
+    plugins.emit(manager, "container_started", warned.append,
+                 project="shop", container="web", address=None)
+    assert heard == ["web"]
+    assert warned == []
