@@ -105,6 +105,7 @@ def select(namespace: str, requested: str | None, how: str,
     """The backend to use: ``requested`` when given (``how`` says where the
     name came from), else the first installed one that can work here."""
     role = ROLES[namespace][0]
+    option = "--backend" if namespace == FIREWALL else "--link-backend"
     if requested:
         plugin = load(namespace, requested)
         answer = availability(namespace, plugin)
@@ -125,11 +126,15 @@ def select(namespace: str, requested: str | None, how: str,
         answer = availability(namespace, plugin)
         if answer.usable and answer.auto:
             return Selected(namespace, name, plugin, answer, "auto-detection")
-        reasons.append(f"{name}: {answer.reason}")
+        if answer.usable:
+            reasons.append(f"{name}: works, but is never picked automatically; "
+                           f"choose it with {option} {name}")
+        else:
+            reasons.append(f"{name}: {answer.reason}")
     detail = "; ".join(reasons) if reasons else "none is installed"
     raise BackendError(
-        f"No {role} backend can work on this host ({detail}). Install one, or "
-        f"choose one with --{'backend' if namespace == FIREWALL else 'link-backend'}.")
+        f"No {role} backend can be picked automatically on this host ({detail}). "
+        f"Install one, or choose one with {option}.")
 
 
 def register(firewall: Selected, link: Selected,
