@@ -1,0 +1,329 @@
+"""Finding, choosing, loading and registering plugins, over fake entry
+points: no installed plugin is ever loaded here."""
+
+from __future__ import annotations
+
+from importlib.metadata import EntryPoint
+from types import SimpleNamespace
+
+import pytest
+from stevedore.extension import ExtensionManager
+
+from locker import hookimpl, plugins
+from locker.errors import BackendError, BackendSelectionError
+from locker.model import Availability
+from locker.testing.memory import MemoryFirewall, MemoryLink
+
+MEMORY_FIREWALL = "locker.testing.memory:MemoryFirewall"
+MEMORY_LINK = "locker.testing.memory:MemoryLink"
+
+
+class UnusableFirewall(MemoryFirewall):
+    @hookimpl
+    def firewall_availability(self) -> Availability:
+        return Availability(False, "libfoo is missing; install it.")
+
+
+class WarningFirewall(MemoryFirewall):
+    @hookimpl
+    def firewall_availability(self) -> Availability:
+        return Availability(True, "works", auto=False, warning="the legacy tables are in use.")
+
+
+class ManualFirewall(MemoryFirewall):
+    @hookimpl
+    def firewall_availability(self) -> Availability:
+        return Availability(True, "works when asked for", auto=False)
+
+
+class CrashingFirewall(MemoryFirewall):
+    @hookimpl
+    def firewall_availability(self) -> Availability:
+        raise RuntimeError("segfault in disguise")
+
+
+class SilentFirewall:
+    """Implements no availability hook at all."""
+
+
+class RaisingConstructor(MemoryFirewall):
+    def __init__(self) -> None:
+        raise OSError("cannot open /dev/foo")
+
+
+class Meddler:
+    """An observer that also implements an operation hook."""
+
+    @hookimpl
+    def add_forward(self, forwards) -> None:
+        pass
+
+
+class Listener:
+    def __init__(self) -> None:
+        self.heard: list[str] = []
+
+    @hookimpl
+    def project_cleaned(self, project: str) -> None:
+        self.heard.append(project)
+
+
+class MisnamedListener:
+    @hookimpl
+    def project_cleaned(self, name: str) -> None:  # the spec's argument is "project"
+        pass
+
+
+def here(name: str) -> str:
+    return f"{__name__}:{name}"
+
+
+@pytest.fixture
+def entry_points(monkeypatch: pytest.MonkeyPatch):
+    """Replace the installed entry points, for locker.plugins and stevedore
+    alike, by ``{group: [(name, value, distribution), ...]}``."""
+    table: dict[str, list[tuple[str, str, str]]] = {}
+
+    def listed(group: str) -> list:
+        return [SimpleNamespace(name=name, value=value, group=group,
+                                dist=SimpleNamespace(name=dist))
+                for name, value, dist in table.get(group, [])]
+
+    def for_stevedore(manager: ExtensionManager) -> list[EntryPoint]:
+        return [EntryPoint(name, value, manager.namespace)
+                for name, value, _ in table.get(manager.namespace, [])]
+
+    monkeypatch.setattr(plugins, "entry_points", listed)
+    monkeypatch.setattr(ExtensionManager, "list_entry_points", for_stevedore)
+    return table
+
+
+def firewalls(table, **named: str) -> None:
+    table[plugins.FIREWALL] = [(name, value, f"locker-{name}") for name, value in named.items()]
+
+
+def no_warning(message: str) -> None:
+    pytest.fail(f"unexpected warning: {message}")
+
+
+# ---------------------------------------------------------------- installed
+
+def test_installed_lists_preferred_first_then_alphabetical(entry_points) -> None:
+    firewalls(entry_points, zeta=MEMORY_FIREWALL, iptables=MEMORY_FIREWALL,
+              alpha=MEMORY_FIREWALL, nftables=MEMORY_FIREWALL)
+    assert list(plugins.installed(plugins.FIREWALL).items()) == [
+        ("nftables", "locker-nftables"), ("iptables", "locker-iptables"),
+        ("alpha", "locker-alpha"), ("zeta", "locker-zeta")]
+
+
+def test_installed_imports_nothing(entry_points) -> None:
+    firewalls(entry_points, ghost="no_such_module_anywhere:Backend")
+    assert plugins.installed(plugins.FIREWALL) == {"ghost": "locker-ghost"}
+    assert plugins.installed(plugins.LINK) == {}
+
+
+def test_installed_without_a_distribution(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(plugins, "entry_points",
+                        lambda group: [EntryPoint("netlink", MEMORY_LINK, group)])
+    assert plugins.installed(plugins.LINK) == {"netlink": "?"}
+
+
+# --------------------------------------------------------------------- load
+
+def test_load_instantiates_the_named_backend(entry_points) -> None:
+    firewalls(entry_points, memory=MEMORY_FIREWALL, other=here("UnusableFirewall"))
+    assert type(plugins.load(plugins.FIREWALL, "memory")) is MemoryFirewall
+
+
+def test_load_of_an_unknown_name_lists_the_installed(entry_points) -> None:
+    firewalls(entry_points, iptables=MEMORY_FIREWALL, nftables=MEMORY_FIREWALL)
+    with pytest.raises(BackendSelectionError) as caught:
+        plugins.load(plugins.FIREWALL, "pf")
+    assert str(caught.value) == (
+        "There is no firewall backend named 'pf'. Installed: nftables, iptables.")
+    assert caught.value.exit_status == 2
+
+
+def test_load_with_nothing_installed(entry_points) -> None:
+    with pytest.raises(BackendSelectionError, match="Installed: none."):
+        plugins.load(plugins.LINK, "netlink")
+
+
+def test_a_backend_that_cannot_be_imported_is_a_backend_error(entry_points) -> None:
+    firewalls(entry_points, ghost="no_such_module_anywhere:Backend")
+    with pytest.raises(BackendError, match="The firewall backend 'ghost' cannot be loaded: "):
+        plugins.load(plugins.FIREWALL, "ghost")
+
+
+def test_a_backend_whose_constructor_fails_is_a_backend_error(entry_points) -> None:
+    firewalls(entry_points, broken=here("RaisingConstructor"))
+    with pytest.raises(BackendError, match="'broken' cannot be loaded: cannot open /dev/foo"):
+        plugins.load(plugins.FIREWALL, "broken")
+
+
+# ------------------------------------------------------------- availability
+
+def test_availability_of_a_working_backend() -> None:
+    assert plugins.availability(plugins.FIREWALL, MemoryFirewall()) == Availability(
+        True, "the in-memory firewall works everywhere")
+    assert plugins.availability(plugins.LINK, MemoryLink()).usable
+
+
+def test_a_crashing_availability_check_is_an_answer() -> None:
+    answer = plugins.availability(plugins.FIREWALL, CrashingFirewall())
+    assert answer == Availability(False, "its availability check failed: segfault in disguise")
+
+
+def test_a_missing_availability_check_is_an_answer() -> None:
+    answer = plugins.availability(plugins.FIREWALL, SilentFirewall())
+    assert not answer.usable
+    assert "does not implement the availability check" in answer.reason
+    # a firewall is not a link backend
+    assert not plugins.availability(plugins.LINK, MemoryFirewall()).usable
+
+
+# ------------------------------------------------------------------- select
+
+def test_select_by_name(entry_points) -> None:
+    firewalls(entry_points, nftables=here("UnusableFirewall"), memory=MEMORY_FIREWALL)
+    chosen = plugins.select(plugins.FIREWALL, "memory", "command line", no_warning)
+    assert (chosen.name, chosen.how, chosen.namespace) == ("memory", "command line",
+                                                           plugins.FIREWALL)
+    assert type(chosen.plugin) is MemoryFirewall
+    assert chosen.availability.usable
+
+
+def test_select_of_an_unknown_name(entry_points) -> None:
+    firewalls(entry_points, nftables=MEMORY_FIREWALL)
+    with pytest.raises(BackendSelectionError, match="named 'pf'. Installed: nftables."):
+        plugins.select(plugins.FIREWALL, "pf", "command line", no_warning)
+
+
+def test_select_of_an_unusable_backend_gives_its_reason(entry_points) -> None:
+    firewalls(entry_points, nftables=here("UnusableFirewall"))
+    with pytest.raises(BackendError) as caught:
+        plugins.select(plugins.FIREWALL, "nftables", "host file", no_warning)
+    assert str(caught.value) == ("The firewall backend 'nftables' (host file) cannot work on "
+                                 "this host: libfoo is missing; install it.")
+    assert not isinstance(caught.value, BackendSelectionError)
+
+
+def test_select_by_name_says_the_warning_once(entry_points) -> None:
+    firewalls(entry_points, iptables=here("WarningFirewall"))
+    warnings: list[str] = []
+    chosen = plugins.select(plugins.FIREWALL, "iptables", "environment", warnings.append)
+    assert warnings == ["the legacy tables are in use."]
+    assert chosen.availability.warning == "the legacy tables are in use."
+
+
+def test_auto_detection_skips_unusable_and_manual_backends(entry_points) -> None:
+    firewalls(entry_points, nftables=here("UnusableFirewall"), iptables=here("ManualFirewall"),
+              crashy=here("CrashingFirewall"), memory=MEMORY_FIREWALL)
+    chosen = plugins.select(plugins.FIREWALL, None, "auto-detection", no_warning)
+    assert chosen.name == "memory"
+    assert chosen.how == "auto-detection"
+
+
+def test_auto_detection_follows_the_preference(entry_points) -> None:
+    firewalls(entry_points, aaa=MEMORY_FIREWALL, iptables=MEMORY_FIREWALL)
+    assert plugins.select(plugins.FIREWALL, None, "auto-detection", no_warning).name == "iptables"
+
+
+def test_auto_detection_without_a_usable_backend_lists_every_reason(entry_points) -> None:
+    firewalls(entry_points, nftables=here("UnusableFirewall"),
+              ghost="no_such_module_anywhere:Backend", iptables=here("ManualFirewall"))
+    with pytest.raises(BackendError) as caught:
+        plugins.select(plugins.FIREWALL, None, "auto-detection", no_warning)
+    message = str(caught.value)
+    assert message.startswith("No firewall backend can be picked automatically on this host (")
+    assert "nftables: libfoo is missing; install it." in message
+    assert "ghost: The firewall backend 'ghost' cannot be loaded" in message
+    assert "choose one with --backend." in message
+
+
+def test_auto_detection_explains_a_backend_it_never_picks(entry_points) -> None:
+    firewalls(entry_points, iptables=here("ManualFirewall"))
+    with pytest.raises(BackendError) as caught:
+        plugins.select(plugins.FIREWALL, None, "auto-detection", no_warning)
+    message = str(caught.value)
+    assert "iptables: " in message
+    assert "works when asked for" not in message  # not a reason it cannot work
+    assert "--backend iptables" in message
+
+
+def test_auto_detection_with_nothing_installed(entry_points) -> None:
+    with pytest.raises(BackendError, match=r"\(none is installed\).*--link-backend"):
+        plugins.select(plugins.LINK, None, "auto-detection", no_warning)
+
+
+# ----------------------------------------------------------------- register
+
+def selected(namespace: str, name: str, plugin: object) -> plugins.Selected:
+    return plugins.Selected(namespace, name, plugin, Availability(True, "ok"), "command line")
+
+
+def test_register_gives_one_implementation_of_each_operation() -> None:
+    firewall, link, listener = MemoryFirewall(), MemoryLink(), Listener()
+    manager = plugins.register(selected(plugins.FIREWALL, "mem", firewall),
+                               selected(plugins.LINK, "memlink", link),
+                               [("listener", listener)], no_warning)
+    assert manager.get_name(firewall) == "locker.firewall:mem"
+    assert manager.get_name(link) == "locker.link:memlink"
+    manager.hook.project_cleaned(project="shop")
+    assert listener.heard == ["shop"]
+
+
+def test_an_observer_implementing_an_operation_is_refused_by_name() -> None:
+    with pytest.raises(BackendSelectionError) as caught:
+        plugins.register(selected(plugins.FIREWALL, "mem", MemoryFirewall()),
+                         selected(plugins.LINK, "memlink", MemoryLink()),
+                         [("meddler", Meddler())], no_warning)
+    message = str(caught.value)
+    assert "add_forward must have exactly one implementation, found 2" in message
+    assert "locker.firewall:mem" in message and "locker.plugins:meddler" in message
+
+
+def test_a_backend_missing_a_hook_is_refused() -> None:
+    with pytest.raises(BackendSelectionError, match="found 0 \\(none\\)"):
+        plugins.register(selected(plugins.FIREWALL, "silent", SilentFirewall()),
+                         selected(plugins.LINK, "memlink", MemoryLink()), (), no_warning)
+
+
+def test_a_backend_in_the_wrong_role_is_refused() -> None:
+    with pytest.raises(BackendSelectionError):
+        plugins.register(selected(plugins.FIREWALL, "a", MemoryLink()),
+                         selected(plugins.LINK, "b", MemoryLink()), (), no_warning)
+
+
+def test_an_observer_that_does_not_validate_is_a_warning() -> None:
+    warnings: list[str] = []
+    manager = plugins.register(selected(plugins.FIREWALL, "mem", MemoryFirewall()),
+                               selected(plugins.LINK, "memlink", MemoryLink()),
+                               [("misnamed", MisnamedListener())], warnings.append)
+    assert len(warnings) == 1 and warnings[0].startswith("The plugin 'misnamed' was not loaded:")
+    assert manager.hook.project_cleaned.get_hookimpls() == []
+
+
+# ---------------------------------------------------------------- observers
+
+def test_load_observers_loads_all_and_warns_about_the_broken(entry_points) -> None:
+    entry_points[plugins.OBSERVERS] = [
+        ("listener", here("Listener"), "locker-listener"),
+        ("ghost", "no_such_module_anywhere:Plugin", "locker-ghost"),
+        ("broken", here("RaisingConstructor"), "locker-broken"),
+    ]
+    warnings: list[str] = []
+    loaded = plugins.load_observers(warnings.append)
+    assert [name for name, _ in loaded] == ["listener"]
+    assert isinstance(loaded[0][1], Listener)
+    assert len(warnings) == 2
+    assert any(w.startswith("The plugin 'ghost' was not loaded") for w in warnings)
+    assert any("'broken' was not loaded: cannot open /dev/foo" in w for w in warnings)
+
+
+def test_trace_reports_hook_calls() -> None:
+    lines: list[str] = []
+    manager = plugins.new_manager(MemoryFirewall(), MemoryLink())
+    plugins.trace_to(manager, lines.append)
+    manager.hook.find_bridge(name="locker_shop")
+    assert any("find_bridge" in line for line in lines)
