@@ -6,7 +6,7 @@ from __future__ import annotations
 import sys
 import traceback
 from collections.abc import Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TextIO
 
 COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
@@ -15,8 +15,9 @@ COLOURS = {"green": "32", "red": "31", "yellow": "33", "bold": "1", "dim": "2"}
 @dataclass
 class Output:
     colour: bool
-    stdout: TextIO = sys.stdout
-    stderr: TextIO = sys.stderr
+    # the streams current when the Output is made, not when this module was imported
+    stdout: TextIO = field(default_factory=lambda: sys.stdout)
+    stderr: TextIO = field(default_factory=lambda: sys.stderr)
 
     @classmethod
     def for_terminal(cls, no_color: bool, environ: Mapping[str, str]) -> Output:
