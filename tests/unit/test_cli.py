@@ -1,0 +1,433 @@
+"""The command line: parsing, exit codes, messages, colour, rendering, and
+the commands wired to operations over the in-memory backends."""
+
+from __future__ import annotations
+
+import io
+import json
+import subprocess
+import sys
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from pathlib import Path
+
+import pytest
+
+from locker import hookimpl, hostconfig, plugins
+from locker.cli import commands, main as cli_main, render, session
+from locker.cli.main import build_parser, main
+from locker.cli.output import Output
+from locker.context import Context
+from locker.errors import BackendError, ConfigError
+from locker.model import Availability, Bridge, BridgeState, Forward, Link, Ruleset
+from locker.ops.status import ContainerStatus, Status
+from locker.planner import Changes, HostsEntry
+from locker.testing.memory import MemoryFirewall, MemoryLink, MemoryRuntime
+
+ROOT = Path(__file__).resolve().parents[2]
+EXAMPLE = ROOT / "tests" / "data" / "spec-example.yaml"
+IP = IPv4Address
+
+
+@pytest.fixture(autouse=True)
+def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """No host file, no backend variables, no colour variables from outside."""
+    monkeypatch.setattr(hostconfig, "DEFAULT_PATH", tmp_path / "no-host-file.yaml")
+    for name in ("LOCKER_CONFIG", "LOCKER_BACKEND", "LOCKER_LINK_BACKEND", "NO_COLOR", "TERM"):
+        monkeypatch.delenv(name, raising=False)
+
+
+# ------------------------------------------------------------------ parsing
+
+def parse(*argv: str):
+    return vars(build_parser().parse_args(argv))
+
+
+def test_global_options_before_and_after_the_command_are_the_same() -> None:
+    assert parse("start", "--backend", "x", "web") == parse("--backend", "x", "start", "web")
+    assert parse("status", "-f", "a.yaml", "--json", "-P", "/l", "-p", "shop",
+                 "--link-backend", "ipr2", "--no-color") == \
+        parse("-f", "a.yaml", "-P", "/l", "-p", "shop", "--link-backend", "ipr2", "--no-color",
+              "status", "--json")
+
+
+def test_an_option_not_repeated_after_the_command_keeps_its_value() -> None:
+    args = parse("-f", "a.yaml", "--backend", "iptables", "stop")
+    assert (args["file"], args["backend"]) == ("a.yaml", "iptables")
+    assert parse("-f", "a.yaml", "stop", "-f", "b.yaml")["file"] == "b.yaml"
+
+
+def test_defaults() -> None:
+    args = parse("start")
+    assert args == {"verbose": 0, "file": "locker.yaml", "project": None, "lxcpath": None,
+                    "backend": None, "link_backend": None, "no_color": False,
+                    "command": "start", "containers": [], "timeout": 30.0, "ports": True,
+                    "links": True, "restart": False, "add_hosts": False}
+
+
+def test_command_options() -> None:
+    args = parse("stop", "--no-ports", "--no-links", "--timeout", "5", "web", "db")
+    assert (args["ports"], args["links"], args["timeout"], args["containers"]) == (
+        False, False, 5.0, ["web", "db"])
+    assert parse("start", "--restart", "--add-hosts")["add_hosts"] is True
+    assert "containers" not in parse("cleanup")
+
+
+def test_verbose_counts_after_the_command() -> None:
+    assert parse("start", "-vv")["verbose"] == 2
+    assert parse("-v", "start")["verbose"] == 1
+
+
+@pytest.mark.xfail(strict=True, reason="argparse parses the command's options into a fresh "
+                   "namespace, so -v after the command restarts the count: "
+                   "`locker -v start -v` is verbosity 1, not 2")
+def test_verbose_counts_on_both_sides() -> None:
+    assert parse("-v", "start", "-v")["verbose"] == 2
+
+
+def test_version(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["--version"])
+    assert caught.value.code == 0
+    assert capsys.readouterr().out == "locker 0.1.0\n"
+
+
+def test_unknown_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main(["explode"])
+    assert caught.value.code == 2
+    assert "invalid choice: 'explode'" in capsys.readouterr().err
+
+
+def test_no_command_is_usage_error(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as caught:
+        main([])
+    assert caught.value.code == 2
+
+
+def test_help_imports_no_backend_nor_heavy_library() -> None:
+    script = (
+        "import sys\n"
+        "import locker.cli.main as m\n"
+        "m.build_parser().format_help()\n"
+        "heavy = ['pluggy', 'stevedore', 'pyroute2', 'nftables', 'iptc', 'yaml',\n"
+        "         'locker_nftables', 'locker_iptables', 'locker_ipr2', 'locker.link.netlink',\n"
+        "         'locker.plugins', 'locker.projectfile']\n"
+        "print(' '.join(n for n in heavy if n in sys.modules))\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          check=True, cwd=ROOT)
+    assert done.stdout.strip() == ""
+
+
+def test_help_runs_as_a_command() -> None:
+    done = subprocess.run([sys.executable, "-m", "locker.cli.main", "--help"],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert done.returncode == 0
+    for command in cli_main.COMMANDS:
+        assert command in done.stdout
+
+
+# --------------------------------------------------------------- validate
+
+def test_validate_of_the_spec_example(capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-f", str(EXAMPLE), "validate"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out == (f"{EXAMPLE}: project 'data', 2 container(s), no problems\n")
+    assert captured.err == ""
+
+
+def bad_file(tmp_path: Path) -> Path:
+    path = tmp_path / "shop" / "locker.yaml"
+    path.parent.mkdir()
+    path.write_text("containers:\n  web:\n    template: {name: busybox}\n"
+                    "    ports: ['99999:80']\n    links: [nobody]\n")
+    return path
+
+
+def test_validate_of_a_bad_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    path = bad_file(tmp_path)
+    assert main(["-f", str(path), "validate"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == ""
+    assert captured.err.startswith("locker: error: ")
+    assert "99999" in captured.err and "nobody" in captured.err
+    assert str(path) in captured.err
+    assert "Traceback" not in captured.err
+
+
+def test_verbose_shows_the_traceback(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-f", str(bad_file(tmp_path)), "validate", "-v"]) == 2
+    err = capsys.readouterr().err
+    assert "Traceback (most recent call last)" in err
+    assert "ConfigError" in err
+
+
+def test_missing_project_file(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["-f", str(tmp_path / "nope.yaml"), "validate"]) == 2
+    err = capsys.readouterr().err
+    assert "nope.yaml" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ output
+
+class FakeTty(io.StringIO):
+    def isatty(self) -> bool:
+        return True
+
+
+@pytest.mark.parametrize("no_color, environ, tty, colour", [
+    (False, {}, True, True),
+    (True, {}, True, False),
+    (False, {"NO_COLOR": "1"}, True, False),
+    (False, {"NO_COLOR": ""}, True, False),
+    (False, {"TERM": "dumb"}, True, False),
+    (False, {}, False, False),
+])
+def test_colour_only_on_a_terminal(monkeypatch: pytest.MonkeyPatch, no_color: bool,
+                                   environ: dict, tty: bool, colour: bool) -> None:
+    monkeypatch.setattr(sys, "stdout", FakeTty() if tty else io.StringIO())
+    out = Output.for_terminal(no_color=no_color, environ=environ)
+    assert out.colour is colour
+    assert (out.paint("x", "red") == "x") is not colour
+
+
+def test_output_writes_to_the_current_streams(monkeypatch: pytest.MonkeyPatch) -> None:
+    stdout, stderr = io.StringIO(), io.StringIO()
+    monkeypatch.setattr(sys, "stdout", stdout)
+    monkeypatch.setattr(sys, "stderr", stderr)
+    out = Output.for_terminal(no_color=False, environ={})
+    out.print("data")
+    out.warn("careful")
+    assert stdout.getvalue() == "data\n"
+    assert stderr.getvalue() == "locker: warning: careful\n"
+
+
+def failure_of(exc: BaseException, verbose: int = 0) -> tuple[int, str]:
+    err = io.StringIO()
+    status = Output(False, io.StringIO(), err).failure(exc, verbose)
+    return status, err.getvalue()
+
+
+def test_failure_maps_errors_to_exit_statuses() -> None:
+    assert failure_of(BackendError("The kernel said no.")) == (
+        1, "locker: error: The kernel said no.\n")
+    assert failure_of(ConfigError("Bad file.", ["f:1: bad key", "f:2: bad value"])) == (
+        2, "locker: error: Bad file.\nf:1: bad key\nf:2: bad value\n")
+    assert failure_of(BackendError("web: failed.\ndb: failed too.")) == (
+        1, "locker: error: web: failed.\n  db: failed too.\n")
+
+
+def test_an_unexpected_exception_is_reported_as_a_bug() -> None:
+    status, err = failure_of(KeyError("x"))
+    assert status == 1
+    assert err.startswith("locker: error: unexpected KeyError")
+    assert "run again with -v" in err and "Traceback" not in err
+
+
+# ------------------------------------------------------------------ session
+
+def test_backend_choice_precedence() -> None:
+    env = {"LOCKER_BACKEND": "iptables"}
+    assert session.choose("nftables", "LOCKER_BACKEND", "x", env) == ("nftables", "command line")
+    assert session.choose(None, "LOCKER_BACKEND", "x", env) == (
+        "iptables", "environment LOCKER_BACKEND")
+    assert session.choose(None, "LOCKER_BACKEND", "x", {"LOCKER_BACKEND": ""}) == (
+        "x", "host file")
+    assert session.choose(None, "LOCKER_BACKEND", None, {}) == (None, "auto-detection")
+
+
+# ----------------------------------------------------------------- backends
+
+class UnusableLink(MemoryLink):
+    @hookimpl
+    def link_availability(self) -> Availability:
+        return Availability(False, "the kernel has no bridges.")
+
+
+class ManualFirewall(MemoryFirewall):
+    @hookimpl
+    def firewall_availability(self) -> Availability:
+        return Availability(True, "legacy tables", auto=False, warning="legacy!")
+
+
+INSTALLED = {
+    plugins.FIREWALL: {"nftables": ("locker-nftables", MemoryFirewall),
+                       "iptables": ("locker-iptables", ManualFirewall)},
+    plugins.LINK: {"netlink": ("locker", UnusableLink), "ipr2": ("locker-ipr2", MemoryLink)},
+}
+
+
+@pytest.fixture
+def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
+    def load(namespace: str, name: str) -> object:
+        if name not in INSTALLED[namespace]:
+            raise plugins.BackendSelectionError(f"There is no backend named {name!r}.")
+        return INSTALLED[namespace][name][1]()
+
+    monkeypatch.setattr(plugins, "installed", lambda namespace: {
+        name: dist for name, (dist, _) in INSTALLED[namespace].items()})
+    monkeypatch.setattr(plugins, "load", load)
+
+
+def test_backends_json(fake_backends, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["firewall"]["selected"] == {"name": "nftables", "how": "auto-detection",
+                                              "error": None}
+    assert report["firewall"]["backends"][1] == {
+        "name": "iptables", "distribution": "locker-iptables", "usable": True, "auto": False,
+        "reason": "legacy tables", "warning": "legacy!"}
+    assert report["link"]["selected"] == {"name": "ipr2", "how": "auto-detection", "error": None}
+    assert report["link"]["backends"][0]["usable"] is False
+    assert report["link"]["backends"][0]["reason"] == "the kernel has no bridges."
+
+
+def test_backends_report_the_requested_ones(fake_backends, monkeypatch: pytest.MonkeyPatch,
+                                            capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setenv("LOCKER_LINK_BACKEND", "netlink")
+    assert main(["backends", "--json", "--backend", "pf"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["firewall"]["selected"] == {"name": "pf", "how": "command line",
+                                              "error": "not installed"}
+    assert report["link"]["selected"] == {"name": "netlink",
+                                          "how": "environment LOCKER_LINK_BACKEND",
+                                          "error": "the kernel has no bridges."}
+
+
+def test_backends_text(fake_backends, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--no-color"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert lines[0] == "firewall backends:"
+    assert lines[1].startswith(" * nftables")
+    assert "can work here: the in-memory firewall works everywhere" in lines[1]
+    assert lines[2].startswith("   iptables")
+    assert "can work here, never picked automatically: legacy tables" in lines[2]
+    assert lines[3] == "   this host would use: nftables (auto-detection)"
+    assert "cannot work here: the kernel has no bridges." in lines[5]
+    assert lines[-1] == "   this host would use: ipr2 (auto-detection)"
+
+
+# ------------------------------------------------------------------ render
+
+def a_status() -> Status:
+    bridge = Bridge("shop", "locker_shop", IPv4Network("10.1.1.0/24"))
+    return Status(
+        "shop", "locker_shop", BridgeState("locker_shop", (IPv4Interface("10.1.1.1/24"),), True),
+        (ContainerStatus("web", "shop_web", "RUNNING", IPv4Interface("10.1.1.2/24"),
+                         (IP("10.1.1.2"),), (HostsEntry(IP("10.1.1.3"), ("db", "database")),)),
+         ContainerStatus("db", "shop_db", "FROZEN", IPv4Interface("10.1.1.3/24"), (), ()),
+         ContainerStatus("old", "shop_old", "ABSENT", None, (), ())),
+        Ruleset(nat=frozenset({bridge}),
+                forwards=frozenset({Forward("shop", "web", 8080, IP("10.1.1.2"), 80)}),
+                links=frozenset({Link("shop", "web", IP("10.1.1.2"), "db", IP("10.1.1.3"))}),
+                jumps=True))
+
+
+def test_render_status() -> None:
+    stdout = io.StringIO()
+    render.status(Output(False, stdout, io.StringIO()), a_status())
+    assert stdout.getvalue().splitlines() == [
+        "project shop  bridge locker_shop: 10.1.1.1/24, up",
+        "",
+        "CONTAINER        STATE    ADDRESS          LXC NAME",
+        "web              RUNNING  10.1.1.2         shop_web",
+        "db               FROZEN   -                shop_db",
+        "old              ABSENT   -                shop_old",
+        "",
+        "rules found in the kernel:",
+        "  nat      10.1.1.0/24 via locker_shop: masquerade, forward out and replies",
+        "  forward  web: 8080/tcp -> 10.1.1.2:80",
+        "  link     web (10.1.1.2) <-> db (10.1.1.3)",
+        "",
+        "names in the containers' /etc/hosts:",
+        "  web: 10.1.1.3 db database",
+    ]
+
+
+def test_render_status_of_nothing_in_colour() -> None:
+    stdout = io.StringIO()
+    empty = Status("shop", "locker_shop", None,
+                   (ContainerStatus("web", "shop_web", "ABSENT", None, (), ()),), Ruleset())
+    render.status(Output(True, stdout, io.StringIO()), empty)
+    text = stdout.getvalue()
+    assert "bridge locker_shop: \033[2mabsent\033[0m" in text
+    assert "rules found in the kernel: none" in text
+    assert "/etc/hosts" not in text
+
+
+def test_render_changes() -> None:
+    stderr = io.StringIO()
+    out = Output(False, io.StringIO(), stderr)
+    render.changes(out, "forwards", Changes((), ()))
+    forward = Forward("shop", "web", 8080, IP("10.1.1.2"), 80)
+    moved = Forward("shop", "web", 8080, IP("10.1.1.5"), 80)
+    render.changes(out, "forwards", Changes(add=(moved,), remove=(forward,)))
+    assert stderr.getvalue().splitlines() == [
+        "forwards: nothing to change",
+        "removed forward: 8080/tcp -> 10.1.1.2:80",
+        "added forward: 8080/tcp -> 10.1.1.5:80",
+    ]
+
+
+# -------------------------------------- commands over the in-memory backends
+
+@pytest.fixture
+def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
+    """Commands run on the example project over in-memory backends; returns
+    the firewall and runtime they share."""
+    from locker.projectfile import load_project
+
+    firewall, link, runtime = MemoryFirewall(), MemoryLink(), MemoryRuntime()
+    project = load_project(EXAMPLE, "shop")
+    for name in project.container_names:
+        runtime.create(f"shop_{name}", project.container(name).source)
+
+    def open_context(args, say, warn, trace=None):
+        assert (args.file, args.project) == (str(EXAMPLE), "shop")
+        from contextlib import nullcontext
+        return Context(project, plugins.new_manager(firewall, link), runtime, say=say,
+                       warn=warn, lock=nullcontext, host_resolv=lambda: "",
+                       host_hosts=tmp_path / "hosts")
+
+    monkeypatch.setattr(commands, "open_context", open_context)
+    return firewall, runtime
+
+
+def run(*argv: str) -> int:
+    return main(["-f", str(EXAMPLE), "-p", "shop", *argv])
+
+
+def test_start_command_honours_its_options(memory_cli, capsys) -> None:
+    firewall, runtime = memory_cli
+    assert run("start", "--no-ports", "web", "db") == 0
+    assert runtime.containers["shop_web"].state == "RUNNING"
+    assert firewall.rules.forwards == frozenset()
+    assert len(firewall.rules.links) == 1
+    assert "web: started (10.1.1.2)" in capsys.readouterr().err
+
+
+def test_ports_then_status_json(memory_cli, capsys) -> None:
+    firewall, runtime = memory_cli
+    assert run("start", "--no-ports") == 0
+    capsys.readouterr()
+    assert run("ports") == 0
+    assert "added forward: 8080/tcp -> 10.1.1.2:80" in capsys.readouterr().err
+    assert run("ports", "db") == 0
+    assert capsys.readouterr().err == "forwards: nothing to change\n"
+    assert run("status", "--json") == 0
+    document = json.loads(capsys.readouterr().out)
+    assert document["schema_version"] == 1
+    assert len(document["rules"]["forwards"]) == 3
+
+
+def test_an_unknown_container_is_a_usage_error(memory_cli, capsys) -> None:
+    assert run("stop", "nope") == 2
+    assert "nope: no such container" in capsys.readouterr().err
+
+
+def test_a_failing_operation_exits_1(memory_cli, capsys) -> None:
+    firewall, runtime = memory_cli
+    runtime.fail_start.add("shop_db")
+    assert run("start") == 1
+    err = capsys.readouterr().err
+    assert "locker: error: db: Container shop_db failed to start." in err
+    assert runtime.containers["shop_web"].state == "RUNNING"
