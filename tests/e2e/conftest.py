@@ -1,0 +1,67 @@
+"""End-to-end tests: the installed ``locker`` command against real busybox
+LXC containers, once per firewall backend (``--backend nftables`` and
+``--backend iptables``).
+
+The world (``world.World``, one per test module and backend):
+
+- a *host* network namespace where every ``locker``, ``lxc-*`` and rule
+  dump runs (``ip netns exec``, with the machine's cgroup hierarchies
+  visible as on a real host). Its veth ``uplink`` has 192.0.2.1/24 and
+  192.0.2.10/24, and its default route goes to the outside;
+- an *outside* namespace (192.0.2.2/24 on the other end of ``uplink``) that
+  plays the outside client and the internet;
+- a temporary lxcpath (``-P``), run directory (``LOCKER_RUN_DIR``), an empty
+  host configuration file (``LOCKER_CONFIG``, so /etc/locker is not read)
+  and one directory per project holding the ``locker.yaml`` a test writes.
+
+Finalizers always kill and destroy every container of the lxcpath, end the
+servers started in the outside namespace and delete both namespaces. Nothing
+runs in the machine's own network namespace.
+
+A backend whose plugin is not installed, or that ``locker backends`` calls
+unusable inside the host namespace, skips its tests with the reason.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Iterator
+
+import pytest
+
+from world import World, missing_requirements
+
+BACKENDS = ("nftables", "iptables")
+
+
+def backend_problem(world: World) -> str | None:
+    """Why ``world.backend`` cannot be used in the world's host namespace
+    (asked of the installed command itself), or None."""
+    done = world.locker(world.root, "backends", "--json", backend=False, check=False)
+    if done.returncode != 0:
+        return f"`locker backends --json` failed: {done.stderr.strip()}"
+    found = {b["name"]: b for b in json.loads(done.stdout)["firewall"]["backends"]}
+    entry = found.get(world.backend)
+    if entry is None:
+        return (f"the {world.backend} firewall backend is not installed "
+                f"(pip install -e plugins/{world.backend})")
+    if not entry["usable"]:
+        return f"the {world.backend} firewall backend cannot work here: {entry['reason']}"
+    return None
+
+
+@pytest.fixture(scope="module", params=BACKENDS)
+def world(request: pytest.FixtureRequest,
+          tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
+    reason = missing_requirements()
+    if reason:
+        pytest.skip(reason)
+    w = World(tmp_path_factory.mktemp(f"e2e-{request.param}"), request.param)
+    try:
+        reason = backend_problem(w)
+        if reason:
+            pytest.skip(reason)
+        yield w
+    finally:
+        w.close()
+

@@ -1,0 +1,200 @@
+"""One project, ``demo``, with two busybox containers on bridge
+``locker_demo``: ``web`` (port forwards, a link to ``db`` as ``database``)
+and ``db``. The containers are created once per backend; before each test
+``up`` brings both back to running with their rules and web servers, so a
+test may stop or kill them."""
+
+from __future__ import annotations
+
+import subprocess
+from dataclasses import dataclass
+from ipaddress import IPv4Address, IPv4Interface
+from pathlib import Path
+
+import pytest
+
+from world import HOST_IP, HOST_IP2, World, wait_for
+
+pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
+
+PROJECT = """\
+containers:
+  web:
+    template: {name: busybox}
+    ports: ["8080:80", "192.0.2.10:8443:80"]
+    links: ["db:database"]
+    fqdn: web.example.net
+  db:
+    template: {name: busybox}
+    fqdn: db.example.net
+"""
+WEB_PAGE = "this is web\n"
+DB_PAGE = "this is db\n"
+
+
+@dataclass(frozen=True)
+class Demo:
+    world: World
+    dir: Path
+
+    def locker(self, *argv: str) -> subprocess.CompletedProcess:
+        return self.world.locker(self.dir, *argv)
+
+    def status(self) -> dict:
+        return self.world.status(self.dir)
+
+    def container(self, name: str) -> dict:
+        return next(c for c in self.status()["containers"] if c["name"] == name)
+
+    def ip(self, name: str) -> str:
+        return str(IPv4Interface(self.container(name)["configured_address"]).ip)
+
+
+def forwards_of(status: dict, container: str) -> list[dict]:
+    return [f for f in status["rules"]["forwards"] if f["container"] == container]
+
+
+def links_of(status: dict, container: str) -> list[dict]:
+    return [k for k in status["rules"]["links"] if k["container"] == container]
+
+
+def lxc_state(world: World, lxc_name: str) -> str:
+    return world.lxc("lxc-info", "-n", lxc_name, "-sH").stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def demo(world: World) -> Demo:
+    d = Demo(world, world.project("demo", PROJECT))
+    d.locker("create")
+    assert world.container_names() == ["demo_db", "demo_web"]
+    return d
+
+
+@pytest.fixture
+def up(demo: Demo) -> Demo:
+    """Both containers running, their rules in place, each serving its page."""
+    demo.locker("start")
+    demo.world.serve_http("demo_web", WEB_PAGE)
+    demo.world.serve_http("demo_db", DB_PAGE)
+    return demo
+
+
+def test_a_forward_reaches_the_server_in_the_container(up: Demo) -> None:
+    world = up.world
+    assert world.fetch_outside(f"http://{HOST_IP}:8080/") == WEB_PAGE
+    # without HOST_IP, every local address forwards
+    assert world.fetch_outside(f"http://{HOST_IP2}:8080/") == WEB_PAGE
+
+
+def test_a_forward_with_host_ip_answers_on_that_address_only(up: Demo) -> None:
+    world = up.world
+    assert world.fetch_outside(f"http://{HOST_IP2}:8443/") == WEB_PAGE
+    assert world.fetch_outside(f"http://{HOST_IP}:8443/") is None
+
+
+def test_containers_reach_the_outside_masqueraded_behind_the_host(up: Demo) -> None:
+    world = up.world
+    url = world.peer_echo_server(9000)
+    # the outside has no route to the containers' subnet: without the
+    # masquerade no answer could come back
+    assert world.fetch_in("demo_web", url) == HOST_IP
+    assert world.fetch_in("demo_db", url) == HOST_IP
+
+
+def test_a_linked_alias_resolves_and_answers_inside_the_container(up: Demo) -> None:
+    world = up.world
+    db_ip = up.ip("db")
+    hosts = (world.rootfs("demo_web") / "etc/hosts").read_text()
+    lines = [line.split("#")[0].split() for line in hosts.splitlines()]
+    assert [db_ip, "db.example.net", "db", "database"] in lines, hosts
+    assert world.fetch_in("demo_web", "http://database/") == DB_PAGE
+    ping = world.attach("demo_web", "/bin/busybox", "ping", "-c1", "-W2", "database")
+    assert ping.returncode == 0 and f"({db_ip})" in ping.stdout, ping.stdout + ping.stderr
+    assert links_of(up.status(), "web") == [
+        {"container": "web", "container_ip": up.ip("web"), "peer": "db", "peer_ip": db_ip}]
+    # db links nowhere, so it does not know the alias
+    assert world.fetch_in("demo_db", "http://database/") is None
+
+
+def test_status_json_has_a_schema_version_and_reflects_reality(up: Demo) -> None:
+    world = up.world
+    status = up.status()
+    assert status["schema_version"] == 1
+    assert status["project"] == "demo"
+    bridge = status["bridge"]
+    assert bridge["name"] == "locker_demo" and bridge["exists"] and bridge["up"]
+    assert bridge["addresses"] == world.addresses_of("locker_demo")
+    network = IPv4Interface(bridge["addresses"][0]).network
+    for c in status["containers"]:
+        assert c["state"] == "RUNNING", c
+        assert lxc_state(world, c["lxc_name"]) == "RUNNING"
+        configured = IPv4Interface(c["configured_address"])
+        assert configured.network == network
+        inside = world.attach(c["lxc_name"], "/bin/busybox", "ip", "-4", "-o", "addr",
+                              "show", "dev", "eth0").stdout.split()
+        assert inside[3] == configured.with_prefixlen, inside
+        assert c["addresses"] == [str(configured.ip)]
+    assert {(f["container"], f["host_ip"], f["host_port"], f["container_ip"])
+            for f in status["rules"]["forwards"]} == {
+        ("web", None, 8080, up.ip("web")), ("web", HOST_IP2, 8443, up.ip("web"))}
+    assert status["rules"]["nat"] == [{"bridge": "locker_demo", "network": str(network)}]
+    assert status["rules"]["chains_and_jumps"] is True
+
+    # a container killed behind Locker's back shows as stopped, without
+    # addresses, while its configured address stays
+    world.lxc("lxc-stop", "-n", "demo_db", "-k", check=True)
+    db = up.container("db")
+    assert db["state"] == "STOPPED" and db["addresses"] == []
+    assert IPv4Address(up.ip("db")) in network
+
+
+def test_ports_and_links_twice_change_nothing_the_second_time(up: Demo) -> None:
+    world = up.world
+    up.locker("ports")
+    up.locker("links")
+    rules, dump = up.status()["rules"], world.ruleset_dump()
+    second_ports = up.locker("ports")
+    second_links = up.locker("links")
+    assert "forwards: nothing to change" in second_ports.stderr + second_ports.stdout
+    assert "links: nothing to change" in second_links.stderr + second_links.stdout
+    assert up.status()["rules"] == rules
+    # with nftables the dump holds rule handles: a rule removed and added
+    # again would show as a change
+    assert world.ruleset_dump() == dump
+    assert world.fetch_outside(f"http://{HOST_IP}:8080/") == WEB_PAGE
+
+
+def test_stop_removes_the_containers_forwards_and_links(up: Demo) -> None:
+    world = up.world
+    up.locker("stop", "web")
+    status = up.status()
+    assert up.container("web")["state"] == "STOPPED"
+    assert forwards_of(status, "web") == []
+    assert links_of(status, "web") == []
+    assert "demo:web" not in world.ruleset_dump()
+    assert world.fetch_outside(f"http://{HOST_IP}:8080/") is None
+    assert world.fetch_outside(f"http://{HOST_IP2}:8443/") is None
+    # the project's own rules and the other container stay
+    assert status["rules"]["nat"] != []
+    assert up.container("db")["state"] == "RUNNING"
+
+
+def test_a_container_stopped_behind_lockers_back_loses_its_rules_on_ports_and_links(
+        up: Demo) -> None:
+    world = up.world
+    world.lxc("lxc-stop", "-n", "demo_web", "-k", check=True)
+    wait_for(lambda: lxc_state(world, "demo_web") == "STOPPED", "demo_web to stop")
+    # Locker cannot see it: the rules stay until asked to reconcile
+    stale = up.status()
+    assert len(forwards_of(stale, "web")) == 2 and len(links_of(stale, "web")) == 1
+
+    ports = up.locker("ports")
+    assert "removed forward" in ports.stderr + ports.stdout
+    after_ports = up.status()
+    assert forwards_of(after_ports, "web") == []
+    assert len(links_of(after_ports, "web")) == 1  # ports leaves links alone
+    assert world.fetch_outside(f"http://{HOST_IP}:8080/") is None
+
+    up.locker("links")
+    assert links_of(up.status(), "web") == []
+    assert "demo:web" not in world.ruleset_dump()
