@@ -78,6 +78,7 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     bridge = network.bring_up(ctx)
     existing = [n for n, state in present.items() if state != ABSENT]
     addresses = network.assign(ctx, bridge.network, existing)
+    started: list[str] = []
 
     def start_one(name: str) -> None:
         lxc = ctx.lxc(name)
@@ -93,17 +94,28 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
             return
         _prepare(ctx, name, bridge, addresses)
         ctx.runtime.start(lxc, options.timeout)
+        started.append(name)
         ctx.say(f"{name}: started ({addresses[name].ip})")
 
+    # The containers that did start get their rules, host names and events
+    # even when others failed; then every failure is reported together.
+    failures = []
     try:
         each(ctx, containers, start_one)
+    except LockerError as exc:
+        failures.append(str(exc))
     finally:
-        _update_rules(ctx, containers, options.ports, options.links)
+        try:
+            _update_rules(ctx, containers, options.ports, options.links)
+        except LockerError as exc:
+            failures.append(str(exc))
     if options.add_hosts:
         _write_host_hosts(ctx, {n: a.ip for n, a in addresses.items()})
-    for name in containers:
+    for name in started:
         emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
              container=name, address=addresses[name].ip)
+    if failures:
+        raise LockerError("\n".join(failures))
 
 
 def _prepare(ctx: Context, name: str, bridge: Bridge, addresses) -> None:
