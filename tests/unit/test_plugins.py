@@ -327,3 +327,22 @@ def test_trace_reports_hook_calls() -> None:
     plugins.trace_to(manager, lines.append)
     manager.hook.find_bridge(name="locker_shop")
     assert any("find_bridge" in line for line in lines)
+
+
+class MisnamedAvailability:
+    @hookimpl
+    def firewall_availability(self, verbose):  # the spec takes no argument
+        return Availability(True, "never asked")
+
+
+def test_an_availability_hook_that_does_not_validate_is_an_answer() -> None:
+    answer = plugins.availability(plugins.FIREWALL, MisnamedAvailability())
+    assert not answer.usable
+    assert answer.reason.startswith("its availability check failed: ")
+
+
+def test_two_distributions_with_one_backend_name_is_an_error(entry_points) -> None:
+    entry_points[plugins.FIREWALL] = [("nftables", MEMORY_FIREWALL, "locker-nftables"),
+                                      ("nftables", here("ManualFirewall"), "nft-fork")]
+    with pytest.raises(BackendError, match="The firewall backend 'nftables' cannot be loaded"):
+        plugins.select(plugins.FIREWALL, "nftables", "command line", no_warning)
