@@ -431,3 +431,39 @@ def test_a_failing_operation_exits_1(memory_cli, capsys) -> None:
     err = capsys.readouterr().err
     assert "locker: error: db: Container shop_db failed to start." in err
     assert runtime.containers["shop_web"].state == "RUNNING"
+
+
+def test_select_backends_follows_the_precedence(fake_backends) -> None:
+    from locker.project import HostConfig
+
+    args = build_parser().parse_args(["--link-backend", "ipr2", "status"])
+    warnings: list[str] = []
+    firewall, link = session.select_backends(
+        args, HostConfig(firewall="nftables"), {"LOCKER_BACKEND": "iptables"}, warnings.append)
+    assert (firewall.name, firewall.how) == ("iptables", "environment LOCKER_BACKEND")
+    assert (link.name, link.how) == ("ipr2", "command line")
+    assert warnings == ["legacy!"]
+
+
+def test_rmlinks_removes_the_rules_and_the_hosts_lines(memory_cli, capsys) -> None:
+    firewall, runtime = memory_cli
+    assert run("start") == 0
+    assert "database" in runtime.containers["shop_web"].files["/etc/hosts"]
+    capsys.readouterr()
+    assert run("rmlinks", "web") == 0
+    assert firewall.rules.links == frozenset()
+    assert capsys.readouterr().err == "removed link: web (10.1.1.2) <-> db (10.1.1.3)\n"
+    hosts = runtime.containers["shop_web"].files["/etc/hosts"]
+    assert "database" not in hosts
+    assert "web.example.net web\t# locker" in hosts
+
+
+@pytest.mark.xfail(strict=True, reason="rmlinks PEER removes the rules of links that end at PEER "
+                   "but rewrites only PEER's /etc/hosts, so the linking container still "
+                   "names PEER")
+def test_rmlinks_of_a_peer_removes_its_name_from_the_linking_container(memory_cli) -> None:
+    firewall, runtime = memory_cli
+    assert run("start") == 0
+    assert run("rmlinks", "db") == 0
+    assert firewall.rules.links == frozenset()
+    assert "database" not in runtime.containers["shop_web"].files["/etc/hosts"]
