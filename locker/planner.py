@@ -118,15 +118,16 @@ class HostsEntry:
 
 
 def hosts_entries(project: Project, container: str, addresses: Mapping[str, IPv4Address],
-                  with_links: bool = True) -> list[HostsEntry]:
+                  unlinked: Collection[str] = ()) -> list[HostsEntry]:
     """The lines Locker keeps in a container's /etc/hosts: its own fqdn, and
-    (``with_links``) for each link the peer's address, fqdn, name and alias."""
+    for each link the peer's address, fqdn, name and alias; no link lines
+    for links that start or end at a container of ``unlinked``."""
     spec = project.container(container)
     entries = []
     if spec.fqdn and container in addresses:
         entries.append(HostsEntry(addresses[container], _unique(spec.fqdn, spec.fqdn.split(".")[0])))
-    for link in spec.links if with_links else ():
-        if link.name in addresses:
+    for link in spec.links if container not in unlinked else ():
+        if link.name in addresses and link.name not in unlinked:
             peer = project.container(link.name)
             names = [n for n in (peer.fqdn, link.name, link.alias) if n]
             entries.append(HostsEntry(addresses[link.name], _unique(*names)))

@@ -93,7 +93,7 @@ def _reconcile(args, out: Output, kind_name: str, keep: bool) -> None:
     kind = getattr(network, kind_name)
     todo = network.reconcile(ctx, kind, containers, keep=keep)
     if kind is network.LINKS:
-        network.write_hosts(ctx, containers, with_links=keep)
+        network.write_hosts(ctx, containers, keep=keep)
     render.changes(out, kind.arg, todo)
 
 

@@ -23,6 +23,9 @@ def cleanup(ctx: Context, timeout: float = 30.0) -> None:
             step()
         except LockerError as exc:
             failures.append(f"{what}: {exc}")
+        except Exception as exc:  # a plugin's bug must not keep the later steps from running
+            failures.append(f"{what}: unexpected {type(exc).__name__}: {exc} "
+                            f"(a bug in Locker or a plugin; -v shows where)")
     if failures:
         raise LockerError("Cleanup was incomplete; run it again once the cause is fixed.\n"
                           + "\n".join(failures))

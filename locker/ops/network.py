@@ -92,17 +92,20 @@ def reconcile(ctx: Context, kind: _Kind, scope: Collection[str], keep: bool = Tr
     return todo
 
 
-def write_hosts(ctx: Context, scope: Collection[str], with_links: bool = True) -> None:
-    """Rewrite Locker's lines in the /etc/hosts of each existing container
-    in ``scope``: its own fqdn, and (``with_links``) its linked peers."""
+def write_hosts(ctx: Context, scope: Collection[str], keep: bool = True) -> None:
+    """Rewrite Locker's lines in the /etc/hosts of every existing container
+    that is in ``scope`` or links to one in it: its own fqdn, and its linked
+    peers, but (``keep`` False) none of the links of ``scope``."""
     present = states(ctx)
     ips = configured_ips(ctx, present)
-    for name in scope:
-        if present[name] == ABSENT:
+    unlinked = () if keep else scope
+    for spec in ctx.project.containers:
+        touched = spec.name in scope or any(link.name in scope for link in spec.links)
+        if not touched or present[spec.name] == ABSENT:
             continue
-        entries = planner.hosts_entries(ctx.project, name, ips, with_links)
-        lxc = ctx.lxc(name)
+        lxc = ctx.lxc(spec.name)
         current = ctx.runtime.read_file(lxc, "/etc/hosts")
-        wanted = planner.hosts_file(current, entries)
+        wanted = planner.hosts_file(
+            current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked))
         if wanted != current:
             ctx.runtime.write_file(lxc, "/etc/hosts", wanted)

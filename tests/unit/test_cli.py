@@ -458,9 +458,6 @@ def test_rmlinks_removes_the_rules_and_the_hosts_lines(memory_cli, capsys) -> No
     assert "web.example.net web\t# locker" in hosts
 
 
-@pytest.mark.xfail(strict=True, reason="rmlinks PEER removes the rules of links that end at PEER "
-                   "but rewrites only PEER's /etc/hosts, so the linking container still "
-                   "names PEER")
 def test_rmlinks_of_a_peer_removes_its_name_from_the_linking_container(memory_cli) -> None:
     firewall, runtime = memory_cli
     assert run("start") == 0

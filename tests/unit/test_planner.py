@@ -152,7 +152,9 @@ def test_hosts_entries_hold_own_fqdn_and_linked_peers() -> None:
         HostsEntry(IP("10.1.1.2"), ("web.example.net", "web")),
         HostsEntry(IP("10.1.1.3"), ("db.example.net", "db", "database")),
     ]
-    assert planner.hosts_entries(SHOP, "web", ADDRS, with_links=False) == [
+    assert planner.hosts_entries(SHOP, "web", ADDRS, unlinked=["web"]) == [
+        HostsEntry(IP("10.1.1.2"), ("web.example.net", "web"))]
+    assert planner.hosts_entries(SHOP, "web", ADDRS, unlinked=["db"]) == [
         HostsEntry(IP("10.1.1.2"), ("web.example.net", "web"))]
     assert planner.hosts_entries(SHOP, "cache", ADDRS) == [
         HostsEntry(IP("10.1.1.3"), ("db.example.net", "db"))]
