@@ -14,6 +14,11 @@ The world (``world.World``, one per test module and backend):
   host configuration file (``LOCKER_CONFIG``, so /etc/locker is not read)
   and one directory per project holding the ``locker.yaml`` a test writes.
 
+In the iptables world the host's legacy FORWARD policy is DROP, so that
+Locker's own accepts are what lets forwarded traffic through. (With nftables
+an accept in Locker's table cannot override a drop in another table, see
+plugins/nftables/README.md, so that world keeps the default policy.)
+
 Finalizers always kill and destroy every container of the lxcpath, end the
 servers started in the outside namespace and delete both namespaces. Nothing
 runs in the machine's own network namespace.
@@ -68,4 +73,6 @@ def world(request: pytest.FixtureRequest,
         yield w
     finally:
         w.close()
+    leftovers = w.container_names()
+    assert not leftovers, f"containers left behind in {w.lxcpath}: {leftovers}"
 
