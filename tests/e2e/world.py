@@ -16,6 +16,7 @@ servers it started and deletes both namespaces; it never raises.
 from __future__ import annotations
 
 import json
+import os
 import re
 import shutil
 import subprocess
@@ -64,8 +65,6 @@ with urllib.request.urlopen(sys.argv[1], timeout=float(sys.argv[2])) as answer:
 
 def missing_requirements() -> str | None:
     """Why the end-to-end tests cannot run here, or None."""
-    import os
-
     if os.geteuid() != 0:
         return "needs root (creates network namespaces and LXC containers)"
     if not LOCKER.exists():
