@@ -112,7 +112,7 @@ def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:
                          f"not a valid container name: a container name is {syntax.NAME_RULE}")
     own = {entry.key: _section(entry, CONTAINER_KEYS, problems) for entry in found}
     names = list(own)
-    forwards: list[tuple[PortSpec, str, Node]] = []
+    forwards: dict[tuple[int, str], list[tuple[PortSpec, str, Node]]] = {}
     return [_container(name, project, _merge(defaults, section), names, forwards, problems)
             for name, section in own.items()]
 
@@ -259,7 +259,8 @@ def _merge(defaults: Section, own: Section) -> Section:
 
 
 def _container(name: str, project: str, section: Section, names: list[str],
-               forwards: list[tuple[PortSpec, str, Node]], problems: Problems) -> ContainerSpec:
+               forwards: dict[tuple[int, str], list[tuple[PortSpec, str, Node]]],
+               problems: Problems) -> ContainerSpec:
     """Checks that need the whole project, then the container's spec."""
     source = section["source"].value if "source" in section else None
     if isinstance(source, CloneSource) and source.name == name:
@@ -308,10 +309,14 @@ def _check_link(located: Located, name: str, names: list[str], problems: Problem
                      f"no container {link.name} in this project; {hint}", value=raw)
 
 
-def _check_clash(located: Located, name: str, forwards: list[tuple[PortSpec, str, Node]],
+def _check_clash(located: Located, name: str,
+                 forwards: dict[tuple[int, str], list[tuple[PortSpec, str, Node]]],
                  problems: Problems) -> None:
+    """Only forwards of the same host port and protocol can clash: keyed so,
+    the check stays linear in the number of forwards."""
     port: PortSpec = located.value
-    for other, other_name, other_node in forwards:
+    same_port = forwards.setdefault((port.host_port, port.protocol), [])
+    for other, other_name, other_node in same_port:
         if not port.clashes_with(other):
             continue
         if other_node is located.node:
@@ -325,4 +330,4 @@ def _check_clash(located: Located, name: str, forwards: list[tuple[PortSpec, str
                    "use another HOST_PORT")
         problems.add(located.node, located.path, why, value=located.node.value)
         return
-    forwards.append((port, name, located.node))
+    same_port.append((port, name, located.node))

@@ -115,6 +115,10 @@ class Problems:
             raise ConfigError(f"{self.file} has {count} {noun}.", self.lines())
 
 
+# libyaml's loader is twenty times faster and keeps the same marks.
+_LOADER = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
+
+
 def read_yaml(path: Path, problems: Problems) -> Node | None:
     """The root node of the file, or None if it is empty or not YAML (a
     syntax error is recorded with its line). An unreadable file raises."""
@@ -126,7 +130,7 @@ def read_yaml(path: Path, problems: Problems) -> Node | None:
         raise ConfigError(f"Cannot read {problems.file}: {error.strerror}; "
                           "check the path and its permissions.") from error
     try:
-        return yaml.compose(data, Loader=yaml.SafeLoader)
+        return yaml.compose(data, Loader=_LOADER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         what = error.problem or error.context or "invalid YAML"

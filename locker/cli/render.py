@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 from locker.cli.output import Output
-from locker.ops.status import Status
-from locker.planner import Changes
+
+if TYPE_CHECKING:
+    from locker.ops.status import Status
+    from locker.planner import Changes
 
 STATE_COLOURS = {"RUNNING": "green", "STOPPED": "red", "FROZEN": "yellow", "ABSENT": "dim"}
 

@@ -83,10 +83,16 @@ class NftablesBackend:
         except ImportError:
             return Availability(False, "The nftables Python binding is missing: install "
                                        "python3-nftables (py3-nftables on Alpine).")
-        probe = f"locker_probe_{uuid.uuid4().hex[:8]}"
-        table = {"table": {"family": FAMILY, "name": probe}}
+        # Checked by the kernel and dropped, never committed: asking must not
+        # change the host's ruleset, not even for a moment.
+        probe = {"family": FAMILY, "table": f"locker_probe_{uuid.uuid4().hex[:8]}"}
+        commands = [
+            {"add": {"table": {"family": FAMILY, "name": probe["table"]}}},
+            {"add": {"chain": {**probe, "name": "probe", "type": "nat", "hook": "prerouting",
+                               "prio": -100, "policy": "accept"}}},
+        ]
         try:
-            kernel.run([{"add": table}, {"delete": table}], "create a test table")
+            kernel.run(commands, "create a test table", dry_run=True)
             version = kernel.version()
         except BackendError as error:
             return Availability(False, f"The kernel refused an nftables test table ({error}); "

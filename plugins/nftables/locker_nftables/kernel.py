@@ -57,11 +57,14 @@ def _context():
     return ctx
 
 
-def run(commands: list[Command], what: str) -> dict:
+def run(commands: list[Command], what: str, dry_run: bool = False) -> dict:
     """Run ``commands`` as one nft transaction; ``what`` names the operation
-    for the error message. Returns libnftables' JSON output (may be empty)."""
+    for the error message. Returns libnftables' JSON output (may be empty).
+    With ``dry_run`` the kernel checks the transaction and then drops it."""
     check_comments(commands)
-    rc, output, error = _context().json_cmd({"nftables": commands})
+    ctx = _context()
+    ctx.set_dry_run(dry_run)
+    rc, output, error = ctx.json_cmd({"nftables": commands})
     if rc != 0:
         detail = " ".join(str(error).split()) or f"return code {rc}"
         raise BackendError(f"nftables refused to {what}: {detail}")
