@@ -43,7 +43,10 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
         return argparse.SUPPRESS if after_command else value
 
     add = parser.add_argument
+    # argparse parses a command's options into a namespace of their own, so
+    # a count after the command is kept apart and added up in main().
     add("-v", "--verbose", action="count", default=default(0),
+        dest="verbose_after" if after_command else "verbose",
         help="show tracebacks; twice: also trace every hook call")
     add("-f", "--file", default=default("locker.yaml"), metavar="FILE",
         help="project file (default: ./locker.yaml)")
@@ -93,8 +96,14 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def main(argv: Sequence[str] | None = None) -> int:
+def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
+    args.verbose += vars(args).pop("verbose_after", 0)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
     from locker.cli import commands
     from locker.cli.output import Output
 

@@ -14,7 +14,7 @@ import pytest
 
 from locker import hookimpl, hostconfig, plugins
 from locker.cli import commands, main as cli_main, render, session
-from locker.cli.main import build_parser, main
+from locker.cli.main import main, parse_args
 from locker.cli.output import Output
 from locker.context import Context
 from locker.errors import BackendError, ConfigError
@@ -39,7 +39,7 @@ def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
 # ------------------------------------------------------------------ parsing
 
 def parse(*argv: str):
-    return vars(build_parser().parse_args(argv))
+    return vars(parse_args(argv))
 
 
 def test_global_options_before_and_after_the_command_are_the_same() -> None:
@@ -77,9 +77,6 @@ def test_verbose_counts_after_the_command() -> None:
     assert parse("-v", "start")["verbose"] == 1
 
 
-@pytest.mark.xfail(strict=True, reason="argparse parses the command's options into a fresh "
-                   "namespace, so -v after the command restarts the count: "
-                   "`locker -v start -v` is verbosity 1, not 2")
 def test_verbose_counts_on_both_sides() -> None:
     assert parse("-v", "start", "-v")["verbose"] == 2
 
@@ -436,7 +433,7 @@ def test_a_failing_operation_exits_1(memory_cli, capsys) -> None:
 def test_select_backends_follows_the_precedence(fake_backends) -> None:
     from locker.project import HostConfig
 
-    args = build_parser().parse_args(["--link-backend", "ipr2", "status"])
+    args = parse_args(["--link-backend", "ipr2", "status"])
     warnings: list[str] = []
     firewall, link = session.select_backends(
         args, HostConfig(firewall="nftables"), {"LOCKER_BACKEND": "iptables"}, warnings.append)
