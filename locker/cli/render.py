@@ -57,15 +57,22 @@ def status(out: Output, result: Status) -> None:
     for b in sorted(rules.nat, key=lambda b: b.name):
         out.print(f"  nat      {b.network} via {b.name}: masquerade, forward out and replies")
     for f in sorted(rules.forwards, key=lambda f: f.sort_key()):
-        out.print(f"  forward  {f.container}: {f}")
+        out.print(f"  forward  {f.container}: {f}{_stale(out, result, f, 'ports')}")
     for k in sorted(rules.links, key=lambda k: k.sort_key()):
-        out.print(f"  link     {k}")
+        out.print(f"  link     {k}{_stale(out, result, k, 'links')}")
     linked = [(c.name, h) for c in result.containers for h in c.hosts]
     if linked:
         out.print()
         out.print("names in the containers' /etc/hosts:")
         for name, entry in linked:
             out.print(f"  {name}: {entry.address} {' '.join(entry.names)}")
+
+
+def _stale(out: Output, result: Status, rule, command: str) -> str:
+    if not result.is_stale(rule):
+        return ""
+    return out.paint(f"  (stale: its container does not run with this address; "
+                     f"`locker {command}` removes it)", "yellow")
 
 
 def changes(out: Output, what: str, todo: Changes) -> None:

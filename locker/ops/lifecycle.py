@@ -14,6 +14,7 @@ from locker.ops.network import FORWARDS, LINKS
 from locker.plugins import emit
 from locker.project import CloneSource
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
+from locker.runtime.rootfs import atomic_write
 
 
 @dataclass(frozen=True)
@@ -148,18 +149,20 @@ def _update_rules(ctx: Context, containers: Sequence[str], ports: bool, links: b
 def _write_host_hosts(ctx: Context, ips) -> None:
     """Put the project's containers into the host's hosts file, as
     ``NAME.PROJECT`` and the fqdn, replacing what Locker wrote there for
-    this project before."""
+    this project before. Under the host lock and atomically, so that two
+    projects starting at once keep each other's lines."""
     mark = f"{planner.HOSTS_MARK}:{ctx.project.name}"
-    try:
-        current = ctx.host_hosts.read_text()
-    except FileNotFoundError:
-        current = ""
-    kept = [line for line in current.splitlines() if not line.endswith(mark)]
-    for name, ip in ips.items():
-        fqdn = ctx.project.container(name).fqdn
-        names = " ".join(n for n in (fqdn, f"{name}.{ctx.project.name}") if n)
-        kept.append(f"{ip}\t{names}\t{mark}")
-    ctx.host_hosts.write_text("\n".join(kept) + "\n")
+    with ctx.lock():
+        try:
+            current = ctx.host_hosts.read_text()
+        except FileNotFoundError:
+            current = ""
+        kept = [line for line in current.splitlines() if not line.endswith(mark)]
+        for name, ip in ips.items():
+            fqdn = ctx.project.container(name).fqdn
+            names = " ".join(n for n in (fqdn, f"{name}.{ctx.project.name}") if n)
+            kept.append(f"{ip}\t{names}\t{mark}")
+        atomic_write(ctx.host_hosts, "\n".join(kept) + "\n")
 
 
 def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,

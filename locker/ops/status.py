@@ -9,8 +9,8 @@ from ipaddress import IPv4Address, IPv4Interface
 
 from locker import planner
 from locker.context import Context
-from locker.model import BridgeState, Ruleset
-from locker.runtime import ABSENT
+from locker.model import BridgeState, Forward, Link, Ruleset
+from locker.runtime import ABSENT, FROZEN, RUNNING
 
 SCHEMA_VERSION = 1
 
@@ -32,6 +32,21 @@ class Status:
     bridge: BridgeState | None
     containers: tuple[ContainerStatus, ...]
     rules: Ruleset
+
+    def is_stale(self, rule: Forward | Link) -> bool:
+        """A rule found in the kernel for a container (or a linked peer)
+        that does not run, or not with the rule's address: traffic it
+        catches goes nowhere. ``locker ports`` / ``links`` remove it."""
+        by_name = {c.name: c for c in self.containers}
+        ends = [(rule.container, rule.container_ip)]
+        if isinstance(rule, Link):
+            ends.append((rule.peer, rule.peer_ip))
+        for name, ip in ends:
+            found = by_name.get(name)
+            if (found is None or found.state not in (RUNNING, FROZEN)
+                    or found.configured is None or found.configured.ip != ip):
+                return True
+        return False
 
 
 def status(ctx: Context) -> Status:
@@ -83,12 +98,14 @@ def to_json(result: Status) -> dict:
                 "protocol": f.protocol,
                 "container_ip": str(f.container_ip),
                 "container_port": f.container_port,
+                "stale": result.is_stale(f),
             } for f in sorted(rules.forwards, key=lambda f: f.sort_key())],
             "links": [{
                 "container": k.container,
                 "container_ip": str(k.container_ip),
                 "peer": k.peer,
                 "peer_ip": str(k.peer_ip),
+                "stale": result.is_stale(k),
             } for k in sorted(rules.links, key=lambda k: k.sort_key())],
         },
     }

@@ -187,6 +187,8 @@ def test_a_container_stopped_behind_lockers_back_loses_its_rules_on_ports_and_li
     # Locker cannot see it: the rules stay until asked to reconcile
     stale = up.status()
     assert len(forwards_of(stale, "web")) == 2 and len(links_of(stale, "web")) == 1
+    # ... and status says they are stale
+    assert all(rule["stale"] for rule in forwards_of(stale, "web") + links_of(stale, "web"))
 
     ports = up.locker("ports")
     assert "removed forward" in ports.stderr + ports.stdout

@@ -6,7 +6,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -514,6 +514,28 @@ def test_status_reflects_what_is_there(env: Env) -> None:
     assert result.rules.forwards == WEB_FORWARDS | DB_FORWARDS
 
 
+def test_status_marks_rules_of_containers_that_do_not_run_as_stale(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web", "db"])
+    env.lxc("db").state = STOPPED  # behind Locker's back
+    result = status(env.ctx)
+    assert {f for f in result.rules.forwards if result.is_stale(f)} == DB_FORWARDS
+    assert {f for f in result.rules.forwards if not result.is_stale(f)} == WEB_FORWARDS
+    assert result.is_stale(WEB_DB)  # its peer is down
+    document = to_json(result)
+    assert {f["container"] for f in document["rules"]["forwards"] if f["stale"]} == {"db"}
+    assert document["rules"]["links"][0]["stale"] is True
+
+
+def test_status_marks_a_rule_with_another_address_as_stale(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    moved = fwd("web", 9999, "10.1.1.99", 80)
+    env.firewall.rules = replace(env.firewall.rules,
+                                 forwards=env.firewall.rules.forwards | {moved})
+    result = status(env.ctx)
+    assert result.is_stale(moved)
+    assert not any(result.is_stale(f) for f in WEB_FORWARDS)
+
+
 def test_status_of_nothing(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     result = status(env.ctx)
@@ -540,11 +562,11 @@ def test_status_json(env: Env) -> None:
     assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
-                                    "container_port": 5432}
+                                    "container_port": 5432, "stale": False}
     assert {"container": "web", "host_ip": "192.0.2.10", "host_port": 5353, "protocol": "udp",
-            "container_ip": WEB, "container_port": 53} in rules["forwards"]
+            "container_ip": WEB, "container_port": 53, "stale": False} in rules["forwards"]
     assert rules["links"] == [{"container": "web", "container_ip": WEB,
-                               "peer": "db", "peer_ip": DB}]
+                               "peer": "db", "peer_ip": DB, "stale": False}]
 
 
 def test_status_json_of_nothing(tmp_path: Path) -> None:
