@@ -21,6 +21,21 @@ def lock_path() -> Path:
     return Path(os.environ.get("LOCKER_RUN_DIR", DEFAULT_RUN_DIR)) / "lock"
 
 
+def flock_within(fd: int, timeout: float, interval: float = 0.05) -> bool:
+    """Take an exclusive flock on ``fd``, waiting at most ``timeout``
+    seconds; False when it could not be had in time. (Polls, since flock
+    itself cannot time out.)"""
+    deadline = time.monotonic() + timeout
+    while True:
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            return True
+        except BlockingIOError:
+            if time.monotonic() >= deadline:
+                return False
+            time.sleep(interval)
+
+
 @contextmanager
 def host_lock(path: Path | None = None, timeout: float = 60.0) -> Iterator[None]:
     path = path or lock_path()
@@ -31,17 +46,9 @@ def host_lock(path: Path | None = None, timeout: float = 60.0) -> Iterator[None]
         raise LockerError(f"Cannot open the lock file {path}: {exc.strerror}. "
                           f"Run locker as root, or set LOCKER_RUN_DIR.") from exc
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() > deadline:
-                    raise LockerError(
-                        f"Another locker command has held {path} for {timeout:.0f} s; "
-                        f"wait for it to finish and try again.") from None
-                time.sleep(0.05)
+        if not flock_within(fd, timeout):
+            raise LockerError(f"Another locker command has held {path} for {timeout:.0f} s; "
+                              f"wait for it to finish and try again.")
         yield
     finally:
         os.close(fd)
