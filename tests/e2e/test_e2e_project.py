@@ -200,3 +200,17 @@ def test_a_container_stopped_behind_lockers_back_loses_its_rules_on_ports_and_li
     up.locker("links")
     assert links_of(up.status(), "web") == []
     assert "demo:web" not in world.ruleset_dump()
+
+
+def test_the_chosen_backend_warns_once_where_it_should_not_be_the_default(up: Demo) -> None:
+    """On a host whose iptables is the nf_tables variant, an explicit
+    ``--backend iptables`` works and warns once, in one sentence; nftables
+    says nothing."""
+    variant = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout
+    done = up.locker("status")
+    warnings = [line for line in done.stderr.splitlines() if "warning:" in line]
+    if up.world.backend == "iptables" and "nf_tables" in variant:
+        assert len(warnings) == 1, done.stderr
+        assert "legacy" in warnings[0]
+    else:
+        assert warnings == [], done.stderr
