@@ -11,9 +11,6 @@ for its duration and restores it afterwards.
 from __future__ import annotations
 
 import ctypes
-import os
-import sys
-import sysconfig
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
@@ -25,39 +22,12 @@ from typing import Any
 from locker.errors import BackendError
 from locker.names import JUMP_COMMENT
 
+from locker_iptables.loader import load_iptc
 from locker_iptables.lock import xtables_lock
 from locker_iptables.rules import CHAINS, TABLES, Spec, check_comment
 
 EAGAIN_TEXT = "Resource temporarily unavailable"
 _PROCESS_LOCK = threading.RLock()
-
-
-def _default_xtables_libdir() -> None:
-    """Point python-iptables at the xtables extensions when the environment
-    does not: its own search fails on several distributions."""
-    if os.environ.get("XTABLES_LIBDIR"):
-        return
-    multiarch = sysconfig.get_config_var("MULTIARCH") or ""
-    for candidate in (f"/usr/lib/{multiarch}/xtables", "/usr/lib64/xtables",
-                      "/usr/lib/xtables", "/usr/libexec/xtables"):
-        if os.path.isfile(os.path.join(candidate, "libxt_comment.so")):
-            os.environ["XTABLES_LIBDIR"] = candidate
-            return
-
-
-def load_iptc() -> Any:
-    """Import python-iptables (which runs modprobe and probes for libxtables);
-    raise BackendError when it cannot be loaded."""
-    if "iptc" in sys.modules:
-        return sys.modules["iptc"]
-    _default_xtables_libdir()
-    try:
-        import iptc
-    except Exception as err:  # noqa: BLE001 - any import failure means "not here"
-        raise BackendError(
-            f"python-iptables cannot be loaded ({err}); install python3-iptables and "
-            "iptables, or set XTABLES_LIBDIR to the directory holding libxt_*.so.") from None
-    return iptc
 
 
 # ------------------------------------------------------------ reading rules
