@@ -15,34 +15,21 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass, field
-from ipaddress import IPv4Network
+from dataclasses import dataclass
 from typing import Any
 
 from locker.errors import BackendError
 from locker.names import JUMP_COMMENT
 
+from locker_iptables.entries import Entry, RuleBuilder, read_chain, restore
 from locker_iptables.loader import load_iptc
 from locker_iptables.lock import xtables_lock
-from locker_iptables.rules import CHAINS, TABLES, Spec, check_comment
+from locker_iptables.rules import CHAINS, TABLES, Spec
+
+__all__ = ["Entry", "Kernel", "Op", "Plan", "View", "load_iptc"]
 
 EAGAIN_TEXT = "Resource temporarily unavailable"
 _PROCESS_LOCK = threading.RLock()
-
-
-# ------------------------------------------------------------ reading rules
-
-
-@dataclass
-class Entry:
-    """A rule found in a chain: its position, comment, target, and its
-    Spec when it has exactly the shape this backend writes."""
-
-    index: int
-    comment: str | None
-    target: str
-    spec: Spec | None
-    rule: Any = field(repr=False)
 
 
 @dataclass
@@ -68,90 +55,6 @@ class View:
         for chain in CHAINS[self.table]:
             for entry in self.chains.get(chain, ()):
                 yield chain, entry
-
-
-def _address(text: str | None) -> str | None:
-    if not text:
-        return None
-    inverted = text.startswith("!")
-    bare = text.lstrip("!")
-    if bare == "0.0.0.0/0.0.0.0" and not inverted:
-        return None
-    return ("!" if inverted else "") + str(IPv4Network(bare, strict=False))
-
-
-def _single(params: Mapping[str, list[str]], key: str) -> str | None:
-    if set(params) != {key} or len(params[key]) != 1:
-        return None
-    return params[key][0]
-
-
-def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec | None]:
-    """(comment, target name, Spec or None) of an iptc rule."""
-    comment = None
-    target = rule.target.name if rule.target else ""
-    fields: dict[str, Any] = {}
-    shaped = True
-    protocol = rule.protocol if rule.protocol not in (None, "ip", "all", "0") else None
-    for match in rule.matches:
-        params = match.get_all_parameters()
-        if match.name == "comment":
-            comment = " ".join(params.get("comment", [])) or None
-        elif match.name == protocol and _single(params, "dport") is not None:
-            fields["dport"] = int(_single(params, "dport"))
-        elif match.name == "conntrack" and _single(params, "ctstate") is not None:
-            fields["ctstate"] = _single(params, "ctstate")
-        elif match.name == "addrtype" and _single(params, "dst-type") is not None:
-            fields["dst_type"] = _single(params, "dst-type")
-        else:
-            shaped = False
-    target_params = rule.target.get_all_parameters() if rule.target else {}
-    if target == "DNAT":
-        fields["to_destination"] = _single(target_params, "to-destination")
-        shaped = shaped and fields["to_destination"] is not None
-    elif target_params:
-        shaped = False
-    if not shaped or comment is None:
-        return comment, target, None
-    try:
-        spec = Spec(table, chain, target, comment, protocol=protocol,
-                    src=_address(rule.src), dst=_address(rule.dst),
-                    in_iface=rule.in_interface or None, out_iface=rule.out_interface or None,
-                    **fields)
-    except ValueError:
-        return comment, target, None
-    return comment, target, spec
-
-
-def build_rule(iptc: Any, spec: Spec) -> Any:
-    """The iptc Rule for a spec. The comment is checked first: iptc would
-    cut a long one silently."""
-    check_comment(spec.comment)
-    rule = iptc.Rule()
-    if spec.protocol:
-        rule.protocol = spec.protocol
-    if spec.src:
-        rule.src = spec.src
-    if spec.dst:
-        rule.dst = spec.dst
-    if spec.in_iface:
-        rule.in_interface = spec.in_iface
-    if spec.out_iface:
-        rule.out_interface = spec.out_iface
-    if spec.dport is not None:
-        rule.create_match(spec.protocol).dport = str(spec.dport)
-    if spec.ctstate:
-        rule.create_match("conntrack").ctstate = spec.ctstate
-    if spec.dst_type:
-        rule.create_match("addrtype").dst_type = spec.dst_type
-    rule.create_match("comment").comment = spec.comment
-    if spec.target.startswith("LOCKER_"):
-        rule.target = iptc.Target(rule, spec.target)
-    else:
-        rule.target = rule.create_target(spec.target)
-        if spec.to_destination:
-            rule.target.to_destination = spec.to_destination
-    return rule
 
 
 # ---------------------------------------------------------------- changes
@@ -227,15 +130,12 @@ class Kernel:
     def _view(self, name: str, table: Any) -> View:
         iptc = load_iptc()
         chains: dict[str, list[Entry]] = {}
-        wanted = list(CHAINS[name]) + list(CHAINS[name].values())
-        for chain_name in wanted:
-            if not table.is_chain(chain_name):
-                continue
-            entries = []
-            for index, rule in enumerate(iptc.Chain(table, chain_name).rules):
-                comment, target, spec = read_rule(name, chain_name, rule)
-                entries.append(Entry(index, comment, target, spec, rule))
-            chains[chain_name] = entries
+        for chain_name in CHAINS[name]:
+            if table.is_chain(chain_name):
+                chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=True)
+        for chain_name in CHAINS[name].values():
+            if table.is_chain(chain_name):
+                chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=False)
         return View(name, chains)
 
     def read(self) -> dict[str, View]:
@@ -306,16 +206,15 @@ class Kernel:
 
     def _apply(self, iptc: Any, table: Any, ops: Sequence[Op]) -> list[Op]:
         journal: list[Op] = []
+        builder = RuleBuilder(iptc)
         for op in ops:
             if op.kind == "create":
                 table.create_chain(op.chain)
             elif op.kind == "insert":
-                iptc.Chain(table, op.chain).insert_rule(build_rule(iptc, op.spec), op.position)
+                table.insert_entry(op.chain, builder.entry(op.spec), op.position)
             elif op.kind == "append":
-                iptc.Chain(table, op.chain).append_rule(build_rule(iptc, op.spec))
+                table.append_entry(op.chain, builder.entry(op.spec))
             elif op.kind == "delete":
-                if op.entry is not None:
-                    _detach(op.entry.rule)
                 _delete_at(table, op.chain, op.position)
             else:
                 raise ValueError(f"unknown op {op.kind}")
@@ -356,15 +255,6 @@ def _delete_at(table: Any, chain: str, position: int) -> None:
                                     f"{table.strerror()}")
 
 
-def _detach(rule: Any) -> None:
-    """Copy the rule's address part out of the table handle's memory, so
-    that the rule can be put back after the handle is gone (its matches
-    and target are copies already)."""
-    copy = type(rule.entry)()
-    ctypes.memmove(ctypes.byref(copy), ctypes.byref(rule.entry), ctypes.sizeof(copy))
-    rule.entry = copy
-
-
 def _revert(iptc: Any, name: str, table: Any, op: Op) -> None:
     chain = iptc.Chain(table, op.chain) if table.is_chain(op.chain) else None
     if op.kind == "create":
@@ -372,9 +262,10 @@ def _revert(iptc: Any, name: str, table: Any, op: Op) -> None:
             table.flush_entries(op.chain)
             table.delete_chain(op.chain)
     elif op.kind in ("insert", "append") and chain is not None:
-        for index, rule in enumerate(chain.rules):
-            if read_rule(name, op.chain, rule)[2] == op.spec:
-                _delete_at(table, op.chain, index)
+        for entry in read_chain(iptc, name, table, op.chain, specs=True):
+            if entry.spec == op.spec:
+                _delete_at(table, op.chain, entry.index)
                 break
     elif op.kind == "delete" and chain is not None and op.entry is not None:
-        chain.insert_rule(op.entry.rule, min(op.position, len(chain.rules)))
+        length = len(read_chain(iptc, name, table, op.chain, specs=False))
+        restore(iptc, table, op.chain, op.entry, min(op.position, length))
