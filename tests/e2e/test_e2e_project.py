@@ -111,7 +111,8 @@ def test_a_linked_alias_resolves_and_answers_inside_the_container(up: Demo) -> N
     ping = world.attach("demo_web", "/bin/busybox", "ping", "-c1", "-W2", "database")
     assert ping.returncode == 0 and f"({db_ip})" in ping.stdout, ping.stdout + ping.stderr
     assert links_of(up.status(), "web") == [
-        {"container": "web", "container_ip": up.ip("web"), "peer": "db", "peer_ip": db_ip}]
+        {"container": "web", "container_ip": up.ip("web"), "peer": "db", "peer_ip": db_ip,
+         "stale": False}]
     # db links nowhere, so it does not know the alias
     assert world.fetch_in("demo_db", "http://database/") is None
 
