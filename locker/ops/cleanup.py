@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from locker.context import Context
 from locker.errors import LockerError
-from locker.ops import lifecycle
+from locker.ops import host_names, lifecycle, network
 from locker.plugins import emit
 
 
@@ -16,7 +16,8 @@ def cleanup(ctx: Context, timeout: float = 30.0) -> None:
     steps = (
         ("stopping containers", lambda: lifecycle.stop(ctx, ctx.project.container_names, timeout)),
         ("removing rules", lambda: _remove_rules(ctx)),
-        ("removing the bridge", lambda: ctx.hooks.remove_bridge(name=ctx.bridge_name)),
+        ("removing the bridge", lambda: _remove_bridge(ctx)),
+        ("removing the host's names", lambda: host_names.remove(ctx)),
     )
     for what, step in steps:
         try:
@@ -31,6 +32,14 @@ def cleanup(ctx: Context, timeout: float = 30.0) -> None:
                           + "\n".join(failures))
     ctx.say(f"{ctx.project.name}: rules and bridge {ctx.bridge_name} removed")
     emit(ctx.manager, "project_cleaned", ctx.warn, project=ctx.project.name)
+
+
+def _remove_bridge(ctx: Context) -> None:
+    running = [name for name, state in network.states(ctx).items() if network.is_up(state)]
+    if running:
+        raise LockerError(f"{', '.join(running)} still run(s), so the bridge "
+                          f"{ctx.bridge_name} stays to keep their network.")
+    ctx.hooks.remove_bridge(name=ctx.bridge_name)
 
 
 def _remove_rules(ctx: Context) -> None:

@@ -9,12 +9,11 @@ from locker import planner
 from locker.context import Context
 from locker.errors import ConfigError, LockerError
 from locker.model import Bridge
-from locker.ops import network
+from locker.ops import host_names, network
 from locker.ops.network import FORWARDS, LINKS
 from locker.plugins import emit
 from locker.project import CloneSource
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
-from locker.runtime.rootfs import atomic_write
 
 
 @dataclass(frozen=True)
@@ -28,15 +27,23 @@ class StartOptions:
 
 def each(ctx: Context, containers: Sequence[str], action: Callable[[str], None]) -> None:
     """Run ``action`` for every container, then report every failure
-    together: one container's failure does not stop the others."""
-    failures = []
+    together: one container's failure does not stop the others. The error
+    keeps the gravest exit status of the failures (2 for a ConfigError)."""
+    failures: list[LockerError] = []
     for name in containers:
         try:
             action(name)
         except LockerError as exc:
-            failures.append(f"{name}: {exc}")
+            failures.append(type(exc)(f"{name}: {exc}"))
+    raise_all(failures)
+
+
+def raise_all(failures: Sequence[LockerError]) -> None:
+    """Raise one error holding every message, of the type whose exit status
+    is the gravest."""
     if failures:
-        raise LockerError("\n".join(failures))
+        worst = max(failures, key=lambda exc: exc.exit_status)
+        raise type(worst)("\n".join(str(exc) for exc in failures))
 
 
 def create(ctx: Context, containers: Sequence[str]) -> None:
@@ -77,11 +84,18 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     if missing:
         raise LockerError(f"{', '.join(missing)} do(es) not exist yet; run `locker create` first.")
     bridge = network.bring_up(ctx)
-    existing = [n for n, state in present.items() if state != ABSENT]
-    addresses = network.assign(ctx, bridge.network, existing)
-    started: list[str] = []
+    failures: list[LockerError] = []
 
-    def start_one(name: str) -> None:
+    def collect(action: Callable[[str], None], names: Sequence[str]) -> None:
+        try:
+            each(ctx, names, action)
+        except LockerError as exc:
+            failures.append(exc)
+
+    to_start: list[str] = []
+
+    def settle(name: str) -> None:
+        """Thaw, or stop for --restart; note the containers to start."""
         lxc = ctx.lxc(name)
         state = ctx.runtime.state(lxc)
         if state == FROZEN:
@@ -91,32 +105,46 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
             ctx.runtime.stop(lxc, options.timeout)
             state = STOPPED
         if state == RUNNING:
-            ctx.say(f"{name}: running already ({addresses[name].ip})")
-            return
-        _prepare(ctx, name, bridge, addresses)
-        ctx.runtime.start(lxc, options.timeout)
+            address = ctx.runtime.configured_address(lxc)
+            ctx.say(f"{name}: running already" + (f" ({address.ip})" if address else ""))
+        else:
+            to_start.append(name)
+
+    collect(settle, containers)
+    # Addresses are handed out and written into the containers' configs
+    # under the host lock, so two commands never give one address twice.
+    with ctx.lock():
+        existing = [n for n, state in present.items() if state != ABSENT]
+        addresses = network.assign(ctx, bridge.network, existing)
+        prepared: list[str] = []
+
+        def prepare(name: str) -> None:
+            _prepare(ctx, name, bridge, addresses)
+            prepared.append(name)
+
+        collect(prepare, to_start)
+    started: list[str] = []
+
+    def start_one(name: str) -> None:
+        ctx.runtime.start(ctx.lxc(name), options.timeout)
         started.append(name)
         ctx.say(f"{name}: started ({addresses[name].ip})")
 
     # The containers that did start get their rules, host names and events
     # even when others failed; then every failure is reported together.
-    failures = []
     try:
-        each(ctx, containers, start_one)
-    except LockerError as exc:
-        failures.append(str(exc))
+        collect(start_one, prepared)
     finally:
         try:
             _update_rules(ctx, containers, options.ports, options.links)
         except LockerError as exc:
-            failures.append(str(exc))
+            failures.append(exc)
     if options.add_hosts:
-        _write_host_hosts(ctx, {n: a.ip for n, a in addresses.items()})
+        host_names.write(ctx, {n: a.ip for n, a in addresses.items()})
     for name in started:
         emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
              container=name, address=addresses[name].ip)
-    if failures:
-        raise LockerError("\n".join(failures))
+    raise_all(failures)
 
 
 def _prepare(ctx: Context, name: str, bridge: Bridge, addresses) -> None:
@@ -144,25 +172,6 @@ def _update_rules(ctx: Context, containers: Sequence[str], ports: bool, links: b
         network.reconcile(ctx, FORWARDS, containers)
     if links:
         network.reconcile(ctx, LINKS, containers)
-
-
-def _write_host_hosts(ctx: Context, ips) -> None:
-    """Put the project's containers into the host's hosts file, as
-    ``NAME.PROJECT`` and the fqdn, replacing what Locker wrote there for
-    this project before. Under the host lock and atomically, so that two
-    projects starting at once keep each other's lines."""
-    mark = f"{planner.HOSTS_MARK}:{ctx.project.name}"
-    with ctx.lock():
-        try:
-            current = ctx.host_hosts.read_text()
-        except FileNotFoundError:
-            current = ""
-        kept = [line for line in current.splitlines() if not line.endswith(mark)]
-        for name, ip in ips.items():
-            fqdn = ctx.project.container(name).fqdn
-            names = " ".join(n for n in (fqdn, f"{name}.{ctx.project.name}") if n)
-            kept.append(f"{ip}\t{names}\t{mark}")
-        atomic_write(ctx.host_hosts, "\n".join(kept) + "\n")
 
 
 def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,

@@ -74,9 +74,11 @@ def reconcile(ctx: Context, kind: _Kind, scope: Collection[str], keep: bool = Tr
     in step with the project: add what is missing, remove what is stale
     (rules of containers that do not run, or that the file no longer asks
     for). With ``keep`` False, remove them all."""
-    present = states(ctx)
-    running = {name for name, state in present.items() if is_up(state)}
     with ctx.lock():
+        # States are read under the lock too: a `stop` running meanwhile must
+        # not have its container's rules added back.
+        present = states(ctx)
+        running = {name for name, state in present.items() if is_up(state)}
         found = kind.scoped(kind.found(ctx.hooks.list_rules(project=ctx.project.name)), scope)
         desired = (kind.scoped(kind.desired(ctx.project, configured_ips(ctx, present), running), scope)
                    if keep else frozenset())

@@ -320,6 +320,33 @@ def test_add_hosts_writes_the_hosts_file_and_keeps_other_lines(tmp_path: Path, e
         "10.1.1.4\tcache.shop\t# locker:shop\n")
 
 
+def test_cleanup_removes_the_projects_host_names_and_keeps_other_lines(
+        tmp_path: Path, env: Env) -> None:
+    hosts = tmp_path / "hosts"
+    hosts.write_text("127.0.0.1 localhost\n10.1.2.2\tweb.blog\t# locker:blog\n")
+    lifecycle.start(env.ctx, ["web"], StartOptions(add_hosts=True))
+    assert "web.shop" in hosts.read_text()
+    cleanup.cleanup(env.ctx)
+    assert hosts.read_text() == "127.0.0.1 localhost\n10.1.2.2\tweb.blog\t# locker:blog\n"
+
+
+def test_cleanup_without_host_names_does_not_create_the_hosts_file(
+        tmp_path: Path, env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    cleanup.cleanup(env.ctx)
+    assert not (tmp_path / "hosts").exists()
+
+
+def test_failures_keep_the_gravest_exit_status() -> None:
+    with pytest.raises(ConfigError) as caught:
+        lifecycle.raise_all([LockerError("web: failed"), ConfigError("db: bad key")])
+    assert str(caught.value) == "web: failed\ndb: bad key"
+    with pytest.raises(LockerError) as caught:
+        lifecycle.raise_all([LockerError("web: failed")])
+    assert type(caught.value) is LockerError
+    lifecycle.raise_all([])
+
+
 # -------------------------------------------------------------------- stop
 
 def test_stop_removes_the_containers_forwards_and_links(env: Env) -> None:
@@ -487,7 +514,7 @@ def test_no_operation_takes_the_lock_twice(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     lifecycle.stop(env.ctx, ["web"])
     cleanup.cleanup(env.ctx)
-    assert env.lock.taken == 8  # start 3, stop 2, cleanup 3
+    assert env.lock.taken == 10  # start 4, stop 2, cleanup 4
 
 
 # ------------------------------------------------------------------ status
@@ -766,6 +793,24 @@ def test_stop_stops_the_containers_when_the_firewall_fails(env: Env) -> None:
     with pytest.raises(BackendError, match="the kernel said no."):
         lifecycle.stop(env.ctx, ["web", "db"])
     assert env.lxc("web").state == STOPPED and env.lxc("db").state == STOPPED
+
+
+class StubbornRuntime(MemoryRuntime):
+    """A runtime whose containers do not stop."""
+
+    def stop(self, name: str, timeout: float) -> None:
+        raise LockerError(f"{name} did not stop")
+
+
+def test_cleanup_keeps_the_bridge_while_containers_still_run(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    env.ctx.runtime = env.runtime = StubbornRuntime()
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    with pytest.raises(LockerError, match="web still run"):
+        cleanup.cleanup(env.ctx)
+    assert "locker_shop" in env.link.bridges
+    assert env.firewall.rules.of_project("shop").forwards == frozenset()
 
 
 class BuggyFirewall(LockedFirewall):
