@@ -58,12 +58,22 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
         help="firewall backend, e.g. nftables or iptables (default: $LOCKER_BACKEND, "
              "host file, auto-detection)")
     add("--link-backend", default=default(None), metavar="LINK",
-        help="link backend, e.g. netlink or ipr2 (default: $LOCKER_LINK_BACKEND, "
-             "host file, auto-detection)")
+        help="link backend, e.g. netlink, the built-in one (default: "
+             "$LOCKER_LINK_BACKEND, host file, auto-detection)")
     add("--no-color", action="store_true", default=default(False),
         help="no colours (also when NO_COLOR is set or output is not a terminal)")
     if not after_command:
         add("--version", action="version", version=f"locker {__version__}")
+
+
+def _seconds(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
+    return value
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,7 +89,7 @@ def build_parser() -> argparse.ArgumentParser:
             sub.add_argument("containers", nargs="*", metavar="CONTAINER",
                              help="limit to these containers (default: all)")
         if name in ("start", "stop", "reboot", "cleanup"):
-            sub.add_argument("--timeout", type=float, default=30.0, metavar="SECONDS",
+            sub.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
                              help="wait at most this long for each container (default: 30)")
         if name in ("start", "stop"):
             sub.add_argument("--no-ports", dest="ports", action="store_false",

@@ -461,3 +461,11 @@ def test_rmlinks_of_a_peer_removes_its_name_from_the_linking_container(memory_cl
     assert run("rmlinks", "db") == 0
     assert firewall.rules.links == frozenset()
     assert "database" not in runtime.containers["shop_web"].files["/etc/hosts"]
+
+
+@pytest.mark.parametrize("value", ["-3", "0", "nan", "soon"])
+def test_a_timeout_must_be_a_positive_number(value: str, capsys) -> None:
+    with pytest.raises(SystemExit) as stop:
+        parse("start", "--timeout", value)
+    assert stop.value.code == 2
+    assert "is not a positive number of seconds" in capsys.readouterr().err
