@@ -6,10 +6,16 @@ Locker).
   the duration of the test. Skips where root or ``ip`` is missing.
 - ``netns_factory``: makes more namespaces (not entered), all deleted after
   the test.
+
+With ``LOCKER_TESTS_NO_SKIP=1`` in the environment (Locker's CI sets it), a
+skipped test fails instead, so that a machine missing a tool or a kernel
+feature cannot pass the run quietly; a test whose requirement is optional
+on purpose carries ``@pytest.mark.may_skip``.
 """
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 
 import pytest
@@ -22,6 +28,20 @@ def pytest_configure(config: pytest.Config) -> None:
         "markers", "privileged: needs root; runs inside a network namespace made for the test")
     config.addinivalue_line(
         "markers", "e2e: drives the installed locker command with real LXC containers")
+    config.addinivalue_line(
+        "markers", "may_skip: may skip even where LOCKER_TESTS_NO_SKIP is set")
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_makereport(item: pytest.Item, call: pytest.CallInfo):
+    outcome = yield
+    report = outcome.get_result()
+    if (report.skipped and not hasattr(report, "wasxfail")
+            and os.environ.get("LOCKER_TESTS_NO_SKIP") == "1"
+            and item.get_closest_marker("may_skip") is None):
+        reason = report.longrepr[2] if isinstance(report.longrepr, tuple) else report.longrepr
+        report.outcome = "failed"
+        report.longrepr = f"skipped where LOCKER_TESTS_NO_SKIP=1 forbids it: {reason}"
 
 
 @pytest.fixture
