@@ -90,7 +90,10 @@ class LxcRuntime:
     def start(self, name: str, timeout: float) -> None:
         self._read_config(name)  # a clear error for a missing container
         log = self._config_path(name).with_name("locker-start.log")
-        log.write_text("")
+        try:
+            log.write_text("")
+        except OSError as err:
+            raise LockerError(f"Cannot write {log} to start {name}: {err.strerror}.") from err
         try:
             self._lxc(["lxc-start", "-n", name, "-o", str(log), "-l", "ERROR"], name, "start")
             self._lxc(["lxc-wait", "-n", name, "-s", "RUNNING", "-t", _seconds(timeout)],
@@ -126,7 +129,12 @@ class LxcRuntime:
         if self.state(name) not in (RUNNING, FROZEN):
             return ()
         out = self._lxc(["lxc-info", "-n", name, "-iH"], name, "read the addresses")
-        found = (ip_address(word) for word in out.split())
+        found = []
+        for word in out.split():
+            try:
+                found.append(ip_address(word))
+            except ValueError:
+                continue  # not an address: lxc-info's output is for people
         return tuple(a for a in found if isinstance(a, IPv4Address))
 
     # -- configuration ----------------------------------------------------
