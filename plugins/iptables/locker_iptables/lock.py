@@ -7,11 +7,11 @@ from __future__ import annotations
 
 import fcntl
 import os
-import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 
 from locker.errors import BackendError
+from locker.hostlock import flock_within
 
 DEFAULT_PATH = "/run/xtables.lock"
 
@@ -34,18 +34,11 @@ def xtables_lock(timeout: float, path: str | None = None,
         raise BackendError(f"Cannot open the xtables lock {path}: {err.strerror}; "
                            "run Locker as root.") from None
     try:
-        deadline = time.monotonic() + timeout
-        while True:
-            try:
-                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
-                break
-            except BlockingIOError:
-                if time.monotonic() >= deadline:
-                    raise BackendError(
-                        f"Another program has held the xtables lock {path} for more than "
-                        f"{timeout:g} s; find it with `fuser -v {path}` and try again "
-                        "when it is done.") from None
-                time.sleep(interval)
+        if not flock_within(fd, timeout, interval):
+            raise BackendError(
+                f"Another program has held the xtables lock {path} for more than "
+                f"{timeout:g} s; find it with `fuser -v {path}` and try again "
+                "when it is done.")
         try:
             yield
         finally:
