@@ -22,13 +22,13 @@ from pathlib import Path
 
 from locker.errors import ConfigError
 from locker.project import HostConfig
-from locker.yamlnodes import Invalid, Problems, entries, is_null, known, read_yaml, text
+from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, known, read_yaml,
+                              text)
 
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
 KEYS = ("firewall", "link", "lxcpath")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 def host_config_path(environ: Mapping[str, str] = os.environ) -> Path:
@@ -66,7 +66,7 @@ def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
 
 def _check(key: str, raw: str) -> str:
     if key == "lxcpath":
-        if not raw.startswith("/") or _CONTROL.search(raw):
+        if not raw.startswith("/") or CONTROL.search(raw):
             raise Invalid("not an absolute path; give the directory the containers "
                           "live in, like /var/lib/lxc")
         return raw

@@ -24,7 +24,6 @@ Choices where SPEC.md is silent:
 from __future__ import annotations
 
 import difflib
-import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -35,6 +34,7 @@ from yaml.nodes import MappingNode, Node
 from locker import projectsyntax as syntax
 from locker.errors import ConfigError
 from locker.names import is_valid_name
+from locker.planner import FIRST_HOST, LAST_HOST
 from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec, PortSpec,
                             Project, Source, TemplateSource)
 from locker.yamlnodes import (Entry, Invalid, Problems, entries, is_null, items, known,
@@ -50,7 +50,8 @@ NOT_IN_DEFAULTS = {
     "fqdn": "an fqdn names one container, so it cannot be a default; set it on the container",
 }
 DOWNLOAD_KEYS = ("dist", "release", "arch", "variant")
-_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+#: A project's /24 gives its containers the host parts FIRST_HOST..LAST_HOST.
+MAX_CONTAINERS = LAST_HOST - FIRST_HOST + 1
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,10 @@ def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:
     found = entries(node, "containers", problems)
     if not found and (isinstance(node, MappingNode) or is_null(node)):
         problems.add(node, "containers", "no containers; give at least one")
+    if len(found) > MAX_CONTAINERS:
+        problems.add(top["containers"].key_node, "containers",
+                     f"{len(found)} containers, but a project's /24 holds at most "
+                     f"{MAX_CONTAINERS}; split the project in two")
     for entry in found:
         if not is_valid_name(entry.key):
             problems.add(entry.key_node, entry.path,
@@ -178,15 +183,9 @@ _LIST_PARSERS: dict[str, Callable[[str], Any]] = {
 }
 
 
-def _word(raw: str) -> str:
-    if not _WORD.fullmatch(raw):
-        raise Invalid("expected a plain word (letters, digits, dots, hyphens, underscores)")
-    return raw
-
-
 def _template(entry: Entry, problems: Problems) -> TemplateSource | None:
     if not isinstance(entry.node, MappingNode):
-        name = _scalar(entry, _word, problems)
+        name = _scalar(entry, syntax.check_template_word, problems)
         if is_null(entry.node):
             problems.add(entry.node, entry.path, "no template given; write template: NAME "
                          "or template: {name: NAME, ARG: VALUE}")
@@ -195,13 +194,14 @@ def _template(entry: Entry, problems: Problems) -> TemplateSource | None:
     for arg in entries(entry.node, entry.path, problems):
         if arg.key == "name":
             named = True
-            name = _scalar(arg, _word, problems)
-        elif not _WORD.fullmatch(arg.key):
-            problems.add(arg.key_node, arg.path, "a template argument is a plain word "
+            name = _scalar(arg, syntax.check_template_word, problems)
+        elif not syntax.TEMPLATE_WORD.fullmatch(arg.key):
+            problems.add(arg.key_node, arg.path, "a template argument is a plain word: "
+                         "letters, digits, hyphens, underscores, a letter or digit first "
                          "(it is passed as --ARG VALUE)")
             continue
         else:
-            value = _scalar(arg, str, problems)
+            value = _scalar(arg, syntax.check_template_value, problems)
             if value:
                 args.append((arg.key, value))
             elif value == "":
@@ -228,7 +228,8 @@ def _download(entry: Entry, problems: Problems) -> DownloadSource | None:
         return None
     given = {arg.key: arg for arg in known(entries(entry.node, entry.path, problems),
                                            DOWNLOAD_KEYS, problems)}
-    values = {key: _scalar(arg, _word, problems) for key, arg in given.items()}
+    values = {key: _scalar(arg, syntax.check_download_word, problems)
+              for key, arg in given.items()}
     for arg in given.values():
         if is_null(arg.node):
             problems.add(arg.node, arg.path, "give a value")

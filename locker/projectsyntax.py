@@ -16,7 +16,7 @@ from string import Template
 
 from locker.names import NAME_MAX, is_valid_name
 from locker.project import LinkSpec, PortSpec, VolumeSpec
-from locker.yamlnodes import Invalid
+from locker.yamlnodes import CONTROL, Invalid
 
 PROTOCOLS = ("tcp", "udp")
 DNS_WORDS = ("$bridge", "$copy")
@@ -24,11 +24,21 @@ VOLUME_VARIABLES = ("project", "name", "fqdn")
 NAME_RULE = (f"a letter followed by letters and digits, at most {NAME_MAX} characters "
              "(it becomes part of interface names and rule comments)")
 
+#: A cgroup controller file as LXC takes it after ``lxc.cgroup[2].``:
+#: ``memory.max``, ``cpu.shares``, ``memory.limit_in_bytes``.
+CGROUP_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
+#: An LXC container's name for ``clone``; never taken for an option.
+LXC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
+#: A template's name and its argument keys (``--KEY VALUE``).
+TEMPLATE_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*")
+#: The values of ``download``: dist, release, arch, variant.
+DOWNLOAD_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
+
 _DIGITS = re.compile(r"[0-9]+")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_CGROUP_KEY = re.compile(r"[A-Za-z][A-Za-z0-9_]*(?:\.[A-Za-z0-9_]+)+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
-_WHITESPACE_OR_CONTROL = re.compile(r"[\s\x00-\x1f\x7f-\x9f]")
+_WHITESPACE = re.compile(r"\s")
+_DOTDOT = {"HOST_DIR": "hides which directory is shared",
+           "CONTAINER_DIR": "could leave the container's root file system"}
 _PORT_FORMAT = "write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for example 8080:80"
 
 
@@ -145,16 +155,27 @@ def substitute_volume(host: str, container: str, variables: dict[str, str]) -> V
                           "or $fqdn (${name} before letters, $$ for a dollar sign)") from None
         except ValueError:
             raise Invalid(f"a lone $ in {what}; write $$ for a dollar sign") from None
+        paths.append(path)
+    return check_volume(paths[0], paths[1])
+
+
+def check_volume(host_dir: str, container_dir: str) -> VolumeSpec:
+    """Both paths absolute, without ``..``, whitespace or control
+    characters (an LXC mount entry separates its fields by spaces), and
+    the container's directory not its root."""
+    for what, path in (("HOST_DIR", host_dir), ("CONTAINER_DIR", container_dir)):
         if not path.startswith("/"):
             raise Invalid(f'{what} "{path}" is not an absolute path; start it with /')
-        if _WHITESPACE_OR_CONTROL.search(path):
+        if _WHITESPACE.search(path) or CONTROL.search(path):
             raise Invalid(f'{what} "{path}" contains whitespace or control characters, '
                           "which LXC mount entries cannot hold; rename the directory")
-        paths.append(path)
-    if ".." in paths[1].split("/"):
-        raise Invalid(f'CONTAINER_DIR "{paths[1]}" contains "..", which could leave the '
-                      "container's root file system; give a plain absolute path")
-    return VolumeSpec(host_dir=paths[0], container_dir=paths[1])
+        if ".." in path.split("/"):
+            raise Invalid(f'{what} "{path}" contains "..", which {_DOTDOT[what]}; '
+                          "give a plain absolute path")
+    if not any(part not in ("", ".") for part in container_dir.split("/")):
+        raise Invalid(f'CONTAINER_DIR "{container_dir}" is the container\'s root directory, '
+                      "which cannot be mounted over; give a directory inside it")
+    return VolumeSpec(host_dir=host_dir, container_dir=container_dir)
 
 
 def parse_cgroup(text: str) -> tuple[str, str]:
@@ -164,17 +185,48 @@ def parse_cgroup(text: str) -> tuple[str, str]:
     key, value = key.strip(), value.strip()
     if not equals or not value:
         raise Invalid("expected key=value, for example memory.max=200M")
-    if not _CGROUP_KEY.fullmatch(key):
-        raise Invalid(f'"{key}" is not a cgroup key; give a controller file name like '
-                      "memory.max or cpu.shares")
-    if _CONTROL.search(value):
-        raise Invalid("the value contains control characters; give it on one line")
+    return check_cgroup(key, value)
+
+
+def check_cgroup(key: str, value: str) -> tuple[str, str]:
+    """A cgroup setting as it goes into an LXC config line."""
+    if not CGROUP_KEY.fullmatch(key):
+        raise Invalid(f'"{key}" is not a cgroup key; give a controller file name in lower '
+                      "case like memory.max or cpu.shares")
+    if not value.strip() or CONTROL.search(value):
+        raise Invalid(f"the value of {key} is empty or holds control characters; "
+                      "give it on one line")
     return key, value
 
 
 def check_lxc_name(text: str) -> str:
-    """An existing LXC container's name for ``clone``: a path component."""
-    if not text or text in (".", "..") or "/" in text or _WHITESPACE_OR_CONTROL.search(text):
-        raise Invalid("not a container name; give a container of this project or "
-                      "an existing LXC container's name")
+    """An existing LXC container's name for ``clone``."""
+    if not LXC_NAME.fullmatch(text):
+        raise Invalid("not an LXC container name (letters, digits, _, - and ., not "
+                      "starting with - or .); give a container of this project or an "
+                      "existing LXC container's name")
+    return text
+
+
+def check_template_word(text: str) -> str:
+    """A template's name, or the key of one of its arguments."""
+    if not TEMPLATE_WORD.fullmatch(text):
+        raise Invalid("expected a plain word (letters, digits, hyphens, underscores; "
+                      "a letter or digit first)")
+    return text
+
+
+def check_template_value(text: str) -> str:
+    """The value of a template argument: anything on one line. It follows
+    ``--`` on lxc-create's command line, so only the template reads it."""
+    if CONTROL.search(text):
+        raise Invalid("the value holds control characters; give it on one line")
+    return text
+
+
+def check_download_word(text: str) -> str:
+    """One of ``download``'s values: dist, release, arch or variant."""
+    if not DOWNLOAD_WORD.fullmatch(text):
+        raise Invalid("expected a plain word (letters, digits, dots, hyphens, underscores; "
+                      "a letter or digit first)")
     return text

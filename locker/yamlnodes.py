@@ -33,7 +33,9 @@ from locker.errors import ConfigError
 
 NULL_TAG = "tag:yaml.org,2002:null"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
-_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: Characters that break a line or a config file: C0 and C1 controls and
+#: the Unicode line and paragraph separators.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 
 class Invalid(ValueError):
@@ -95,7 +97,7 @@ class Problems:
             parts.append(key)
         if value is not None:
             parts.append(quote(value))
-        text = _CONTROL.sub(_escape, ": ".join(parts) + ": " + message)
+        text = CONTROL.sub(_escape, ": ".join(parts) + ": " + message)
         entry = (line or 0, column, text)
         if all(found[2] != text for found in self._found):  # defaults repeat per container
             self._found.append(entry)

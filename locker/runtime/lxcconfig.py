@@ -15,14 +15,15 @@ import re
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
+from locker import projectsyntax
 from locker.errors import ConfigError
+from locker.yamlnodes import Invalid
 
 BEGIN = "# >>> locker: this block is rewritten by Locker; edit the project file instead"
 END = "# <<< locker"
 
 _NET_KEY = re.compile(r"^\s*lxc\.net(work)?\.")
 _UTS_KEY = re.compile(r"^\s*lxc\.uts\.name\s*=")
-_CGROUP_KEY = re.compile(r"^[a-z][a-z0-9_]*(\.[a-z0-9_]+)+$")
 
 
 def config_value(text: str, key: str) -> str | None:
@@ -94,10 +95,10 @@ def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
         lines.append(f"lxc.mount.entry = {mount_entry(host_dir, container_dir)}")
     prefix = "lxc.cgroup2" if cgroup2 else "lxc.cgroup"
     for key, value in cgroup:
-        if not _CGROUP_KEY.match(key):
-            raise ConfigError(f"cgroup key {key!r} is not a controller file name "
-                              "like 'cpu.shares'; fix the container's cgroup list.")
-        _check_single_line(f"cgroup value of {key}", value)
+        try:
+            projectsyntax.check_cgroup(key, value)
+        except Invalid as error:
+            raise ConfigError(f"cgroup setting {key}={value!r}: {error}.") from None
         lines.append(f"{prefix}.{key} = {value.strip()}")
     lines.append(END)
     return lines
@@ -105,17 +106,11 @@ def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
 
 def mount_entry(host_dir: str, container_dir: str) -> str:
     """An fstab-style bind mount entry, the target relative to the rootfs."""
-    for what, path in (("host", host_dir), ("container", container_dir)):
-        if not path.startswith("/") or any(c.isspace() for c in path):
-            raise ConfigError(f"volume {host_dir}:{container_dir}: the {what} directory "
-                              "must be an absolute path without spaces.")
-        if ".." in path.split("/"):
-            raise ConfigError(f"volume {host_dir}:{container_dir}: the {what} directory "
-                              "must not contain '..'.")
+    try:
+        projectsyntax.check_volume(host_dir, container_dir)
+    except Invalid as error:
+        raise ConfigError(f"volume {host_dir}:{container_dir}: {error}.") from None
     target = container_dir.strip("/")
-    if not target:
-        raise ConfigError(f"volume {host_dir}:{container_dir}: cannot mount over the "
-                          "container's root directory.")
     return f"{host_dir} {target} none bind,create=dir 0 0"
 
 

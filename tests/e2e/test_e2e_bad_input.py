@@ -42,6 +42,38 @@ def test_a_bad_project_file_exits_2_naming_file_and_line_and_makes_nothing(
     _assert_nothing_made(world)
 
 
+# Values the LXC config would refuse when `start` writes it, after the bridge
+# and the rules exist: the project file refuses them first.
+LATE = {
+    "cgroup": ("""\
+containers:
+  web:
+    template: {name: busybox}
+    cgroup: ["Memory.max=100M"]
+""", 4, "containers.web.cgroup[0]", "Memory.max=100M"),
+    "volume": ("""\
+containers:
+  web:
+    template: {name: busybox}
+    ports: ["8080:80"]
+    volumes: ["/tmp/../tmp/x:/data"]
+""", 5, "containers.web.volumes[0]", "/tmp/../tmp/x:/data"),
+}
+
+
+@pytest.mark.parametrize("command", ["validate", "start"])
+@pytest.mark.parametrize("case", sorted(LATE))
+def test_what_start_would_refuse_is_refused_before_anything_is_made(
+        world: World, case: str, command: str) -> None:
+    text, line, key, value = LATE[case]
+    project = world.project("late", text)
+    done = world.locker(project, command, check=False)
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert f'locker.yaml:{line}: {key}: "{value}": ' in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+    _assert_nothing_made(world)
+
+
 def test_an_absolute_project_path_is_named_as_given(world: World) -> None:
     project = world.project("bad", BAD)
     path = project / "locker.yaml"

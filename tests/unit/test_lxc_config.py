@@ -8,11 +8,13 @@ from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
 
+from locker import projectsyntax
 from locker.errors import ConfigError, LockerError
 from locker.project import CloneSource, DownloadSource, TemplateSource
 from locker.runtime import lxcconfig, rootfs
 from locker.runtime.lxc import create_argv, host_uses_cgroup2
 from locker.testing.lxchost import host_cgroup_mounts
+from locker.yamlnodes import Invalid
 
 TEMPLATE_CONFIG = """\
 # Template used to create this container: /usr/share/lxc/templates/lxc-busybox
@@ -87,17 +89,25 @@ def test_block_mounts_and_cgroup_versions() -> None:
 
 
 @pytest.mark.parametrize("mount", [("relative", "/data"), ("/srv/a", "data"), ("/srv/a b", "/d"),
-                                   ("/srv/../etc", "/d"), ("/srv/a", "/")])
-def test_bad_mounts_are_refused(mount: tuple[str, str]) -> None:
+                                   ("/srv/../etc", "/d"), ("/srv/a", "/"), ("/srv/a", "/./"),
+                                   ("/srv/a", "/d/../.."), ("/srv/a\x85", "/d")])
+def test_bad_mounts_are_refused_as_the_project_file_refuses_them(
+        mount: tuple[str, str]) -> None:
     with pytest.raises(ConfigError, match="volume"):
         block(mounts=[mount])
+    with pytest.raises(Invalid):  # `locker validate` refuses the same volume
+        projectsyntax.check_volume(*mount)
 
 
 @pytest.mark.parametrize("setting", [("cpu shares", "1"), ("lxc.net.0.link", "x\nlxc.y=1"),
-                                     ("cpu.shares", "1\nlxc.net.1.type = veth")])
-def test_bad_cgroup_settings_are_refused(setting: tuple[str, str]) -> None:
+                                     ("cpu.shares", "1\nlxc.net.1.type = veth"),
+                                     ("Memory.max", "100M"), ("memory.max", " ")])
+def test_bad_cgroup_settings_are_refused_as_the_project_file_refuses_them(
+        setting: tuple[str, str]) -> None:
     with pytest.raises(ConfigError):
         block(cgroup=[setting])
+    with pytest.raises(Invalid):  # `locker validate` refuses the same setting
+        projectsyntax.check_cgroup(*setting)
 
 
 def test_read_back_values() -> None:

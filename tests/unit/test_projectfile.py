@@ -334,6 +334,31 @@ def test_bad_links(tmp_path: Path) -> None:
      'unknown key; did you mean "variant"?'),
     ("template", {"release": "bookworm"}, "missing name"),
     ("template", {"name": "busy box"}, "expected a plain word"),
+    # everything `start` would refuse later is refused here, with its line and key
+    ("cgroup", ["Memory.max=100M"], '"Memory.max" is not a cgroup key'),
+    ("cgroup", ["memory.max=1\u0007"], "holds control characters"),
+    ("volumes", ["/tmp/../tmp/x:/data"], 'HOST_DIR "/tmp/../tmp/x" contains ".."'),
+    ("volumes", ["/srv:/"], "is the container's root directory"),
+    ("volumes", ["/srv:/./"], "is the container's root directory"),
+    ("volumes", ["/srv/a\u0085b:/data"], "contains whitespace or control characters"),
+    # no value may turn into an option of lxc-create or lxc-copy
+    ("clone", "--help", "not an LXC container name"),
+    ("clone", "-n", "not an LXC container name"),
+    ("clone", ".hidden", "not an LXC container name"),
+    ("clone", "a/b", "not an LXC container name"),
+    ("clone", "a b", "not an LXC container name"),
+    ("template", "--help", "expected a plain word"),
+    ("template", {"name": "-h"}, "expected a plain word"),
+    ("template", {"name": "busy.box"}, "expected a plain word"),
+    ("template", {"name": "busybox", "-x": "1"}, "a template argument is a plain word"),
+    ("template", {"name": "busybox", "a.b": "1"}, "a template argument is a plain word"),
+    ("template", {"name": "busybox", "release": "a\nb"}, "holds control characters"),
+    ("download", {"dist": "--help", "release": "x", "arch": "amd64"},
+     "expected a plain word"),
+    ("download", {"dist": "debian", "release": "x", "arch": "amd64", "variant": "-v"},
+     "expected a plain word"),
+    ("download", {"dist": "debian", "release": "a b", "arch": "amd64"},
+     "expected a plain word"),
 ])
 def test_bad_value(tmp_path: Path, key: str, value: object, message: str) -> None:
     import json
@@ -344,6 +369,35 @@ def test_bad_value(tmp_path: Path, key: str, value: object, message: str) -> Non
         """)
     assert found.startswith("3: containers.web." + key)
     assert message in found
+
+
+def test_template_values_may_start_with_a_dash(tmp_path: Path) -> None:
+    # they follow `--` on lxc-create's command line, so only the template reads them
+    project = load(tmp_path, """\
+        containers:
+          web:
+            template: {name: busybox, offset: "-1"}
+        """)
+    assert project.container("web").source == TemplateSource("busybox", (("offset", "-1"),))
+
+
+def test_lower_case_cgroup_keys_load(tmp_path: Path) -> None:
+    project = load(tmp_path, """\
+        containers:
+          web:
+            cgroup: ["memory.max=100M", "cpu.shares=512", "memory.limit_in_bytes=2e8"]
+        """)
+    assert [key for key, _ in project.container("web").cgroup] == [
+        "memory.max", "cpu.shares", "memory.limit_in_bytes"]
+
+
+def test_more_containers_than_a_24_holds(tmp_path: Path) -> None:
+    many = "".join(f"  c{index}: {{}}\n" for index in range(254))
+    found = only_problem(tmp_path, "# a project\ncontainers:\n" + many)
+    assert found == ("2: containers: 254 containers, but a project's /24 holds at most 253; "
+                     "split the project in two")
+    fitting = "".join(f"  c{index}: {{}}\n" for index in range(253))
+    assert len(load(tmp_path, "containers:\n" + fitting).containers) == 253
 
 
 def test_one_source_only(tmp_path: Path) -> None:
