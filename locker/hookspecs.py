@@ -141,7 +141,10 @@ def allocate_subnet(bridge: str) -> IPv4Network:
     """Choose the subnet for a project's bridge.
 
     If the bridge exists and has an IPv4 address, return that address's
-    network: an existing bridge keeps its subnet. Otherwise collect every
+    network: an existing bridge keeps its subnet. An interface of that name
+    that is not a bridge, or a bridge without Locker's owner mark (see
+    ``ensure_bridge``), is a ``BackendError``, as ``ensure_bridge`` would
+    refuse it anyway. Otherwise collect every
     network the host can reach (addresses on every interface, and the
     destinations of all routes except the default route) and return
     ``locker.subnets.first_free(used)``. Changes nothing.
@@ -156,22 +159,38 @@ def allocate_subnet(bridge: str) -> IPv4Network:
 def ensure_bridge(bridge: Bridge) -> BridgeState:
     """Make sure the bridge exists, holds ``bridge.interface`` and is up.
 
-    An existing bridge is left as it is apart from being brought up; the
-    returned state says what it really has. A non-bridge interface of that
-    name is an error. *First result.*
+    Owner mark: Locker's bridges carry the interface alias
+    ``locker.names.bridge_alias(bridge.project)`` (``locker:<project>``;
+    ``IFLA_IFALIAS``, what ``ip link set dev NAME alias TEXT`` sets and
+    ``ip -d link`` shows). A bridge it creates gets the alias at once; the
+    kernel ignores an alias sent with the creation itself, so set it in a
+    second request, and if that fails delete the bridge again. A bridge is
+    Locker's when ``locker.names.is_locker_bridge(name, alias)`` holds.
+
+    An existing bridge of Locker's is left as it is apart from being brought
+    up (and given ``bridge.interface`` if it has no IPv4 address); the
+    returned state says what it really has. A bridge of that name without
+    Locker's mark, or a non-bridge interface of that name, is a
+    ``BackendError`` and is left untouched. ``bridge.name`` must be
+    ``locker.names.bridge_name(bridge.project)``. *First result.*
     """
 
 
 @hookspec
 def remove_bridge(name: str) -> None:
-    """Delete the bridge; nothing happens when it does not exist. Called by
-    ``cleanup`` after the project's containers are stopped."""
+    """Delete the bridge if it carries Locker's owner mark (see
+    ``ensure_bridge``); nothing happens when it does not exist. A bridge of
+    that name without the mark, or a non-bridge interface, is left untouched
+    and is a ``BackendError``. Called by ``cleanup`` after the project's
+    containers are stopped."""
 
 
 @hookspec(firstresult=True)
 def find_bridge(name: str) -> BridgeState | None:
     """The bridge as the kernel has it, or None when there is no such
-    bridge. Called by ``status`` and ``start``. *First result.*"""
+    bridge (a non-bridge interface of that name is None too). A bridge
+    without Locker's owner mark (see ``ensure_bridge``) is reported with
+    ``owned=False``. Called by ``status`` and ``start``. *First result.*"""
 
 
 @hookspec(firstresult=True)

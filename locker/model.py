@@ -36,11 +36,17 @@ class Bridge:
 
 @dataclass(frozen=True)
 class BridgeState:
-    """A bridge as the kernel has it."""
+    """A bridge as the kernel has it.
+
+    ``owned`` False: the bridge does not carry Locker's owner mark (its
+    interface alias, ``locker.names.bridge_alias``), so another tool made
+    it; Locker reports it but neither uses nor removes it.
+    """
 
     name: str
     addresses: tuple[IPv4Interface, ...]
     up: bool
+    owned: bool = True
 
     @property
     def network(self) -> IPv4Network | None:

@@ -52,6 +52,28 @@ def bridge_name(project: str) -> str:
     return f"lk{project[:4]}_{digest}"
 
 
+def bridge_alias(project: str) -> str:
+    """The owner mark Locker sets as its bridges' interface alias
+    (``IFLA_IFALIAS``, ``ip link set dev NAME alias TEXT``):
+    ``locker:<project>``. It never parses as a ``Tag``."""
+    return f"{TAG_PREFIX}:{project}"
+
+
+def project_of_bridge_alias(alias: str | None) -> str | None:
+    """The project a bridge alias names, or None when it is not Locker's mark."""
+    prefix, sep, project = (alias or "").partition(":")
+    if prefix != TAG_PREFIX or not sep or not is_valid_name(project):
+        return None
+    return project
+
+
+def is_locker_bridge(name: str, alias: str | None) -> bool:
+    """Whether the bridge ``name`` with this alias is Locker's: the alias is
+    Locker's mark and names the project whose bridge is called ``name``."""
+    project = project_of_bridge_alias(alias)
+    return project is not None and bridge_name(project) == name
+
+
 @dataclass(frozen=True)
 class Tag:
     """The owner comment on every rule but the jumps:

@@ -31,6 +31,7 @@ class LinkInfo:
     name: str
     kind: str | None
     up: bool
+    alias: str | None = None
 
 
 def pyroute2_version() -> str:
@@ -160,6 +161,12 @@ class Rtnl:
         with _translated():
             self._ipr.addr("add", **kwargs)
 
+    def set_alias(self, index: int, alias: str) -> None:
+        """Set the interface alias (``IFLA_IFALIAS``). Only a separate
+        request sets it: the kernel ignores an alias sent with ``add``."""
+        with _translated():
+            self._ipr.link("set", index=index, ifalias=alias)
+
     def set_up(self, index: int) -> None:
         with _translated():
             self._ipr.link("set", index=index, state="up")
@@ -171,4 +178,5 @@ def _link_info(msg: Any) -> LinkInfo:
         name=msg.get_attr("IFLA_IFNAME"),
         kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
         up=bool(msg["flags"] & IFF_UP),
+        alias=msg.get_attr("IFLA_IFALIAS") or None,
     )

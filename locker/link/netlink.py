@@ -3,7 +3,9 @@ rtnetlink (pyroute2), IPv4 forwarding through /proc.
 
 Everything it does happens in the network namespace of the calling thread.
 pyroute2 stays behind ``locker.link._rtnl``; this module holds the rules of
-the *Link* hooks and turns failures into ``BackendError``.
+the *Link* hooks and turns failures into ``BackendError``. A bridge is
+Locker's when its interface alias is ``locker.names.bridge_alias(project)``
+(set right after creating it); any other bridge of that name is refused.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ from ipaddress import IPv4Network
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
 from locker.model import Availability, Bridge, BridgeState
-from locker.names import IFNAME_MAX
+from locker.names import BRIDGE_PREFIX, IFNAME_MAX, bridge_alias, bridge_name, is_locker_bridge
 from locker.subnets import first_free
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
@@ -52,6 +54,7 @@ class NetlinkBackend:
             link = rtnl.find_link(bridge)
             if link is not None:
                 _require_bridge(link)
+                _require_owned(link)
                 addresses = rtnl.ipv4_addresses(link.index)
                 if addresses:
                     return addresses[0].network
@@ -62,6 +65,7 @@ class NetlinkBackend:
     def ensure_bridge(self, bridge: Bridge) -> BridgeState:
         name = bridge.name
         _check_name(name)
+        _check_derived(bridge)
         with _rtnl_session(f"set up bridge {name!r}") as rtnl:
             link = rtnl.find_link(name)
             created = False
@@ -71,6 +75,10 @@ class NetlinkBackend:
                 link = _must_find(rtnl, name)
             _require_bridge(link)
             try:
+                if created:  # the kernel ignores an alias sent with the creation
+                    rtnl.set_alias(link.index, bridge_alias(bridge.project))
+                else:
+                    _require_owned(link, bridge.project)
                 if not rtnl.ipv4_addresses(link.index):
                     _tolerate(errno.EEXIST,
                               lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
@@ -91,6 +99,7 @@ class NetlinkBackend:
             if link is None:
                 return
             _require_bridge(link)
+            _require_owned(link)
             _tolerate(errno.ENODEV, lambda: rtnl.delete_link(link.index))
 
     @hookimpl
@@ -137,6 +146,30 @@ def _require_bridge(link) -> None:
             "remove that interface, or choose another project name.")
 
 
+def _check_derived(bridge: Bridge) -> None:
+    expected = bridge_name(bridge.project)
+    if bridge.name != expected:
+        raise BackendError(
+            f"Bridge {bridge.name!r} is not the name Locker gives project {bridge.project!r}'s "
+            f"bridge ({expected!r}): derive it with locker.names.bridge_name().")
+
+
+def _require_owned(link, project: str | None = None) -> None:
+    """Refuse a bridge that does not carry Locker's mark for its name."""
+    if is_locker_bridge(link.name, link.alias):
+        return
+    found = f"its alias is {link.alias!r}" if link.alias else "it has no alias"
+    if project is None:  # a plain name tells its project; a short form does not
+        plain = link.name.removeprefix(BRIDGE_PREFIX)
+        project = plain if bridge_name(plain) == link.name else "<project>"
+    mark = bridge_alias(project)
+    raise BackendError(
+        f"A bridge named {link.name!r} exists that Locker did not create ({found}, Locker "
+        f"marks its own {mark!r}): Locker will not use or remove it; remove or rename it, "
+        f"or choose another project name (if an earlier Locker made it, mark it with "
+        f"`ip link set dev {link.name} alias {mark}`).")
+
+
 def _must_find(rtnl, name: str):
     link = rtnl.find_link(name)
     if link is None:
@@ -155,7 +188,7 @@ def _state(rtnl, name: str) -> BridgeState | None:
 
 def _state_of(rtnl, link) -> BridgeState:
     return BridgeState(name=link.name, addresses=tuple(rtnl.ipv4_addresses(link.index)),
-                       up=link.up)
+                       up=link.up, owned=is_locker_bridge(link.name, link.alias))
 
 
 def _tolerate(code: int, action: Callable[[], object]) -> bool:

@@ -32,7 +32,9 @@ The interface a subclass provides (methods, no constructor):
     cut to fit) where the kernel has no dummy driver.
 
 Everything the suite checks in the kernel it reads with ``ip -j`` inside the
-namespace, never through the backend under test. The whole suite runs in
+namespace, never through the backend under test. Bridges "of Locker's" that
+the suite makes by hand carry the owner mark (``ip link set dev NAME alias
+locker:PROJECT``); bridges without it stand for another tool's. The whole suite runs in
 the ``netns`` fixture (a fresh network namespace per test, from
 ``locker.testing.pytest_plugin``): it skips without root or ``ip``.
 """
@@ -47,12 +49,15 @@ import pytest
 
 from locker.errors import BackendError
 from locker.model import Availability, Bridge, BridgeState
-from locker.names import bridge_name
+from locker.names import bridge_alias, bridge_name
 from locker.plugins import new_manager
 from locker.testing.netns import NetNS
 
 PROJECT = "alpha"
 NAME = bridge_name(PROJECT)
+#: Aliases that do not make a bridge called NAME Locker's: none at all,
+#: another project's mark, another tool's text.
+NOT_OURS = (None, bridge_alias("beta"), "made by hand")
 BRIDGE = Bridge(PROJECT, NAME, IPv4Network("10.1.1.0/24"))
 #: Interfaces of other tools: a plain interface and another bridge.
 FOREIGN_PLAIN = "eth9"
@@ -77,6 +82,26 @@ def link_of(netns: NetNS, name: str) -> dict[str, Any] | None:
     they change by themselves; None when it does not exist."""
     found = ip_json(netns, "-d", "link", "show", "dev", name)
     return _without_timers(found[0]) if found else None
+
+
+def raw_link(netns: NetNS, name: str) -> str:
+    """``ip -j -d link show dev NAME`` as printed, for byte-wise comparison
+    (only for a bridge that is down: an up bridge's timers move)."""
+    return netns.run(["ip", "-j", "-d", "link", "show", "dev", name]).stdout
+
+
+def alias_of(netns: NetNS, name: str) -> str | None:
+    link = link_of(netns, name)
+    return None if link is None else link.get("ifalias")
+
+
+def add_bridge(netns: NetNS, name: str, alias: str | None = None) -> None:
+    """``ip link add NAME type bridge``, then the alias if one is given: with
+    ``bridge_alias(project)`` this is a bridge Locker made in an earlier run,
+    without it one that another tool made."""
+    netns.run(["ip", "link", "add", name, "type", "bridge"])
+    if alias is not None:
+        netns.run(["ip", "link", "set", "dev", name, "alias", alias])
 
 
 def ipv4_of(netns: NetNS, name: str) -> list[str]:
@@ -176,7 +201,19 @@ class LinkBackendTests:
         assert kind_of(netns, NAME) == "bridge"
         assert is_up(netns, NAME)
         assert ipv4_of(netns, NAME) == ["10.1.1.1/24"]
+        assert alias_of(netns, NAME) == bridge_alias(PROJECT) == "locker:alpha"
         assert hook.find_bridge(name=NAME) == state
+        assert state.owned
+
+    def test_a_short_form_bridge_is_marked_with_its_project(self, hook, netns: NetNS) -> None:
+        project = "webshopfrontend"
+        bridge = Bridge(project, bridge_name(project), IPv4Network("10.1.5.0/24"))
+        assert hook.ensure_bridge(bridge=bridge).owned
+        assert alias_of(netns, bridge.name) == bridge_alias(project)
+        assert hook.find_bridge(name=bridge.name).owned
+        assert hook.allocate_subnet(bridge=bridge.name) == bridge.network
+        hook.remove_bridge(name=bridge.name)
+        assert link_of(netns, bridge.name) is None
 
     def test_ensure_bridge_uses_the_bridges_network(self, hook, netns: NetNS) -> None:
         other = Bridge("beta", bridge_name("beta"), IPv4Network("10.200.7.0/24"))
@@ -191,7 +228,7 @@ class LinkBackendTests:
         assert snapshot(netns, NAME) == before  # same ifindex, one address
 
     def test_existing_bridge_keeps_its_address(self, hook, netns: NetNS) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        add_bridge(netns, NAME, bridge_alias(PROJECT))
         netns.run(["ip", "addr", "add", "10.9.9.1/24", "dev", NAME])
         state = hook.ensure_bridge(bridge=BRIDGE)
         assert state == BridgeState(NAME, (IPv4Interface("10.9.9.1/24"),), True)
@@ -199,7 +236,7 @@ class LinkBackendTests:
         assert is_up(netns, NAME), "an existing bridge is brought up"
 
     def test_existing_bridge_without_address_gets_one(self, hook, netns: NetNS) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        add_bridge(netns, NAME, bridge_alias(PROJECT))
         index = link_of(netns, NAME)["ifindex"]
         state = hook.ensure_bridge(bridge=BRIDGE)
         assert state == BridgeState(NAME, (IPv4Interface("10.1.1.1/24"),), True)
@@ -212,6 +249,23 @@ class LinkBackendTests:
         with pytest.raises(BackendError):
             hook.ensure_bridge(bridge=BRIDGE)
         assert snapshot(netns, NAME) == before
+
+    @pytest.mark.parametrize("alias", NOT_OURS, ids=["no-alias", "other-project", "other-tool"])
+    def test_ensure_bridge_refuses_a_bridge_locker_did_not_create(
+            self, hook, netns: NetNS, alias: str | None) -> None:
+        add_bridge(netns, NAME, alias)
+        netns.run(["ip", "addr", "add", "10.9.9.1/24", "dev", NAME])
+        before = raw_link(netns, NAME)
+        with pytest.raises(BackendError):
+            hook.ensure_bridge(bridge=BRIDGE)
+        assert raw_link(netns, NAME) == before, "not brought up, not marked, not changed"
+        assert ipv4_of(netns, NAME) == ["10.9.9.1/24"]
+
+    def test_ensure_bridge_refuses_a_name_not_derived_from_the_project(
+            self, hook, netns: NetNS) -> None:
+        with pytest.raises(BackendError):
+            hook.ensure_bridge(bridge=Bridge("beta", NAME, BRIDGE.network))
+        assert link_of(netns, NAME) is None
 
     def test_ensure_bridge_refuses_a_name_linux_cannot_hold(self, hook, netns: NetNS) -> None:
         too_long = Bridge(PROJECT, "locker_" + "x" * 9, BRIDGE.network)  # 16 characters
@@ -229,7 +283,7 @@ class LinkBackendTests:
         assert hook.find_bridge(name=NAME) is None
 
     def test_find_bridge_reports_what_the_kernel_has(self, hook, netns: NetNS) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        add_bridge(netns, NAME, bridge_alias(PROJECT))
         assert hook.find_bridge(name=NAME) == BridgeState(NAME, (), False)
         netns.run(["ip", "addr", "add", "10.3.3.1/24", "dev", NAME])
         netns.run(["ip", "addr", "add", "10.4.4.1/16", "dev", NAME])
@@ -238,6 +292,16 @@ class LinkBackendTests:
         assert state == BridgeState(
             NAME, (IPv4Interface("10.3.3.1/24"), IPv4Interface("10.4.4.1/16")), True)
         assert state.network == IPv4Network("10.3.3.0/24")
+
+    @pytest.mark.parametrize("alias", NOT_OURS, ids=["no-alias", "other-project", "other-tool"])
+    def test_find_bridge_reports_a_bridge_locker_did_not_create(
+            self, hook, netns: NetNS, alias: str | None) -> None:
+        add_bridge(netns, NAME, alias)
+        netns.run(["ip", "addr", "add", "10.3.3.1/24", "dev", NAME])
+        before = raw_link(netns, NAME)
+        assert hook.find_bridge(name=NAME) == BridgeState(
+            NAME, (IPv4Interface("10.3.3.1/24"),), False, owned=False)
+        assert raw_link(netns, NAME) == before
 
     # ------------------------------------------------------- allocate_subnet
 
@@ -272,9 +336,20 @@ class LinkBackendTests:
         assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.1.0/24")
 
     def test_allocate_keeps_an_existing_bridges_network(self, hook, netns: NetNS) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        add_bridge(netns, NAME, bridge_alias(PROJECT))
         netns.run(["ip", "addr", "add", "10.7.7.1/24", "dev", NAME])
         assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.7.7.0/24")
+
+    @pytest.mark.parametrize("alias", NOT_OURS, ids=["no-alias", "other-project", "other-tool"])
+    def test_allocate_refuses_a_bridge_locker_did_not_create(
+            self, hook, netns: NetNS, alias: str | None) -> None:
+        add_bridge(netns, NAME, alias)
+        netns.run(["ip", "addr", "add", "10.7.7.1/24", "dev", NAME])
+        before = raw_link(netns, NAME)
+        with pytest.raises(BackendError):
+            hook.allocate_subnet(bridge=NAME)
+        assert raw_link(netns, NAME) == before
+        assert ipv4_of(netns, NAME) == ["10.7.7.1/24"]
 
     def test_allocate_after_ensure_returns_the_same_network(self, hook) -> None:
         hook.ensure_bridge(bridge=BRIDGE)
@@ -318,6 +393,22 @@ class LinkBackendTests:
             hook.remove_bridge(name=NAME)
         assert snapshot(netns, NAME) == before
 
+    @pytest.mark.parametrize("alias", NOT_OURS, ids=["no-alias", "other-project", "other-tool"])
+    def test_remove_bridge_leaves_a_bridge_locker_did_not_create(
+            self, hook, netns: NetNS, alias: str | None) -> None:
+        add_bridge(netns, NAME, alias)
+        netns.run(["ip", "addr", "add", "10.1.1.1/24", "dev", NAME])
+        before = raw_link(netns, NAME)
+        with pytest.raises(BackendError):
+            hook.remove_bridge(name=NAME)
+        assert raw_link(netns, NAME) == before
+        assert ipv4_of(netns, NAME) == ["10.1.1.1/24"]
+
+    def test_remove_bridge_removes_one_marked_by_an_earlier_run(self, hook, netns: NetNS) -> None:
+        add_bridge(netns, NAME, bridge_alias(PROJECT))
+        hook.remove_bridge(name=NAME)
+        assert link_of(netns, NAME) is None
+
     def test_bridge_with_ports_can_be_removed(self, hook, netns: NetNS) -> None:
         hook.ensure_bridge(bridge=BRIDGE)
         self.add_non_bridge(netns, FOREIGN_PLAIN)
@@ -336,7 +427,7 @@ class LinkBackendTests:
         assert hook.ensure_bridge(bridge=bridge).network == bridge.network
         assert hook.ensure_bridge(bridge=bridge).network == bridge.network
         assert hook.find_bridge(name=FOREIGN_BRIDGE) == BridgeState(
-            FOREIGN_BRIDGE, (IPv4Interface("10.1.2.1/24"),), True)
+            FOREIGN_BRIDGE, (IPv4Interface("10.1.2.1/24"),), True, owned=False)
         assert snapshot(netns, *foreign) == before
         hook.remove_bridge(name=NAME)
         assert snapshot(netns, *foreign) == before

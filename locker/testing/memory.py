@@ -14,6 +14,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from locker.errors import BackendError, LockerError
 from locker.hookspecs import hookimpl
 from locker.model import Availability, Bridge, BridgeState, Forward, Link, Ruleset
+from locker.names import bridge_name
 from locker.project import CloneSource, Source
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
 from locker.subnets import first_free
@@ -78,7 +79,8 @@ class MemoryFirewall:
 
 class MemoryLink:
     """A link backend over a dictionary of bridges; ``used`` plays the
-    networks the host can reach."""
+    networks the host can reach. A ``BridgeState`` with ``owned=False``
+    plays a bridge another tool made under the project's bridge name."""
 
     def __init__(self, used: Sequence[IPv4Network] = ()) -> None:
         self.used = list(used)
@@ -92,6 +94,7 @@ class MemoryLink:
     @hookimpl
     def allocate_subnet(self, bridge: str) -> IPv4Network:
         state = self.bridges.get(bridge)
+        self._require_owned(state)
         if state and state.network:
             return state.network
         taken = self.used + [s.network for s in self.bridges.values() if s.network]
@@ -99,13 +102,18 @@ class MemoryLink:
 
     @hookimpl
     def ensure_bridge(self, bridge: Bridge) -> BridgeState:
+        if bridge.name != bridge_name(bridge.project):
+            raise BackendError(f"Bridge {bridge.name!r} is not project "
+                               f"{bridge.project!r}'s bridge name.")
         state = self.bridges.get(bridge.name)
+        self._require_owned(state)
         addresses = state.addresses if state and state.addresses else (bridge.interface,)
         self.bridges[bridge.name] = BridgeState(bridge.name, addresses, True)
         return self.bridges[bridge.name]
 
     @hookimpl
     def remove_bridge(self, name: str) -> None:
+        self._require_owned(self.bridges.get(name))
         self.bridges.pop(name, None)
 
     @hookimpl
@@ -116,6 +124,12 @@ class MemoryLink:
     def ensure_ip_forwarding(self) -> bool:
         was_off, self.ip_forward = not self.ip_forward, True
         return was_off
+
+    @staticmethod
+    def _require_owned(state: BridgeState | None) -> None:
+        if state is not None and not state.owned:
+            raise BackendError(f"A bridge named {state.name!r} exists that Locker did not "
+                               "create: remove or rename it.")
 
 
 @dataclass

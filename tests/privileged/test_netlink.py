@@ -16,7 +16,9 @@ from locker.link._rtnl import Rtnl, RtnlError
 from locker.link.netlink import NetlinkBackend
 from locker.model import Bridge
 from locker.plugins import new_manager
-from locker.testing.link_suite import BRIDGE, NAME, LinkBackendTests, ip_json, link_of
+from locker.names import bridge_alias
+from locker.testing.link_suite import (BRIDGE, NAME, LinkBackendTests, add_bridge, alias_of,
+                                       ip_json, link_of)
 from locker.testing.netns import NetNS
 
 LONG_NAME = "locker_" + "x" * 9  # 16 characters
@@ -58,6 +60,15 @@ class TestAdapter:
             assert IPv4Network("10.6.0.0/16") in destinations
             assert IPv4Network("0.0.0.0/0") not in destinations
 
+    def test_reads_and_sets_the_alias(self, netns: NetNS) -> None:
+        add_bridge(netns, "br7")
+        with Rtnl() as rtnl:
+            link = rtnl.find_link("br7")
+            assert link.alias is None
+            rtnl.set_alias(link.index, "locker:seven")
+            assert rtnl.find_link("br7").alias == "locker:seven"
+        assert alias_of(netns, "br7") == "locker:seven"
+
     def test_netlink_errors_become_rtnl_errors(self, netns: NetNS) -> None:
         with Rtnl() as rtnl:
             with pytest.raises(RtnlError) as caught:
@@ -92,6 +103,27 @@ class TestNetlinkErrors:
         netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
         with pytest.raises(BackendError, match=rf"'{NAME}' is a veth interface, not a bridge"):
             hook.ensure_bridge(bridge=BRIDGE)
+
+    @pytest.mark.parametrize("call", [
+        lambda hook: hook.ensure_bridge(bridge=BRIDGE),
+        lambda hook: hook.allocate_subnet(bridge=NAME),
+        lambda hook: hook.remove_bridge(name=NAME),
+    ], ids=["ensure", "allocate", "remove"])
+    def test_a_bridge_locker_did_not_create_is_named_with_the_fix(self, hook, netns: NetNS,
+                                                                  call) -> None:
+        add_bridge(netns, NAME)
+        with pytest.raises(BackendError) as caught:
+            call(hook)
+        message = str(caught.value)
+        assert message.startswith(f"A bridge named '{NAME}' exists that Locker did not create "
+                                  "(it has no alias, Locker marks its own 'locker:alpha'):")
+        assert message.endswith(f"`ip link set dev {NAME} alias locker:alpha`).")
+        assert "\n" not in message
+
+    def test_the_message_quotes_a_foreign_alias(self, hook, netns: NetNS) -> None:
+        add_bridge(netns, NAME, "made by hand")
+        with pytest.raises(BackendError, match="its alias is 'made by hand'"):
+            hook.remove_bridge(name=NAME)
 
     def test_allocate_refuses_a_non_bridge_of_that_name(self, hook, netns: NetNS) -> None:
         netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
@@ -143,9 +175,19 @@ class TestNetlinkFailures:
             hook.ensure_bridge(bridge=BRIDGE)
         assert link_of(netns, NAME) is None
 
+    def test_a_bridge_whose_alias_cannot_be_set_is_removed(self, hook, netns: NetNS,
+                                                           monkeypatch) -> None:
+        def refuse(self, index, alias):
+            raise RtnlError(errno.EINVAL, "Invalid argument")
+
+        monkeypatch.setattr(Rtnl, "set_alias", refuse)
+        with pytest.raises(BackendError, match=rf"Cannot set up bridge '{NAME}'"):
+            hook.ensure_bridge(bridge=BRIDGE)
+        assert link_of(netns, NAME) is None
+
     def test_an_existing_bridge_is_kept_when_a_call_fails(self, hook, netns: NetNS,
                                                           monkeypatch) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "bridge"])
+        add_bridge(netns, NAME, bridge_alias("alpha"))
 
         def refuse(self, index, interface):
             raise RtnlError(errno.EINVAL, "Invalid argument")

@@ -84,3 +84,26 @@ def test_longest_tag_fits_nft_comments() -> None:
     tag = Tag("p" * n, "link-back", "c" * n, "q" * n)
     assert len(str(tag).encode()) <= 120
     assert set(str(tag)) <= set("abcdefghijklmnopqrstuvwxyzABCDEFGHIJKLMNOPQRSTUVWXYZ0123456789:-")
+
+
+def test_bridge_alias_round_trip() -> None:
+    assert names.bridge_alias("shop") == "locker:shop"
+    assert names.project_of_bridge_alias("locker:shop") == "shop"
+    assert Tag.parse(names.bridge_alias("shop")) is None, "a bridge mark is not a rule tag"
+
+
+@pytest.mark.parametrize("alias", [
+    None, "", "locker", "locker:", "Locker:shop", "lxc:shop", "locker:sh op", "locker:shop:x",
+    "locker:2shop", "locker:" + "x" * (names.NAME_MAX + 1),
+])
+def test_foreign_or_broken_aliases_name_no_project(alias: str | None) -> None:
+    assert names.project_of_bridge_alias(alias) is None
+
+
+def test_a_bridge_is_lockers_when_its_alias_names_the_project_of_its_name() -> None:
+    long = "webshopfrontend"
+    assert names.is_locker_bridge("locker_shop", "locker:shop")
+    assert names.is_locker_bridge(names.bridge_name(long), names.bridge_alias(long))
+    assert not names.is_locker_bridge("locker_shop", "locker:blog"), "another project's mark"
+    assert not names.is_locker_bridge("locker_shop", None)
+    assert not names.is_locker_bridge("locker_shop", "made by hand")
