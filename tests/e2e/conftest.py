@@ -18,6 +18,12 @@ In the iptables world the host's legacy FORWARD policy is DROP, so that
 Locker's own accepts are what lets forwarded traffic through. (With nftables
 an accept in Locker's table cannot override a drop in another table, see
 plugins/nftables/README.md, so that world keeps the default policy.)
+Traffic between two containers on one bridge reaches FORWARD only through
+``br_netfilter`` with ``bridge-nf-call-iptables=1``, a per-namespace sysctl
+that a new namespace starts with 1 when the module is loaded; the tests only
+read it (``World.bridge_netfilter_problem``) and never load the module, which
+would affect the machine's own namespace too. The test that needs it skips
+without it.
 
 Finalizers always kill and destroy every container of the lxcpath, end the
 servers started in the outside namespace and delete both namespaces. Nothing

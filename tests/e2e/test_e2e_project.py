@@ -117,6 +117,45 @@ def test_a_linked_alias_resolves_and_answers_inside_the_container(up: Demo) -> N
     assert world.fetch_in("demo_db", "http://database/") is None
 
 
+def test_only_the_link_rules_let_the_linked_containers_talk(up: Demo) -> None:
+    """With the host's FORWARD policy DROP and bridged traffic sent through
+    netfilter (br_netfilter), web and db talk only while the link's rules
+    are there: ``rmlinks`` cuts them off both ways, ``links`` connects them
+    again. Without br_netfilter, traffic within a bridge never reaches
+    FORWARD and link rules change nothing, so there is nothing to test."""
+    world = up.world
+    if world.backend != "iptables":
+        pytest.skip("only the iptables world drops forwarded traffic: an nftables accept "
+                    "cannot override another table's drop, so no host firewall lets exactly "
+                    "Locker's nftables accepts through (plugins/nftables/README.md)")
+    problem = world.bridge_netfilter_problem()
+    if problem:
+        pytest.skip(problem)
+    db_url = f"http://{up.ip('db')}/"
+
+    def pings(container: str, address: str) -> bool:
+        return world.attach(container, "/bin/busybox", "ping", "-c1", "-W2",
+                            address).returncode == 0
+
+    assert world.fetch_in("demo_web", db_url) == DB_PAGE
+    assert pings("demo_web", up.ip("db")) and pings("demo_db", up.ip("web"))
+
+    up.locker("rmlinks")
+    assert links_of(up.status(), "web") == []
+    assert world.fetch_in("demo_web", db_url) is None
+    # (db -> web by HTTP would pass: web's published port 80 is accepted
+    # for any forwarded traffic, so the other direction is tried with ping)
+    assert not pings("demo_web", up.ip("db")) and not pings("demo_db", up.ip("web"))
+    # the containers themselves are fine: each still answers from its gateway
+    gateway = str(IPv4Interface(up.status()["bridge"]["addresses"][0]).ip)
+    assert pings("demo_web", gateway) and pings("demo_db", gateway)
+
+    up.locker("links")
+    assert len(links_of(up.status(), "web")) == 1
+    assert world.fetch_in("demo_web", db_url) == DB_PAGE
+    assert pings("demo_web", up.ip("db")) and pings("demo_db", up.ip("web"))
+
+
 def test_status_json_has_a_schema_version_and_reflects_reality(up: Demo) -> None:
     world = up.world
     status = up.status()
