@@ -14,9 +14,10 @@ Rules common to every hook that changes the kernel:
   the call.
 - It is idempotent: adding what exists or removing what does not is not an
   error and changes nothing.
-- It touches only what carries Locker's comments (``locker.names.Tag``
-  for rules, ``locker.names.JUMP_COMMENT`` for the jumps into Locker's
-  chains). Another tool's rules, tables, chains and interfaces keep their
+- It touches only what carries Locker's marks: ``locker.names.Tag``
+  comments on rules, ``locker.names.JUMP_COMMENT`` on the jumps into
+  Locker's chains, the alias ``locker.names.bridge_alias(project)`` on
+  bridges. Another tool's rules, tables, chains and interfaces keep their
   content and their order.
 - It raises ``locker.errors.BackendError`` with a sentence an administrator
   can act on; any other exception is reported as a bug in the plugin.

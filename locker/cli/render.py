@@ -42,6 +42,8 @@ def status(out: Output, result: Status) -> None:
     else:
         addresses = ", ".join(str(a) for a in bridge.addresses) or "no address"
         bridge_text = f"{addresses}, {'up' if bridge.up else 'down'}"
+        if not bridge.owned:
+            bridge_text += out.paint(" (not Locker's: it lacks Locker's alias)", "yellow")
     out.print(f"project {out.paint(result.project, 'bold')}  bridge {result.bridge_name}: "
               f"{bridge_text}")
     out.print()

@@ -76,6 +76,7 @@ def to_json(result: Status) -> dict:
         "bridge": {
             "name": result.bridge_name,
             "exists": bridge is not None,
+            "owned": bool(bridge and bridge.owned),
             "up": bool(bridge and bridge.up),
             "addresses": [str(a) for a in bridge.addresses] if bridge else [],
         },

@@ -15,7 +15,7 @@ import pytest
 from locker import hookimpl, plugins
 from locker.context import Context
 from locker.errors import BackendError, ConfigError, LockerError
-from locker.model import Bridge, Forward, Link, Ruleset
+from locker.model import Bridge, BridgeState, Forward, Link, Ruleset
 from locker.ops import cleanup, lifecycle, network
 from locker.ops.lifecycle import StartOptions
 from locker.ops.network import FORWARDS, LINKS
@@ -563,6 +563,16 @@ def test_status_marks_a_rule_with_another_address_as_stale(env: Env) -> None:
     assert not any(result.is_stale(f) for f in WEB_FORWARDS)
 
 
+def test_status_shows_a_bridge_of_the_projects_name_that_is_not_lockers(
+        tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    foreign = BridgeState("locker_shop", (IPv4Interface("10.9.9.1/24"),), True, owned=False)
+    env.link.bridges["locker_shop"] = foreign
+    result = status(env.ctx)
+    assert result.bridge == foreign
+    assert to_json(result)["bridge"]["owned"] is False
+
+
 def test_status_of_nothing(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     result = status(env.ctx)
@@ -576,8 +586,8 @@ def test_status_json(env: Env) -> None:
     document = json.loads(json.dumps(to_json(status(env.ctx))))
     assert document["schema_version"] == SCHEMA_VERSION == 1
     assert document["project"] == "shop"
-    assert document["bridge"] == {"name": "locker_shop", "exists": True, "up": True,
-                                  "addresses": ["10.1.1.1/24"]}
+    assert document["bridge"] == {"name": "locker_shop", "exists": True, "owned": True,
+                                  "up": True, "addresses": ["10.1.1.1/24"]}
     web = document["containers"][0]
     assert web == {"name": "web", "lxc_name": "shop_web", "state": "RUNNING",
                    "configured_address": "10.1.1.2/24", "addresses": ["10.1.1.2"],
@@ -598,8 +608,8 @@ def test_status_json(env: Env) -> None:
 
 def test_status_json_of_nothing(tmp_path: Path) -> None:
     document = to_json(status(make_env(tmp_path).ctx))
-    assert document["bridge"] == {"name": "locker_shop", "exists": False, "up": False,
-                                  "addresses": []}
+    assert document["bridge"] == {"name": "locker_shop", "exists": False, "owned": False,
+                                  "up": False, "addresses": []}
     assert document["rules"] == {"chains_and_jumps": False, "nat": [], "forwards": [],
                                  "links": []}
     json.dumps(document)
