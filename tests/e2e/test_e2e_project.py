@@ -117,6 +117,7 @@ def test_a_linked_alias_resolves_and_answers_inside_the_container(up: Demo) -> N
     assert world.fetch_in("demo_db", "http://database/") is None
 
 
+@pytest.mark.may_skip  # by design in the nftables world: see the docstring
 def test_only_the_link_rules_let_the_linked_containers_talk(up: Demo) -> None:
     """With the host's FORWARD policy DROP and bridged traffic sent through
     netfilter (br_netfilter), web and db talk only while the link's rules
