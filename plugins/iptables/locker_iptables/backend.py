@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Sequence, Set
 
 from locker.hookspecs import hookimpl
 from locker.model import Availability, Bridge, Forward, Link, Ruleset
@@ -13,10 +13,11 @@ from locker_iptables.kernel import Entry, Kernel, Op, View
 from locker_iptables.rules import CHAINS, Spec
 
 
-def _ensure(view: View, specs: Iterable[Spec]) -> list[Op]:
+def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -> list[Op]:
     """Create Locker's chains and jumps of this table if missing (each jump
-    inserted first in its built-in chain; duplicate jumps are dropped), then
-    append the missing specs."""
+    inserted first in its built-in chain; duplicate jumps are dropped),
+    delete the rules of Locker's chains that are ``stale``, then append the
+    missing specs."""
     ops: list[Op] = []
     for chain in CHAINS[view.table]:
         if chain not in view.chains:
@@ -28,7 +29,8 @@ def _ensure(view: View, specs: Iterable[Spec]) -> list[Op]:
         for extra in reversed(jumps[1:]):
             ops.append(Op("delete", CHAINS[view.table][chain],
                           position=extra.index, entry=extra))
-    present = {e.spec for _, e in view.locker_entries() if e.spec}
+    ops += _delete(view, lambda e: e.spec in stale)
+    present = {e.spec for _, e in view.locker_entries() if e.spec and e.spec not in stale}
     for spec in rules.unique(specs):
         if spec.table == view.table and spec not in present:
             ops.append(Op("append", spec.chain, spec))
@@ -66,8 +68,9 @@ class IptablesBackend:
     def firewall_availability(self) -> Availability:
         return availability.availability()
 
-    def _add(self, specs: Sequence[Spec]) -> None:
-        self.kernel.transact(lambda views: {t: _ensure(v, specs) for t, v in views.items()})
+    def _add(self, specs: Sequence[Spec], stale: Set[Spec] = frozenset()) -> None:
+        self.kernel.transact(
+            lambda views: {t: _ensure(v, specs, stale) for t, v in views.items()})
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
@@ -79,7 +82,7 @@ class IptablesBackend:
     def add_forward(self, forwards: Sequence[Forward]) -> None:
         specs = [s for f in forwards for s in rules.forward_specs(f)]
         if specs:
-            self._add(specs)
+            self._add(specs, {rules.former_accept_spec(f) for f in forwards})
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
@@ -89,19 +92,11 @@ class IptablesBackend:
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
-        if not forwards:
-            return
-        dnats = {rules.dnat_spec(f) for f in forwards}
-        accepts = {rules.accept_spec(f) for f in forwards}
-
-        def plan(views: Mapping[str, View]) -> dict[str, list[Op]]:
-            kept = {rules.accept_for_dnat(e.spec) for _, e in views[rules.NAT].locker_entries()
-                    if e.spec and e.spec not in dnats}
-            unused = accepts - kept
-            return {rules.NAT: _delete(views[rules.NAT], lambda e: e.spec in dnats),
-                    rules.FILTER: _delete(views[rules.FILTER], lambda e: e.spec in unused)}
-
-        self.kernel.transact(plan)
+        doomed = {s for f in forwards for s in rules.forward_specs(f)}
+        doomed |= {rules.former_accept_spec(f) for f in forwards}
+        if doomed:
+            self.kernel.transact(lambda views: {
+                t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()})
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:

@@ -58,6 +58,28 @@ def _single(params: Mapping[str, list[str]], key: str) -> str | None:
     return params[key][0]
 
 
+def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
+    """The Spec fields of a conntrack match with ``--ctstate`` and at most
+    ``--ctorigdst ADDRESS`` and ``--ctorigdstport PORT`` besides, none
+    inverted; None for any other."""
+    if "ctstate" not in params or not set(params) <= {"ctstate", "ctorigdst", "ctorigdstport"}:
+        return None
+    if any(len(values) != 1 or values[0].startswith("!") for values in params.values()):
+        return None
+    fields: dict[str, Any] = {"ctstate": params["ctstate"][0]}
+    if "ctorigdst" in params:
+        try:
+            fields["ctorigdst"] = str(IPv4Address(params["ctorigdst"][0]))
+        except ValueError:
+            return None
+    if "ctorigdstport" in params:
+        port = params["ctorigdstport"][0]
+        if not port.isdigit():
+            return None
+        fields["ctorigdstport"] = int(port)
+    return fields
+
+
 def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec | None]:
     """(comment, target name, Spec or None) of an iptc rule."""
     comment = None
@@ -71,8 +93,8 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
             comment = " ".join(params.get("comment", [])) or None
         elif match.name == protocol and _single(params, "dport") is not None:
             fields["dport"] = int(_single(params, "dport"))
-        elif match.name == "conntrack" and _single(params, "ctstate") is not None:
-            fields["ctstate"] = _single(params, "ctstate")
+        elif match.name == "conntrack" and _conntrack(params) is not None:
+            fields.update(_conntrack(params))
         elif match.name == "addrtype" and _single(params, "dst-type") is not None:
             fields["dst_type"] = _single(params, "dst-type")
         else:
@@ -113,7 +135,12 @@ def build_rule(iptc: Any, spec: Spec) -> Any:
     if spec.dport is not None:
         rule.create_match(spec.protocol).dport = str(spec.dport)
     if spec.ctstate:
-        rule.create_match("conntrack").ctstate = spec.ctstate
+        conntrack = rule.create_match("conntrack")
+        conntrack.ctstate = spec.ctstate
+        if spec.ctorigdst:
+            conntrack.ctorigdst = spec.ctorigdst
+        if spec.ctorigdstport is not None:
+            conntrack.ctorigdstport = str(spec.ctorigdstport)
     if spec.dst_type:
         rule.create_match("addrtype").dst_type = spec.dst_type
     rule.create_match("comment").comment = spec.comment
@@ -138,7 +165,8 @@ class RuleBuilder:
     The first spec of each shape (target, protocol, matches, comment) is
     built and checked the generic way (``build_rule``, ``final_check``);
     later specs of that shape reuse its matches and target and only re-parse
-    the port and the DNAT destination through the extensions' own parsers.
+    the port, the conntrack match (original destination and port) and the
+    DNAT destination through the extensions' own parsers.
     libiptc copies each entry when it is added, so reuse is safe. Measured
     on 2,000 forward rules: ~0.1 ms per rule instead of ~0.75 ms.
     """
@@ -150,6 +178,7 @@ class RuleBuilder:
     def entry(self, spec: Spec) -> Any:
         check_comment(spec.comment)
         key = (spec.target, spec.protocol, spec.dport is not None, spec.ctstate,
+               spec.ctorigdst is not None, spec.ctorigdstport is not None,
                spec.dst_type, spec.comment, spec.to_destination is not None)
         shape = self._shapes.get(key)
         if shape is None:
@@ -172,19 +201,26 @@ class RuleBuilder:
             rule.add_match(match)
         rule.target = target
         if spec.dport is not None:
-            _reparse(matches[0], "dport", str(spec.dport))
+            _reparse(matches[0], ("dport", str(spec.dport)))
+        if spec.ctorigdst is not None or spec.ctorigdstport is not None:
+            conntrack = next(m for m in matches if m.name == "conntrack")
+            _reparse(conntrack, ("ctstate", spec.ctstate),
+                     *([("ctorigdst", spec.ctorigdst)] if spec.ctorigdst else []),
+                     *([("ctorigdstport", str(spec.ctorigdstport))]
+                       if spec.ctorigdstport is not None else []))
         if spec.to_destination:
-            _reparse(target, "to-destination", spec.to_destination)
+            _reparse(target, ("to-destination", spec.to_destination))
         return rule.rule
 
 
-def _reparse(module: Any, name: str, value: str) -> None:
-    """Set a match's or target's only parameter and run the extension's
+def _reparse(module: Any, *parameters: tuple[str, str]) -> None:
+    """Set all the parameters of a match or target and run the extension's
     final check. python-iptables' public ``final_check()`` would first
     re-read every parameter through ``save`` and parse it again (~0.5 ms
-    per rule); the extension's flags it checks are those this parse set."""
+    per rule); the extension's flags it checks are those these parses set."""
     module.reset()
-    module.parse(name, value)
+    for name, value in parameters:
+        module.parse(name, value)
     module._final_check()
 
 
@@ -198,6 +234,19 @@ _NAT_FLAGS = struct.Struct("=I")    # nf_nat_range(2).flags, then min_addr, max_
 _NAT_PORTS = struct.Struct("!HH")   # min_proto, max_proto (network order)
 _NAT_MAP_IPS_AND_PORTS = 0x1 | 0x2  # NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
 _COMMENT_MAX = 256                  # struct xt_comment_info: char comment[256]
+# struct xt_conntrack_mtinfo3 (revision 3), from origdst_addr: origdst_addr
+# and origdst_mask (16 bytes each), then from offset 136: l4proto,
+# origsrc_port, origdst_port, replsrc_port, repldst_port, match_flags,
+# invert_flags, state_mask, status_mask, origsrc_port_high,
+# origdst_port_high (revision 3 keeps ports in host order).
+_CONNTRACK_ORIGDST = 32
+_CONNTRACK_TAIL = struct.Struct("=H4H4H2H")
+_CONNTRACK_TAIL_AT = 136
+_CT_STATE, _CT_ORIGDST, _CT_ORIGDST_PORT = 1 << 0, 1 << 3, 1 << 9
+#: --ctstate values this backend writes, by state_mask
+#: (ESTABLISHED 1 << 1, RELATED 1 << 2, DNAT 1 << (IP_CT_NUMBER + 2) = 1 << 7).
+_CT_STATES = {1 << 7: "DNAT", (1 << 1) | (1 << 2): "RELATED,ESTABLISHED"}
+_HOST_MASK = b"\xff" * 16            # how libxt_conntrack stores a /32
 _PROTOCOLS = {0: None, 6: "tcp", 17: "udp"}
 
 
@@ -267,11 +316,34 @@ def _destination(raw: bytes, data: int) -> str | None:
     return f"{IPv4Address(low[:4])}:{port_lo}"
 
 
+def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
+    """The Spec fields of a conntrack (revision 3) match of the shape
+    ``_conntrack`` accepts, or None to leave it to python-iptables."""
+    (_l4proto, _sport, dport, _rsport, _rdport, flags, invert, state, _status,
+     _sport_high, dport_high) = _CONNTRACK_TAIL.unpack_from(raw, data + _CONNTRACK_TAIL_AT)
+    if (invert or not flags & _CT_STATE or state not in _CT_STATES
+            or flags & ~(_CT_STATE | _CT_ORIGDST | _CT_ORIGDST_PORT)):
+        return None
+    fields: dict[str, Any] = {"ctstate": _CT_STATES[state]}
+    if flags & _CT_ORIGDST:
+        address = raw[data + _CONNTRACK_ORIGDST:data + _CONNTRACK_ORIGDST + 16]
+        mask = raw[data + _CONNTRACK_ORIGDST + 16:data + _CONNTRACK_ORIGDST + 32]
+        if mask != _HOST_MASK or any(address[4:]):
+            return None
+        fields["ctorigdst"] = str(IPv4Address(address[:4]))
+    if flags & _CT_ORIGDST_PORT:
+        if dport != dport_high:
+            return None
+        fields["ctorigdstport"] = dport
+    return fields
+
+
 def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             entry_size: int, target: str) -> tuple[str | None, Spec | None] | None:
     """(comment, Spec or None) of an entry, read from its bytes; None when
     it uses a match, target or revision only python-iptables can read
-    (conntrack, addrtype, MASQUERADE, ...). Agrees with ``read_rule``."""
+    (addrtype, MASQUERADE, conntrack of other shapes, ...). Agrees with
+    ``read_rule``."""
     ip = entry.ip
     if ip.flags or ip.invflags & iptc.ip4tc.ipt_ip.IPT_INV_PROTO or ip.proto not in _PROTOCOLS:
         return None
@@ -283,6 +355,11 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
         elif name in (b"tcp", b"udp") and revision == 0 and name.decode() == protocol:
             fields["dport"] = _dport(name, raw, data)
             shaped = shaped and fields["dport"] is not None
+        elif name == b"conntrack" and revision == 3:
+            conntrack = _conntrack_fields(raw, data)
+            if conntrack is None:
+                return None
+            fields.update(conntrack)
         else:
             return None
     _size, name, revision = _HEADER.unpack_from(raw, entry.target_offset)

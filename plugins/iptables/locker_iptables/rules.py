@@ -14,10 +14,14 @@ Rules (``iptables -S`` notation)::
     filter LOCKER_FORWARD      -i BR ! -o BR -j ACCEPT                                (outbound)
     filter LOCKER_FORWARD      -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT  (replies)
     nat    LOCKER_PREROUTING   -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
-    filter LOCKER_FORWARD      -d IP -p P --dport PORT -j ACCEPT                       (forward)
+    filter LOCKER_FORWARD      -d IP -p P --dport PORT -m conntrack --ctstate DNAT
+                               [--ctorigdst HOST_IP] --ctorigdstport HPORT -j ACCEPT   (forward)
     filter LOCKER_FORWARD      -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
 
-Every rule but the jumps carries ``str(Tag(...))`` as its comment.
+Every rule but the jumps carries ``str(Tag(...))`` as its comment. A
+forward's accept lets through only traffic its own DNAT translated, as the
+nftables backend's ``ct status dnat ct original proto-dst`` does: one accept
+per forward, never shared.
 """
 
 from __future__ import annotations
@@ -47,6 +51,7 @@ COMMENT_MAX = 255
 COMMENT_PATTERN = re.compile(r"[A-Za-z0-9:_-]+")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RELATED_ESTABLISHED = "RELATED,ESTABLISHED"
+DNAT_STATE = "DNAT"
 
 
 @dataclass(frozen=True)
@@ -55,7 +60,8 @@ class Spec:
 
     Addresses are ``a.b.c.d/len``; an address or interface prefixed with
     ``!`` is inverted. ``dport`` implies the ``tcp``/``udp`` match of
-    ``protocol``.
+    ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
+    original destination) and ``ctorigdstport`` are the conntrack match.
     """
 
     table: str
@@ -69,6 +75,8 @@ class Spec:
     out_iface: str | None = None
     dport: int | None = None
     ctstate: str | None = None
+    ctorigdst: str | None = None
+    ctorigdstport: int | None = None
     dst_type: str | None = None
     to_destination: str | None = None
 
@@ -158,14 +166,28 @@ def dnat_spec(forward: Forward) -> Spec:
 
 
 def accept_spec(forward: Forward) -> Spec:
-    """The accept for a forward's translated traffic; forwards to the same
-    container address, port and protocol share it."""
+    """The accept for the traffic this forward's DNAT translated (and no
+    other traffic to the container's port)."""
+    return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
+                protocol=forward.protocol, dst=_host(forward.container_ip),
+                dport=forward.container_port, ctstate=DNAT_STATE,
+                ctorigdst=None if forward.host_ip is None else str(forward.host_ip),
+                ctorigdstport=forward.host_port)
+
+
+def former_accept_spec(forward: Forward) -> Spec:
+    """The accept earlier versions wrote for a forward (any forwarded
+    traffic to the container's port, shared by forwards to that port).
+    Adding or removing the forward deletes it, so an upgraded host does not
+    keep letting through what the forward no longer should."""
     return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port)
 
 
 def forward_specs(forward: Forward) -> list[Spec]:
+    """The forward's DNAT and accept (checked: raises BackendError on bad
+    values)."""
     return [dnat_spec(forward), accept_spec(forward)]
 
 
@@ -247,16 +269,3 @@ def ruleset(specs: Sequence[Spec], jumps: bool) -> Ruleset:
                    forwards=complete(forward_specs, forwards),
                    links=complete(link_specs, links), jumps=jumps)
 
-
-def accept_for_dnat(spec: Spec) -> Spec | None:
-    """The forward accept a DNAT rule found in the kernel needs, so that an
-    accept shared by two forwards stays while either of them does."""
-    tag = spec.tag
-    if tag is None or tag.purpose != "dnat" or not spec.to_destination:
-        return None
-    address, _, port = spec.to_destination.partition(":")
-    try:
-        return Spec(FILTER, FORWARD, "ACCEPT", str(Tag(tag.project, "forward", tag.container)),
-                    protocol=spec.protocol, dst=_host(IPv4Address(address)), dport=int(port))
-    except ValueError:
-        return None

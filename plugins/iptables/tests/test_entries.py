@@ -19,6 +19,8 @@ pytestmark = [pytest.mark.privileged,
 
 FORWARDS = [Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80),
             Forward("alpha", "web", 8081, IPv4Address("10.1.1.2"), 81),
+            Forward("alpha", "web", 8082, IPv4Address("10.1.1.2"), 80, "tcp",
+                    IPv4Address("192.0.2.1")),
             Forward("alpha", "db", 5353, IPv4Address("10.1.1.3"), 53, "udp",
                     IPv4Address("192.0.2.1"))]
 BRIDGE = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"))
@@ -45,6 +47,22 @@ ODD_FILTER = [
     "-p tcp --tcp-flags SYN SYN --dport 80 -j ACCEPT",
     "-m conntrack --ctstate NEW -j ACCEPT",
     "-d 10.1.1.2/32 -j RETURN",
+    # conntrack matches near the forward accept's shape
+    "-d 10.1.1.2/32 -p tcp --dport 80 -m conntrack --ctstate DNAT -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080:8090 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT ! --ctorigdstport 8080 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdst 192.0.2.0/24 "
+    "--ctorigdstport 8080 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT ! --ctorigdst 192.0.2.1 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT,SNAT --ctorigdstport 8080 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack ! --ctstate DNAT --ctorigdstport 8080 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT --ctorigsrc 192.0.2.9 -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT --ctdir ORIGINAL -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctorigdstport 8080 -j ACCEPT",
+    "-m conntrack --ctstate ESTABLISHED,RELATED -j ACCEPT",
+    "-m state --state RELATED,ESTABLISHED -j ACCEPT",
+    "-p tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 "
+    "-m conntrack --ctstate DNAT -j ACCEPT",
 ]
 
 
@@ -93,11 +111,36 @@ def test_reading_bytes_agrees_with_python_iptables(filled) -> None:
                 assert (entry.comment, entry.target, entry.spec) == expected, entry
                 compared += 1
                 specs += [entry.spec] if entry.spec else []
-    # Locker's own: masquerade, 3 DNATs, outbound, replies, 3 accepts, 2 links.
-    assert compared == 11 + len(ODD_NAT) + len(ODD_FILTER)
+    # Locker's own: masquerade, a DNAT and an accept per forward, outbound,
+    # replies, 2 links.
+    assert compared == 5 + 2 * len(FORWARDS) + len(ODD_NAT) + len(ODD_FILTER)
     found = ruleset(specs, jumps=True)
     assert found.forwards == frozenset(FORWARDS)
     assert found.nat == frozenset({BRIDGE}) and found.links == frozenset({LINK})
+
+
+def test_lockers_rules_are_read_from_their_bytes(filled, monkeypatch) -> None:
+    """Only the masquerade (MASQUERADE) goes through python-iptables'
+    reader: forward accepts and replies (conntrack) do not, or reading
+    thousands of forwards would cost ~0.3 ms each."""
+    from locker.names import Tag
+    from locker_iptables import entries
+    generic = []
+
+    def spy(table, chain, rule):
+        found = read_rule(table, chain, rule)
+        generic.append(Tag.parse(found[0]))
+        return found
+
+    read_rule = entries.read_rule
+    monkeypatch.setattr(entries, "read_rule", spy)
+    for iptc, name, table in _tables():
+        for chain in ("LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"):
+            if table.is_chain(chain):
+                entries.read_chain(iptc, name, table, chain, specs=True)
+    purposes = {tag.purpose for tag in generic if tag is not None}
+    assert "masquerade" in purposes
+    assert not purposes & {"forward", "replies", "outbound", "link", "link-back"}, purposes
 
 
 def test_built_entries_are_those_of_python_iptables(netns) -> None:

@@ -249,6 +249,68 @@ def test_one_commit_per_table(backend, hook, netns) -> None:
     assert commits == ["filter"]
 
 
+# ------------------------------------------------------ forward accepts
+
+
+TO_WEB = [Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80),
+          Forward("alpha", "web", 8443, IPv4Address("10.1.1.2"), 80, "tcp",
+                  IPv4Address("192.0.2.10"))]
+ACCEPT_8080 = ("-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
+               "--ctstate DNAT --ctorigdstport 8080 -m comment --comment "
+               '"locker:alpha:web:forward" -j ACCEPT')
+ACCEPT_8443 = ("-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
+               "--ctstate DNAT --ctorigdst 192.0.2.10 --ctorigdstport 8443 -m comment "
+               "--comment \"locker:alpha:web:forward\" -j ACCEPT")
+FORMER_ACCEPT = ("-d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m comment --comment "
+                 "locker:alpha:web:forward -j ACCEPT")
+
+
+def _accepts(netns) -> list[str]:
+    return [line for _, line in save(netns)
+            if line.startswith("-A LOCKER_FORWARD") and ":forward" in line]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_each_forward_accepts_only_what_its_dnat_translated(hook, netns) -> None:
+    """As the nftables backend's ``ct status dnat ct original proto-dst``:
+    one accept per forward, even to the same container port, removed with
+    its forward alone."""
+    hook.add_forward(forwards=TO_WEB)
+    assert _accepts(netns) == [ACCEPT_8080, ACCEPT_8443]
+    assert hook.list_rules(project=None).forwards == frozenset(TO_WEB)
+    hook.remove_forward(forwards=TO_WEB[:1])
+    assert _accepts(netns) == [ACCEPT_8443]
+    assert hook.list_rules(project=None).forwards == frozenset(TO_WEB[1:])
+    hook.remove_forward(forwards=TO_WEB[1:])
+    assert [line for _, line in save(netns) if line.startswith("-A LOCKER_")] == []
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_forward_without_its_dnat_accept_is_not_reported(hook, netns) -> None:
+    hook.add_forward(forwards=TO_WEB)
+    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_FORWARD", "1"])
+    assert hook.list_rules(project=None).forwards == frozenset(TO_WEB[1:])
+    hook.add_forward(forwards=TO_WEB)
+    assert _accepts(netns) == [ACCEPT_8443, ACCEPT_8080]
+
+
+@pytest.mark.privileged
+@needs_legacy
+@pytest.mark.parametrize("hook_name", ["add_forward", "remove_forward"])
+def test_the_former_shared_accept_is_dropped(hook, netns, hook_name) -> None:
+    """Earlier versions accepted any forwarded traffic to the container's
+    port; such a rule left on an upgraded host goes when its forwards are
+    added again (``locker ports``) or removed."""
+    hook.add_forward(forwards=TO_WEB)
+    netns.run(["iptables-legacy", "-w", "-A", "LOCKER_FORWARD", *FORMER_ACCEPT.split()])
+    assert len(_accepts(netns)) == 3
+    getattr(hook, hook_name)(forwards=TO_WEB)
+    expected = [ACCEPT_8080, ACCEPT_8443] if hook_name == "add_forward" else []
+    assert _accepts(netns) == expected
+
+
 # ----------------------------------------------------------- availability
 
 
