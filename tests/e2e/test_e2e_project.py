@@ -144,8 +144,7 @@ def test_only_the_link_rules_let_the_linked_containers_talk(up: Demo) -> None:
     up.locker("rmlinks")
     assert links_of(up.status(), "web") == []
     assert world.fetch_in("demo_web", db_url) is None
-    # (db -> web by HTTP would pass: web's published port 80 is accepted
-    # for any forwarded traffic, so the other direction is tried with ping)
+    assert world.fetch_in("demo_db", f"http://{up.ip('web')}/") is None
     assert not pings("demo_web", up.ip("db")) and not pings("demo_db", up.ip("web"))
     # the containers themselves are fine: each still answers from its gateway
     gateway = str(IPv4Interface(up.status()["bridge"]["addresses"][0]).ip)
