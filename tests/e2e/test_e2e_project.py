@@ -287,3 +287,25 @@ def test_the_chosen_backend_warns_once_where_it_should_not_be_the_default(up: De
         assert "legacy" in warnings[0]
     else:
         assert warnings == [], done.stderr
+
+
+def test_start_brings_the_rules_back_after_a_firewall_reload(up: Demo) -> None:
+    """A reload that wipes the ruleset (Debian's nftables.service flushes it)
+    leaves running containers cut off; `locker start` adds back what is
+    missing without restarting them."""
+    world = up.world
+    before = up.status()["rules"]
+    if world.backend == "nftables":
+        world.host.run(["nft", "flush", "ruleset"])
+    else:
+        for table in ("filter", "nat"):
+            world.host.run(["iptables-legacy", "-t", table, "-F"])
+            world.host.run(["iptables-legacy", "-t", table, "-X"])
+    wiped = up.status()["rules"]
+    assert wiped["forwards"] == wiped["links"] == wiped["nat"] == []
+    assert world.fetch_outside(f"http://{HOST_IP}:8080/") is None
+
+    done = up.locker("start")
+    assert "started" not in done.stderr, done.stderr  # nothing was restarted
+    assert up.status()["rules"] == before
+    assert world.fetch_outside(f"http://{HOST_IP}:8080/") == WEB_PAGE
