@@ -117,10 +117,9 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
     return comment, target, spec
 
 
-def build_rule(iptc: Any, spec: Spec) -> Any:
-    """The iptc Rule for a spec. The comment is checked first: iptc would
-    cut a long one silently."""
-    check_comment(spec.comment)
+def _addressed_rule(iptc: Any, spec: Spec) -> Any:
+    """A new iptc Rule with the spec's protocol, addresses and interfaces;
+    no matches, no target."""
     rule = iptc.Rule()
     if spec.protocol:
         rule.protocol = spec.protocol
@@ -132,6 +131,14 @@ def build_rule(iptc: Any, spec: Spec) -> Any:
         rule.in_interface = spec.in_iface
     if spec.out_iface:
         rule.out_interface = spec.out_iface
+    return rule
+
+
+def build_rule(iptc: Any, spec: Spec) -> Any:
+    """The iptc Rule for a spec. The comment is checked first: iptc would
+    cut a long one silently."""
+    check_comment(spec.comment)
+    rule = _addressed_rule(iptc, spec)
     if spec.dport is not None:
         rule.create_match(spec.protocol).dport = str(spec.dport)
     if spec.ctstate:
@@ -186,17 +193,7 @@ class RuleBuilder:
             prototype.final_check()
             shape = self._shapes[key] = (prototype.matches, prototype.target)
         matches, target = shape
-        rule = self._iptc.Rule()
-        if spec.protocol:
-            rule.protocol = spec.protocol
-        if spec.src:
-            rule.src = spec.src
-        if spec.dst:
-            rule.dst = spec.dst
-        if spec.in_iface:
-            rule.in_interface = spec.in_iface
-        if spec.out_iface:
-            rule.out_interface = spec.out_iface
+        rule = _addressed_rule(self._iptc, spec)
         for match in matches:
             rule.add_match(match)
         rule.target = target
