@@ -117,6 +117,18 @@ def test_a_linked_alias_resolves_and_answers_inside_the_container(up: Demo) -> N
     assert world.fetch_in("demo_db", "http://database/") is None
 
 
+def skip_unless_forwarded_traffic_is_dropped(world: World) -> None:
+    """The negative controls need the iptables world's FORWARD policy DROP
+    and bridged traffic sent through netfilter (br_netfilter)."""
+    if world.backend != "iptables":
+        pytest.skip("only the iptables world drops forwarded traffic: an nftables accept "
+                    "cannot override another table's drop, so no host firewall lets exactly "
+                    "Locker's nftables accepts through (plugins/nftables/README.md)")
+    problem = world.bridge_netfilter_problem()
+    if problem:
+        pytest.skip(problem)
+
+
 @pytest.mark.may_skip  # by design in the nftables world: see the docstring
 def test_only_the_link_rules_let_the_linked_containers_talk(up: Demo) -> None:
     """With the host's FORWARD policy DROP and bridged traffic sent through
@@ -125,13 +137,7 @@ def test_only_the_link_rules_let_the_linked_containers_talk(up: Demo) -> None:
     again. Without br_netfilter, traffic within a bridge never reaches
     FORWARD and link rules change nothing, so there is nothing to test."""
     world = up.world
-    if world.backend != "iptables":
-        pytest.skip("only the iptables world drops forwarded traffic: an nftables accept "
-                    "cannot override another table's drop, so no host firewall lets exactly "
-                    "Locker's nftables accepts through (plugins/nftables/README.md)")
-    problem = world.bridge_netfilter_problem()
-    if problem:
-        pytest.skip(problem)
+    skip_unless_forwarded_traffic_is_dropped(world)
     db_url = f"http://{up.ip('db')}/"
 
     def pings(container: str, address: str) -> bool:
@@ -165,13 +171,7 @@ def test_a_forward_accepts_only_what_came_in_through_it(up: Demo) -> None:
     the forward still answers from outside. As the link negative control,
     this needs the iptables world's FORWARD policy DROP and br_netfilter."""
     world = up.world
-    if world.backend != "iptables":
-        pytest.skip("only the iptables world drops forwarded traffic: an nftables accept "
-                    "cannot override another table's drop, so no host firewall lets exactly "
-                    "Locker's nftables accepts through (plugins/nftables/README.md)")
-    problem = world.bridge_netfilter_problem()
-    if problem:
-        pytest.skip(problem)
+    skip_unless_forwarded_traffic_is_dropped(world)
     web_url = f"http://{up.ip('web')}/"
     assert ("web", None, 8080, up.ip("web")) in {
         (f["container"], f["host_ip"], f["host_port"], f["container_ip"])
