@@ -34,7 +34,7 @@ from ipaddress import IPv4Address, IPv4Network
 
 import pluggy
 
-from locker.model import Availability, Bridge, BridgeState, Forward, Link, Ruleset
+from locker.model import Availability, Blocker, Bridge, BridgeState, Forward, Link, Ruleset
 
 PROJECT_NAME = "locker"
 
@@ -62,11 +62,21 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
     ``bridge.network`` to elsewhere, accept forwarding from the bridge
     outward and replies back in.
 
-    Called by ``start`` once the bridge exists. Also creates Locker's chains
-    ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING`` (and whatever else the
-    backend's design needs, such as a postrouting chain) and the jumps into
-    them, each jump once, if they are missing.
+    Called by ``start`` once the bridge exists, and by every repair. Also
+    creates Locker's chains ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING``
+    (and whatever else the backend's design needs, such as a postrouting
+    chain) and the jumps into them, each jump once, if they are missing,
+    and removes duplicate jumps: after it, ``list_rules`` reports
+    ``jumps=True``. A bridge listed as partial gets only its missing rules.
     """
+
+
+@hookspec
+def remove_nat(bridges: Sequence[Bridge]) -> None:
+    """Remove the network rules ``add_nat`` would add for these bridges,
+    also where only some of them are there (partial). Called by the repair
+    when a project's bridge moved to another subnet, so that the old
+    network's masquerade does not stay behind."""
 
 
 @hookspec
@@ -75,8 +85,9 @@ def add_forward(forwards: Sequence[Forward]) -> None:
     packets to a local address, and to ``host_ip`` when it is set) and an
     accept in ``LOCKER_FORWARD`` for the translated traffic.
 
-    Called by ``start`` and ``ports`` with the forwards that are missing.
-    Creates the chains and jumps if they are missing. Each rule's comment is
+    Called by ``start`` and ``ports`` with the forwards that are missing or
+    partial: of a partial forward only the missing rules are added. Creates
+    the chains and jumps if they are missing. Each rule's comment is
     ``Tag(project, "dnat" | "forward", container)``.
     """
 
@@ -84,7 +95,8 @@ def add_forward(forwards: Sequence[Forward]) -> None:
 @hookspec
 def remove_forward(forwards: Sequence[Forward]) -> None:
     """Remove port forwards: the rules that ``add_forward`` would add for
-    them. Called by ``stop``, ``ports`` (stale ones) and ``rmports``.
+    them, also the rules of a forward that is only partly there. Called by
+    ``stop``, ``ports`` (stale ones) and ``rmports``.
     """
 
 
@@ -93,7 +105,8 @@ def add_link(links: Sequence[Link]) -> None:
     """Accept traffic between ``link.container_ip`` and ``link.peer_ip``, in
     both directions, in ``LOCKER_FORWARD``.
 
-    Called by ``start`` and ``links`` with the links that are missing.
+    Called by ``start`` and ``links`` with the links that are missing or
+    partial (of a partial one only the missing direction is added).
     Comments: ``Tag(project, "link", container, peer)`` on the rule from the
     container to the peer, ``Tag(project, "link-back", container, peer)`` on
     the rule back.
@@ -102,8 +115,17 @@ def add_link(links: Sequence[Link]) -> None:
 
 @hookspec
 def remove_link(links: Sequence[Link]) -> None:
-    """Remove the rules ``add_link`` would add for these links. Called by
-    ``stop``, ``links`` (stale ones) and ``rmlinks``."""
+    """Remove the rules ``add_link`` would add for these links, also the one
+    direction of a partial link. Called by ``stop``, ``links`` (stale ones)
+    and ``rmlinks``."""
+
+
+@hookspec
+def remove_unrecognised(project: str) -> None:
+    """Remove every rule that ``list_rules(project)`` reports in
+    ``unrecognised``: rules with the project's tag that are not what Locker
+    would write. Called by the repair before it adds what is missing, so
+    that an altered rule never stays in front of the right one."""
 
 
 @hookspec
@@ -118,13 +140,31 @@ def list_rules(project: str | None) -> Ruleset:
     """Read back the rules carrying Locker's comments that are really in
     the kernel, for ``project`` or (None) for every project.
 
-    Called by ``status``, ``ports``, ``links`` and ``stop`` to compare what
-    is wanted with what is there. Rebuilds each value from the kernel's
-    rules (addresses, ports, protocol from the matches; project, container
-    and peer from the tag), so that the rules for ``add_forward([f])`` list
-    back as exactly ``f``. Reads only Locker's own tables or chains. A rule
-    whose tag is Locker's but that cannot be parsed is left out. *First
-    result.*
+    Called by ``status``, ``ports``, ``links``, ``stop`` and every dry run
+    to compare what is wanted with what is there. Rebuilds each value from
+    the kernel's rules (addresses, ports, protocol from the matches;
+    project, container and peer from the tag), so that the rules for
+    ``add_forward([f])`` list back as exactly ``f``. A value is listed in
+    ``forwards``/``links``/``nat`` only when all of its rules are there;
+    when some are, it is listed in ``partial``. A rule whose tag is
+    Locker's but that is not a rule Locker would write (it cannot be parsed
+    back, or parses to something its tag does not name) is listed in
+    ``unrecognised``. ``jumps`` and ``entry_missing`` describe Locker's
+    chains and the jumps into them (see ``Ruleset``). Reads only Locker's
+    own tables or chains. *First result.*
+    """
+
+
+@hookspec(firstresult=True)
+def find_blockers(bridges: Sequence[Bridge]) -> list[Blocker]:
+    """What of other tools', where this backend can see it, drops the
+    traffic that Locker's rules accept for these bridges: a base chain of
+    another nftables table at the forward hook with policy drop (or an
+    unconditional drop rule) that does not accept the bridge's traffic
+    first, the FORWARD policy DROP of the iptables store this backend does
+    not use. Each ``Blocker.fix`` names the command that accepts the
+    bridge's traffic there. Reads only; cheap (it runs on every ``start``
+    and ``status``); an empty list when nothing is seen. *First result.*
     """
 
 
@@ -157,7 +197,7 @@ def allocate_subnet(bridge: str) -> IPv4Network:
 
 
 @hookspec(firstresult=True)
-def ensure_bridge(bridge: Bridge) -> BridgeState:
+def ensure_bridge(bridge: Bridge, adopt: bool) -> BridgeState:
     """Make sure the bridge exists, holds ``bridge.interface`` and is up.
 
     Owner mark: Locker's bridges carry the interface alias
@@ -167,6 +207,13 @@ def ensure_bridge(bridge: Bridge) -> BridgeState:
     kernel ignores an alias sent with the creation itself, so set it in a
     second request, and if that fails delete the bridge again. A bridge is
     Locker's when ``locker.names.is_locker_bridge(name, alias)`` holds.
+    Between creating the bridge and setting its alias, call
+    ``locker.faults.point("bridge-created")``.
+
+    ``adopt`` True: the core recorded that it was creating this bridge and
+    was killed before the alias was set. A bridge of that name without an
+    alias is then the one Locker made: set the alias and use it. A bridge
+    with another tool's alias, or a non-bridge interface, is still refused.
 
     An existing bridge of Locker's is left as it is apart from being brought
     up (and given ``bridge.interface`` if it has no IPv4 address); the
@@ -228,8 +275,9 @@ def project_cleaned(project: str) -> None:
 
 
 FIREWALL_HOOKS = (
-    "firewall_availability", "add_nat", "add_forward", "remove_forward",
-    "add_link", "remove_link", "cleanup", "list_rules",
+    "firewall_availability", "add_nat", "remove_nat", "add_forward", "remove_forward",
+    "add_link", "remove_link", "remove_unrecognised", "cleanup", "list_rules",
+    "find_blockers",
 )
 LINK_HOOKS = (
     "link_availability", "allocate_subnet", "ensure_bridge", "remove_bridge",

@@ -99,19 +99,66 @@ class Link:
 
 
 @dataclass(frozen=True)
+class TaggedRule:
+    """A rule in the kernel that carries a Locker tag for ``project`` but is
+    not a rule Locker would write (its matches or its verdict were changed,
+    or it sits in the wrong chain). The repair removes it.
+
+    ``location`` says where it is (``"ip locker LOCKER_FORWARD"``), ``text``
+    shows the rule as the backend's own tools would (``"tcp dport 8080 dnat
+    to 10.1.1.2:81"``); both are for people, not for parsing.
+    """
+
+    project: str
+    comment: str
+    location: str
+    text: str
+
+
+@dataclass(frozen=True)
+class Blocker:
+    """Something outside Locker's rules that drops the traffic Locker
+    accepts: another table's forward chain with policy drop, the FORWARD
+    policy of the iptables store Locker does not use, a running firewalld.
+
+    ``what`` names it in one phrase; ``fix`` is the command (or the short
+    sentence) that lets the project's traffic through.
+    """
+
+    what: str
+    fix: str
+
+
+Value = Bridge | Forward | Link
+
+
+@dataclass(frozen=True)
 class Ruleset:
     """The rules carrying Locker's comments that a firewall backend found in
     the kernel.
 
-    ``nat`` holds one Bridge per project whose masquerade and forward rules
-    exist; ``jumps`` tells whether Locker's chains and the jumps to them
-    exist.
+    ``nat`` holds one Bridge per project whose network rules (masquerade,
+    outbound, replies) are all there; ``forwards`` and ``links`` the values
+    whose every rule is there. ``partial`` holds the values of which some
+    rules are there and some are missing (a DNAT without its accept, one
+    direction of a link, a masquerade without the outbound accept).
+    ``unrecognised`` holds the rules with Locker's tag that are not what
+    Locker would write.
+
+    ``jumps`` is True when Locker's chains and exactly one jump into each
+    are there; when some are and some are not, ``entry_missing`` names each
+    missing chain or jump in a short phrase (``"jump from PREROUTING to
+    LOCKER_PREROUTING"``). Nothing of Locker's at all: ``jumps`` False and
+    ``entry_missing`` empty.
     """
 
     nat: frozenset[Bridge] = frozenset()
     forwards: frozenset[Forward] = frozenset()
     links: frozenset[Link] = frozenset()
     jumps: bool = False
+    partial: frozenset[Value] = frozenset()
+    unrecognised: tuple[TaggedRule, ...] = ()
+    entry_missing: tuple[str, ...] = ()
 
     def of_project(self, project: str) -> Ruleset:
         return Ruleset(
@@ -119,6 +166,9 @@ class Ruleset:
             forwards=frozenset(f for f in self.forwards if f.project == project),
             links=frozenset(k for k in self.links if k.project == project),
             jumps=self.jumps,
+            partial=frozenset(v for v in self.partial if v.project == project),
+            unrecognised=tuple(r for r in self.unrecognised if r.project == project),
+            entry_missing=self.entry_missing,
         )
 
 
