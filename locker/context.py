@@ -9,17 +9,28 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
+from ipaddress import IPv4Network
+
 import pluggy
 
 from locker import names
 from locker.errors import ConfigError
 from locker.hostlock import host_lock
+from locker.journal import Journal
 from locker.project import Project
 from locker.runtime import Runtime
+from locker.state import HostState, ProjectRecord
 
 
 def _stderr(message: str) -> None:
     print(message, file=sys.stderr)
+
+
+def _ip_forwarding_off() -> bool:
+    try:
+        return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
+    except OSError:
+        return False
 
 
 def _read_host_resolv() -> str:
@@ -31,6 +42,10 @@ def _read_host_resolv() -> str:
 
 @dataclass
 class Context:
+    """``state`` None: no host state (unit tests of one project alone).
+    ``firewall_name``/``link_name``: the selected backends, as the host
+    state records them."""
+
     project: Project
     manager: pluggy.PluginManager
     runtime: Runtime
@@ -38,7 +53,40 @@ class Context:
     warn: Callable[[str], None] = _stderr
     lock: Callable[[], AbstractContextManager] = host_lock
     host_resolv: Callable[[], str] = _read_host_resolv
+    ip_forwarding_off: Callable[[], bool] = _ip_forwarding_off  # what a dry run asks
     host_hosts: Path = field(default_factory=lambda: Path("/etc/hosts"))
+    journal: Journal = field(default_factory=Journal)
+    state: HostState | None = None
+    firewall_name: str | None = None
+    link_name: str | None = None
+    lxcpath: str | None = None
+    pool: IPv4Network | None = None
+
+    def __post_init__(self) -> None:
+        if self.journal.report is None:
+            self.journal.report = self.say
+
+    def record_now(self) -> ProjectRecord:
+        """The project's record as the host state has it, or a new one."""
+        record = self.state.load(self.project.name) if self.state else None
+        return record or ProjectRecord(self.project.name, str(self.project.path.resolve()),
+                                       lxcpath=self.lxcpath, bridge=self.bridge_name)
+
+    def remember(self, **changes) -> None:
+        """Update the project's record (call it under the host lock)."""
+        if self.state is None:
+            return
+        record = self.record_now().with_changes(
+            file=str(self.project.path.resolve()), lxcpath=self.lxcpath, **changes)
+        self.state.save(record)
+
+    def others(self) -> list[ProjectRecord]:
+        """The host state's records of the other projects."""
+        return list(self.state.others(self.project.name)) if self.state else []
+
+    def forget(self) -> None:
+        if self.state is not None:
+            self.state.delete(self.project.name)
 
     @property
     def hooks(self):

@@ -27,3 +27,40 @@ class BackendError(LockerError):
 class BackendSelectionError(ConfigError):
     """No such backend, or the installed plugins do not add up to exactly one
     implementation of each operation hook (exit status 2)."""
+
+
+class ContainerError(LockerError):
+    """One container's operation (or one step of a command) failed: the
+    original error, named.
+
+    Keeps the original's exit status, problems and type (as ``original``
+    and ``__cause__``), so nothing is lost on the way to the CLI.
+    """
+
+    def __init__(self, container: str, original: LockerError) -> None:
+        super().__init__(f"{container}: {original}")
+        self.container = container
+        self.original = original
+        self.exit_status = original.exit_status
+        self.problems = list(getattr(original, "problems", []))
+        self.__cause__ = original
+
+
+class Failures(LockerError):
+    """Several steps failed; ``errors`` holds each one. The exit status is
+    the gravest of theirs."""
+
+    def __init__(self, errors: list[LockerError], heading: str | None = None) -> None:
+        lines = ([heading] if heading else []) + [str(e) for e in errors]
+        super().__init__("\n".join(lines))
+        self.errors = list(errors)
+        self.exit_status = max(e.exit_status for e in errors)
+        self.problems = [p for e in errors for p in getattr(e, "problems", [])]
+
+
+def raise_all(errors: list[LockerError], heading: str | None = None) -> None:
+    """Raise the one error, or all of them together; nothing when empty."""
+    if len(errors) == 1 and heading is None:
+        raise errors[0]
+    if errors:
+        raise Failures(errors, heading)

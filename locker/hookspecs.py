@@ -178,7 +178,8 @@ def link_availability() -> Availability:
 
 
 @hookspec(firstresult=True)
-def allocate_subnet(bridge: str) -> IPv4Network:
+def allocate_subnet(bridge: str, pool: IPv4Network | None,
+                    reserved: Sequence[IPv4Network]) -> IPv4Network:
     """Choose the subnet for a project's bridge.
 
     If the bridge exists and has an IPv4 address, return that address's

@@ -2,11 +2,12 @@
 
 The file is ``/etc/locker/locker.yaml``, or the file named by the
 ``LOCKER_CONFIG`` environment variable. It may set ``firewall`` and ``link``
-(backend names) and ``lxcpath``::
+(backend names), ``lxcpath`` and ``state_dir`` (see ``locker.state``)::
 
     firewall: nftables
     link: netlink
     lxcpath: /var/lib/lxc
+    state_dir: /var/lib/locker
 
 A missing file at the default path is an empty configuration; a missing file
 named by ``LOCKER_CONFIG`` is an error, since someone asked for it. An empty
@@ -27,7 +28,7 @@ from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, know
 
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
-KEYS = ("firewall", "link", "lxcpath")
+KEYS = ("firewall", "link", "lxcpath", "state_dir")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -65,10 +66,11 @@ def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
 
 
 def _check(key: str, raw: str) -> str:
-    if key == "lxcpath":
+    if key in ("lxcpath", "state_dir"):
         if not raw.startswith("/") or CONTROL.search(raw):
-            raise Invalid("not an absolute path; give the directory the containers "
-                          "live in, like /var/lib/lxc")
+            example = "the directory the containers live in, like /var/lib/lxc" \
+                if key == "lxcpath" else "the directory of Locker's host state, like /var/lib/locker"
+            raise Invalid(f"not an absolute path; give {example}")
         return raw
     if not _BACKEND.fullmatch(raw):
         raise Invalid(f"not a backend name (lower-case letters, digits, - and _); "

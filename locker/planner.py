@@ -9,17 +9,13 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
-from typing import TypeVar
 
 from locker.errors import ConfigError
-from locker.model import Forward, Link
-from locker.project import Project
+from locker.project import PortSpec, Project
 
 FIRST_HOST = 2
 LAST_HOST = 254
 HOSTS_MARK = "# locker"
-
-T = TypeVar("T", Forward, Link)
 
 
 def assign_addresses(names: Sequence[str], configured: Mapping[str, IPv4Interface | None],
@@ -53,59 +49,6 @@ def assign_addresses(names: Sequence[str], configured: Mapping[str, IPv4Interfac
             index[name] = host
     return {name: IPv4Interface((int(network.network_address) + index[name],
                                  network.prefixlen)) for name in names}
-
-
-def desired_forwards(project: Project, addresses: Mapping[str, IPv4Address],
-                     running: Collection[str]) -> frozenset[Forward]:
-    """The port forwards of the running containers that have an address."""
-    return frozenset(
-        Forward(project.name, spec.name, port.host_port, addresses[spec.name],
-                port.container_port, port.protocol, port.host_ip)
-        for spec in project.containers
-        if spec.name in running and spec.name in addresses
-        for port in spec.ports
-    )
-
-
-def desired_links(project: Project, addresses: Mapping[str, IPv4Address],
-                  running: Collection[str]) -> frozenset[Link]:
-    """The links whose both ends run and have an address."""
-    return frozenset(
-        Link(project.name, spec.name, addresses[spec.name], link.name, addresses[link.name])
-        for spec in project.containers
-        if spec.name in running and spec.name in addresses
-        for link in spec.links
-        if link.name in running and link.name in addresses
-    )
-
-
-def forwards_of(forwards: Iterable[Forward], containers: Collection[str]) -> frozenset[Forward]:
-    return frozenset(f for f in forwards if f.container in containers)
-
-
-def links_of(links: Iterable[Link], containers: Collection[str]) -> frozenset[Link]:
-    """Links that start or end at one of ``containers``."""
-    return frozenset(k for k in links if k.container in containers or k.peer in containers)
-
-
-@dataclass(frozen=True)
-class Changes:
-    add: tuple
-    remove: tuple
-
-    def __bool__(self) -> bool:
-        return bool(self.add or self.remove)
-
-
-def changes(desired: Iterable[T], found: Iterable[T]) -> Changes:
-    """What to add and what to remove so that ``found`` becomes ``desired``."""
-    desired, found = set(desired), set(found)
-    return Changes(add=tuple(sorted(desired - found, key=_key)),
-                   remove=tuple(sorted(found - desired, key=_key)))
-
-
-def _key(value: Forward | Link) -> tuple:
-    return value.sort_key()
 
 
 @dataclass(frozen=True)
@@ -189,3 +132,28 @@ def _host_nameservers(resolv: str) -> list[str]:
 
 def resolv_conf(servers: Sequence[str]) -> str:
     return "".join(f"nameserver {server}\n" for server in servers)
+
+
+def port_conflicts(project: Project, containers: Collection[str],
+                   others: Iterable) -> list[str]:
+    """Problems for each host port of ``containers`` that another project
+    (``others``: its host-state records) forwards already. A forward
+    without HOST_IP clashes with every address."""
+    taken = [(record, forward) for record in others for forward in record.forwards]
+    problems = []
+    for spec in project.containers:
+        if spec.name not in containers:
+            continue
+        for port in spec.ports:
+            for record, forward in taken:
+                theirs = PortSpec(forward.host_port, forward.container_port, forward.protocol,
+                                  forward.host_ip)
+                if port.clashes_with(theirs):
+                    where = f"{port.host_ip}:" if port.host_ip else ""
+                    problems.append(
+                        f"{project.path}: {spec.name}: port \"{where}{port.host_port}/"
+                        f"{port.protocol}\": project {record.project} ({record.file}) "
+                        f"forwards it to its container {forward.container} already; choose "
+                        f"another host port, or stop that project first.")
+                    break
+    return problems

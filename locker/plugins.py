@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import NamedTuple
 from importlib.metadata import entry_points
 
 import pluggy
@@ -25,9 +26,18 @@ FIREWALL = "locker.firewall"
 LINK = "locker.link"
 OBSERVERS = "locker.plugins"
 
+class Role(NamedTuple):
+    """What a backend namespace is: its role's name, its availability hook
+    and the hooks its backend implements."""
+
+    role: str
+    availability_hook: str
+    hooks: tuple[str, ...]
+
+
 ROLES = {
-    FIREWALL: ("firewall", "firewall_availability", hookspecs.FIREWALL_HOOKS),
-    LINK: ("link", "link_availability", hookspecs.LINK_HOOKS),
+    FIREWALL: Role("firewall", "firewall_availability", hookspecs.FIREWALL_HOOKS),
+    LINK: Role("link", "link_availability", hookspecs.LINK_HOOKS),
 }
 #: Auto-detection asks the known backends first, in this order, then any
 #: third-party one in alphabetical order.
@@ -58,7 +68,7 @@ def load(namespace: str, name: str) -> object:
     from stevedore import driver
     from stevedore.exception import NoMatches
 
-    role = ROLES[namespace][0]
+    role = ROLES[namespace].role
     try:
         manager = driver.DriverManager(namespace, name, invoke_on_load=False,
                                        on_load_failure_callback=_raise)
@@ -81,7 +91,7 @@ def _raise(manager, entrypoint, exc) -> None:
 
 def availability(namespace: str, plugin: object) -> Availability:
     """Ask one backend whether it can work here; a crash is an answer too."""
-    hook_name = ROLES[namespace][1]
+    hook_name = ROLES[namespace].availability_hook
     try:
         answer = getattr(new_manager(plugin).hook, hook_name)()
     except Exception as exc:
@@ -104,7 +114,7 @@ def select(namespace: str, requested: str | None, how: str,
            warn: Callable[[str], None]) -> Selected:
     """The backend to use: ``requested`` when given (``how`` says where the
     name came from), else the first installed one that can work here."""
-    role = ROLES[namespace][0]
+    role = ROLES[namespace].role
     option = "--backend" if namespace == FIREWALL else "--link-backend"
     if requested:
         plugin = load(namespace, requested)
@@ -155,8 +165,8 @@ def register(firewall: Selected, link: Selected,
 
 
 def check_single_implementations(manager: pluggy.PluginManager) -> None:
-    for _, _, hook_names in ROLES.values():
-        for hook_name in hook_names:
+    for role in ROLES.values():
+        for hook_name in role.hooks:
             impls = getattr(manager.hook, hook_name).get_hookimpls()
             if len(impls) != 1:
                 owners = ", ".join(manager.get_name(i.plugin) for i in impls) or "none"

@@ -115,3 +115,4 @@ class HostConfig:
     firewall: str | None = None
     link: str | None = None
     lxcpath: str | None = None
+    state_dir: str | None = None

@@ -32,7 +32,7 @@ def survey(args, warn: Callable[[str], None],
                 row = {"name": name, "distribution": dist, "usable": False, "auto": False,
                        "reason": str(exc), "warning": None}
             rows.append(row)
-        report[plugins.ROLES[namespace][0]] = {
+        report[plugins.ROLES[namespace].role] = {
             "backends": rows, "selected": _selected(rows, requested, how)}
     return report
 

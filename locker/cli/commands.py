@@ -4,23 +4,73 @@ render the result. Each returns the exit status (None for success)."""
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 
 from locker.cli import render
 from locker.cli.output import Output
-from locker.cli.session import open_context, project_of
+from locker.cli.session import ADDS, KEEPS, open_context, project_of
+
+EXIT_DIFFERS = 1
 
 
-def _context(args, out: Output):
+def _context(args, out: Output, mode: str = KEEPS, **overrides):
+    """The project's context; with --migrate, the rules move first."""
     trace = out.trace if args.verbose >= 2 else None
-    return open_context(args, say=out.say, warn=out.warn, trace=trace)
+    ctx, migration = open_context(args, say=out.say, warn=out.warn, trace=trace, mode=mode,
+                                  **overrides)
+    if migration.firewall:
+        from locker.ops.migrate import leave_firewall
+
+        leave_firewall(ctx, migration.firewall)
+    return ctx
 
 
 def _containers(args, ctx):
     return ctx.select(getattr(args, "containers", ()))
 
 
+def _scope(args, ctx):
+    """The containers named, or None for all (orphans too)."""
+    return _containers(args, ctx) if getattr(args, "containers", ()) else None
+
+
+def _changed(args, out: Output, ctx) -> None:
+    """After a changing command: the --json list of changes, or the closing
+    line of a dry run, or that nothing needed a change."""
+    journal = ctx.journal
+    if args.json:
+        out.print(json.dumps({"dry_run": journal.dry_run,
+                              "changes": [c.to_json() for c in journal.changes]}, indent=2))
+    elif journal.dry_run:
+        out.say(f"{ctx.project.name}: dry run, nothing was changed"
+                + ("" if journal.changes else " (and nothing would be)"))
+    elif not journal.changes:
+        out.say(f"{ctx.project.name}: nothing to change")
+
+
+def _run(args, out: Output, mode: str, operation: Callable) -> None:
+    ctx = _context(args, out, mode)
+    try:
+        operation(ctx)
+    except BaseException:
+        if args.json:  # a script still learns what was done before the failure
+            _changed(args, out, ctx)
+        raise
+    _changed(args, out, ctx)
+
+
 def cmd_validate(args, out: Output) -> None:
     project = project_of(args)
+    from locker.cli.session import host_state
+    from locker.hostconfig import load_host_config
+    from locker.planner import port_conflicts
+    from locker.errors import ConfigError
+
+    state = host_state(load_host_config(), out.warn)
+    problems = port_conflicts(project, project.container_names, state.others(project.name))
+    if problems:
+        raise ConfigError(f"{project.path}: {len(problems)} host port(s) are forwarded by "
+                          f"another project of this host.", problems)
     out.print(f"{project.path}: project {project.name!r}, "
               f"{len(project.containers)} container(s), no problems")
 
@@ -38,103 +88,167 @@ def cmd_backends(args, out: Output) -> None:
 def cmd_create(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    lifecycle.create(ctx, _containers(args, ctx))
+    _run(args, out, KEEPS, lambda ctx: lifecycle.create(ctx, _containers(args, ctx)))
+
+
+def _start_options(args):
+    from locker.ops import lifecycle
+
+    return lifecycle.StartOptions(restart=args.restart, ports=args.ports, links=args.links,
+                                  add_hosts=args.add_hosts, timeout=args.timeout)
 
 
 def cmd_start(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    options = lifecycle.StartOptions(restart=args.restart, ports=args.ports, links=args.links,
-                                     add_hosts=args.add_hosts, timeout=args.timeout)
-    lifecycle.start(ctx, _containers(args, ctx), options)
+    _run(args, out, ADDS,
+         lambda ctx: lifecycle.start(ctx, _containers(args, ctx), _start_options(args)))
+
+
+def cmd_plan(args, out: Output) -> None:
+    args.dry_run = True
+    cmd_start(args, out)
 
 
 def cmd_stop(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    lifecycle.stop(ctx, _containers(args, ctx), args.timeout, ports=args.ports, links=args.links)
+    _run(args, out, KEEPS, lambda ctx: lifecycle.stop(
+        ctx, _containers(args, ctx), args.timeout, ports=args.ports, links=args.links))
 
 
 def cmd_reboot(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    containers = _containers(args, ctx)
-    lifecycle.stop(ctx, containers, args.timeout)
-    lifecycle.start(ctx, containers, lifecycle.StartOptions(timeout=args.timeout))
+    def reboot(ctx) -> None:
+        containers = _containers(args, ctx)
+        lifecycle.stop(ctx, containers, args.timeout)
+        lifecycle.start(ctx, containers, lifecycle.StartOptions(timeout=args.timeout))
+
+    _run(args, out, ADDS, reboot)
 
 
 def cmd_rm(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    lifecycle.remove(ctx, _containers(args, ctx))
+    _run(args, out, KEEPS, lambda ctx: lifecycle.remove(ctx, _containers(args, ctx)))
 
 
-def cmd_status(args, out: Output) -> None:
+def cmd_status(args, out: Output) -> int | None:
     from locker.ops.status import status, to_json
 
-    ctx = _context(args, out)
+    ctx = _context(args, out, KEEPS)
     result = status(ctx)
     if args.json:
         out.print(json.dumps(to_json(result), indent=2))
+    elif args.check:
+        render.differences(out, result)
     else:
         render.status(out, result)
+    if args.check and not result.in_place:
+        return EXIT_DIFFERS
+    return None
 
 
-def _reconcile(args, out: Output, kind_name: str, keep: bool) -> None:
-    from locker.ops import network
+def _rules(command: str, keep: bool, mode: str):
+    def handler(args, out: Output) -> None:
+        from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    containers = _containers(args, ctx)
-    kind = getattr(network, kind_name)
-    todo = network.reconcile(ctx, kind, containers, keep=keep)
-    if kind is network.LINKS:
-        network.write_hosts(ctx, containers, keep=keep)
-    render.changes(out, kind.arg, todo)
-
-
-def cmd_ports(args, out: Output) -> None:
-    _reconcile(args, out, "FORWARDS", keep=True)
-
-
-def cmd_rmports(args, out: Output) -> None:
-    _reconcile(args, out, "FORWARDS", keep=False)
-
-
-def cmd_links(args, out: Output) -> None:
-    _reconcile(args, out, "LINKS", keep=True)
-
-
-def cmd_rmlinks(args, out: Output) -> None:
-    _reconcile(args, out, "LINKS", keep=False)
+        _run(args, out, mode,
+             lambda ctx: lifecycle.reconcile(ctx, command, _scope(args, ctx), keep=keep))
+    return handler
 
 
 def cmd_cgroup(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    lifecycle.apply_cgroup(ctx, _containers(args, ctx))
+    _run(args, out, KEEPS, lambda ctx: lifecycle.apply_cgroup(ctx, _containers(args, ctx)))
 
 
 def cmd_freeze(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    lifecycle.freeze(ctx, _containers(args, ctx))
+    _run(args, out, KEEPS, lambda ctx: lifecycle.freeze(ctx, _containers(args, ctx)))
 
 
 def cmd_unfreeze(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    ctx = _context(args, out)
-    lifecycle.freeze(ctx, _containers(args, ctx), thaw=True)
+    _run(args, out, KEEPS, lambda ctx: lifecycle.freeze(ctx, _containers(args, ctx), thaw=True))
 
 
 def cmd_cleanup(args, out: Output) -> None:
     from locker.ops.cleanup import cleanup
 
-    cleanup(_context(args, out), args.timeout)
+    _run(args, out, KEEPS, lambda ctx: cleanup(ctx, args.timeout, args.keep_orphans))
+
+
+def _records(args, out: Output, names=()):
+    from locker.cli.session import host_state
+    from locker.errors import ConfigError
+    from locker.hostconfig import load_host_config
+
+    state = host_state(load_host_config(), out.warn)
+    records = state.all()
+    unknown = [n for n in names if n not in {r.project for r in records}]
+    if unknown:
+        raise ConfigError(f"{', '.join(unknown)}: no such project in the host state "
+                          f"{state.projects_dir}; `locker ls` lists the projects.")
+    return [r for r in records if not names or r.project in names]
+
+
+def _record_context(args, out: Output, mode: str, dry_run: bool = False):
+    """Open a project's context from its record: its file, its lxcpath and
+    the backends that made its rules."""
+    from pathlib import Path
+
+    from locker.projectfile import load_project
+
+    def open_record(record):
+        project = load_project(Path(record.file), record.project)
+        args.dry_run = dry_run
+        return _context(args, out, mode, project=project, lxcpath=record.lxcpath)
+    return open_record
+
+
+def cmd_ls(args, out: Output) -> None:
+    from locker.ops.host import summarize
+
+    opener = _record_context(args, out, KEEPS)
+    summaries = [summarize(r, opener) for r in _records(args, out)]
+    if args.json:
+        out.print(json.dumps([render.summary_to_json(s) for s in summaries], indent=2))
+    else:
+        render.projects(out, summaries)
+
+
+def cmd_restore(args, out: Output) -> int | None:
+    from locker.errors import LockerError
+    from locker.ops.host import Restored, restore
+
+    opener = _record_context(args, out, ADDS, dry_run=args.dry_run)
+    results = []
+    for record in _records(args, out, args.projects):
+        try:
+            ctx = opener(record)
+            results.append(restore(ctx))
+        except LockerError as exc:
+            results.append(Restored(record.project, 0, error=str(exc).splitlines()[0]))
+    if args.json:
+        out.print(json.dumps({"dry_run": args.dry_run, "projects": [
+            {"project": r.project, "changes": r.changes, "error": r.error,
+             "skipped": r.skipped} for r in results]}, indent=2))
+    else:
+        render.restored(out, results, args.dry_run)
+    return 1 if any(r.error for r in results) else None
+
+
+HANDLERS: dict[str, Callable] = {
+    "validate": cmd_validate, "backends": cmd_backends, "create": cmd_create,
+    "start": cmd_start, "plan": cmd_plan, "stop": cmd_stop, "reboot": cmd_reboot,
+    "rm": cmd_rm, "status": cmd_status,
+    "ports": _rules("ports", True, ADDS), "rmports": _rules("ports", False, KEEPS),
+    "links": _rules("links", True, ADDS), "rmlinks": _rules("links", False, KEEPS),
+    "cgroup": cmd_cgroup, "freeze": cmd_freeze, "unfreeze": cmd_unfreeze,
+    "cleanup": cmd_cleanup, "ls": cmd_ls, "restore": cmd_restore,
+}

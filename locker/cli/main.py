@@ -16,13 +16,14 @@ EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 COMMANDS = {
     "create": "create containers from their template, clone or download",
     "start": "ensure the bridge and rules, start containers, add their forwards and links",
+    "plan": "show what start would change, and change nothing (start --dry-run)",
     "stop": "stop containers and remove their forwards and links",
     "reboot": "stop containers if running, then start them",
     "rm": "delete stopped containers",
-    "status": "show what is really there: containers, addresses, rules, links",
-    "ports": "add missing and remove stale port forwards of running containers",
+    "status": "show what is really there and what differs from the project file",
+    "ports": "repair the port forwards of running containers: add, complete, remove stale",
     "rmports": "remove the port forwards of containers",
-    "links": "add missing and remove stale links of running containers",
+    "links": "repair the links of running containers: add, complete, remove stale",
     "rmlinks": "remove the links of containers",
     "cgroup": "apply the cgroup settings to running containers",
     "freeze": "freeze containers",
@@ -30,8 +31,44 @@ COMMANDS = {
     "cleanup": "stop all containers, remove the project's rules and its bridge",
     "validate": "check the project file and report every problem",
     "backends": "list the installed backends and which ones this host would use",
+    "ls": "list every project of this host, from Locker's host state",
+    "restore": "re-apply the network of running projects after a firewall reload or reboot",
 }
-TAKES_CONTAINERS = set(COMMANDS) - {"cleanup", "validate", "backends"}
+NO_CONTAINERS = {"cleanup", "validate", "backends", "ls", "restore"}
+CHANGING = {"create", "start", "stop", "reboot", "rm", "ports", "rmports", "links",
+            "rmlinks", "cgroup", "freeze", "unfreeze", "cleanup", "restore"}
+
+
+def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
+    """Each command option: its flags, the commands that take it, and
+    argparse's settings."""
+    return [
+        (("--timeout",), {"start", "plan", "stop", "reboot", "cleanup"},
+         dict(type=_seconds, default=30.0, metavar="SECONDS",
+              help="wait at most this long for each container (default: 30)")),
+        (("--no-ports",), {"start", "plan", "stop"},
+         dict(dest="ports", action="store_false", help="leave the port forwards alone")),
+        (("--no-links",), {"start", "plan", "stop"},
+         dict(dest="links", action="store_false", help="leave the links alone")),
+        (("--restart",), {"start", "plan"},
+         dict(action="store_true", help="restart containers that run already")),
+        (("--add-hosts",), {"start", "plan"},
+         dict(action="store_true", help="put the containers' names into the host's /etc/hosts")),
+        (("--migrate",), {"start", "plan", "reboot", "ports", "links", "restore"},
+         dict(action="store_true",
+              help="move the project's rules from the backend that made them to the chosen one")),
+        (("--keep-orphans",), {"cleanup"},
+         dict(action="store_true",
+              help="leave running the containers the project file no longer lists")),
+        (("--check",), {"status"},
+         dict(action="store_true",
+              help="print only what differs; exit 1 when anything does, 0 when all is in place")),
+        (("--dry-run", "-n"), CHANGING,
+         dict(dest="dry_run", action="store_true",
+              help="print the changes this command would make, and make none")),
+        (("--json",), {"status", "backends", "ls", "plan"} | CHANGING,
+         dict(action="store_true", help="machine-readable output")),
+    ]
 
 
 def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
@@ -83,26 +120,18 @@ def build_parser() -> argparse.ArgumentParser:
     after = argparse.ArgumentParser(add_help=False)
     _global_options(after, after_command=True)
     commands = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+    options = _command_options()
     for name, summary in COMMANDS.items():
         sub = commands.add_parser(name, help=summary, description=summary, parents=[after])
-        if name in TAKES_CONTAINERS:
+        if name == "restore":
+            sub.add_argument("projects", nargs="*", metavar="PROJECT",
+                             help="only these projects (default: every one of the host state)")
+        elif name not in NO_CONTAINERS:
             sub.add_argument("containers", nargs="*", metavar="CONTAINER",
                              help="limit to these containers (default: all)")
-        if name in ("start", "stop", "reboot", "cleanup"):
-            sub.add_argument("--timeout", type=_seconds, default=30.0, metavar="SECONDS",
-                             help="wait at most this long for each container (default: 30)")
-        if name in ("start", "stop"):
-            sub.add_argument("--no-ports", dest="ports", action="store_false",
-                             help="leave the port forwards alone")
-            sub.add_argument("--no-links", dest="links", action="store_false",
-                             help="leave the links alone")
-        if name == "start":
-            sub.add_argument("--restart", action="store_true",
-                             help="restart containers that run already")
-            sub.add_argument("--add-hosts", action="store_true",
-                             help="put the containers' names into the host's /etc/hosts")
-        if name in ("status", "backends"):
-            sub.add_argument("--json", action="store_true", help="machine-readable output")
+        for flags, takers, settings in options:
+            if name in takers:
+                sub.add_argument(*flags, **settings)
     return parser
 
 
@@ -119,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
     try:
-        return getattr(commands, f"cmd_{args.command}")(args, out) or EXIT_OK
+        return commands.HANDLERS[args.command](args, out) or EXIT_OK
     except KeyboardInterrupt:
         out.error("interrupted")
         return 130

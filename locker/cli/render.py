@@ -8,7 +8,6 @@ from locker.cli.output import Output
 
 if TYPE_CHECKING:
     from locker.ops.status import Status
-    from locker.planner import Changes
 
 STATE_COLOURS = {"RUNNING": "green", "STOPPED": "red", "FROZEN": "yellow", "ABSENT": "dim"}
 
@@ -35,6 +34,10 @@ def backends(out: Output, report: dict) -> None:
             out.print(f"   this host would use: {selected['name']} ({selected['how']})")
 
 
+STATUS_COLOURS = {"in place": "green", "missing": "red", "partial": "yellow",
+                  "stale": "yellow", "blocked": "red", "orphan": "yellow"}
+
+
 def status(out: Output, result: Status) -> None:
     bridge = result.bridge
     if bridge is None:
@@ -50,38 +53,94 @@ def status(out: Output, result: Status) -> None:
     out.print(f"{'CONTAINER':<16} {'STATE':<8} {'ADDRESS':<16} LXC NAME")
     for c in result.containers:
         address = ", ".join(str(a) for a in c.addresses) or "-"
-        out.print(f"{c.name:<16} {out.paint(f'{c.state:<8}', STATE_COLOURS[c.state])} "
+        colour = STATE_COLOURS.get(c.state, "red")
+        out.print(f"{c.name:<16} {out.paint(f'{c.state:<8}', colour)} "
                   f"{address:<16} {c.lxc_name}")
-    rules = result.rules
+        if c.problem:
+            out.print(f"  {out.paint('could not read:', 'yellow')} {printable(c.problem)}")
+    rules = [i for i in result.diff.items if i.kind != "container"]
     out.print()
-    out.print("rules found in the kernel:" if rules.jumps or rules.nat or rules.forwards
-              or rules.links else "rules found in the kernel: none")
-    for b in sorted(rules.nat, key=lambda b: b.name):
-        out.print(f"  nat      {b.network} via {b.name}: masquerade, forward out and replies")
-    for f in sorted(rules.forwards, key=lambda f: f.sort_key()):
-        out.print(f"  forward  {f.container}: {f}{_stale(out, result, f, 'ports')}")
-    for k in sorted(rules.links, key=lambda k: k.sort_key()):
-        out.print(f"  link     {k}{_stale(out, result, k, 'links')}")
+    if rules:
+        out.print("network, as found in the kernel:")
+        for item in rules:
+            _item(out, item)
+    else:
+        out.print("network, as found in the kernel: nothing (no container runs)")
+    orphans = result.diff.of("container")
+    if orphans:
+        out.print()
+        out.print("containers the project file does not list:")
+        for item in orphans:
+            _item(out, item)
     linked = [(c.name, h) for c in result.containers for h in c.hosts]
     if linked:
         out.print()
         out.print("names in the containers' /etc/hosts:")
         for name, entry in linked:
-            out.print(f"  {name}: {entry.address} {' '.join(entry.names)}")
+            out.print(f"  {name}: {entry.address} {printable(' '.join(entry.names))}")
+    out.print()
+    differing = len(result.diff.differences)
+    out.print(out.paint("everything is in place", "green") if not differing else
+              out.paint(f"{differing} item(s) differ from what the project wants", "yellow"))
 
 
-def _stale(out: Output, result: Status, rule, command: str) -> str:
-    if not result.is_stale(rule):
-        return ""
-    return out.paint(f"  (stale: its container does not run with this address; "
-                     f"`locker {command}` removes it)", "yellow")
+def differences(out: Output, result: Status) -> None:
+    """``status --check``: only what differs, one line each."""
+    for item in result.diff.differences:
+        _item(out, item)
 
 
-def changes(out: Output, what: str, todo: Changes) -> None:
-    if not todo:
-        out.say(f"{what}: nothing to change")
+def _item(out: Output, item) -> None:
+    from locker.ops.status import describe
+
+    mark = out.paint(f"{item.status:<8}", STATUS_COLOURS.get(item.status, "bold"))
+    line = f"  {mark} {item.kind:<8} {item.subject}: {printable(describe(item))}"
+    if item.differs:
+        why = f"{item.reason}; " if item.reason else ""
+        line += out.paint(f"  ({why}fix: {item.fix})", "dim")
+    out.print(line)
+
+
+def projects(out: Output, summaries) -> None:
+    """``locker ls``."""
+    if not summaries:
+        out.print("no projects in the host state")
         return
-    for value in todo.remove:
-        out.say(f"removed {what[:-1]}: {value}")
-    for value in todo.add:
-        out.say(f"added {what[:-1]}: {value}")
+    out.print(f"{'PROJECT':<16} {'CONTAINERS':<10} {'NETWORK':<10} {'BRIDGE':<16} "
+              f"{'SUBNET':<15} {'BACKENDS':<18} FILE")
+    for s in summaries:
+        r = s.record
+        network = ("complete" if s.complete else "incomplete" if s.complete is False else "?")
+        file = r.file + ("" if s.file_exists else out.paint(" (gone)", "red"))
+        backends = f"{r.firewall or '-'}/{r.link or '-'}"
+        out.print(f"{r.project:<16} {f'{s.running}/{s.total}':<10} {network:<10} "
+                  f"{r.bridge or '-':<16} {str(r.subnet or '-'):<15} {backends:<18} {file}")
+        if s.problem:
+            out.print(f"  {out.paint(printable(s.problem), 'yellow')}")
+
+
+def summary_to_json(s) -> dict:
+    r = s.record
+    return {"project": r.project, "file": r.file, "file_exists": s.file_exists,
+            "bridge": r.bridge, "subnet": str(r.subnet) if r.subnet else None,
+            "backends": {"firewall": r.firewall, "link": r.link},
+            "containers": {"running": s.running, "total": s.total},
+            "rules_complete": s.complete, "problem": s.problem}
+
+
+def restored(out: Output, results, dry_run: bool) -> None:
+    if not results:
+        out.say("restore: no projects in the host state")
+    for r in results:
+        if r.error:
+            out.say(f"{r.project}: restore failed: {r.error}")
+        elif r.skipped:
+            out.say(f"{r.project}: skipped ({r.skipped})")
+        else:
+            verb = "would make" if dry_run else "made"
+            out.say(f"{r.project}: restored ({verb} {r.changes} change(s))")
+
+
+def printable(text: str) -> str:
+    """Control characters from the kernel or a container, made visible."""
+    return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in text)

@@ -1,20 +1,30 @@
 """From the parsed command line and the environment to a Context: the
-project file, the host file, the chosen backends, the runtime."""
+project file, the host file, the host state, the chosen backends, the
+runtime."""
 
 from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 from locker import plugins
 from locker.context import Context
+from locker.errors import ConfigError
 from locker.hostconfig import load_host_config
+from locker.journal import Journal
 from locker.project import HostConfig, Project
 from locker.projectfile import load_project
+from locker.state import HostState, ProjectRecord, state_dir
 
 ENV_FIREWALL = "LOCKER_BACKEND"
 ENV_LINK = "LOCKER_LINK_BACKEND"
+
+#: How a command treats a project whose rules another backend made:
+#: ``adds`` commands refuse unless --migrate; ``keeps`` commands (stop,
+#: cleanup, status, ...) use the recorded backend.
+ADDS, KEEPS = "adds", "keeps"
 
 
 def choose(option: str | None, env_var: str, host_value: str | None,
@@ -34,6 +44,11 @@ def project_of(args) -> Project:
     return load_project(Path(args.file), args.project)
 
 
+def host_state(host: HostConfig, warn: Callable[[str], None],
+               environ: Mapping[str, str] = os.environ) -> HostState:
+    return HostState(state_dir(host.state_dir, environ), warn)
+
+
 def select_backends(args, host: HostConfig, environ: Mapping[str, str],
                     warn: Callable[[str], None]) -> tuple[plugins.Selected, plugins.Selected]:
     firewall = plugins.select(plugins.FIREWALL, *choose(args.backend, ENV_FIREWALL,
@@ -43,16 +58,75 @@ def select_backends(args, host: HostConfig, environ: Mapping[str, str],
     return firewall, link
 
 
+@dataclass(frozen=True)
+class Migration:
+    """Backends that made the project's rules and that --migrate leaves."""
+
+    firewall: str | None = None
+    link: str | None = None
+
+
+def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
+                       environ: Mapping[str, str], warn: Callable[[str], None],
+                       mode: str) -> tuple[plugins.Selected, plugins.Selected, Migration]:
+    """The backends for a project with a host-state record: the recorded
+    ones unless another is chosen; another one chosen is refused (exit 2)
+    unless --migrate, or (``KEEPS``) overruled by the recorded one."""
+    migrate = getattr(args, "migrate", False)
+    picked = {}
+    leaving = {}
+    for namespace, option, env_var, host_value, recorded in (
+            (plugins.FIREWALL, args.backend, ENV_FIREWALL, host.firewall,
+             record.firewall if record else None),
+            (plugins.LINK, args.link_backend, ENV_LINK, host.link,
+             record.link if record else None)):
+        requested, how = choose(option, env_var, host_value, environ)
+        role = plugins.ROLES[namespace].role
+        if recorded is None or requested in (None, recorded):
+            name = requested or recorded
+            picked[namespace] = plugins.select(
+                namespace, name, how if requested else "host state", warn)
+            continue
+        if mode == KEEPS:
+            warn(f"Project {record.project}'s {role} setup was made by the {role} backend "
+                 f"{recorded}; using it rather than {requested} ({how}).")
+            picked[namespace] = plugins.select(namespace, recorded, "host state", warn)
+        elif migrate:
+            picked[namespace] = plugins.select(namespace, requested, how, warn)
+            leaving[namespace] = recorded
+        else:
+            flag = "--backend" if namespace == plugins.FIREWALL else "--link-backend"
+            raise ConfigError(
+                f"Project {record.project}'s {role} setup was made by the {role} backend "
+                f"{recorded!r}, but {requested!r} is chosen ({how}), which would make a "
+                f"second set. Add --migrate to move it to {requested}, or choose "
+                f"{flag} {recorded}.")
+    return (picked[plugins.FIREWALL], picked[plugins.LINK],
+            Migration(leaving.get(plugins.FIREWALL), leaving.get(plugins.LINK)))
+
+
 def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
                  trace: Callable[[str], None] | None = None,
-                 environ: Mapping[str, str] = os.environ) -> Context:
-    project = project_of(args)
+                 environ: Mapping[str, str] = os.environ, mode: str = KEEPS,
+                 project: Project | None = None, lxcpath: str | None = None
+                 ) -> tuple[Context, Migration]:
+    """The context of one project's command, and the backends a --migrate
+    leaves (the caller moves the rules)."""
+    project = project or project_of(args)
     host = load_host_config(environ)
-    firewall, link = select_backends(args, host, environ, warn)
+    state = host_state(host, warn, environ)
+    record = state.load(project.name)
+    firewall, link, migration = select_for_project(args, host, record, environ, warn, mode)
     manager = plugins.register(firewall, link, plugins.load_observers(warn), warn)
     if trace:
         plugins.trace_to(manager, trace)
     from locker.runtime.lxc import LxcRuntime
 
-    runtime = LxcRuntime(args.lxcpath or host.lxcpath)
-    return Context(project, manager, runtime, say=say, warn=warn)
+    lxcpath = lxcpath or args.lxcpath or host.lxcpath
+    quiet = getattr(args, "json", False)
+    journal = Journal(dry_run=getattr(args, "dry_run", False),
+                      report=(lambda line: None) if quiet else None)
+    ctx = Context(project, manager, LxcRuntime(lxcpath), say=say, warn=warn, journal=journal,
+                  state=state, firewall_name=firewall.name, link_name=link.name,
+                  lxcpath=lxcpath, pool=getattr(host, "subnets", None))
+    return ctx, migration

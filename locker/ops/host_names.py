@@ -9,6 +9,7 @@ from ipaddress import IPv4Address
 
 from locker import planner
 from locker.context import Context
+from locker.journal import Change
 from locker.runtime.rootfs import atomic_write
 
 
@@ -42,4 +43,6 @@ def _replace(ctx: Context, lines: list[str]) -> None:
         kept = [line for line in current.splitlines() if not line.endswith(_mark(ctx))]
         wanted = "\n".join(kept + lines) + "\n"
         if wanted != current and (lines or current):
-            atomic_write(ctx.host_hosts, wanted)
+            ctx.journal.change(Change(ctx.project.name, "rewrote", str(ctx.host_hosts),
+                                      f"({len(lines)} line(s) of the project)"),
+                               lambda: atomic_write(ctx.host_hosts, wanted))

@@ -1,19 +1,29 @@
-"""Creating, starting, stopping and removing a project's containers."""
+"""Creating, starting, stopping and removing a project's containers.
+
+Every change goes through the command's journal (``ctx.journal``), so that
+``--dry-run`` takes the same path and changes nothing.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
+from typing import TypeVar
 
-from locker import planner
+from locker import diff, planner
 from locker.context import Context
-from locker.errors import ConfigError, LockerError
+from locker.errors import ConfigError, ContainerError, LockerError, raise_all
+from locker.journal import Change
 from locker.model import Bridge
 from locker.ops import host_names, network
-from locker.ops.network import FORWARDS, LINKS
+from locker.ops.network import Facts
 from locker.plugins import emit
 from locker.project import CloneSource
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
+
+T = TypeVar("T")
+
+RULE_KINDS = {"ports": diff.FORWARD, "links": diff.LINK}
 
 
 @dataclass(frozen=True)
@@ -25,31 +35,26 @@ class StartOptions:
     timeout: float = 30.0
 
 
-def each(ctx: Context, containers: Sequence[str], action: Callable[[str], None]) -> None:
-    """Run ``action`` for every container, then report every failure
-    together: one container's failure does not stop the others. The error
-    keeps the gravest exit status of the failures (2 for a ConfigError)."""
-    failures: list[LockerError] = []
+def each(containers: Sequence[str], action: Callable[[str], T],
+         failures: list[LockerError]) -> dict[str, T]:
+    """Run ``action`` for every container; one container's failure does not
+    stop the others. Returns the results of those that succeeded; appends a
+    ``ContainerError`` (keeping the original) for each that failed."""
+    results = {}
     for name in containers:
         try:
-            action(name)
+            results[name] = action(name)
         except LockerError as exc:
-            failures.append(type(exc)(f"{name}: {exc}"))
-    raise_all(failures)
-
-
-def raise_all(failures: Sequence[LockerError]) -> None:
-    """Raise one error holding every message, of the type whose exit status
-    is the gravest."""
-    if failures:
-        worst = max(failures, key=lambda exc: exc.exit_status)
-        raise type(worst)("\n".join(str(exc) for exc in failures))
+            failures.append(ContainerError(name, exc))
+    return results
 
 
 def create(ctx: Context, containers: Sequence[str]) -> None:
+    facts = network.read_containers(ctx)
+
     def create_one(name: str) -> None:
         lxc = ctx.lxc(name)
-        if ctx.runtime.state(lxc) != ABSENT:
+        if facts.states[name] != ABSENT:
             ctx.say(f"{name}: exists already ({lxc})")
             return
         spec = ctx.project.container(name)
@@ -60,10 +65,12 @@ def create(ctx: Context, containers: Sequence[str]) -> None:
         if isinstance(spec.source, CloneSource):
             original = spec.source.name
             clone_from = ctx.lxc(original) if original in ctx.project.container_names else original
-        ctx.runtime.create(lxc, spec.source, clone_from)
-        ctx.say(f"{name}: created ({lxc})")
+        ctx.journal.change(Change(name, "created", "container", f"({lxc})"),
+                           lambda: ctx.runtime.create(lxc, spec.source, clone_from))
 
-    each(ctx, _originals_first(ctx, containers), create_one)
+    failures: list[LockerError] = []
+    each(_originals_first(ctx, containers), create_one, failures)
+    raise_all(failures)
 
 
 def _originals_first(ctx: Context, containers: Sequence[str]) -> list[str]:
@@ -78,166 +85,220 @@ def _originals_first(ctx: Context, containers: Sequence[str]) -> list[str]:
     return sorted(containers, key=depth)
 
 
+def check_ports_free(ctx: Context, containers: Sequence[str]) -> None:
+    """Refuse (exit 2) host ports that another project of this host forwards."""
+    problems = planner.port_conflicts(ctx.project, containers, ctx.others())
+    if problems:
+        raise ConfigError(f"{ctx.project.path}: {len(problems)} host port(s) are forwarded "
+                          f"by another project already; nothing was changed.", problems)
+
+
 def start(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions()) -> None:
-    present = network.states(ctx)
-    missing = [n for n in containers if present[n] == ABSENT]
+    """Bridge and network rules, then the containers, then their rules, in
+    phases that each return what the next needs."""
+    facts = network.read_containers(ctx)
+    missing = [n for n in containers if facts.states[n] == ABSENT]
     if missing:
         raise LockerError(f"{', '.join(missing)} do(es) not exist yet; run `locker create` first.")
-    bridge = network.bring_up(ctx)
+    if options.ports:
+        check_ports_free(ctx, containers)
     failures: list[LockerError] = []
-
-    def collect(action: Callable[[str], None], names: Sequence[str]) -> None:
-        try:
-            each(ctx, names, action)
-        except LockerError as exc:
-            failures.append(exc)
-
-    to_start: list[str] = []
-
-    def settle(name: str) -> None:
-        """Thaw, or stop for --restart; note the containers to start."""
-        lxc = ctx.lxc(name)
-        state = ctx.runtime.state(lxc)
-        if state == FROZEN:
-            ctx.runtime.unfreeze(lxc)
-            state = RUNNING
-        if state == RUNNING and options.restart:
-            ctx.runtime.stop(lxc, options.timeout)
-            state = STOPPED
-        if state == RUNNING:
-            address = ctx.runtime.configured_address(lxc)
-            ctx.say(f"{name}: running already" + (f" ({address.ip})" if address else ""))
-        else:
-            to_start.append(name)
-
-    collect(settle, containers)
-    # Addresses are handed out and written into the containers' configs
-    # under the host lock, so two commands never give one address twice.
-    with ctx.lock():
-        existing = [n for n, state in present.items() if state != ABSENT]
-        addresses = network.assign(ctx, bridge.network, existing)
-        prepared: list[str] = []
-
-        def prepare(name: str) -> None:
-            _prepare(ctx, name, bridge, addresses)
-            prepared.append(name)
-
-        collect(prepare, to_start)
-    started: list[str] = []
-
-    def start_one(name: str) -> None:
-        ctx.runtime.start(ctx.lxc(name), options.timeout)
-        started.append(name)
-        ctx.say(f"{name}: started ({addresses[name].ip})")
-
-    # The containers that did start get their rules, host names and events
-    # even when others failed; then every failure is reported together.
+    settled = each(containers, lambda n: _settle(ctx, n, facts.states[n], options), failures)
+    facts = replace(facts, states={**facts.states, **settled})
+    to_start = [n for n, state in settled.items() if not network.is_up(state)]
+    bridge, _ = network.bring_up(ctx, facts)
+    addresses = _prepare_all(ctx, bridge, facts, to_start, failures)
+    facts = replace(facts, configured={**facts.configured, **addresses})
+    started = each([n for n in to_start if n in addresses],
+                   lambda n: _start_one(ctx, n, addresses[n], options.timeout), failures)
+    facts = replace(facts, states={**facts.states, **{n: RUNNING for n in started}})
+    kinds = {diff.RULE} | ({diff.FORWARD} if options.ports else set()) \
+        | ({diff.LINK} if options.links else set())
+    scope = None if set(containers) == set(ctx.project.container_names) else containers
     try:
-        collect(start_one, prepared)
-    finally:
-        try:
-            _update_rules(ctx, containers, options.ports, options.links)
-        except LockerError as exc:
-            failures.append(exc)
+        network.repair(ctx, facts, kinds, scope)
+    except LockerError as exc:
+        failures.append(exc)
     if options.add_hosts:
-        host_names.write(ctx, {n: a.ip for n, a in addresses.items()})
-    for name in started:
-        emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
-             container=name, address=addresses[name].ip)
+        host_names.write(ctx, {n: a for n, a in facts.addresses.items()})
+    if not ctx.journal.dry_run:
+        for name in started:
+            emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
+                 container=name, address=addresses[name].ip)
     raise_all(failures)
 
 
-def _prepare(ctx: Context, name: str, bridge: Bridge, addresses) -> None:
-    """Write everything the container must find when it boots."""
+def _settle(ctx: Context, name: str, state: str, options: StartOptions) -> str:
+    """Thaw, or stop for --restart; the state the container is left in."""
+    lxc = ctx.lxc(name)
+    if state == FROZEN:
+        ctx.journal.change(Change(name, "thawed", "container"), lambda: ctx.runtime.unfreeze(lxc))
+        state = RUNNING
+    if state == RUNNING and options.restart:
+        ctx.journal.change(Change(name, "stopped", "container", "(restart)"),
+                           lambda: ctx.runtime.stop(lxc, options.timeout))
+        state = STOPPED
+    if state == RUNNING:
+        ctx.say(f"{name}: running already")
+    return state
+
+
+def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str],
+                 failures: list[LockerError]) -> dict:
+    """Addresses are handed out and written into the containers' configs
+    under the host lock, so two commands never give one address twice; the
+    files inside the containers are written after it."""
+    with ctx.lock():
+        addresses = network.assign(ctx, bridge.network, facts)
+        configured = each(names, lambda n: _configure(ctx, n, bridge, addresses[n]), failures)
+    prepared = {n: addresses[n] for n in configured}
+    ready = each(list(prepared), lambda n: _write_files(ctx, n, bridge, facts, addresses),
+                 failures)
+    return {n: prepared[n] for n in ready}
+
+
+def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
     spec = ctx.project.container(name)
     lxc = ctx.lxc(name)
-    hostname = spec.fqdn.split(".")[0] if spec.fqdn else None
-    ctx.runtime.configure(
-        lxc, bridge.name, addresses[name], bridge.gateway,
-        mounts=[(v.host_dir, v.container_dir) for v in spec.volumes],
-        cgroup=spec.cgroup, hostname=hostname)
+    if ctx.runtime.configured_address(lxc) == address and ctx.journal.dry_run:
+        return
+    ctx.journal.change(
+        Change(name, "configured", "container", f"(address {address} on {bridge.name})"),
+        lambda: ctx.runtime.configure(
+            lxc, bridge.name, address, bridge.gateway,
+            mounts=[(v.host_dir, v.container_dir) for v in spec.volumes],
+            cgroup=spec.cgroup, hostname=_hostname(spec)))
+
+
+def _hostname(spec) -> str | None:
+    return spec.fqdn.split(".")[0] if spec.fqdn else None
+
+
+def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresses) -> None:
+    """Everything the container must find when it boots."""
+    spec = ctx.project.container(name)
     if spec.dns:
         servers = planner.nameservers(spec.dns, bridge.gateway, ctx.host_resolv())
-        ctx.runtime.write_file(lxc, "/etc/resolv.conf", planner.resolv_conf(servers))
+        network.write_file(ctx, name, "/etc/resolv.conf",
+                           lambda _: planner.resolv_conf(servers))
+    hostname = _hostname(spec)
     if hostname:
-        ctx.runtime.write_file(lxc, "/etc/hostname", hostname + "\n")
-    ips = {n: a.ip for n, a in addresses.items()}
-    current = ctx.runtime.read_file(lxc, "/etc/hosts")
-    ctx.runtime.write_file(lxc, "/etc/hosts", planner.hosts_file(
+        network.write_file(ctx, name, "/etc/hostname", lambda _: hostname + "\n")
+    ips = {**facts.addresses, **{n: a.ip for n, a in addresses.items()}}
+    network.write_file(ctx, name, "/etc/hosts", lambda current: planner.hosts_file(
         current, planner.hosts_entries(ctx.project, name, ips)))
 
 
-def _update_rules(ctx: Context, containers: Sequence[str], ports: bool, links: bool) -> None:
-    if ports:
-        network.reconcile(ctx, FORWARDS, containers)
-    if links:
-        network.reconcile(ctx, LINKS, containers)
+def _start_one(ctx: Context, name: str, address, timeout: float) -> None:
+    ctx.journal.change(Change(name, "started", "container", f"({address.ip})"),
+                       lambda: ctx.runtime.start(ctx.lxc(name), timeout))
 
 
 def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
          ports: bool = True, links: bool = True) -> None:
-    """Remove the containers' forwards and links, then stop them."""
+    """Stop the containers, then remove the rules of those that no longer
+    run. In this order a `ports` running in between finds them stopped and
+    adds nothing back."""
+    facts = network.read_containers(ctx)
+    failures: list[LockerError] = []
+    stopped = each(containers, lambda n: _stop_one(ctx, n, facts.states[n], timeout), failures)
+    down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
-        if ports:
-            network.reconcile(ctx, FORWARDS, containers, keep=False)
-        if links:
-            network.reconcile(ctx, LINKS, containers, keep=False)
-    finally:
-        def stop_one(name: str) -> None:
-            lxc = ctx.lxc(name)
-            state = ctx.runtime.state(lxc)
-            if state == FROZEN:
-                ctx.runtime.unfreeze(lxc)
-            if state in (RUNNING, FROZEN):
-                ctx.runtime.stop(lxc, timeout)
-                ctx.say(f"{name}: stopped")
+        network.remove(ctx, facts, down, forwards=ports, links=links)
+    except LockerError as exc:
+        failures.append(exc)
+    if not ctx.journal.dry_run:
+        for name in stopped:
+            if network.is_up(facts.states[name]):
                 emit(ctx.manager, "container_stopped", ctx.warn,
                      project=ctx.project.name, container=name)
-            elif state == STOPPED:
-                ctx.say(f"{name}: stopped already")
-        each(ctx, containers, stop_one)
+    raise_all(failures)
+
+
+def _stop_one(ctx: Context, name: str, state: str, timeout: float) -> None:
+    lxc = ctx.lxc(name)
+    if network.is_up(state):
+        ctx.journal.change(Change(name, "stopped", "container"),
+                           lambda: ctx.runtime.stop(lxc, timeout))
+    elif state == STOPPED:
+        ctx.say(f"{name}: stopped already")
+    elif state != ABSENT:
+        raise LockerError(f"its state is unknown ({state}); its rules stay. Check "
+                          f"`lxc-info -n {lxc}`.")
 
 
 def remove(ctx: Context, containers: Sequence[str]) -> None:
+    facts = network.read_containers(ctx)
+
     def remove_one(name: str) -> None:
         lxc = ctx.lxc(name)
-        state = ctx.runtime.state(lxc)
+        state = facts.states[name]
         if state == ABSENT:
             ctx.say(f"{name}: does not exist")
         elif state != STOPPED:
             raise LockerError(f"{lxc} is {state.lower()}; run `locker stop {name}` first.")
         else:
-            ctx.runtime.destroy(lxc)
-            ctx.say(f"{name}: removed")
+            ctx.journal.change(Change(name, "removed", "container", f"({lxc})"),
+                               lambda: ctx.runtime.destroy(lxc))
 
-    each(ctx, containers, remove_one)
+    failures: list[LockerError] = []
+    each(containers, remove_one, failures)
+    raise_all(failures)
 
 
 def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
     want, verb = (FROZEN, "frozen") if not thaw else (RUNNING, "thawed")
     source = RUNNING if not thaw else FROZEN
+    facts = network.read_containers(ctx)
 
     def one(name: str) -> None:
         lxc = ctx.lxc(name)
-        state = ctx.runtime.state(lxc)
+        state = facts.states[name]
         if state == want:
+            ctx.say(f"{name}: {verb} already" if not thaw else f"{name}: running already")
             return
         if state != source:
             raise LockerError(f"{lxc} is {state.lower()}, not {source.lower()}.")
-        (ctx.runtime.unfreeze if thaw else ctx.runtime.freeze)(lxc)
-        ctx.say(f"{name}: {verb}")
+        action = ctx.runtime.unfreeze if thaw else ctx.runtime.freeze
+        ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
 
-    each(ctx, containers, one)
+    failures: list[LockerError] = []
+    each(containers, one, failures)
+    raise_all(failures)
 
 
 def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
     """Set the cgroup values of running containers now; they are written to
     the container's configuration at every start."""
+    facts = network.read_containers(ctx)
+
     def one(name: str) -> None:
         settings = ctx.project.container(name).cgroup
         lxc = ctx.lxc(name)
-        if settings and network.is_up(ctx.runtime.state(lxc)):
-            ctx.runtime.apply_cgroup(lxc, settings)
-            ctx.say(f"{name}: " + ", ".join(f"{k}={v}" for k, v in settings))
+        if settings and network.is_up(facts.states[name]):
+            ctx.journal.change(
+                Change(name, "set", "cgroup", ", ".join(f"{k}={v}" for k, v in settings)),
+                lambda: ctx.runtime.apply_cgroup(lxc, settings))
 
-    each(ctx, containers, one)
+    failures: list[LockerError] = []
+    each(containers, one, failures)
+    raise_all(failures)
+
+
+def reconcile(ctx: Context, command: str, containers: Sequence[str] | None,
+              keep: bool = True) -> None:
+    """``ports``/``links`` (``keep``: repair) and ``rmports``/``rmlinks``
+    (remove all) for ``containers`` (None: all, orphans too)."""
+    kind = RULE_KINDS[command]
+    facts = network.read_containers(ctx)
+    if keep:
+        if kind == diff.FORWARD:
+            check_ports_free(ctx, containers or ctx.project.container_names)
+        network.repair(ctx, facts, {kind, diff.CHAINS, diff.RULE}, containers)
+    else:
+        scope = containers if containers is not None else \
+            list(ctx.project.container_names) + list(facts.orphans)
+        network.remove(ctx, facts, scope, forwards=kind == diff.FORWARD,
+                       links=kind == diff.LINK)
+    if kind == diff.LINK:
+        network.write_hosts(ctx, facts, containers or ctx.project.container_names, keep=keep)

@@ -1,34 +1,22 @@
-"""The project's network: its bridge, its containers' addresses, and the
-reconciliation of its forwards and links with what the kernel holds."""
+"""The project's network: what is there (the facts), its bridge, and the
+changes of its rules, each done through the command's journal."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Collection, Iterable
+from collections.abc import Collection, Iterable
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
-from locker import planner
+from locker import diff, planner
 from locker.context import Context
-from locker.model import Bridge, Ruleset
+from locker.diff import Diff, Found, Repair
+from locker.errors import BackendError
+from locker.journal import Change
+from locker.model import Blocker, Bridge, BridgeState, Forward, Link, Ruleset
 from locker.plugins import emit
-from locker.runtime import ABSENT, FROZEN, RUNNING
+from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
 
-
-def bring_up(ctx: Context) -> Bridge:
-    """Ensure the bridge, IPv4 forwarding and the project's NAT rules."""
-    with ctx.lock():
-        network = ctx.hooks.allocate_subnet(bridge=ctx.bridge_name)
-        state = ctx.hooks.ensure_bridge(bridge=Bridge(ctx.project.name, ctx.bridge_name, network))
-        bridge = Bridge(ctx.project.name, ctx.bridge_name, state.network or network)
-        if ctx.hooks.ensure_ip_forwarding():
-            ctx.say("IPv4 forwarding was off in this network namespace; "
-                    "Locker turned it on (net.ipv4.ip_forward=1).")
-        ctx.hooks.add_nat(bridges=[bridge])
-    return bridge
-
-
-def states(ctx: Context) -> dict[str, str]:
-    return {name: ctx.runtime.state(ctx.lxc(name)) for name in ctx.project.container_names}
+KNOWN_STATES = (RUNNING, FROZEN, STOPPED, ABSENT)
 
 
 def is_up(state: str) -> bool:
@@ -36,78 +24,257 @@ def is_up(state: str) -> bool:
     return state in (RUNNING, FROZEN)
 
 
-def assign(ctx: Context, network: IPv4Network, existing: Iterable[str]) -> dict[str, IPv4Interface]:
-    existing = list(existing)
-    configured = {name: ctx.runtime.configured_address(ctx.lxc(name)) for name in existing}
-    return planner.assign_addresses(existing, configured, network)
-
-
-def configured_ips(ctx: Context, present: dict[str, str]) -> dict[str, IPv4Address]:
-    """The configured address of every container that exists."""
-    ips = {}
-    for name, state in present.items():
-        if state != ABSENT:
-            address = ctx.runtime.configured_address(ctx.lxc(name))
-            if address is not None:
-                ips[name] = address.ip
-    return ips
-
-
 @dataclass(frozen=True)
-class _Kind:
-    found: Callable[[Ruleset], frozenset]
-    desired: Callable
-    scoped: Callable[[Iterable, Collection[str]], frozenset]
-    add: str
-    remove: str
-    arg: str
+class Facts:
+    """What one command found, read once: the file's containers' states and
+    configured addresses, the orphans, and (when asked for) the bridge, the
+    project's rules and the other tools' drops."""
+
+    states: dict[str, str]
+    configured: dict[str, IPv4Interface | None]
+    orphans: tuple[str, ...] = ()
+    bridge: BridgeState | None = None
+    rules: Ruleset = Ruleset()
+    blockers: tuple[Blocker, ...] = ()
+
+    @property
+    def running(self) -> frozenset[str]:
+        return frozenset(n for n, s in self.states.items() if is_up(s))
+
+    @property
+    def unknown(self) -> frozenset[str]:
+        """Containers whose state could not be read: their rules stay."""
+        return frozenset(n for n, s in self.states.items() if s not in KNOWN_STATES)
+
+    @property
+    def addresses(self) -> dict[str, IPv4Address]:
+        return {n: a.ip for n, a in self.configured.items() if a is not None}
+
+    def with_states(self, **states: str) -> Facts:
+        return Facts({**self.states, **states}, self.configured, self.orphans, self.bridge,
+                     self.rules, self.blockers)
 
 
-FORWARDS = _Kind(lambda r: r.forwards, planner.desired_forwards, planner.forwards_of,
-                 "add_forward", "remove_forward", "forwards")
-LINKS = _Kind(lambda r: r.links, planner.desired_links, planner.links_of,
-              "add_link", "remove_link", "links")
+def read_containers(ctx: Context) -> Facts:
+    """States and configured addresses of the file's containers, and the
+    names of the orphans: one runtime query per container."""
+    states = {name: ctx.runtime.state(ctx.lxc(name)) for name in ctx.project.container_names}
+    configured = {name: ctx.runtime.configured_address(ctx.lxc(name))
+                  for name, state in states.items() if state != ABSENT}
+    prefix = ctx.lxc("")
+    orphans = tuple(sorted(
+        lxc[len(prefix):] for lxc in ctx.runtime.names()
+        if lxc.startswith(prefix) and lxc[len(prefix):] not in ctx.project.container_names))
+    return Facts(states, configured, orphans)
 
 
-def reconcile(ctx: Context, kind: _Kind, scope: Collection[str], keep: bool = True) -> planner.Changes:
-    """Bring the kernel's rules of ``kind`` for the containers in ``scope``
-    in step with the project: add what is missing, remove what is stale
-    (rules of containers that do not run, or that the file no longer asks
-    for). With ``keep`` False, remove them all."""
+def read_network(ctx: Context, facts: Facts) -> Facts:
+    """``facts`` with the bridge, the project's rules and the blockers."""
+    bridge = ctx.hooks.find_bridge(name=ctx.bridge_name)
+    rules = ctx.hooks.list_rules(project=ctx.project.name)
+    wanted_bridge = _bridge_value(ctx, bridge)
+    blockers = tuple(ctx.hooks.find_blockers(bridges=[wanted_bridge]) or ()) \
+        if wanted_bridge is not None else ()
+    return Facts(facts.states, facts.configured, facts.orphans, bridge, rules, blockers)
+
+
+def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:
+    if state is None or not state.owned or state.network is None:
+        return None
+    return Bridge(ctx.project.name, ctx.bridge_name, state.network)
+
+
+def compute_diff(ctx: Context, facts: Facts) -> Diff:
+    """The project's diff from facts that hold the network."""
+    bridge = _bridge_value(ctx, facts.bridge)
+    want = diff.wanted(ctx.project, bridge, facts.addresses, facts.running)
+    want = _keep_unknown(want, facts)
+    found = Found(facts.bridge, facts.rules, facts.orphans, facts.blockers)
+    return diff.diff(ctx.project, want, found, facts.running)
+
+
+def _keep_unknown(want: diff.Wanted, facts: Facts) -> diff.Wanted:
+    """Containers of unknown state keep the rules they have: unknown is not stopped."""
+    if not facts.unknown:
+        return want
+    rules = facts.rules
+    keep_forwards = {f for f in rules.forwards if f.container in facts.unknown}
+    keep_links = {k for k in rules.links
+                  if k.container in facts.unknown or k.peer in facts.unknown}
+    return diff.Wanted(want.bridge, want.forwards | keep_forwards, want.links | keep_links)
+
+
+# -------------------------------------------------------------- the bridge
+
+def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
+    """Ensure the bridge, IPv4 forwarding, the project's network rules and
+    Locker's chains, under the host lock. Returns the bridge and the facts
+    with the network as it is now."""
+    journal = ctx.journal
     with ctx.lock():
-        # States are read under the lock too: a `stop` running meanwhile must
-        # not have its container's rules added back.
-        present = states(ctx)
-        running = {name for name, state in present.items() if is_up(state)}
-        found = kind.scoped(kind.found(ctx.hooks.list_rules(project=ctx.project.name)), scope)
-        desired = (kind.scoped(kind.desired(ctx.project, configured_ips(ctx, present), running), scope)
-                   if keep else frozenset())
-        todo = planner.changes(desired, found)
-        if todo.remove:
-            getattr(ctx.hooks, kind.remove)(**{kind.arg: list(todo.remove)})
-        if todo.add:
-            getattr(ctx.hooks, kind.add)(**{kind.arg: list(todo.add)})
-    if todo:
-        emit(ctx.manager, "rules_changed", ctx.warn, project=ctx.project.name,
-             added=Ruleset(**{kind.arg: frozenset(todo.add)}),
-             removed=Ruleset(**{kind.arg: frozenset(todo.remove)}))
-    return todo
+        found_bridge = ctx.hooks.find_bridge(name=ctx.bridge_name)
+        record = ctx.record_now()
+        adopt = record.creating_bridge and record.bridge == ctx.bridge_name
+        reserved = [r.subnet for r in ctx.others() if r.subnet]
+        network = (found_bridge.network if found_bridge is not None and found_bridge.owned
+                   and found_bridge.network else ctx.hooks.allocate_subnet(
+                       bridge=ctx.bridge_name, pool=ctx.pool, reserved=reserved))
+        wanted_bridge = Bridge(ctx.project.name, ctx.bridge_name, network)
+        if found_bridge is not None and not found_bridge.owned and not adopt:
+            raise BackendError(
+                f"A bridge named {ctx.bridge_name!r} exists that Locker did not create (it "
+                f"lacks the alias locker:{ctx.project.name}); remove or rename it.")
+        if found_bridge is None:
+            # The intent is recorded first: a command killed between creating
+            # the bridge and marking it as Locker's adopts it next time.
+            journal.unless_dry(lambda: ctx.remember(creating_bridge=True, bridge=ctx.bridge_name))
+        if found_bridge is None or not found_bridge.owned or not found_bridge.up \
+                or found_bridge.network is None:
+            verb = ("created" if found_bridge is None else
+                    "adopted" if not found_bridge.owned else "brought up")
+            state = journal.change(
+                Change(ctx.project.name, verb, "bridge",
+                       f"{ctx.bridge_name} {wanted_bridge.interface}"),
+                lambda: ctx.hooks.ensure_bridge(bridge=wanted_bridge, adopt=adopt),
+                simulated=BridgeState(ctx.bridge_name, (wanted_bridge.interface,), True))
+        else:
+            state = found_bridge
+        bridge = Bridge(ctx.project.name, ctx.bridge_name, state.network or network)
+        journal.unless_dry(lambda: ctx.remember(
+            creating_bridge=False, bridge=ctx.bridge_name, subnet=bridge.network,
+            firewall=ctx.firewall_name, link=ctx.link_name))
+        forwarding = Change(ctx.project.name, "set", "net.ipv4.ip_forward=1",
+                            "(IPv4 forwarding was off in this network namespace)")
+        if ctx.ip_forwarding_off() if journal.dry_run else ctx.hooks.ensure_ip_forwarding():
+            journal.record(forwarding)
+        current = read_network(ctx, facts)
+        current = Facts(current.states, current.configured, current.orphans, state,
+                        current.rules, current.blockers)
+        plan = diff.repair(compute_diff(ctx, current), {diff.NAT, diff.CHAINS},
+                           bridge=bridge)
+        apply(ctx, plan)
+    return bridge, current
 
 
-def write_hosts(ctx: Context, scope: Collection[str], keep: bool = True) -> None:
+# -------------------------------------------------------------- the rules
+
+def apply(ctx: Context, plan: Repair) -> None:
+    """Make the plan's hook calls, stale first, each reported through the
+    journal; then tell the observers."""
+    project, hooks, journal = ctx.project.name, ctx.hooks, ctx.journal
+    journal.changes_many(
+        [Change(_tag_subject(r, project), "removed", "rule", f"{r.comment} ({r.location}: {r.text})")
+         for r in plan.unrecognised],
+        lambda: hooks.remove_unrecognised(project=project))
+    journal.changes_many([_nat_change(b, "removed") for b in plan.remove_nat],
+                         lambda: hooks.remove_nat(bridges=list(plan.remove_nat)))
+    journal.changes_many([_forward_change(f, "removed") for f in plan.remove_forwards],
+                         lambda: hooks.remove_forward(forwards=list(plan.remove_forwards)))
+    journal.changes_many([_link_change(k, "removed") for k in plan.remove_links],
+                         lambda: hooks.remove_link(links=list(plan.remove_links)))
+    nat_changes = [_nat_change(b, "added") for b in plan.add_nat]
+    if plan.entry:
+        nat_changes.insert(0, Change(project, "restored", "Locker's chains and jumps"))
+    journal.changes_many(nat_changes, lambda: hooks.add_nat(bridges=list(plan.add_nat)))
+    journal.changes_many([_forward_change(f, "added") for f in plan.add_forwards],
+                         lambda: hooks.add_forward(forwards=list(plan.add_forwards)))
+    journal.changes_many([_link_change(k, "added") for k in plan.add_links],
+                         lambda: hooks.add_link(links=list(plan.add_links)))
+    if plan and not journal.dry_run:
+        emit(ctx.manager, "rules_changed", ctx.warn, project=project,
+             added=Ruleset(nat=frozenset(plan.add_nat), forwards=frozenset(plan.add_forwards),
+                           links=frozenset(plan.add_links)),
+             removed=Ruleset(nat=frozenset(plan.remove_nat),
+                             forwards=frozenset(plan.remove_forwards),
+                             links=frozenset(plan.remove_links)))
+
+
+def _tag_subject(rule, project: str) -> str:
+    from locker.names import Tag
+
+    tag = Tag.parse(rule.comment)
+    return tag.container if tag is not None and tag.container else project
+
+
+def _forward_change(forward: Forward, verb: str) -> Change:
+    return Change(forward.container, verb, "forward", str(forward))
+
+
+def _link_change(link: Link, verb: str) -> Change:
+    return Change(link.container, verb, "link", f"to {link.peer} ({link.container_ip} <-> "
+                                                 f"{link.peer_ip})")
+
+
+def _nat_change(bridge: Bridge, verb: str) -> Change:
+    return Change(bridge.project, verb, "network rules",
+                  f"for {bridge.network} via {bridge.name} (masquerade, outbound, replies)")
+
+
+def repair(ctx: Context, facts: Facts, kinds: Collection[str],
+           containers: Collection[str] | None) -> Facts:
+    """Under the host lock: read the project's rules, bring the items of
+    ``kinds`` of ``containers`` (None: all, orphans too) in place, and
+    remember the forwards in the host state. Returns the facts read."""
+    with ctx.lock():
+        current = read_network(ctx, facts)
+        result = compute_diff(ctx, current)
+        plan = diff.repair(result, kinds, containers, bridge=_bridge_value(ctx, current.bridge))
+        apply(ctx, plan)
+        ctx.journal.unless_dry(lambda: ctx.remember(
+            forwards=_forwards_after(current.rules, plan),
+            containers=dict(current.configured),
+            firewall=ctx.firewall_name, link=ctx.link_name))
+    return current
+
+
+def remove(ctx: Context, facts: Facts, containers: Collection[str],
+           forwards: bool = True, links: bool = True) -> None:
+    """Under the host lock: remove every forward and link rule of
+    ``containers``, also partial ones."""
+    with ctx.lock():
+        current = read_network(ctx, facts)
+        plan = diff.removal(current.rules, containers, forwards, links)
+        apply(ctx, plan)
+        ctx.journal.unless_dry(lambda: ctx.remember(
+            forwards=_forwards_after(current.rules, plan)))
+
+
+def _forwards_after(rules: Ruleset, plan: Repair) -> tuple[Forward, ...]:
+    kept = (set(rules.forwards) - set(plan.remove_forwards)) | set(plan.add_forwards)
+    return tuple(sorted(kept, key=Forward.sort_key))
+
+
+def assign(ctx: Context, network: IPv4Network, facts: Facts) -> dict[str, IPv4Interface]:
+    """An address for every container of the file that exists."""
+    existing = [n for n, s in facts.states.items() if s != ABSENT]
+    return planner.assign_addresses(existing, facts.configured, network)
+
+
+# ---------------------------------------------------- the containers' hosts
+
+def write_hosts(ctx: Context, facts: Facts, scope: Collection[str], keep: bool = True) -> None:
     """Rewrite Locker's lines in the /etc/hosts of every existing container
     that is in ``scope`` or links to one in it: its own fqdn, and its linked
     peers, but (``keep`` False) none of the links of ``scope``."""
-    present = states(ctx)
-    ips = configured_ips(ctx, present)
+    ips = facts.addresses
     unlinked = () if keep else scope
     for spec in ctx.project.containers:
         touched = spec.name in scope or any(link.name in scope for link in spec.links)
-        if not touched or present[spec.name] == ABSENT:
+        if not touched or facts.states.get(spec.name, ABSENT) == ABSENT:
             continue
-        lxc = ctx.lxc(spec.name)
-        current = ctx.runtime.read_file(lxc, "/etc/hosts")
-        wanted = planner.hosts_file(
-            current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked))
-        if wanted != current:
-            ctx.runtime.write_file(lxc, "/etc/hosts", wanted)
+        write_file(ctx, spec.name, "/etc/hosts", lambda current: planner.hosts_file(
+            current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked)))
+
+
+def write_file(ctx: Context, name: str, path: str, make) -> None:
+    """Rewrite a file of a container when its content would change."""
+    lxc = ctx.lxc(name)
+    current = ctx.runtime.read_file(lxc, path)
+    wanted = make(current)
+    if wanted != current:
+        ctx.journal.change(Change(name, "rewrote", path),
+                           lambda: ctx.runtime.write_file(lxc, path, wanted))
+
+
+def containers_of(values: Iterable[Forward | Link]) -> set[str]:
+    return {v.container for v in values}

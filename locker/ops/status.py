@@ -1,16 +1,19 @@
 """What is really there: containers, the bridge, the rules in the kernel,
-and the links in the containers' hosts files. Never the project file's
-wishes, so that deviations show."""
+the links in the containers' hosts files, and the diff against what the
+project wants. Never the project file's wishes alone, so deviations show."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface
 
-from locker import planner
+from locker import diff, planner
 from locker.context import Context
-from locker.model import BridgeState, Forward, Link, Ruleset
-from locker.runtime import ABSENT, FROZEN, RUNNING
+from locker.diff import Diff, Item
+from locker.errors import LockerError
+from locker.model import Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule
+from locker.ops import network
+from locker.runtime import ABSENT
 
 SCHEMA_VERSION = 1
 
@@ -23,6 +26,7 @@ class ContainerStatus:
     configured: IPv4Interface | None
     addresses: tuple[IPv4Address, ...]
     hosts: tuple[planner.HostsEntry, ...]
+    problem: str | None = None  # why a part of it could not be read
 
 
 @dataclass(frozen=True)
@@ -32,47 +36,69 @@ class Status:
     bridge: BridgeState | None
     containers: tuple[ContainerStatus, ...]
     rules: Ruleset
+    diff: Diff
+    blockers: tuple[Blocker, ...] = ()
+
+    @property
+    def in_place(self) -> bool:
+        return not self.diff.differences
 
     def is_stale(self, rule: Forward | Link) -> bool:
-        """A rule found in the kernel for a container (or a linked peer)
-        that does not run, or not with the rule's address: traffic it
-        catches goes nowhere. ``locker ports`` / ``links`` remove it."""
-        by_name = {c.name: c for c in self.containers}
-        ends = [(rule.container, rule.container_ip)]
-        if isinstance(rule, Link):
-            ends.append((rule.peer, rule.peer_ip))
-        for name, ip in ends:
-            found = by_name.get(name)
-            if (found is None or found.state not in (RUNNING, FROZEN)
-                    or found.configured is None or found.configured.ip != ip):
-                return True
-        return False
+        """A rule found in the kernel that the project does not want now."""
+        return any(i.value == rule and i.status == diff.STALE for i in self.diff.items)
 
 
 def status(ctx: Context) -> Status:
+    facts = network.read_network(ctx, network.read_containers(ctx))
     containers = []
     for name in ctx.project.container_names:
         lxc = ctx.lxc(name)
-        state = ctx.runtime.state(lxc)
-        absent = state == ABSENT
-        containers.append(ContainerStatus(
-            name, lxc, state,
-            None if absent else ctx.runtime.configured_address(lxc),
-            () if absent else ctx.runtime.addresses(lxc),
-            () if absent else tuple(planner.parse_hosts_entries(
-                ctx.runtime.read_file(lxc, "/etc/hosts")))))
-    return Status(ctx.project.name, ctx.bridge_name,
-                  ctx.hooks.find_bridge(name=ctx.bridge_name), tuple(containers),
-                  ctx.hooks.list_rules(project=ctx.project.name))
+        state = facts.states[name]
+        addresses: tuple[IPv4Address, ...] = ()
+        hosts: tuple[planner.HostsEntry, ...] = ()
+        problem = None
+        if state != ABSENT:
+            try:
+                addresses = ctx.runtime.addresses(lxc) if network.is_up(state) else ()
+                hosts = tuple(planner.parse_hosts_entries(ctx.runtime.read_file(lxc, "/etc/hosts")))
+            except LockerError as exc:  # one container's refusal does not hide the others
+                problem = str(exc)
+        containers.append(ContainerStatus(name, lxc, state, facts.configured.get(name),
+                                          addresses, hosts, problem))
+    return Status(ctx.project.name, ctx.bridge_name, facts.bridge, tuple(containers),
+                  facts.rules, network.compute_diff(ctx, facts), facts.blockers)
+
+
+def describe(item: Item) -> str:
+    """The item's value in words, for text and JSON alike."""
+    value = item.value
+    if isinstance(value, Forward):
+        return str(value)
+    if isinstance(value, Link):
+        return f"to {value.peer} ({value.container_ip} <-> {value.peer_ip})"
+    if isinstance(value, Bridge):
+        kind = "bridge" if item.kind == diff.BRIDGE else "network rules"
+        return f"{kind} {value.name} {value.network}"
+    if isinstance(value, TaggedRule):
+        return f"{value.comment} in {value.location}: {value.text}"
+    return str(value)
+
+
+def item_to_json(item: Item) -> dict:
+    return {"kind": item.kind, "status": item.status, "subject": item.subject,
+            "value": describe(item), "reason": item.reason, "fix": item.fix}
 
 
 def to_json(result: Status) -> dict:
-    """The ``status --json`` document (schema version 1)."""
+    """The ``status --json`` document (schema version 1; ``items``,
+    ``in_place``, ``blockers`` and the containers' ``problem`` were added
+    without changing what was there)."""
     bridge = result.bridge
     rules = result.rules
     return {
         "schema_version": SCHEMA_VERSION,
         "project": result.project,
+        "in_place": result.in_place,
         "bridge": {
             "name": result.bridge_name,
             "exists": bridge is not None,
@@ -87,6 +113,7 @@ def to_json(result: Status) -> dict:
             "configured_address": str(c.configured) if c.configured else None,
             "addresses": [str(a) for a in c.addresses],
             "hosts": [{"address": str(h.address), "names": list(h.names)} for h in c.hosts],
+            "problem": c.problem,
         } for c in result.containers],
         "rules": {
             "chains_and_jumps": rules.jumps,
@@ -109,4 +136,6 @@ def to_json(result: Status) -> dict:
                 "stale": result.is_stale(k),
             } for k in sorted(rules.links, key=lambda k: k.sort_key())],
         },
+        "items": [item_to_json(i) for i in result.diff.items],
+        "blockers": [{"what": b.what, "fix": b.fix} for b in result.blockers],
     }

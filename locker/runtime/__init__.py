@@ -26,6 +26,9 @@ class Runtime(Protocol):
     def state(self, name: str) -> str:
         """RUNNING, STOPPED, FROZEN, or ABSENT when there is no such container."""
 
+    def names(self) -> tuple[str, ...]:
+        """The LXC names of every container in the lxcpath."""
+
     def create(self, name: str, source: Source, clone_from: str | None = None) -> None:
         """Create the container. For a CloneSource, ``clone_from`` is the
         LXC name to copy."""

@@ -80,6 +80,14 @@ class LxcRuntime:
         out = self._lxc(["lxc-info", "-n", name, "-sH"], name, "read the state")
         return _STATES.get(out.strip(), STOPPED)
 
+    def names(self) -> tuple[str, ...]:
+        """Every container of the lxcpath (a directory with a config file)."""
+        try:
+            entries = sorted(os.scandir(self.lxcpath), key=lambda e: e.name)
+        except OSError:
+            return ()
+        return tuple(e.name for e in entries if os.path.isfile(os.path.join(e.path, "config")))
+
     def create(self, name: str, source: Source, clone_from: str | None = None) -> None:
         what = "clone" if isinstance(source, CloneSource) else "create"
         self._lxc(create_argv(name, source, clone_from), name, what)

@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from locker.errors import BackendError, LockerError
 from locker.hookspecs import hookimpl
-from locker.model import Availability, Bridge, BridgeState, Forward, Link, Ruleset
+from locker.model import Availability, Blocker, Bridge, BridgeState, Forward, Link, Ruleset
 from locker.names import bridge_name
 from locker.project import CloneSource, Source
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
@@ -27,13 +27,18 @@ class MemoryFirewall:
         self.rules = Ruleset()
         self.transactions = 0
         self.fail_next: str | None = None
+        self.blockers: list[Blocker] = []
 
     def _commit(self, **changes) -> None:
         if self.fail_next:
             message, self.fail_next = self.fail_next, None
             raise BackendError(message)
         self.transactions += 1
-        self.rules = replace(self.rules, jumps=True, **changes)
+        # A value added or removed is no longer partly there.
+        touched = set().union(*(set(changes[key]) ^ set(getattr(self.rules, key))
+                                for key in ("nat", "forwards", "links") if key in changes))
+        changes["partial"] = frozenset(changes.pop("partial", self.rules.partial)) - touched
+        self.rules = replace(self.rules, jumps=True, entry_missing=(), **changes)
 
     @hookimpl
     def firewall_availability(self) -> Availability:
@@ -52,7 +57,8 @@ class MemoryFirewall:
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
         if forwards:
-            self._commit(forwards=self.rules.forwards - set(forwards))
+            self._commit(forwards=self.rules.forwards - set(forwards),
+                         partial=self.rules.partial - set(forwards))
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
@@ -62,7 +68,8 @@ class MemoryFirewall:
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
         if links:
-            self._commit(links=self.rules.links - set(links))
+            self._commit(links=self.rules.links - set(links),
+                         partial=self.rules.partial - set(links))
 
     @hookimpl
     def cleanup(self, project: str) -> None:
@@ -70,11 +77,28 @@ class MemoryFirewall:
             nat=frozenset(b for b in self.rules.nat if b.project != project),
             forwards=frozenset(f for f in self.rules.forwards if f.project != project),
             links=frozenset(k for k in self.rules.links if k.project != project),
+            partial=frozenset(v for v in self.rules.partial if v.project != project),
+            unrecognised=tuple(r for r in self.rules.unrecognised if r.project != project),
         )
+
+    @hookimpl
+    def remove_nat(self, bridges: Sequence[Bridge]) -> None:
+        if bridges:
+            self._commit(nat=self.rules.nat - set(bridges),
+                         partial=self.rules.partial - set(bridges))
+
+    @hookimpl
+    def remove_unrecognised(self, project: str) -> None:
+        self._commit(unrecognised=tuple(r for r in self.rules.unrecognised
+                                        if r.project != project))
 
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:
         return self.rules if project is None else self.rules.of_project(project)
+
+    @hookimpl
+    def find_blockers(self, bridges: Sequence[Bridge]) -> list[Blocker]:
+        return list(self.blockers)
 
 
 class MemoryLink:
@@ -92,21 +116,24 @@ class MemoryLink:
         return Availability(True, "the in-memory link backend works everywhere")
 
     @hookimpl
-    def allocate_subnet(self, bridge: str) -> IPv4Network:
+    def allocate_subnet(self, bridge: str, pool: IPv4Network | None = None,
+                        reserved: Sequence[IPv4Network] = ()) -> IPv4Network:
         state = self.bridges.get(bridge)
         self._require_owned(state)
         if state and state.network:
             return state.network
-        taken = self.used + [s.network for s in self.bridges.values() if s.network]
+        taken = self.used + list(reserved) + [s.network for s in self.bridges.values()
+                                              if s.network]
         return first_free(taken)
 
     @hookimpl
-    def ensure_bridge(self, bridge: Bridge) -> BridgeState:
+    def ensure_bridge(self, bridge: Bridge, adopt: bool = False) -> BridgeState:
         if bridge.name != bridge_name(bridge.project):
             raise BackendError(f"Bridge {bridge.name!r} is not project "
                                f"{bridge.project!r}'s bridge name.")
         state = self.bridges.get(bridge.name)
-        self._require_owned(state)
+        if not (adopt and state is not None):
+            self._require_owned(state)
         addresses = state.addresses if state and state.addresses else (bridge.interface,)
         self.bridges[bridge.name] = BridgeState(bridge.name, addresses, True)
         return self.bridges[bridge.name]
@@ -155,6 +182,9 @@ class MemoryRuntime:
 
     def state(self, name: str) -> str:
         return self.containers[name].state if name in self.containers else ABSENT
+
+    def names(self) -> tuple[str, ...]:
+        return tuple(sorted(self.containers))
 
     def create(self, name: str, source: Source, clone_from: str | None = None) -> None:
         if name in self.containers:

@@ -20,7 +20,7 @@ from locker.context import Context
 from locker.errors import BackendError, ConfigError
 from locker.model import Availability, Bridge, BridgeState, Forward, Link, Ruleset
 from locker.ops.status import ContainerStatus, Status
-from locker.planner import Changes, HostsEntry
+from locker.planner import HostsEntry
 from locker.testing.memory import MemoryFirewall, MemoryLink, MemoryRuntime
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -61,7 +61,8 @@ def test_defaults() -> None:
     assert args == {"verbose": 0, "file": "locker.yaml", "project": None, "lxcpath": None,
                     "backend": None, "link_backend": None, "no_color": False,
                     "command": "start", "containers": [], "timeout": 30.0, "ports": True,
-                    "links": True, "restart": False, "add_hosts": False}
+                    "links": True, "restart": False, "add_hosts": False, "migrate": False,
+                    "dry_run": False, "json": False}
 
 
 def test_command_options() -> None:
@@ -305,21 +306,36 @@ def test_backends_text(fake_backends, capsys: pytest.CaptureFixture[str]) -> Non
 
 # ------------------------------------------------------------------ render
 
-def a_status() -> Status:
+def a_status(rules: Ruleset | None = None) -> Status:
+    """web runs and db is frozen, both with their rules; db's forward was
+    moved from 5432 to 6432 in the file."""
+    from locker import diff
+    from locker.project import ContainerSpec, LinkSpec, PortSpec, Project
+
+    project = Project("shop", Path("/srv/shop/locker.yaml"), (
+        ContainerSpec("web", ports=(PortSpec(8080, 80),), links=(LinkSpec("db", "database"),)),
+        ContainerSpec("db", ports=(PortSpec(6432, 5432),)),
+        ContainerSpec("old")))
     bridge = Bridge("shop", "locker_shop", IPv4Network("10.1.1.0/24"))
+    web, db = IP("10.1.1.2"), IP("10.1.1.3")
+    rules = rules or Ruleset(
+        nat=frozenset({bridge}),
+        forwards=frozenset({Forward("shop", "web", 8080, web, 80),
+                            Forward("shop", "db", 5432, db, 5432)}),
+        links=frozenset({Link("shop", "web", web, "db", db)}), jumps=True)
+    state = BridgeState("locker_shop", (IPv4Interface("10.1.1.1/24"),), True)
+    wanted = diff.wanted(project, bridge, {"web": web, "db": db}, {"web", "db"})
+    result = diff.diff(project, wanted, diff.Found(state, rules), {"web", "db"})
     return Status(
-        "shop", "locker_shop", BridgeState("locker_shop", (IPv4Interface("10.1.1.1/24"),), True),
+        "shop", "locker_shop", state,
         (ContainerStatus("web", "shop_web", "RUNNING", IPv4Interface("10.1.1.2/24"),
                          (IP("10.1.1.2"),), (HostsEntry(IP("10.1.1.3"), ("db", "database")),)),
          ContainerStatus("db", "shop_db", "FROZEN", IPv4Interface("10.1.1.3/24"), (), ()),
          ContainerStatus("old", "shop_old", "ABSENT", None, (), ())),
-        Ruleset(nat=frozenset({bridge}),
-                forwards=frozenset({Forward("shop", "web", 8080, IP("10.1.1.2"), 80)}),
-                links=frozenset({Link("shop", "web", IP("10.1.1.2"), "db", IP("10.1.1.3"))}),
-                jumps=True))
+        rules, result)
 
 
-def test_render_status() -> None:
+def test_render_status_shows_each_item_and_what_differs() -> None:
     stdout = io.StringIO()
     render.status(Output(False, stdout, io.StringIO()), a_status())
     assert stdout.getvalue().splitlines() == [
@@ -330,39 +346,57 @@ def test_render_status() -> None:
         "db               FROZEN   -                shop_db",
         "old              ABSENT   -                shop_old",
         "",
-        "rules found in the kernel:",
-        "  nat      10.1.1.0/24 via locker_shop: masquerade, forward out and replies",
-        "  forward  web: 8080/tcp -> 10.1.1.2:80",
-        "  link     web (10.1.1.2) <-> db (10.1.1.3)",
+        "network, as found in the kernel:",
+        "  in place bridge   shop: bridge locker_shop 10.1.1.0/24",
+        "  in place chains   shop: Locker's chains and jumps",
+        "  in place nat      shop: network rules locker_shop 10.1.1.0/24",
+        "  stale    forward  db: 5432/tcp -> 10.1.1.3:5432  (the project file does not ask "
+        "for it, or its container has another address; fix: locker ports)",
+        "  missing  forward  db: 6432/tcp -> 10.1.1.3:5432  (fix: locker ports)",
+        "  in place forward  web: 8080/tcp -> 10.1.1.2:80",
+        "  in place link     web: to db (10.1.1.2 <-> 10.1.1.3)",
         "",
         "names in the containers' /etc/hosts:",
         "  web: 10.1.1.3 db database",
+        "",
+        "2 item(s) differ from what the project wants",
     ]
+
+
+def test_render_status_check_prints_only_the_differences() -> None:
+    stdout = io.StringIO()
+    render.differences(Output(False, stdout, io.StringIO()), a_status())
+    assert [line.split()[:3] for line in stdout.getvalue().splitlines()] == [
+        ["stale", "forward", "db:"], ["missing", "forward", "db:"]]
 
 
 def test_render_status_of_nothing_in_colour() -> None:
-    stdout = io.StringIO()
+    from locker import diff
+    from locker.project import ContainerSpec, Project
+
+    project = Project("shop", Path("/srv/shop/locker.yaml"), (ContainerSpec("web"),))
+    nothing = diff.diff(project, diff.wanted(project, None, {}, ()), diff.Found(None, Ruleset()))
     empty = Status("shop", "locker_shop", None,
-                   (ContainerStatus("web", "shop_web", "ABSENT", None, (), ()),), Ruleset())
+                   (ContainerStatus("web", "shop_web", "ABSENT", None, (), ()),), Ruleset(),
+                   nothing)
+    stdout = io.StringIO()
     render.status(Output(True, stdout, io.StringIO()), empty)
     text = stdout.getvalue()
     assert "bridge locker_shop: \033[2mabsent\033[0m" in text
-    assert "rules found in the kernel: none" in text
+    assert "network, as found in the kernel: nothing (no container runs)" in text
     assert "/etc/hosts" not in text
 
 
-def test_render_changes() -> None:
-    stderr = io.StringIO()
-    out = Output(False, io.StringIO(), stderr)
-    render.changes(out, "forwards", Changes((), ()))
-    forward = Forward("shop", "web", 8080, IP("10.1.1.2"), 80)
-    moved = Forward("shop", "web", 8080, IP("10.1.1.5"), 80)
-    render.changes(out, "forwards", Changes(add=(moved,), remove=(forward,)))
-    assert stderr.getvalue().splitlines() == [
-        "forwards: nothing to change",
-        "removed forward: 8080/tcp -> 10.1.1.2:80",
-        "added forward: 8080/tcp -> 10.1.1.5:80",
-    ]
+def test_render_shows_control_characters_escaped() -> None:
+    stdout = io.StringIO()
+    status = a_status()
+    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (),
+                             (HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",)),))
+    status = Status(status.project, status.bridge_name, status.bridge, (forged,),
+                    status.rules, status.diff)
+    render.status(Output(False, stdout, io.StringIO()), status)
+    assert "\x1b" not in stdout.getvalue()
+    assert "bank.example\\x1b]0;PWNED\\x07" in stdout.getvalue()
 
 
 # -------------------------------------- commands over the in-memory backends
@@ -378,12 +412,18 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     for name in project.container_names:
         runtime.create(f"shop_{name}", project.container(name).source)
 
-    def open_context(args, say, warn, trace=None):
+    def open_context(args, say, warn, trace=None, mode=None):
         assert (args.file, args.project) == (str(EXAMPLE), "shop")
         from contextlib import nullcontext
+
+        from locker.cli.session import Migration
+        from locker.journal import Journal
+        journal = Journal(dry_run=getattr(args, "dry_run", False),
+                          report=(lambda line: None) if getattr(args, "json", False) else None)
         return Context(project, plugins.new_manager(firewall, link), runtime, say=say,
                        warn=warn, lock=nullcontext, host_resolv=lambda: "",
-                       host_hosts=tmp_path / "hosts")
+                       host_hosts=tmp_path / "hosts", journal=journal,
+                       ip_forwarding_off=lambda: not link.ip_forward), Migration()
 
     monkeypatch.setattr(commands, "open_context", open_context)
     return firewall, runtime
@@ -407,9 +447,9 @@ def test_ports_then_status_json(memory_cli, capsys) -> None:
     assert run("start", "--no-ports") == 0
     capsys.readouterr()
     assert run("ports") == 0
-    assert "added forward: 8080/tcp -> 10.1.1.2:80" in capsys.readouterr().err
+    assert "web: added forward 8080/tcp -> 10.1.1.2:80" in capsys.readouterr().err
     assert run("ports", "db") == 0
-    assert capsys.readouterr().err == "forwards: nothing to change\n"
+    assert capsys.readouterr().err == "shop: nothing to change\n"
     assert run("status", "--json") == 0
     document = json.loads(capsys.readouterr().out)
     assert document["schema_version"] == 1
@@ -449,7 +489,8 @@ def test_rmlinks_removes_the_rules_and_the_hosts_lines(memory_cli, capsys) -> No
     capsys.readouterr()
     assert run("rmlinks", "web") == 0
     assert firewall.rules.links == frozenset()
-    assert capsys.readouterr().err == "removed link: web (10.1.1.2) <-> db (10.1.1.3)\n"
+    assert capsys.readouterr().err == ("web: removed link to db (10.1.1.2 <-> 10.1.1.3)\n"
+                                       "web: rewrote /etc/hosts\n")
     hosts = runtime.containers["shop_web"].files["/etc/hosts"]
     assert "database" not in hosts
     assert "web.example.net web\t# locker" in hosts

@@ -14,11 +14,13 @@ import pytest
 
 from locker import hookimpl, plugins
 from locker.context import Context
-from locker.errors import BackendError, ConfigError, LockerError
+from locker.journal import Change
+from locker.state import HostState
+from locker.errors import (BackendError, ConfigError, ContainerError, Failures, LockerError,
+                           raise_all)
 from locker.model import Bridge, BridgeState, Forward, Link, Ruleset
-from locker.ops import cleanup, lifecycle, network
+from locker.ops import cleanup, lifecycle
 from locker.ops.lifecycle import StartOptions
-from locker.ops.network import FORWARDS, LINKS
 from locker.ops.status import SCHEMA_VERSION, status, to_json
 from locker.planner import HostsEntry
 from locker.project import (CloneSource, ContainerSpec, LinkSpec, PortSpec, Project,
@@ -69,14 +71,14 @@ class LockedLink(MemoryLink):
         self.lock = lock
 
     @hookimpl
-    def allocate_subnet(self, bridge: str) -> IPv4Network:
+    def allocate_subnet(self, bridge: str, pool, reserved) -> IPv4Network:
         assert self.lock.held, "a subnet chosen outside the host lock"
-        return super().allocate_subnet(bridge)
+        return super().allocate_subnet(bridge, pool, reserved)
 
     @hookimpl
-    def ensure_bridge(self, bridge: Bridge):
+    def ensure_bridge(self, bridge: Bridge, adopt: bool):
         assert self.lock.held, "a bridge made outside the host lock"
-        return super().ensure_bridge(bridge)
+        return super().ensure_bridge(bridge, adopt)
 
 
 class Recorder:
@@ -111,7 +113,9 @@ class Raiser:
 def shop_project(path: Path, name: str = "shop") -> Project:
     return Project(name, path / name / "locker.yaml", (
         ContainerSpec("web", BUSYBOX,
-                      ports=(PortSpec(8080, 80), PortSpec(5353, 53, "udp", IP("192.0.2.10"))),
+                      ports=(PortSpec(8080 if name == "shop" else 8081, 80),
+                             PortSpec(5353 if name == "shop" else 5354, 53, "udp",
+                                      IP("192.0.2.10"))),
                       links=(LinkSpec("db", "database"),), fqdn="web.example.net",
                       dns=("192.0.2.99", "$bridge", "$copy"),
                       volumes=(VolumeSpec("/srv/log", "/var/log"),),
@@ -151,8 +155,11 @@ def make_env(tmp_path: Path, project: Project | None = None, *, share: Env | Non
     manager = plugins.new_manager(firewall, link, *observers)
     said: list[str] = []
     warned: list[str] = []
+    state = share.ctx.state if share else HostState(tmp_path / "state", warned.append)
     ctx = Context(project, manager, runtime, say=said.append, warn=warned.append, lock=lock,
-                  host_resolv=lambda: HOST_RESOLV, host_hosts=tmp_path / "hosts")
+                  host_resolv=lambda: HOST_RESOLV, host_hosts=tmp_path / "hosts",
+                  state=state, firewall_name="memory", link_name="memory",
+                  ip_forwarding_off=lambda: not link.ip_forward)
     return Env(ctx, firewall, link, runtime, lock, said, warned)
 
 
@@ -161,6 +168,21 @@ def env(tmp_path: Path) -> Env:
     env = make_env(tmp_path)
     env.create_all()
     return env
+
+
+def changed(env: Env, action) -> list[Change]:
+    """The changes ``action`` made, as the command's journal recorded them."""
+    before = len(env.ctx.journal.changes)
+    action()
+    return env.ctx.journal.changes[before:]
+
+
+def ports(env: Env, containers=None, keep: bool = True) -> list[Change]:
+    return changed(env, lambda: lifecycle.reconcile(env.ctx, "ports", containers, keep))
+
+
+def links(env: Env, containers=None, keep: bool = True) -> list[Change]:
+    return changed(env, lambda: lifecycle.reconcile(env.ctx, "links", containers, keep))
 
 
 def fwd(container: str, host_port: int, ip: str, port: int, proto: str = "tcp",
@@ -220,21 +242,18 @@ def test_ip_forwarding_is_reported_once(env: Env) -> None:
 
 def test_a_second_start_and_ports_change_nothing(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
-    rules, transactions = env.firewall.rules, env.firewall.transactions
-    lifecycle.start(env.ctx, env.ctx.select([]))
-    assert "web: running already (10.1.1.2)" in env.said
-    assert not network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
-    assert not network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+    rules = env.firewall.rules
+    assert changed(env, lambda: lifecycle.start(env.ctx, env.ctx.select([]))) == []
+    assert "web: running already" in env.said
+    assert ports(env) == [] and links(env) == []
     assert env.firewall.rules == rules
-    # start re-asserts the project's NAT (one idempotent batch); nothing else
-    assert env.firewall.transactions == transactions + 1
 
 
-def test_ports_alone_is_not_a_transaction(env: Env) -> None:
+def test_ports_with_nothing_to_do_makes_no_transaction(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     transactions = env.firewall.transactions
-    network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
-    network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+    ports(env)
+    links(env)
     assert env.firewall.transactions == transactions
 
 
@@ -316,8 +335,7 @@ def test_add_hosts_writes_the_hosts_file_and_keeps_other_lines(tmp_path: Path, e
         "127.0.0.1 localhost\n"
         "10.1.2.2\tweb.blog\t# locker:blog\n"
         "10.1.1.2\tweb.example.net web.shop\t# locker:shop\n"
-        "10.1.1.3\tdb.example.net db.shop\t# locker:shop\n"
-        "10.1.1.4\tcache.shop\t# locker:shop\n")
+        "10.1.1.3\tdb.example.net db.shop\t# locker:shop\n")
 
 
 def test_cleanup_removes_the_projects_host_names_and_keeps_other_lines(
@@ -337,14 +355,32 @@ def test_cleanup_without_host_names_does_not_create_the_hosts_file(
     assert not (tmp_path / "hosts").exists()
 
 
-def test_failures_keep_the_gravest_exit_status() -> None:
-    with pytest.raises(ConfigError) as caught:
-        lifecycle.raise_all([LockerError("web: failed"), ConfigError("db: bad key")])
+def test_failures_keep_the_gravest_exit_status_and_the_originals() -> None:
+    bad_key = ConfigError("bad key", problems=["locker.yaml:3: ports: ..."])
+    with pytest.raises(Failures) as caught:
+        raise_all([ContainerError("web", LockerError("failed")), ContainerError("db", bad_key)])
     assert str(caught.value) == "web: failed\ndb: bad key"
+    assert caught.value.exit_status == 2
+    assert caught.value.problems == ["locker.yaml:3: ports: ..."]
+    assert caught.value.errors[1].original is bad_key
     with pytest.raises(LockerError) as caught:
-        lifecycle.raise_all([LockerError("web: failed")])
+        raise_all([LockerError("web: failed")])
     assert type(caught.value) is LockerError
-    lifecycle.raise_all([])
+    raise_all([])
+
+
+class PluginError(LockerError):
+    def __init__(self, code: int) -> None:
+        super().__init__(f"plugin failure {code}")
+        self.code = code
+
+
+def test_a_plugins_own_error_keeps_its_type_through_each() -> None:
+    failures: list[LockerError] = []
+    lifecycle.each(["web"], lambda name: (_ for _ in ()).throw(PluginError(7)), failures)
+    assert isinstance(failures[0].original, PluginError)
+    assert failures[0].original.code == 7
+    assert str(failures[0]) == "web: plugin failure 7"
 
 
 # -------------------------------------------------------------------- stop
@@ -385,10 +421,12 @@ def test_stop_of_a_stopped_or_frozen_container(env: Env) -> None:
 def test_rules_of_containers_stopped_behind_lockers_back_go(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     env.lxc("db").state = STOPPED  # crashed, or lxc-stop by hand
-    removed_forwards = network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
-    removed_links = network.reconcile(env.ctx, LINKS, env.ctx.select([]))
-    assert set(removed_forwards.remove) == DB_FORWARDS and removed_forwards.add == ()
-    assert set(removed_links.remove) == {WEB_DB, CACHE_DB}
+    removed_forwards = ports(env)
+    removed_links = links(env)
+    assert {(c.subject, c.verb, c.detail) for c in removed_forwards} == {
+        ("db", "removed", str(f)) for f in DB_FORWARDS}
+    assert {(c.subject, c.verb, c.what) for c in removed_links} >= {
+        ("web", "removed", "link"), ("cache", "removed", "link")}
     assert env.firewall.rules.forwards == WEB_FORWARDS
     assert env.firewall.rules.links == frozenset()
 
@@ -396,22 +434,22 @@ def test_rules_of_containers_stopped_behind_lockers_back_go(env: Env) -> None:
 def test_rules_of_containers_started_behind_lockers_back_come(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     env.firewall.rules = Ruleset(nat=frozenset({SHOP_BRIDGE}), jumps=True)  # flushed by hand
-    added = network.reconcile(env.ctx, FORWARDS, ["db"])
-    assert set(added.add) == DB_FORWARDS
+    added = ports(env, ["db"])
+    assert [(c.subject, c.verb, c.detail) for c in added] == [
+        ("db", "added", str(f)) for f in DB_FORWARDS]
     assert env.firewall.rules.forwards == DB_FORWARDS
 
 
 def test_frozen_containers_keep_their_rules(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     lifecycle.freeze(env.ctx, ["db"])
-    assert not network.reconcile(env.ctx, FORWARDS, env.ctx.select([]))
-    assert not network.reconcile(env.ctx, LINKS, env.ctx.select([]))
+    assert ports(env) == [] and links(env) == []
 
 
 def test_rmports_and_rmlinks_remove_only_the_scope(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
-    network.reconcile(env.ctx, FORWARDS, ["web"], keep=False)
-    network.reconcile(env.ctx, LINKS, ["cache"], keep=False)
+    ports(env, ["web"], keep=False)
+    links(env, ["cache"], keep=False)
     assert env.firewall.rules.forwards == DB_FORWARDS
     assert env.firewall.rules.links == {WEB_DB}
 
@@ -420,10 +458,10 @@ def test_links_rewrites_the_hosts_files(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     web = env.lxc("web")
     web.files["/etc/hosts"] += "10.9.9.9\tstale\t# locker\n"
-    network.write_hosts(env.ctx, ["web"])
+    links(env, ["web"])
     assert "stale" not in web.files["/etc/hosts"]
     assert "db.example.net db database\t# locker" in web.files["/etc/hosts"]
-    network.write_hosts(env.ctx, ["web"], keep=False)
+    links(env, ["web"], keep=False)
     assert web.files["/etc/hosts"] == (
         "127.0.0.1\tlocalhost\n10.1.1.2\tweb.example.net web\t# locker\n")
 
@@ -452,8 +490,8 @@ def test_another_projects_rules_survive_stop_ports_and_cleanup(two: tuple[Env, E
     blog_rules = shop.firewall.rules.of_project("blog")
     assert len(blog_rules.forwards) == 3 and len(blog_rules.links) == 2
     shop.lxc("web").state = STOPPED
-    network.reconcile(shop.ctx, FORWARDS, shop.ctx.select([]))
-    network.reconcile(shop.ctx, LINKS, shop.ctx.select([]))
+    lifecycle.reconcile(shop.ctx, "ports", None)
+    lifecycle.reconcile(shop.ctx, "links", None)
     lifecycle.stop(shop.ctx, ["db"])
     cleanup.cleanup(shop.ctx)
     assert shop.firewall.rules.of_project("blog") == blog_rules
@@ -470,7 +508,7 @@ def test_cleanup_removes_rules_and_bridge_and_stops_containers(env: Env) -> None
     assert env.firewall.rules == Ruleset(jumps=True)  # the chains and jumps stay
     assert env.link.bridges == {}
     assert {c.state for c in env.runtime.containers.values()} == {STOPPED}
-    assert env.said[-1] == "shop: rules and bridge locker_shop removed"
+    assert env.said[-1] == "shop: removed bridge locker_shop"
 
 
 def test_cleanup_tries_every_step_and_reports_the_failure(env: Env) -> None:
@@ -480,11 +518,13 @@ def test_cleanup_tries_every_step_and_reports_the_failure(env: Env) -> None:
         cleanup.cleanup(env.ctx)
     message = str(caught.value)
     assert message.startswith("Cleanup was incomplete")
-    assert "stopping containers: the kernel said no." in message
-    # the steps after the failed one still ran
+    assert "removing rules: the kernel said no." in message
+    # the steps after the failed one still ran, and a second cleanup finishes
     assert {c.state for c in env.runtime.containers.values()} == {STOPPED}
-    assert env.firewall.rules == Ruleset(jumps=True)
     assert env.link.bridges == {}
+    assert env.firewall.rules.of_project("shop").forwards
+    cleanup.cleanup(env.ctx)
+    assert env.firewall.rules == Ruleset(jumps=True)
 
 
 class StuckLink(MemoryLink):
@@ -504,9 +544,9 @@ def test_cleanup_reports_a_bridge_that_stays(tmp_path: Path) -> None:
 
 
 def test_cleanup_of_a_project_that_never_ran(env: Env) -> None:
-    cleanup.cleanup(env.ctx)
+    assert changed(env, lambda: cleanup.cleanup(env.ctx)) == []
     assert env.link.bridges == {}
-    assert env.firewall.rules.of_project("shop") == Ruleset(jumps=True)
+    assert env.firewall.transactions == 0
 
 
 def test_no_operation_takes_the_lock_twice(env: Env) -> None:
@@ -514,7 +554,6 @@ def test_no_operation_takes_the_lock_twice(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     lifecycle.stop(env.ctx, ["web"])
     cleanup.cleanup(env.ctx)
-    assert env.lock.taken == 10  # start 4, stop 2, cleanup 4
 
 
 # ------------------------------------------------------------------ status
@@ -592,8 +631,12 @@ def test_status_json(env: Env) -> None:
     assert web == {"name": "web", "lxc_name": "shop_web", "state": "RUNNING",
                    "configured_address": "10.1.1.2/24", "addresses": ["10.1.1.2"],
                    "hosts": [{"address": WEB, "names": ["web.example.net", "web"]},
-                             {"address": DB, "names": ["db.example.net", "db", "database"]}]}
+                             {"address": DB, "names": ["db.example.net", "db", "database"]}],
+                   "problem": None}
     assert document["containers"][2]["configured_address"] is None
+    assert document["in_place"] is True
+    assert {"kind": "forward", "status": "in place", "subject": "db",
+            "value": "5432/tcp -> 10.1.1.3:5432", "reason": "", "fix": ""} in document["items"]
     rules = document["rules"]
     assert rules["chains_and_jumps"] is True
     assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
@@ -673,7 +716,8 @@ def test_freeze_and_unfreeze(env: Env) -> None:
         lifecycle.freeze(env.ctx, ["db"])
     lifecycle.freeze(env.ctx, ["web"], thaw=True)
     assert env.lxc("web").state == RUNNING
-    assert env.said[-2:] == ["web: frozen", "web: thawed"]
+    assert [line for line in env.said if "frozen" in line or "thawed" in line] == [
+        "web: frozen", "web: frozen already", "web: thawed"]
 
 
 def test_cgroup_is_applied_to_running_containers_only(env: Env) -> None:
@@ -681,7 +725,7 @@ def test_cgroup_is_applied_to_running_containers_only(env: Env) -> None:
     lifecycle.apply_cgroup(env.ctx, ["web", "db"])
     assert env.lxc("web").config["applied_cgroup"] == (("cpu.shares", "512"),)
     assert "applied_cgroup" not in env.lxc("db").config
-    assert "web: cpu.shares=512" in env.said
+    assert "web: set cgroup cpu.shares=512" in env.said
 
 
 # ----------------------------------------------------------------- context
@@ -720,9 +764,10 @@ def test_events_reach_observers(tmp_path: Path) -> None:
     assert ("stopped", "shop", "db") in recorder.events
     assert kinds[-1] == "cleaned"
     rules = [event for event in recorder.events if event[0] == "rules"]
-    assert rules[0][2] == Ruleset(forwards=frozenset(WEB_FORWARDS | DB_FORWARDS))
-    assert rules[0][3] == Ruleset()
-    assert rules[1][2] == Ruleset(links=frozenset({WEB_DB}))
+    assert rules[0][2] == Ruleset(nat=frozenset({SHOP_BRIDGE}))
+    assert rules[1][2] == Ruleset(forwards=frozenset(WEB_FORWARDS | DB_FORWARDS),
+                                  links=frozenset({WEB_DB}))
+    assert rules[1][3] == Ruleset()
     assert env.warned == []
 
 

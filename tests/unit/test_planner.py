@@ -10,7 +10,7 @@ import pytest
 
 from locker import planner
 from locker.errors import ConfigError
-from locker.model import Forward, Link
+from locker.model import Forward
 from locker.planner import HostsEntry
 from locker.project import ContainerSpec, LinkSpec, PortSpec, Project
 
@@ -88,61 +88,6 @@ def fwd(container: str, host_port: int, ip: str, port: int, proto: str = "tcp",
         host_ip: str | None = None) -> Forward:
     return Forward("shop", container, host_port, IP(ip), port, proto,
                    IP(host_ip) if host_ip else None)
-
-
-def test_forwards_only_for_running_containers_with_an_address() -> None:
-    got = planner.desired_forwards(SHOP, {"web": IP("10.1.1.2")}, running={"web", "db"})
-    assert got == {fwd("web", 8080, "10.1.1.2", 80),
-                   fwd("web", 5353, "10.1.1.2", 53, "udp", "192.0.2.10")}
-
-
-def test_no_forwards_when_nothing_runs() -> None:
-    assert planner.desired_forwards(SHOP, ADDRS, running=set()) == frozenset()
-
-
-def test_links_only_when_both_ends_run() -> None:
-    assert planner.desired_links(SHOP, ADDRS, running={"web", "cache"}) == frozenset()
-    assert planner.desired_links(SHOP, ADDRS, running={"web", "db"}) == {
-        Link("shop", "web", IP("10.1.1.2"), "db", IP("10.1.1.3"))}
-    assert planner.desired_links(SHOP, ADDRS, running={"web", "db", "cache"}) == {
-        Link("shop", "web", IP("10.1.1.2"), "db", IP("10.1.1.3")),
-        Link("shop", "cache", IP("10.1.1.4"), "db", IP("10.1.1.3"))}
-
-
-def test_links_need_both_addresses() -> None:
-    addresses = {"web": IP("10.1.1.2")}
-    assert planner.desired_links(SHOP, addresses, running={"web", "db"}) == frozenset()
-
-
-def test_scoping_links_includes_those_ending_at_the_container() -> None:
-    links = planner.desired_links(SHOP, ADDRS, running={"web", "db", "cache"})
-    assert {(k.container, k.peer) for k in planner.links_of(links, ["db"])} == {
-        ("web", "db"), ("cache", "db")}
-    assert {(k.container, k.peer) for k in planner.links_of(links, ["web"])} == {("web", "db")}
-    forwards = planner.desired_forwards(SHOP, ADDRS, running={"web", "db"})
-    assert {f.container for f in planner.forwards_of(forwards, ["db"])} == {"db"}
-
-
-def test_changes_adds_the_missing_and_removes_the_stale_in_order() -> None:
-    keep, new_b, new_a = fwd("web", 80, "10.1.1.2", 80), fwd("web", 90, "10.1.1.2", 90), \
-        fwd("db", 91, "10.1.1.3", 91)
-    stale = fwd("web", 70, "10.1.1.9", 70)
-    todo = planner.changes([keep, new_b, new_a], [keep, stale])
-    assert todo.add == (new_a, new_b)
-    assert todo.remove == (stale,)
-    assert todo
-
-
-def test_no_changes_is_false() -> None:
-    same = [fwd("web", 80, "10.1.1.2", 80)]
-    todo = planner.changes(same, same)
-    assert not todo
-    assert todo.add == () and todo.remove == ()
-
-
-def test_a_moved_address_is_a_remove_and_an_add() -> None:
-    old, new = fwd("web", 80, "10.1.1.2", 80), fwd("web", 80, "10.1.1.5", 80)
-    assert planner.changes([new], [old]) == planner.Changes(add=(new,), remove=(old,))
 
 
 # ------------------------------------------------------------- hosts files
