@@ -118,14 +118,11 @@ def cmd_stop(args, out: Output) -> None:
 
 
 def cmd_reboot(args, out: Output) -> None:
+    """``start --restart``: one pass, so that its dry run is exact too."""
     from locker.ops import lifecycle
 
-    def reboot(ctx) -> None:
-        containers = _containers(args, ctx)
-        lifecycle.stop(ctx, containers, args.timeout)
-        lifecycle.start(ctx, containers, lifecycle.StartOptions(timeout=args.timeout))
-
-    _run(args, out, ADDS, reboot)
+    _run(args, out, ADDS, lambda ctx: lifecycle.start(
+        ctx, _containers(args, ctx), lifecycle.StartOptions(restart=True, timeout=args.timeout)))
 
 
 def cmd_rm(args, out: Output) -> None:

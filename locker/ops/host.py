@@ -58,6 +58,6 @@ def restore(ctx: Context) -> Restored:
     if not facts.running:
         return Restored(ctx.project.name, 0, skipped="no container runs")
     network.bring_up(ctx, facts)
-    network.repair(ctx, facts, {diff.FORWARD, diff.LINK, diff.RULE, diff.CHAINS}, None)
+    network.repair(ctx, facts, {diff.FORWARD, diff.LINK, diff.RULE}, None)
     return Restored(ctx.project.name, len(ctx.journal.changes) - before)
 

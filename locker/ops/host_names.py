@@ -43,6 +43,6 @@ def _replace(ctx: Context, lines: list[str]) -> None:
         kept = [line for line in current.splitlines() if not line.endswith(_mark(ctx))]
         wanted = "\n".join(kept + lines) + "\n"
         if wanted != current and (lines or current):
-            ctx.journal.change(Change(ctx.project.name, "rewrote", str(ctx.host_hosts),
+            ctx.journal.change(Change(ctx.project.name, "rewrote", "the host's hosts file",
                                       f"({len(lines)} line(s) of the project)"),
                                lambda: atomic_write(ctx.host_hosts, wanted))

@@ -160,8 +160,6 @@ def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str
 def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
     spec = ctx.project.container(name)
     lxc = ctx.lxc(name)
-    if ctx.runtime.configured_address(lxc) == address and ctx.journal.dry_run:
-        return
     ctx.journal.change(
         Change(name, "configured", "container", f"(address {address} on {bridge.name})"),
         lambda: ctx.runtime.configure(

@@ -116,9 +116,13 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
         record = ctx.record_now()
         adopt = record.creating_bridge and record.bridge == ctx.bridge_name
         reserved = [r.subnet for r in ctx.others() if r.subnet]
-        network = (found_bridge.network if found_bridge is not None and found_bridge.owned
-                   and found_bridge.network else ctx.hooks.allocate_subnet(
-                       bridge=ctx.bridge_name, pool=ctx.pool, reserved=reserved))
+        if found_bridge is not None and found_bridge.owned and found_bridge.network:
+            network = found_bridge.network
+        elif adopt and record.subnet is not None:
+            network = record.subnet
+        else:
+            network = ctx.hooks.allocate_subnet(bridge=ctx.bridge_name, pool=ctx.pool,
+                                                reserved=reserved)
         wanted_bridge = Bridge(ctx.project.name, ctx.bridge_name, network)
         if found_bridge is not None and not found_bridge.owned and not adopt:
             raise BackendError(
@@ -127,7 +131,8 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
         if found_bridge is None:
             # The intent is recorded first: a command killed between creating
             # the bridge and marking it as Locker's adopts it next time.
-            journal.unless_dry(lambda: ctx.remember(creating_bridge=True, bridge=ctx.bridge_name))
+            journal.unless_dry(lambda: ctx.remember(
+                creating_bridge=True, bridge=ctx.bridge_name, subnet=network))
         if found_bridge is None or not found_bridge.owned or not found_bridge.up \
                 or found_bridge.network is None:
             verb = ("created" if found_bridge is None else

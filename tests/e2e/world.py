@@ -7,8 +7,9 @@
   ``HOST_IP2``, default route via the outside.
 - *outside*: an outside client and "the internet", ``OUTSIDE_IP``.
 
-plus a temporary lxcpath, run directory (``LOCKER_RUN_DIR``), an empty host
-configuration file (``LOCKER_CONFIG``) and project directories.
+plus a temporary lxcpath, run directory (``LOCKER_RUN_DIR``), host state
+directory (``LOCKER_STATE_DIR``), an empty host configuration file
+(``LOCKER_CONFIG``) and project directories.
 ``World.close`` kills and destroys every container in the lxcpath, ends the
 servers it started and deletes both namespaces; it never raises.
 """
@@ -100,6 +101,7 @@ class World:
         self.root = root
         self.lxcpath = root / "lxc"
         self.run_dir = root / "run"
+        self.state_dir = root / "state"
         self.host_config = root / "host.yaml"
         self._servers: list[subprocess.Popen] = []
         self._namespaces: list[NetNS] = []
@@ -149,13 +151,15 @@ class World:
                               stdin=subprocess.DEVNULL, **kwargs)
 
     def locker(self, project_dir: Path, *argv: str, backend: bool = True,
-               check: bool = True) -> subprocess.CompletedProcess:
+               check: bool = True, env: dict[str, str] | None = None
+               ) -> subprocess.CompletedProcess:
         """``locker -P LXCPATH --backend B ARGV`` in the host namespace, run
         from ``project_dir``; with ``check``, a non-zero exit fails the test
-        showing locker's output."""
+        showing locker's output. ``env`` adds environment variables."""
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "LOCKER_RUN_DIR": str(self.run_dir), "LOCKER_CONFIG": str(self.host_config),
-               "NO_COLOR": "1", "LANG": "C.UTF-8"}
+               "LOCKER_STATE_DIR": str(self.state_dir),
+               "NO_COLOR": "1", "LANG": "C.UTF-8", **(env or {})}
         options = ["-P", str(self.lxcpath), *(["--backend", self.backend] if backend else [])]
         done = self.in_host([str(LOCKER), *options, *argv], cwd=project_dir, env=env)
         if check and done.returncode != 0:

@@ -510,3 +510,58 @@ def test_a_timeout_must_be_a_positive_number(value: str, capsys) -> None:
         parse("start", "--timeout", value)
     assert stop.value.code == 2
     assert "is not a positive number of seconds" in capsys.readouterr().err
+
+
+# ------------------------------------------------------- backend switches
+
+def recorded(firewall: str = "nftables", link: str = "ipr2"):
+    from locker.state import ProjectRecord
+    return ProjectRecord("shop", "/srv/shop/locker.yaml", firewall=firewall, link=link)
+
+
+def switch(argv, record, mode, environ=None):
+    from locker.project import HostConfig
+
+    warnings: list[str] = []
+    chosen = session.select_for_project(parse_args(argv), HostConfig(), record,
+                                        environ or {}, warnings.append, mode)
+    return chosen, warnings
+
+
+def test_without_a_choice_the_recorded_backends_are_used(fake_backends) -> None:
+    (firewall, link, migration), warnings = switch(["start"], recorded("iptables"), session.ADDS)
+    assert (firewall.name, firewall.how, link.name) == ("iptables", "host state", "ipr2")
+    assert migration == session.Migration()
+
+
+def test_another_backend_than_the_recorded_one_is_refused_naming_both(fake_backends) -> None:
+    with pytest.raises(ConfigError) as caught:
+        switch(["--backend", "iptables", "start"], recorded("nftables"), session.ADDS)
+    message = str(caught.value)
+    assert "made by the firewall backend 'nftables'" in message
+    assert "'iptables' is chosen (command line)" in message
+    assert "--migrate" in message and "--backend nftables" in message
+    assert caught.value.exit_status == 2
+
+
+def test_teardown_uses_the_recorded_backend_and_says_so(fake_backends) -> None:
+    (firewall, _, _), warnings = switch(["--backend", "iptables", "cleanup"],
+                                        recorded("nftables"), session.KEEPS)
+    assert firewall.name == "nftables"
+    assert any("using it rather than iptables" in w for w in warnings)
+
+
+def test_migrate_picks_the_new_backend_and_names_the_old(fake_backends) -> None:
+    (firewall, link, migration), _ = switch(
+        ["--backend", "iptables", "start", "--migrate"], recorded("nftables"), session.ADDS,
+        {"LOCKER_LINK_BACKEND": "ipr2"})
+    assert firewall.name == "iptables"
+    assert migration == session.Migration(firewall="nftables")
+
+
+def test_the_host_file_choosing_another_backend_is_a_switch_too(fake_backends) -> None:
+    from locker.project import HostConfig
+
+    with pytest.raises(ConfigError, match="'iptables' is chosen \\(host file\\)"):
+        session.select_for_project(parse_args(["ports"]), HostConfig(firewall="iptables"),
+                                   recorded("nftables"), {}, print, session.ADDS)
