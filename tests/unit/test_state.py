@@ -14,7 +14,7 @@ from locker.errors import BackendError, ConfigError
 from locker.model import BridgeState, Forward
 from locker.ops import cleanup, lifecycle
 from locker.state import VERSION, HostState, ProjectRecord, state_dir
-from test_ops import Env, env, make_env, shop_project  # noqa: F401 (env: a fixture)
+from test_ops import Env, make_env, shop_project
 
 RECORD = ProjectRecord(
     "shop", "/srv/shop/locker.yaml", lxcpath="/var/lib/lxc", bridge="locker_shop",
@@ -22,6 +22,13 @@ RECORD = ProjectRecord(
     containers={"web": IPv4Interface("10.1.1.2/24"), "db": None},
     forwards=(Forward("shop", "web", 8080, IPv4Address("10.1.1.2"), 80, "tcp",
                       IPv4Address("192.0.2.10")),))
+
+
+@pytest.fixture
+def env(tmp_path: Path) -> Env:
+    env = make_env(tmp_path)
+    env.create_all()
+    return env
 
 
 @pytest.fixture
