@@ -32,7 +32,7 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link, Ruleset, TaggedRule
+from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag, bridge_name
 
 NAT, FILTER = "nat", "filter"
@@ -229,10 +229,6 @@ def _bare_ip(text: str | None) -> IPv4Address | None:
         return None
     return IPv4Address(text[:-3])
 
-
-#: The network of a partial nat value whose masquerade is missing: the
-#: outbound and replies rules name only the bridge, not its network.
-UNKNOWN_NETWORK = IPv4Network("0.0.0.0/32")
 
 Key = tuple  # (purpose, value) or (purpose, project, network or bridge name)
 

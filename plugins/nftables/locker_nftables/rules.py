@@ -28,7 +28,7 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link
+from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link
 from locker.names import JUMP_COMMENT, Tag, bridge_name
 
 from locker_nftables.kernel import FAMILY, TABLE, Command
@@ -188,10 +188,6 @@ def link_rules(link: Link) -> list[Rule]:
              _accept_between(link.peer_ip, link.container_ip)),
     ]
 
-
-#: The network of a partial nat value whose masquerade is missing: the
-#: outbound and replies rules name only the bridge, not its network.
-UNKNOWN_NETWORK = IPv4Network("0.0.0.0/32")
 
 
 def nat_rules(bridge: Bridge) -> list[Rule]:
