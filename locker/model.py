@@ -101,8 +101,12 @@ class Link:
 @dataclass(frozen=True)
 class TaggedRule:
     """A rule in the kernel that carries a Locker tag for ``project`` but is
-    not a rule Locker would write (its matches or its verdict were changed,
-    or it sits in the wrong chain). The repair removes it.
+    not a rule Locker would write: it cannot be read back into a value (its
+    matches or its verdict were changed), or the rule Locker would write
+    for the value it reads as differs from it (another tag, another
+    chain). The repair removes it (``remove_unrecognised``). A changed rule
+    that still reads back into some value exactly is not unrecognised: it
+    counts for that value (see ``Ruleset``).
 
     ``location`` says where it is (``"ip locker LOCKER_FORWARD"``), ``text``
     shows the rule as the backend's own tools would (``"tcp dport 8080 dnat
@@ -121,8 +125,11 @@ class Blocker:
     accepts: another table's forward chain with policy drop, the FORWARD
     policy of the iptables store Locker does not use, a running firewalld.
 
-    ``what`` names it in one phrase; ``fix`` is the command (or the short
-    sentence) that lets the project's traffic through.
+    ``what`` names it in one phrase (where, whose traffic, why); ``fix`` is
+    the shell command that lets the bridge's traffic through there, both
+    directions (from the bridge, and to it: DNATed connections and
+    replies), such that after it ran the same thing is no longer reported.
+    See ``locker.blockers`` for what counts as accepting a bridge.
     """
 
     what: str
@@ -130,6 +137,11 @@ class Blocker:
 
 
 Value = Bridge | Forward | Link
+
+#: The network of a partial nat value whose masquerade rule is missing: the
+#: other network rules (outbound, replies) name only the bridge, so the
+#: network cannot be rebuilt from them.
+UNKNOWN_NETWORK = IPv4Network("0.0.0.0/32")
 
 
 @dataclass(frozen=True)
@@ -142,14 +154,29 @@ class Ruleset:
     whose every rule is there. ``partial`` holds the values of which some
     rules are there and some are missing (a DNAT without its accept, one
     direction of a link, a masquerade without the outbound accept).
+
+    Each rule is read back into the value it was made for, so a rule whose
+    matches were changed but still parse (a DNAT to another port) counts
+    for another value: it shows as two partial values, the altered rule's
+    and the one whose rule it replaced. A partial Bridge is rebuilt from a
+    project's pieces: the masquerade gives the network, the outbound or
+    replies rule the bridge name (``locker.names.bridge_name(project)``
+    when neither is there); without a masquerade the network is
+    ``UNKNOWN_NETWORK``, so such a value never equals a wanted bridge:
+    the repair removes it (``remove_nat``) and adds the wanted one.
+
     ``unrecognised`` holds the rules with Locker's tag that are not what
-    Locker would write.
+    Locker would write (see ``TaggedRule``), in the kernel's order.
 
     ``jumps`` is True when Locker's chains and exactly one jump into each
     are there; when some are and some are not, ``entry_missing`` names each
     missing chain or jump in a short phrase (``"jump from PREROUTING to
-    LOCKER_PREROUTING"``). Nothing of Locker's at all: ``jumps`` False and
-    ``entry_missing`` empty.
+    LOCKER_PREROUTING"``, ``"chain LOCKER_FORWARD in table filter"``), and
+    also each duplicate jump (``"1 duplicate jump(s) from FORWARD to
+    LOCKER_FORWARD"``) and each rule carrying the jump comment that is not
+    a jump Locker writes: whenever ``jumps`` is False but something of
+    Locker's is there, ``entry_missing`` says why. Nothing of Locker's at
+    all: ``jumps`` False and ``entry_missing`` empty.
     """
 
     nat: frozenset[Bridge] = frozenset()

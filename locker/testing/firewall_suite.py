@@ -53,6 +53,30 @@ The interface a subclass provides (all methods, no constructor):
     rules (carrying ``locker.names.JUMP_COMMENT``) lead to it. Must hold at
     least ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING`` once anything was
     added.
+``delete_locker_rule(netns, comment, nth=0) -> None`` (required)
+    Delete the ``nth`` rule (counting from 0, in the order Locker's chains
+    list them) carrying the tag ``comment`` from Locker's chains, with the
+    backend's independent tool (``nft``, ``iptables-legacy``), not with
+    the backend.
+``replace_with_dnat(netns, comment, forward, nth=0) -> None`` (required)
+    Replace that rule in place by the DNAT rule ``add_forward([forward])``
+    would write (same chain, same tag), written with the independent tool:
+    a DNAT altered into another valid one.
+``add_tagged_rule(netns, comment, chain) -> None`` (required)
+    Append to ``chain`` (``LOCKER_FORWARD``, ``LOCKER_PREROUTING``) a rule
+    with the tag ``comment`` and a shape Locker never writes (for example
+    "tcp dport 99 accept").
+``delete_jump(netns, chain) -> None`` / ``add_jump(netns, chain) -> None``
+    (required) Delete Locker's jump into ``chain`` (``LOCKER_FORWARD``,
+    ``LOCKER_PREROUTING``), or add a second, identical one.
+``delete_chain(netns, chain) -> None`` (required)
+    Delete Locker's chain ``chain`` with its rules and the jump into it.
+``add_forward_drop(netns) -> None`` (required)
+    Create another tool's base chain at the forward hook, where this
+    backend's ``find_blockers`` looks, that drops forwarded traffic by
+    policy (for nftables and iptables-nft alike: a table of its own in
+    ``inet`` with ``policy drop``). The blocker's ``fix`` is then run
+    with ``sh -c`` in the namespace.
 ``failing_batch(backend) -> ContextManager`` (optional)
     While the context is active, the backend's next kernel transaction
     must fail inside the kernel or its library *after* some of its commands
@@ -66,7 +90,9 @@ The whole suite runs in the ``netns`` fixture (a fresh network namespace
 per test, from ``locker.testing.pytest_plugin``): it skips without root.
 
 The suite is about rules, not traffic: every check reads the kernel's rules
-back (through ``list_rules`` and the subclass's dumps). No bridge,
+back (through ``list_rules`` and the subclass's dumps; ``locker_state``
+must show each rule's tag, which the suite counts). ``find_blockers`` also
+sees the host's firewalld and ufw: the suite expects neither to be active. No bridge,
 interface or container is created, and no packet is sent; a rule that
 matches on ``iifname`` does not need the interface to exist. That traffic
 really flows through the rules is the end-to-end tests' job.
@@ -74,6 +100,8 @@ really flows through the rules is the end-to-end tests' job.
 
 from __future__ import annotations
 
+import re
+from collections import Counter
 from collections.abc import Mapping
 from contextlib import AbstractContextManager, suppress
 from ipaddress import IPv4Address, IPv4Network
@@ -81,8 +109,8 @@ from ipaddress import IPv4Address, IPv4Network
 import pytest
 
 from locker.errors import BackendError
-from locker.model import Availability, Bridge, Forward, Link, Ruleset
-from locker.names import bridge_name
+from locker.model import UNKNOWN_NETWORK, Availability, Blocker, Bridge, Forward, Link, Ruleset
+from locker.names import Tag, bridge_name
 from locker.plugins import new_manager
 from locker.testing.netns import NetNS
 
@@ -121,7 +149,22 @@ LINKS1 = (
 )
 LINKS2 = (Link(P2, "web", ip("10.1.2.2"), "db", ip("10.1.2.3")),)
 
-HOOKS = ("add_nat", "add_forward", "remove_forward", "add_link", "remove_link")
+HOOKS = ("add_nat", "remove_nat", "add_forward", "remove_forward", "add_link", "remove_link")
+
+#: A forward with a host address, whose two rules are the only ones with
+#: their tags in the tests that break rules.
+FORWARD = FORWARDS1[1]
+LINK = LINKS1[0]
+TAG_PATTERN = re.compile(r"locker(?::[A-Za-z0-9-]+)+")
+
+
+def tag(value: Forward | Link, purpose: str) -> str:
+    peer = getattr(value, "peer", None)
+    return str(Tag(value.project, purpose, value.container, peer))
+
+
+def nat_tag(project: str, purpose: str) -> str:
+    return str(Tag(project, purpose))
 
 
 class FirewallBackendTests:
@@ -142,6 +185,28 @@ class FirewallBackendTests:
         raise NotImplementedError
 
     def jump_counts(self, netns: NetNS) -> Mapping[str, int]:
+        raise NotImplementedError
+
+    def delete_locker_rule(self, netns: NetNS, comment: str, nth: int = 0) -> None:
+        raise NotImplementedError
+
+    def replace_with_dnat(self, netns: NetNS, comment: str, forward: Forward,
+                          nth: int = 0) -> None:
+        raise NotImplementedError
+
+    def add_tagged_rule(self, netns: NetNS, comment: str, chain: str) -> None:
+        raise NotImplementedError
+
+    def delete_jump(self, netns: NetNS, chain: str) -> None:
+        raise NotImplementedError
+
+    def add_jump(self, netns: NetNS, chain: str) -> None:
+        raise NotImplementedError
+
+    def delete_chain(self, netns: NetNS, chain: str) -> None:
+        raise NotImplementedError
+
+    def add_forward_drop(self, netns: NetNS) -> None:
         raise NotImplementedError
 
     def failing_batch(self, backend: object) -> AbstractContextManager[None]:
@@ -330,6 +395,9 @@ class FirewallBackendTests:
             lambda: hook.list_rules(project=None),
             lambda: hook.remove_forward(forwards=FORWARDS1),
             lambda: hook.remove_link(links=LINKS1),
+            lambda: hook.remove_unrecognised(project=P1),
+            lambda: hook.find_blockers(bridges=[BRIDGE1, BRIDGE2]),
+            lambda: hook.remove_nat(bridges=[BRIDGE1]),
             lambda: hook.cleanup(project=P1),
             lambda: hook.cleanup(project=P2),
             lambda: hook.firewall_availability(),
@@ -381,7 +449,210 @@ class FirewallBackendTests:
             assert self.foreign_state(netns) == foreign
         assert hook.list_rules(project=None) == populated
 
+
+    # ------------------------------------------------ partial values (diff)
+
+    @pytest.mark.parametrize("half", ["dnat", "forward"])
+    def test_half_a_forward_is_partial_and_add_completes_it(self, hook, netns, half) -> None:
+        hook.add_forward(forwards=[FORWARD])
+        self.delete_locker_rule(netns, tag(FORWARD, half))
+        assert hook.list_rules(project=None) == Ruleset(jumps=True, partial=frozenset({FORWARD}))
+        hook.add_forward(forwards=[FORWARD])
+        assert hook.list_rules(project=None) == expected(forwards=[FORWARD])
+        assert self.tag_counts(netns) == {tag(FORWARD, "dnat"): 1, tag(FORWARD, "forward"): 1}
+
+    @pytest.mark.parametrize("half", ["dnat", "forward"])
+    def test_half_a_forward_is_removed(self, hook, netns, half) -> None:
+        hook.add_forward(forwards=[FORWARD, FORWARDS2[0]])
+        self.delete_locker_rule(netns, tag(FORWARD, half))
+        hook.remove_forward(forwards=[FORWARD])
+        assert hook.list_rules(project=None) == expected(forwards=[FORWARDS2[0]])
+        assert self.tag_counts(netns).keys() == {tag(FORWARDS2[0], "dnat"),
+                                                tag(FORWARDS2[0], "forward")}
+
+    @pytest.mark.parametrize("direction", ["link", "link-back"])
+    def test_one_direction_of_a_link_is_partial_and_completed(self, hook, netns,
+                                                              direction) -> None:
+        hook.add_link(links=[LINK])
+        self.delete_locker_rule(netns, tag(LINK, direction))
+        assert hook.list_rules(project=None) == Ruleset(jumps=True, partial=frozenset({LINK}))
+        hook.add_link(links=[LINK])
+        assert hook.list_rules(project=None) == expected(links=[LINK])
+        assert self.tag_counts(netns) == {tag(LINK, "link"): 1, tag(LINK, "link-back"): 1}
+
+    @pytest.mark.parametrize("direction", ["link", "link-back"])
+    def test_one_direction_of_a_link_is_removed(self, hook, netns, direction) -> None:
+        hook.add_link(links=[LINK])
+        self.delete_locker_rule(netns, tag(LINK, direction))
+        hook.remove_link(links=[LINK])
+        assert hook.list_rules(project=None) == Ruleset(jumps=True)
+        assert self.tag_counts(netns) == {}
+
+    @pytest.mark.parametrize("purpose", ["masquerade", "outbound", "replies"])
+    def test_partial_nat_is_listed_completed_and_removed(self, hook, netns, purpose) -> None:
+        hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
+        self.delete_locker_rule(netns, nat_tag(P1, purpose))
+        rebuilt = Bridge(P1, BRIDGE1.name,
+                         UNKNOWN_NETWORK if purpose == "masquerade" else BRIDGE1.network)
+        assert hook.list_rules(project=None) == Ruleset(
+            nat=frozenset({BRIDGE2}), jumps=True, partial=frozenset({rebuilt}))
+        assert hook.list_rules(project=P2) == expected(nat={BRIDGE2})
+        if purpose != "masquerade":
+            hook.add_nat(bridges=[rebuilt])    # the repair of a partial value
+            assert hook.list_rules(project=None) == expected(nat={BRIDGE1, BRIDGE2})
+            assert self.tag_counts(netns)[nat_tag(P1, purpose)] == 1
+            self.delete_locker_rule(netns, nat_tag(P1, purpose))
+        hook.remove_nat(bridges=[rebuilt])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE2})
+        assert not any(t.startswith(f"locker:{P1}:") for t in self.tag_counts(netns))
+        hook.add_nat(bridges=[BRIDGE1])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, BRIDGE2})
+
+    def test_remove_nat_removes_exactly_those(self, hook, populated, netns) -> None:
+        hook.remove_nat(bridges=[BRIDGE1])
+        assert hook.list_rules(project=None) == expected(
+            nat={BRIDGE2}, forwards=FORWARDS1 + FORWARDS2, links=LINKS1 + LINKS2)
+        counts = self.tag_counts(netns)
+        assert not {nat_tag(P1, p) for p in ("masquerade", "outbound", "replies")} & counts.keys()
+        assert {nat_tag(P2, p) for p in ("masquerade", "outbound", "replies")} <= counts.keys()
+
+    def test_remove_nat_of_a_moved_network_keeps_the_masquerade(self, hook) -> None:
+        hook.add_nat(bridges=[BRIDGE1])
+        moved = Bridge(P1, BRIDGE1.name, IPv4Network("10.1.9.0/24"))
+        hook.remove_nat(bridges=[moved])
+        assert hook.list_rules(project=None) == Ruleset(jumps=True,
+                                                        partial=frozenset({BRIDGE1}))
+        hook.add_nat(bridges=[moved])
+        assert hook.list_rules(project=None) == Ruleset(
+            nat=frozenset({BRIDGE1, moved}), jumps=True)
+
+    def test_altered_dnat_is_two_partial_forwards_and_repairs(self, hook, netns) -> None:
+        wanted = Forward(P1, "web", 8080, ip("10.1.1.2"), 80)
+        altered = Forward(P1, "web", 8080, ip("10.1.1.2"), 81)
+        hook.add_forward(forwards=[wanted])
+        self.replace_with_dnat(netns, tag(wanted, "dnat"), altered)
+        assert hook.list_rules(project=None) == Ruleset(
+            jumps=True, partial=frozenset({wanted, altered}))
+        hook.remove_forward(forwards=[altered])      # the repair: stale first ...
+        assert hook.list_rules(project=None) == Ruleset(jumps=True, partial=frozenset({wanted}))
+        assert self.tag_counts(netns) == {tag(wanted, "forward"): 1}
+        hook.add_forward(forwards=[wanted])          # ... then what is missing
+        assert hook.list_rules(project=None) == expected(forwards=[wanted])
+        state = self.locker_state(netns)
+        assert "10.1.1.2:80" in state and "10.1.1.2:81" not in state
+        assert self.tag_counts(netns) == {tag(wanted, "dnat"): 1, tag(wanted, "forward"): 1}
+
+    # -------------------------------------------------- unrecognised rules
+
+    def test_unparseable_tagged_rules_are_unrecognised(self, hook, populated, netns) -> None:
+        self.add_tagged_rule(netns, tag(FORWARD, "forward"), "LOCKER_FORWARD")
+        self.add_tagged_rule(netns, tag(FORWARD, "dnat"), "LOCKER_FORWARD")  # wrong chain
+        self.add_tagged_rule(netns, nat_tag(P2, "outbound"), "LOCKER_PREROUTING")
+        found = hook.list_rules(project=None)
+        assert sorted(r.comment for r in found.unrecognised) == sorted(
+            [tag(FORWARD, "forward"), tag(FORWARD, "dnat"), nat_tag(P2, "outbound")])
+        assert all(r.project == Tag.parse(r.comment).project and r.location and r.text
+                   for r in found.unrecognised)
+        assert {r.project for r in hook.list_rules(project=P1).unrecognised} == {P1}
+        assert len(hook.list_rules(project=P2).unrecognised) == 1
+        assert found == Ruleset(nat=populated.nat, forwards=populated.forwards,
+                                links=populated.links, jumps=True,
+                                unrecognised=found.unrecognised)
+
+    def test_remove_unrecognised_removes_exactly_those(self, hook, populated, netns) -> None:
+        self.add_foreign_rules(netns)
+        foreign = self.foreign_state(netns)
+        before = self.tag_counts(netns)
+        self.add_tagged_rule(netns, tag(FORWARD, "forward"), "LOCKER_FORWARD")
+        self.add_tagged_rule(netns, tag(FORWARD, "dnat"), "LOCKER_PREROUTING")
+        self.add_tagged_rule(netns, nat_tag(P2, "outbound"), "LOCKER_FORWARD")
+        hook.remove_unrecognised(project=P1)
+        assert hook.list_rules(project=P1) == populated.of_project(P1)
+        assert [r.comment for r in hook.list_rules(project=None).unrecognised] == [
+            nat_tag(P2, "outbound")]
+        assert self.tag_counts(netns) == before + Counter({nat_tag(P2, "outbound"): 1})
+        assert self.foreign_state(netns) == foreign
+        hook.remove_unrecognised(project=P2)
+        assert hook.list_rules(project=None) == populated
+        assert self.tag_counts(netns) == before
+
+    def test_remove_unrecognised_without_any_changes_nothing(self, hook, populated,
+                                                            netns) -> None:
+        before = self.locker_state(netns)
+        hook.remove_unrecognised(project=P1)
+        hook.remove_unrecognised(project="gamma")
+        assert self.locker_state(netns) == before
+
+    # ------------------------------------------------ Locker's entry chains
+
+    @pytest.mark.parametrize("chain", ["LOCKER_FORWARD", "LOCKER_PREROUTING"])
+    def test_missing_jump_is_named_and_add_nat_restores_it(self, hook, netns, chain) -> None:
+        hook.add_nat(bridges=[BRIDGE1])
+        hook.add_forward(forwards=[FORWARD])
+        self.delete_jump(netns, chain)
+        found = hook.list_rules(project=None)
+        assert not found.jumps
+        assert [p for p in found.entry_missing if chain in p] and all(
+            "jump" in p for p in found.entry_missing), found.entry_missing
+        assert found.forwards == {FORWARD} and found.nat == {BRIDGE1}
+        assert hook.list_rules(project=P1).entry_missing == found.entry_missing
+        hook.add_nat(bridges=[BRIDGE1])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1}, forwards=[FORWARD])
+        self.assert_jumps_once(netns)
+
+    def test_missing_chain_is_named_and_add_nat_restores_it(self, hook, netns) -> None:
+        hook.add_nat(bridges=[BRIDGE1])
+        hook.add_forward(forwards=[FORWARD])
+        self.delete_chain(netns, "LOCKER_FORWARD")
+        found = hook.list_rules(project=None)
+        assert not found.jumps
+        assert any("chain LOCKER_FORWARD" in p for p in found.entry_missing), found.entry_missing
+        assert any("jump" in p and "LOCKER_FORWARD" in p for p in found.entry_missing)
+        assert found.partial == {FORWARD, Bridge(P1, BRIDGE1.name, BRIDGE1.network)}
+        hook.add_nat(bridges=[BRIDGE1])
+        found = hook.list_rules(project=None)
+        assert found.jumps and found.entry_missing == () and found.nat == {BRIDGE1}
+        self.assert_jumps_once(netns)
+        hook.add_forward(forwards=[FORWARD])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1}, forwards=[FORWARD])
+
+    def test_duplicate_jump_is_named_and_add_nat_removes_it(self, hook, netns) -> None:
+        hook.add_nat(bridges=[BRIDGE1])
+        self.add_jump(netns, "LOCKER_FORWARD")
+        assert self.jump_counts(netns)["LOCKER_FORWARD"] == 2
+        found = hook.list_rules(project=None)
+        assert not found.jumps and found.nat == {BRIDGE1}
+        assert [p for p in found.entry_missing if "LOCKER_FORWARD" in p], found.entry_missing
+        hook.add_nat(bridges=[BRIDGE1])
+        self.assert_jumps_once(netns)
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1})
+
+    # ------------------------------------------------------------- blockers
+
+    def test_no_blockers_on_a_clean_namespace(self, hook, populated, netns) -> None:
+        assert hook.find_blockers(bridges=[BRIDGE1, BRIDGE2]) == []
+        assert hook.find_blockers(bridges=[]) == []
+
+    def test_foreign_forward_drop_is_a_blocker_until_its_fix_ran(self, hook, populated,
+                                                                 netns) -> None:
+        self.add_forward_drop(netns)
+        foreign, mine = self.foreign_state(netns), self.locker_state(netns)
+        found = hook.find_blockers(bridges=[BRIDGE1])
+        assert len(found) == 1 and isinstance(found[0], Blocker), found
+        assert BRIDGE1.name in found[0].what and BRIDGE1.name in found[0].fix
+        assert (self.foreign_state(netns), self.locker_state(netns)) == (foreign, mine)
+        assert len(hook.find_blockers(bridges=[BRIDGE1, BRIDGE2])) == 2
+        netns.run(["sh", "-c", found[0].fix])
+        assert hook.find_blockers(bridges=[BRIDGE1]) == []
+        assert [b for b in hook.find_blockers(bridges=[BRIDGE1, BRIDGE2])
+                if BRIDGE2.name in b.what]
+        assert hook.list_rules(project=None) == populated
+
     # --------------------------------------------------------------- helpers
+
+    def tag_counts(self, netns: NetNS) -> Counter:
+        """How many rules carry each tag, counted in ``locker_state``."""
+        return Counter(TAG_PATTERN.findall(self.locker_state(netns)))
 
     def assert_jumps_once(self, netns: NetNS) -> None:
         counts = dict(self.jump_counts(netns))
@@ -390,7 +661,8 @@ class FirewallBackendTests:
 
 
 def argument(hook_name: str) -> str:
-    return {"add_nat": "bridges", "add_forward": "forwards", "remove_forward": "forwards",
+    return {"add_nat": "bridges", "remove_nat": "bridges",
+            "add_forward": "forwards", "remove_forward": "forwards",
             "add_link": "links", "remove_link": "links"}[hook_name]
 
 

@@ -22,6 +22,8 @@ from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
+from locker.names import Tag
+
 from locker_iptables.rules import Spec, check_comment
 
 
@@ -36,6 +38,9 @@ class Entry:
     target: str
     spec: Spec | None
     raw: bytes = field(repr=False)
+    #: For a rule with Locker's tag but without a Spec: the rule as
+    #: python-iptables reads it, for people.
+    text: str | None = None
 
 
 # ------------------------------------------------------- the generic path
@@ -261,14 +266,39 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool) 
             decoded = _decode(iptc, table_name, chain, entry, raw, entry_size, target)
         else:
             decoded = _comment(raw, entry_size, entry.target_offset), None
+        rule = None
         if decoded is None:
-            comment, target, spec = read_rule(
-                table_name, chain, table.create_rule(entry, iptc.Chain(table, chain)))
+            rule = table.create_rule(entry, iptc.Chain(table, chain))
+            comment, target, spec = read_rule(table_name, chain, rule)
         else:
             comment, spec = decoded
-        entries.append(Entry(len(entries), comment, target, spec, raw))
+        text = None
+        if spec is None and Tag.parse(comment) is not None:
+            text = describe(rule or table.create_rule(entry, iptc.Chain(table, chain)), chain)
+        entries.append(Entry(len(entries), comment, target, spec, raw, text))
         entry = table.next_rule(entry)
     return entries
+
+
+def describe(rule: Any, chain: str) -> str:
+    """An iptc rule in ``iptables -S`` notation, near enough for people
+    (its comment left out)."""
+    words = [f"-A {chain}"]
+    for flag, value in (("-s", rule.src), ("-d", rule.dst), ("-i", rule.in_interface),
+                        ("-o", rule.out_interface), ("-p", rule.protocol)):
+        if value and value not in ("0.0.0.0/0.0.0.0", "ip", "all", "0"):
+            words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
+    for match in rule.matches:
+        if match.name == "comment":
+            continue
+        words.append(f"-m {match.name}")
+        words += [f"--{name} {' '.join(values)}"
+                  for name, values in match.get_all_parameters().items()]
+    if rule.target is not None and rule.target.name:
+        words.append(f"-j {rule.target.name}")
+        words += [f"--{name} {' '.join(values)}"
+                  for name, values in rule.target.get_all_parameters().items()]
+    return " ".join(words)
 
 
 def _matches(raw: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:

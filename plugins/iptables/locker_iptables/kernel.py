@@ -18,6 +18,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
+from locker import faults
 from locker.errors import BackendError
 from locker.names import JUMP_COMMENT
 
@@ -55,6 +56,31 @@ class View:
         for chain in CHAINS[self.table]:
             for entry in self.chains.get(chain, ()):
                 yield chain, entry
+
+    def all_entries(self) -> Iterator[tuple[str, Entry]]:
+        """The entries of every chain read: Locker's and the built-ins
+        jumping to them (where a tagged rule is in the wrong chain)."""
+        for chain, entries in self.chains.items():
+            for entry in entries:
+                yield chain, entry
+
+    def entry_missing(self) -> list[str]:
+        """One phrase per missing chain or jump and per duplicate jump of
+        this table."""
+        problems = []
+        for chain, parent in CHAINS[self.table].items():
+            if chain not in self.chains:
+                problems.append(f"chain {chain} in table {self.table}")
+            count = len(self.jumps(chain))
+            if count == 0:
+                problems.append(f"jump from {parent} to {chain}")
+            elif count > 1:
+                problems.append(f"{count - 1} duplicate jump(s) from {parent} to {chain}")
+        return problems
+
+    def anything(self) -> bool:
+        """Some of Locker's chains or jumps are in this table."""
+        return any(chain in self.chains or self.jumps(chain) for chain in CHAINS[self.table])
 
 
 # ---------------------------------------------------------------- changes
@@ -198,6 +224,8 @@ class Kernel:
                 table.commit()
                 done.append((name, journal))
                 table.refresh()
+                if name != names[-1]:
+                    faults.point("rules-half-applied")
         except BaseException:
             for name in names:
                 tables[name].refresh()  # drop what was not committed

@@ -32,8 +32,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link, Ruleset
-from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag
+from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link, Ruleset, TaggedRule
+from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag, bridge_name
 
 NAT, FILTER = "nat", "filter"
 PREROUTING, POSTROUTING, FORWARD = "LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"
@@ -132,23 +132,37 @@ def _check_port(value: object, what: str) -> int:
     return value
 
 
-def nat_specs(bridge: Bridge) -> list[Spec]:
-    """Masquerade, outbound and replies rules of a project's bridge."""
-    name = bridge.name
+def masquerade_spec(project: str, network: IPv4Network) -> Spec:
+    if not isinstance(network, IPv4Network):
+        raise BackendError(f"Bridge network {network!r} is not an IPv4 network.")
+    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "masquerade"),
+                src=str(network), dst="!" + str(network))
+
+
+def _check_ifname(name: object) -> str:
     if not isinstance(name, str) or len(name) > IFNAME_MAX or not IFNAME_PATTERN.fullmatch(name):
         raise BackendError(f"Bridge name {name!r} is not a valid interface name "
                            f"(at most {IFNAME_MAX} of A-Z a-z 0-9 _ . -).")
-    if not isinstance(bridge.network, IPv4Network):
-        raise BackendError(f"Bridge network {bridge.network!r} is not an IPv4 network.")
-    net = str(bridge.network)
-    return [
-        Spec(NAT, POSTROUTING, "MASQUERADE", _tag(bridge.project, "masquerade"),
-             src=net, dst="!" + net),
-        Spec(FILTER, FORWARD, "ACCEPT", _tag(bridge.project, "outbound"),
-             in_iface=name, out_iface="!" + name),
-        Spec(FILTER, FORWARD, "ACCEPT", _tag(bridge.project, "replies"),
-             out_iface=name, ctstate=RELATED_ESTABLISHED),
-    ]
+    return name
+
+
+def outbound_spec(project: str, name: str) -> Spec:
+    name = _check_ifname(name)
+    return Spec(FILTER, FORWARD, "ACCEPT", _tag(project, "outbound"),
+                in_iface=name, out_iface="!" + name)
+
+
+def replies_spec(project: str, name: str) -> Spec:
+    return Spec(FILTER, FORWARD, "ACCEPT", _tag(project, "replies"),
+                out_iface=_check_ifname(name), ctstate=RELATED_ESTABLISHED)
+
+
+def nat_specs(bridge: Bridge) -> list[Spec]:
+    """Masquerade, outbound and replies rules of a project's bridge."""
+    _check_ifname(bridge.name)
+    return [masquerade_spec(bridge.project, bridge.network),
+            outbound_spec(bridge.project, bridge.name),
+            replies_spec(bridge.project, bridge.name)]
 
 
 def dnat_spec(forward: Forward) -> Spec:
@@ -216,56 +230,114 @@ def _bare_ip(text: str | None) -> IPv4Address | None:
     return IPv4Address(text[:-3])
 
 
-def _candidates(specs: Sequence[Spec]) -> tuple[set[Bridge], set[Forward], set[Link]]:
-    """Values suggested by one rule each; ``ruleset`` keeps those whose
-    every rule is present."""
-    names: dict[str, set[str]] = {}
-    networks: dict[str, set[IPv4Network]] = {}
-    forwards: set[Forward] = set()
-    links: set[Link] = set()
-    for spec in specs:
-        tag = spec.tag
-        if tag is None:
-            continue
-        try:
-            if tag.purpose == "masquerade" and spec.src:
-                networks.setdefault(tag.project, set()).add(IPv4Network(spec.src))
-            elif tag.purpose == "outbound" and spec.in_iface:
-                names.setdefault(tag.project, set()).add(spec.in_iface)
-            elif tag.purpose == "dnat" and tag.container and spec.to_destination:
-                address, _, port = spec.to_destination.partition(":")
-                forwards.add(Forward(tag.project, tag.container, spec.dport or 0,
-                                     IPv4Address(address), int(port), spec.protocol or "",
-                                     _bare_ip(spec.dst)))
-            elif tag.purpose == "link" and tag.container and tag.peer:
-                src, dst = _bare_ip(spec.src), _bare_ip(spec.dst)
-                if src and dst:
-                    links.add(Link(tag.project, tag.container, src, tag.peer, dst))
-        except ValueError:
-            continue
-    bridges = {Bridge(project, name, network)
-               for project in networks.keys() & names.keys()
-               for name in names[project] for network in networks[project]}
-    return bridges, forwards, links
+Key = tuple  # (purpose, value) or (purpose, project, network or bridge name)
 
 
-def ruleset(specs: Sequence[Spec], jumps: bool) -> Ruleset:
-    """The values whose rules are all among ``specs`` (Locker's chains as
-    read from the kernel)."""
-    present = set(specs)
-    bridges, forwards, links = _candidates(specs)
+def _forward_from_dnat(tag: Tag, spec: Spec) -> Key:
+    address, _, port = (spec.to_destination or "").partition(":")
+    return ("dnat", Forward(tag.project, tag.container, spec.dport, IPv4Address(address),
+                            int(port), spec.protocol, _bare_ip(spec.dst)))
 
-    def complete(make, values):
-        found = set()
-        for value in values:
-            try:
-                if set(make(value)) <= present:
-                    found.add(value)
-            except BackendError:
-                continue
-        return frozenset(found)
 
-    return Ruleset(nat=complete(nat_specs, bridges),
-                   forwards=complete(forward_specs, forwards),
-                   links=complete(link_specs, links), jumps=jumps)
+def _forward_from_accept(tag: Tag, spec: Spec) -> Key:
+    return ("forward", Forward(
+        tag.project, tag.container, spec.ctorigdstport, _bare_ip(spec.dst), spec.dport,
+        spec.protocol, None if spec.ctorigdst is None else IPv4Address(spec.ctorigdst)))
 
+
+def _link(tag: Tag, spec: Spec) -> Key:
+    source, destination = _bare_ip(spec.src), _bare_ip(spec.dst)
+    if tag.purpose == "link-back":
+        source, destination = destination, source
+    return (tag.purpose, Link(tag.project, tag.container, source, tag.peer, destination))
+
+
+#: purpose -> (the key a spec of that purpose stands for, the spec of a key).
+_PURPOSES = {
+    "masquerade": (lambda tag, spec: ("masquerade", tag.project, IPv4Network(spec.src)),
+                   lambda key: masquerade_spec(key[1], key[2])),
+    "outbound": (lambda tag, spec: ("outbound", tag.project, spec.in_iface),
+                 lambda key: outbound_spec(key[1], key[2])),
+    "replies": (lambda tag, spec: ("replies", tag.project, spec.out_iface),
+                lambda key: replies_spec(key[1], key[2])),
+    "dnat": (_forward_from_dnat, lambda key: dnat_spec(key[1])),
+    "forward": (_forward_from_accept, lambda key: accept_spec(key[1])),
+    "link": (_link, lambda key: link_specs(key[1])[0]),
+    "link-back": (_link, lambda key: link_specs(key[1])[1]),
+}
+
+
+def parse(spec: Spec | None) -> Key | None:
+    """The key of a tagged rule when it is exactly the rule Locker writes
+    for that key (same table, chain, matches and tag); None otherwise."""
+    tag = spec.tag if spec is not None else None
+    if tag is None:
+        return None
+    to_key, to_spec = _PURPOSES[tag.purpose]
+    try:
+        key = to_key(tag, spec)
+        return key if to_spec(key) == spec else None
+    except (BackendError, ValueError, TypeError, AttributeError):
+        return None
+
+
+def key_project(key: Key) -> str:
+    return key[1] if isinstance(key[1], str) else key[1].project
+
+
+def _halves(keys: set, first: str, second: str) -> tuple[set, set]:
+    ones = {k[1] for k in keys if k[0] == first}
+    others = {k[1] for k in keys if k[0] == second}
+    return ones & others, ones ^ others
+
+
+def _nat(keys: set) -> tuple[set[Bridge], set[Bridge]]:
+    """Complete and partial bridges. A project's pieces combine as: each
+    masquerade network with each bridge name an outbound or replies rule
+    names (the project's ``bridge_name`` when none does); without any
+    masquerade, each name with ``UNKNOWN_NETWORK``."""
+    complete, partial = set(), set()
+    for project in {k[1] for k in keys if k[0] in ("masquerade", "outbound", "replies")}:
+        def of(purpose: str) -> set:
+            return {k[2] for k in keys if k[0] == purpose and k[1] == project}
+        networks, outbound, replies = of("masquerade"), of("outbound"), of("replies")
+        names = (outbound | replies) or {bridge_name(project)}
+        for network in networks or {UNKNOWN_NETWORK}:
+            for name in names:
+                whole = network in networks and name in outbound and name in replies
+                (complete if whole else partial).add(Bridge(project, name, network))
+    return complete, partial
+
+
+def ruleset(keys: set, jumps: bool, unrecognised: Sequence[TaggedRule] = (),
+            entry_missing: Sequence[str] = ()) -> Ruleset:
+    """The Ruleset of the keys of the rules found in Locker's chains."""
+    forwards, half_forwards = _halves(keys, "dnat", "forward")
+    links, half_links = _halves(keys, "link", "link-back")
+    nat, half_nat = _nat(keys)
+    return Ruleset(nat=frozenset(nat), forwards=frozenset(forwards), links=frozenset(links),
+                   jumps=jumps, partial=frozenset(half_forwards | half_links | half_nat),
+                   unrecognised=tuple(unrecognised), entry_missing=tuple(entry_missing))
+
+
+def spec_text(spec: Spec) -> str:
+    """The rule in ``iptables -S`` notation (without its comment)."""
+    words = [f"-A {spec.chain}"]
+    for flag, value in (("-s", spec.src), ("-d", spec.dst), ("-i", spec.in_iface),
+                        ("-o", spec.out_iface), ("-p", spec.protocol)):
+        if value:
+            words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
+    if spec.dport is not None:
+        words.append(f"-m {spec.protocol} --dport {spec.dport}")
+    if spec.dst_type:
+        words.append(f"-m addrtype --dst-type {spec.dst_type}")
+    if spec.ctstate:
+        words.append(f"-m conntrack --ctstate {spec.ctstate}")
+        if spec.ctorigdst:
+            words.append(f"--ctorigdst {spec.ctorigdst}")
+        if spec.ctorigdstport is not None:
+            words.append(f"--ctorigdstport {spec.ctorigdstport}")
+    words.append(f"-j {spec.target}")
+    if spec.to_destination:
+        words.append(f"--to-destination {spec.to_destination}")
+    return " ".join(words)

@@ -345,3 +345,103 @@ def test_duplicate_jumps_are_reduced_to_one(hook, netns) -> None:
     assert jumps(netns) == {"LOCKER_FORWARD": 1, "LOCKER_PREROUTING": 1,
                             "LOCKER_POSTROUTING": 1}
     assert hook.list_rules(project=None).jumps
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_former_shared_accept_is_unrecognised(hook, netns) -> None:
+    """Until ``locker ports`` replaces it, the former accept is a tagged
+    rule Locker no longer writes: the repair removes it."""
+    hook.add_forward(forwards=TO_WEB)
+    netns.run(["iptables-legacy", "-w", "-A", "LOCKER_FORWARD", *FORMER_ACCEPT.split()])
+    [former] = hook.list_rules(project=None).unrecognised
+    assert former.location == "iptables-legacy filter LOCKER_FORWARD"
+    assert "--dport 80" in former.text and "conntrack" not in former.text
+    hook.remove_unrecognised(project="alpha")
+    assert _accepts(netns) == [ACCEPT_8080, ACCEPT_8443]
+
+
+# ------------------------------------------------------ half-applied calls
+
+HALF_APPLIED = """
+from locker.plugins import new_manager
+from locker.testing.firewall_suite import FORWARD
+from locker_iptables import IptablesBackend
+getattr(new_manager(IptablesBackend()).hook, {hook!r})(forwards=[FORWARD])
+"""
+
+
+@pytest.mark.privileged
+@needs_legacy
+@pytest.mark.parametrize("hook_name", ["add_forward", "remove_forward"])
+def test_a_call_killed_between_its_commits_is_repaired_by_the_next(hook, netns,
+                                                                   hook_name) -> None:
+    """The filter table is committed, then the process dies before the nat
+    commit (``LOCKER_FAULT=rules-half-applied``): the forward is partial
+    until the same call runs again."""
+    from locker.faults import ENVIRONMENT_VARIABLE
+    from locker.model import Ruleset
+    from locker.testing.firewall_suite import FORWARD
+    if hook_name == "remove_forward":
+        hook.add_forward(forwards=[FORWARD])
+    env = {**os.environ, ENVIRONMENT_VARIABLE: "rules-half-applied"}
+    died = netns.run([sys.executable, "-c", HALF_APPLIED.format(hook=hook_name)],
+                     check=False, env=env)
+    assert died.returncode == -9, died.stderr
+    found = hook.list_rules(project=None)
+    assert found.partial == {FORWARD} and found.forwards == frozenset(), found
+    filter_has_accept = any("locker:alpha:web:forward" in line for t, line in save(netns)
+                            if t == "filter")
+    assert filter_has_accept == (hook_name == "add_forward")
+    getattr(hook, hook_name)(forwards=[FORWARD])
+    comments = [line for _, line in save(netns) if "locker:alpha:web:" in line]
+    if hook_name == "add_forward":
+        assert hook.list_rules(project=None) == Ruleset(forwards=frozenset({FORWARD}),
+                                                        jumps=True)
+        assert len(comments) == 2
+    else:
+        assert hook.list_rules(project=None) == Ruleset(jumps=True)
+        assert comments == []
+
+
+# --------------------------------------------------------------- blockers
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_own_legacy_forward_policy_drop_is_no_blocker(hook, netns) -> None:
+    """Locker's jump is first in the legacy FORWARD chain, so its accepts
+    decide before the chain's own rules and policy."""
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
+    netns.run(["iptables-legacy", "-w", "-P", "FORWARD", "DROP"])
+    netns.run(["iptables-legacy", "-w", "-A", "FORWARD", "-j", "DROP"])
+    assert hook.find_blockers(bridges=[BRIDGE1]) == []
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(shutil.which("iptables-nft") is None, reason="needs iptables-nft")
+def test_iptables_nft_forward_policy_drop_is_a_blocker(hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE1
+    netns.run(["iptables-nft", "-w", "-P", "FORWARD", "DROP"])
+    [blocker] = hook.find_blockers(bridges=[BRIDGE1])
+    assert "ip filter FORWARD" in blocker.what
+    assert blocker.fix.startswith("iptables-nft -I FORWARD")
+    netns.run(["sh", "-c", blocker.fix])
+    assert hook.find_blockers(bridges=[BRIDGE1]) == []
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
+def test_nf_tables_side_reads_the_same_through_the_cli_and_the_binding(netns) -> None:
+    from locker_iptables import nfside
+    netns.run(["nft", "-f", "-"], input=(
+        "table inet hostfw {\n chain forward {\n"
+        "  type filter hook forward priority 0; policy drop;\n"
+        '  iifname "locker_alpha" accept\n }\n'
+        " chain input { type filter hook input priority 0; policy drop; }\n}\n"))
+    through_cli = nfside.forward_chains(nfside._cli_reader)
+    assert through_cli == nfside.forward_chains()
+    [(family, table, chain, exprs)] = through_cli
+    assert (family, table, chain["name"], chain["policy"]) == ("inet", "hostfw", "forward", "drop")
+    assert len(exprs) == 1

@@ -5,16 +5,27 @@ nft transaction."""
 from __future__ import annotations
 
 import uuid
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
-from locker.model import Availability, Bridge, Forward, Link, Ruleset
+from locker import blockers
+from locker.model import Availability, Blocker, Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import JUMP_COMMENT, Tag
 
 from locker_nftables import kernel, rules
 from locker_nftables.kernel import FAMILY, TABLE, Command
+
+
+@dataclass
+class Found:
+    """A tagged rule in Locker's table, with its key (None: not a rule
+    Locker would write)."""
+
+    rule: rules.Rule
+    expr: list
+    tag: Tag
 
 
 @dataclass
@@ -23,14 +34,15 @@ class TableState:
 
     exists: bool = False
     chains: set[str] = field(default_factory=set)
-    found: list[rules.Rule] = field(default_factory=list)     # tagged rules
+    found: list[Found] = field(default_factory=list)           # tagged rules
     jumps: dict[str, list[int]] = field(default_factory=dict)  # base chain -> handles
+    stray_jumps: list[tuple[str, int]] = field(default_factory=list)  # (chain, handle)
 
     @classmethod
     def read(cls) -> TableState:
         listing = kernel.list_table()
         state = cls(exists=listing is not None)
-        targets = {base.name: base.target for base in rules.BASE_CHAINS}
+        bases = {base.name: base for base in rules.BASE_CHAINS}
         for item in listing or ():
             if "chain" in item:
                 state.chains.add(item["chain"]["name"])
@@ -38,32 +50,61 @@ class TableState:
             if rule is None:
                 continue
             chain, comment, expr = rule["chain"], rule.get("comment"), rule.get("expr", [])
-            if comment == JUMP_COMMENT and chain in targets and \
-                    any(e.get("jump", {}).get("target") == targets[chain] for e in expr):
-                state.jumps.setdefault(chain, []).append(rule["handle"])
-            elif Tag.parse(comment) is not None:
+            tag = Tag.parse(comment)
+            if comment == JUMP_COMMENT:
+                if chain in bases and bases[chain].is_jump(expr):
+                    state.jumps.setdefault(chain, []).append(rule["handle"])
+                else:
+                    state.stray_jumps.append((chain, rule["handle"]))
+            elif tag is not None:
                 key = rules.parse_rule(chain, comment, expr)
-                state.found.append(rules.Rule(chain, key, comment, handle=rule["handle"]))
+                state.found.append(Found(rules.Rule(chain, key, comment, handle=rule["handle"]),
+                                         expr, tag))
         return state
 
     @property
     def keys(self) -> set:
-        return {rule.key for rule in self.found if rule.key is not None}
+        return {f.rule.key for f in self.found if f.rule.key is not None}
+
+    def unrecognised(self, project: str | None = None) -> list[Found]:
+        return [f for f in self.found
+                if f.rule.key is None and project in (None, f.tag.project)]
+
+    def entry_missing(self) -> list[str]:
+        """One phrase per missing chain or jump, per duplicate jump and per
+        rule with the jump comment that is not a jump Locker writes."""
+        if not self.exists:
+            return []
+        where = f"in table {FAMILY} {TABLE}"
+        problems = [f"chain {name} {where}" for name in rules.REGULAR_CHAINS
+                    if name not in self.chains]
+        problems += [f"base chain {base.name} ({base.hook} hook) {where}"
+                     for base in rules.BASE_CHAINS if base.name not in self.chains]
+        for base in rules.BASE_CHAINS:
+            count = len(self.jumps.get(base.name, ()))
+            if count == 0:
+                problems.append(f"jump from {base.name} to {base.target}")
+            elif count > 1:
+                problems.append(f"{count - 1} duplicate jump(s) from {base.name} to {base.target}")
+        problems += [f"altered jump rule in chain {chain}" for chain, _ in self.stray_jumps]
+        return problems
 
     @property
     def complete(self) -> bool:
-        """Locker's chains and exactly-once jumps are all there."""
-        return (self.chains >= {b.name for b in rules.BASE_CHAINS} | set(rules.REGULAR_CHAINS)
-                and all(len(self.jumps.get(b.name, ())) == 1 for b in rules.BASE_CHAINS))
+        """Locker's chains and exactly-once jumps are all there, and no
+        other rule carries the jump comment."""
+        return self.exists and not self.entry_missing()
 
     def setup_commands(self) -> list[Command]:
-        """Create the table, chains and missing jumps; drop duplicate jumps."""
+        """Create the table, chains and missing jumps; drop duplicate and
+        altered jumps."""
         commands = rules.table_commands()
         for base in rules.BASE_CHAINS:
             handles = self.jumps.get(base.name, [])
             if not handles:
                 commands.append(rules.jump_command(base))
             commands.extend(rules.delete_command(h, base.name) for h in handles[1:])
+        commands.extend(rules.delete_command(h, chain) for chain, h in self.stray_jumps)
         return commands
 
 
@@ -121,16 +162,29 @@ class NftablesBackend:
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
         wanted = {r.key for f in forwards for r in rules.forward_rules(f)}
-        self._remove(lambda rule: rule.key in wanted, bool(wanted), "remove port forwards")
+        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
+                     "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
         wanted = {r.key for k in links for r in rules.link_rules(k)}
-        self._remove(lambda rule: rule.key in wanted, bool(wanted), "remove link rules")
+        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
+                     "remove link rules")
+
+    @hookimpl
+    def remove_nat(self, bridges: Sequence[Bridge]) -> None:
+        wanted = {r.key for b in bridges for r in rules.nat_rules(b)}
+        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
+                     "remove network rules")
+
+    @hookimpl
+    def remove_unrecognised(self, project: str) -> None:
+        self._remove(lambda found: found.rule.key is None and found.tag.project == project,
+                     True, f"remove the altered rules of project {project}")
 
     @hookimpl
     def cleanup(self, project: str) -> None:
-        self._remove(lambda rule: Tag.parse(rule.comment).project == project, True,
+        self._remove(lambda found: found.tag.project == project, True,
                      f"remove the rules of project {project}")
 
     # --------------------------------------------------------------- listing
@@ -138,16 +192,36 @@ class NftablesBackend:
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:
         state = TableState.read()
-        keys = {k for k in state.keys if project is None or _project_of(k) == project}
-        forwards = {k[1] for k in keys if k[0] == "dnat" and ("forward", k[1]) in keys}
-        links = {k[1] for k in keys if k[0] == "link" and ("link-back", k[1]) in keys}
-        nat = {
-            Bridge(k[1], name, k[2])
-            for k in keys if k[0] == "masquerade"
-            for name in _bridges(keys, k[1])
-        }
-        return Ruleset(nat=frozenset(nat), forwards=frozenset(forwards),
-                       links=frozenset(links), jumps=state.exists and state.complete)
+        keys = {k for k in state.keys if project is None or rules.project_of(k) == project}
+        found = rules.values(keys)
+        unrecognised = tuple(
+            TaggedRule(f.tag.project, f.rule.comment, f"{FAMILY} {TABLE} {f.rule.chain}",
+                       rules.rule_text(f.expr))
+            for f in state.unrecognised(project))
+        return Ruleset(nat=found.nat, forwards=found.forwards, links=found.links,
+                       jumps=state.complete, partial=found.partial,
+                       unrecognised=unrecognised, entry_missing=tuple(state.entry_missing()))
+
+    # ------------------------------------------------------------- blockers
+
+    @hookimpl
+    def find_blockers(self, bridges: Sequence[Bridge]) -> list[Blocker]:
+        if not bridges:
+            return []
+        host = blockers.host_firewalls(bridges)
+        chains = [blockers.nft_chain(family, table, chain, exprs)
+                  for family, table, chain, exprs in kernel.forward_chains()
+                  if (family, table) != (FAMILY, TABLE) and not host.manages(family, table)]
+        found = list(host.blockers)
+        found += blockers.chain_blockers(chains, bridges, blockers.nft_chain_fix)
+        legacy = None if host.manages_legacy_forward else legacy_forward()
+        if legacy is not None:
+            found += blockers.chain_blockers(
+                [blockers.iptables_chain("iptables-legacy chain filter FORWARD", "FORWARD",
+                                         legacy)],
+                bridges, lambda chain, bridge, missing:
+                    blockers.iptables_fix("iptables-legacy", "FORWARD", bridge, missing))
+        return found
 
     # -------------------------------------------------------------- internals
 
@@ -168,21 +242,25 @@ class NftablesBackend:
         if commands or not state.complete:
             self._commit(state.setup_commands() + commands, what)
 
-    def _remove(self, doomed, anything: bool, what: str) -> None:
+    def _remove(self, doomed: Callable[[Found], bool], anything: bool, what: str) -> None:
         if not anything:
             return
         state = TableState.read()
-        commands = [rules.delete_command(rule.handle, rule.chain)
-                    for rule in state.found if doomed(rule)]
+        commands = [rules.delete_command(found.rule.handle, found.rule.chain)
+                    for found in state.found if doomed(found)]
         if commands:
             self._commit(state.setup_commands() + commands, what)
 
 
-def _project_of(key: tuple) -> str:
-    return key[1] if isinstance(key[1], str) else key[1].project
-
-
-def _bridges(keys: Iterable[tuple], project: str) -> set[str]:
-    outbound = {k[2] for k in keys if k[0] == "outbound" and k[1] == project}
-    replies = {k[2] for k in keys if k[0] == "replies" and k[1] == project}
-    return outbound & replies
+def legacy_forward() -> str | None:
+    """``iptables-legacy -S FORWARD`` where the legacy ``filter`` table is
+    loaded in this network namespace (asking would load it otherwise), or
+    None."""
+    try:
+        with open("/proc/thread-self/net/ip_tables_names") as names:
+            if "filter" not in names.read().split():
+                return None
+    except OSError:
+        return None
+    done = blockers.run_briefly(["iptables-legacy", "-w", "1", "-S", "FORWARD"])
+    return done.stdout if done is not None and done.returncode == 0 else None

@@ -99,3 +99,27 @@ def version() -> str:
         if "metainfo" in item:
             return str(item["metainfo"].get("version", "unknown"))
     return "unknown"
+
+
+#: Families whose base chains at the forward hook see IPv4 forwarded traffic.
+FORWARD_FAMILIES = ("ip", "inet")
+
+
+def forward_chains() -> list[tuple[str, str, dict, list[list]]]:
+    """(family, table, chain object, rule expressions in order) of every
+    base chain at the forward hook in the families that see IPv4 traffic.
+    Reads the chain list once, then each such chain."""
+    output = run([{"list": {"chains": {}}}], "list chains")
+    chains = [item["chain"] for item in output.get("nftables", [])
+              if "chain" in item and item["chain"].get("hook") == "forward"
+              and item["chain"].get("family") in FORWARD_FAMILIES]
+    found = []
+    for chain in chains:
+        family, table = chain["family"], chain["table"]
+        listing = run([{"list": {"chain": {"family": family, "table": table,
+                                           "name": chain["name"]}}}],
+                      f"list chain {family} {table} {chain['name']}")
+        exprs = [item["rule"].get("expr", []) for item in listing.get("nftables", [])
+                 if "rule" in item]
+        found.append((family, table, chain, exprs))
+    return found

@@ -22,13 +22,14 @@ parser rebuilds the key from the rule's matches, so adding compares keys
 
 from __future__ import annotations
 
+import json
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link
-from locker.names import JUMP_COMMENT, Tag
+from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link
+from locker.names import JUMP_COMMENT, Tag, bridge_name
 
 from locker_nftables.kernel import FAMILY, TABLE, Command
 
@@ -50,6 +51,11 @@ class BaseChain:
         expr = [_match("==", {"fib": {"result": "type", "flags": ["daddr"]}}, "local")] \
             if self.only_local else []
         return expr + [{"jump": {"target": self.target}}]
+
+    def is_jump(self, expr: list) -> bool:
+        """Whether a rule of this chain is exactly Locker's jump (counters
+        aside)."""
+        return [e for e in expr if "counter" not in e] == self.jump_expr()
 
 
 BASE_CHAINS = (
@@ -181,6 +187,7 @@ def link_rules(link: Link) -> list[Rule]:
              _tag(link.project, "link-back", link.container, link.peer),
              _accept_between(link.peer_ip, link.container_ip)),
     ]
+
 
 
 def nat_rules(bridge: Bridge) -> list[Rule]:
@@ -384,3 +391,104 @@ def _parse(tag: Tag, chain: str, expr: list) -> Key:
 def _expect_accept(statement: dict) -> None:
     if statement != {"accept": None}:
         raise Unparseable(statement)
+
+
+# ------------------------------------------------------ keys -> Ruleset
+
+
+@dataclass(frozen=True)
+class Values:
+    """Locker's values rebuilt from the keys of the rules found."""
+
+    nat: frozenset[Bridge]
+    forwards: frozenset[Forward]
+    links: frozenset[Link]
+    partial: frozenset
+
+
+def _halves(keys: set, first: str, second: str) -> tuple[set, set]:
+    ones = {k[1] for k in keys if k[0] == first}
+    others = {k[1] for k in keys if k[0] == second}
+    return ones & others, ones ^ others
+
+
+def _nat(keys: set) -> tuple[set[Bridge], set[Bridge]]:
+    """Bridges whose masquerade, outbound and replies are all there, and
+    the partial ones.
+
+    A project's pieces are combined as: each masquerade network with each
+    bridge name that an outbound or a replies rule names (the project's
+    ``bridge_name`` when none does); a name with both is complete. Without
+    any masquerade, each name gives ``Bridge(project, name,
+    UNKNOWN_NETWORK)``.
+    """
+    complete, partial = set(), set()
+    for project in {k[1] for k in keys if k[0] in ("masquerade", "outbound", "replies")}:
+        def of(purpose: str) -> set:
+            return {k[2] for k in keys if k[0] == purpose and k[1] == project}
+        networks, outbound, replies = of("masquerade"), of("outbound"), of("replies")
+        names = (outbound | replies) or {bridge_name(project)}
+        for network in networks or {UNKNOWN_NETWORK}:
+            for name in names:
+                whole = network in networks and name in outbound and name in replies
+                (complete if whole else partial).add(Bridge(project, name, network))
+    return complete, partial
+
+
+def values(keys: set) -> Values:
+    forwards, half_forwards = _halves(keys, "dnat", "forward")
+    links, half_links = _halves(keys, "link", "link-back")
+    nat, half_nat = _nat(keys)
+    return Values(frozenset(nat), frozenset(forwards), frozenset(links),
+                  frozenset(half_forwards | half_links | half_nat))
+
+
+def project_of(key: Key) -> str:
+    return key[1] if isinstance(key[1], str) else key[1].project
+
+
+# --------------------------------------------------------- rules -> text
+
+
+def _side(value: Any) -> str:
+    """A match's operand as nft prints it."""
+    if isinstance(value, dict):
+        if "payload" in value or "meta" in value or "ct" in value:
+            try:
+                return _describe(value).removeprefix("meta ")
+            except Unparseable:
+                pass
+        if "fib" in value:
+            return f"fib {' . '.join(value['fib'].get('flags', []))} {value['fib'].get('result')}"
+        if "prefix" in value:
+            return f"{value['prefix'].get('addr')}/{value['prefix'].get('len')}"
+        if "set" in value:
+            return "{ " + ", ".join(_side(v) for v in value["set"]) + " }"
+    if isinstance(value, list):
+        return ",".join(_side(v) for v in value)
+    if isinstance(value, str):
+        return value
+    return json.dumps(value)
+
+
+def _statement(item: dict) -> str:
+    (name, value), = item.items()
+    if name == "match":
+        op = {"==": "", "in": ""}.get(value.get("op"), f"{value.get('op')} ")
+        return f"{_side(value.get('left'))} {op}{_side(value.get('right'))}"
+    if value is None:
+        return name
+    if name == "dnat" and isinstance(value, dict) and "addr" in value:
+        port = f":{value['port']}" if "port" in value else ""
+        return f"dnat to {_side(value['addr'])}{port}"
+    if name in ("jump", "goto") and isinstance(value, dict):
+        return f"{name} {value.get('target')}"
+    if name == "counter":
+        return "counter"
+    return f"{name} {json.dumps(value)}"
+
+
+def rule_text(expr: list) -> str:
+    """A rule's expression as nft would show it, near enough for people."""
+    return " ".join(_statement(item) if isinstance(item, dict) and len(item) == 1
+                    else json.dumps(item) for item in expr)

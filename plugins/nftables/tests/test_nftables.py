@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 from ipaddress import IPv4Address
@@ -9,7 +10,7 @@ from ipaddress import IPv4Address
 import pytest
 
 from locker.errors import BackendError
-from locker.model import Forward, Ruleset
+from locker.model import Forward, Ruleset, TaggedRule
 from locker.plugins import new_manager
 from locker.testing import firewall_suite as suite
 from locker.testing.netns import NetNS
@@ -182,3 +183,68 @@ def test_every_firewall_hook_is_implemented() -> None:
     manager = new_manager(NftablesBackend())
     for name in FIREWALL_HOOKS:
         assert len(getattr(manager.hook, name).get_hookimpls()) == 1, name
+
+
+@pytest.mark.privileged
+def test_unrecognised_rule_is_shown_as_nft_would(netns: NetNS) -> None:
+    hook = new_manager(NftablesBackend()).hook
+    hook.add_forward(forwards=[suite.FORWARD])
+    nft(netns, "add", "rule", "ip", "locker", "LOCKER_FORWARD",
+        'ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop comment "locker:alpha:web:forward"')
+    [rule] = hook.list_rules(project=None).unrecognised
+    assert rule == TaggedRule("alpha", "locker:alpha:web:forward", "ip locker LOCKER_FORWARD",
+                              "ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop")
+
+
+@pytest.mark.privileged
+def test_altered_jump_is_named_and_replaced(netns: NetNS) -> None:
+    """A PREROUTING jump without its ``fib daddr type local`` would DNAT
+    transit traffic too: it is not Locker's jump, and add_nat replaces it."""
+    hook = new_manager(NftablesBackend()).hook
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    listing = nft(netns, "-a", "list", "chain", "ip", "locker", "PREROUTING").stdout
+    handle = next(line.rsplit("# handle ", 1)[1] for line in listing.splitlines()
+                  if "jump LOCKER_PREROUTING" in line)
+    nft(netns, "replace", "rule", "ip", "locker", "PREROUTING", "handle", handle,
+        "jump", "LOCKER_PREROUTING", "comment", '"LOCKER"')
+    found = hook.list_rules(project=None)
+    assert not found.jumps
+    assert set(found.entry_missing) == {"jump from PREROUTING to LOCKER_PREROUTING",
+                                        "altered jump rule in chain PREROUTING"}
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    assert hook.list_rules(project=None) == suite.expected(nat={suite.BRIDGE1})
+    chain = nft(netns, "list", "chain", "ip", "locker", "PREROUTING").stdout
+    assert chain.count("jump LOCKER_PREROUTING") == 1 and "fib daddr type local" in chain
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(shutil.which("iptables-legacy") is None, reason="needs iptables-legacy")
+def test_legacy_forward_policy_drop_is_a_blocker(netns: NetNS) -> None:
+    """Packets pass the legacy store too where its filter table is loaded."""
+    hook = new_manager(NftablesBackend()).hook
+    netns.run(["iptables-legacy", "-w", "-P", "FORWARD", "DROP"])
+    [blocker] = hook.find_blockers(bridges=[suite.BRIDGE1])
+    assert blocker.what.startswith("iptables-legacy chain filter FORWARD")
+    assert blocker.fix == ("iptables-legacy -I FORWARD -i locker_alpha -j ACCEPT && "
+                           "iptables-legacy -I FORWARD -o locker_alpha -j ACCEPT")
+    netns.run(["sh", "-c", blocker.fix])
+    assert hook.find_blockers(bridges=[suite.BRIDGE1]) == []
+
+
+@pytest.mark.privileged
+def test_find_blockers_does_not_load_the_legacy_store(netns: NetNS) -> None:
+    new_manager(NftablesBackend()).hook.find_blockers(bridges=[suite.BRIDGE1])
+    with open("/proc/thread-self/net/ip_tables_names") as names:
+        assert names.read().split() == []
+
+
+@pytest.mark.privileged
+def test_blocker_with_a_drop_rule_and_a_set_of_bridges(netns: NetNS) -> None:
+    hook = new_manager(NftablesBackend()).hook
+    nft(netns, "-f", "-", input=(
+        "table ip hostfw {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n"
+        '  oifname { "locker_alpha", "locker_beta" } accept\n'
+        '  iifname "locker_beta" accept\n  counter drop\n }\n}\n'))
+    [blocker] = hook.find_blockers(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    assert blocker.what == ("nftables chain ip hostfw forward drops forwarded traffic from "
+                            "locker_alpha (an unconditional drop rule)")

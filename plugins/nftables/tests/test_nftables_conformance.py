@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
 import pytest
 
 from locker.testing.firewall_suite import FirewallBackendTests
+from locker.model import Forward
 from locker.testing.netns import NetNS
 
 from locker_nftables import NftablesBackend
@@ -34,6 +36,17 @@ table ip nat {
     chain POSTROUTING {
         type nat hook postrouting priority srcnat; policy accept;
         ip saddr 172.31.0.0/16 masquerade
+    }
+}
+"""
+
+
+#: Another tool's forward chain that drops what it does not accept.
+FORWARD_DROP = """
+table inet hostfw {
+    chain forward {
+        type filter hook forward priority filter + 10; policy drop;
+        ct state established,related accept
     }
 }
 """
@@ -66,6 +79,51 @@ class TestNftablesConformance(FirewallBackendTests):
                 if f"jump {target} " in line and 'comment "LOCKER"' in line:
                     counts[target] += 1
         return counts
+
+    # --------------------------------------- breaking Locker's rules (nft)
+
+    def _rules(self, netns: NetNS) -> list[dict]:
+        listing = json.loads(nft(netns, "-j", "-a", "list", "table", "ip", "locker"))
+        return [item["rule"] for item in listing["nftables"] if "rule" in item]
+
+    def _find(self, netns: NetNS, comment: str, nth: int = 0) -> dict:
+        return [r for r in self._rules(netns) if r.get("comment") == comment][nth]
+
+    def delete_locker_rule(self, netns: NetNS, comment: str, nth: int = 0) -> None:
+        rule = self._find(netns, comment, nth)
+        nft(netns, "delete", "rule", "ip", "locker", rule["chain"], "handle", str(rule["handle"]))
+
+    def replace_with_dnat(self, netns: NetNS, comment: str, forward: Forward,
+                          nth: int = 0) -> None:
+        rule = self._find(netns, comment, nth)
+        daddr = f"ip daddr {forward.host_ip} " if forward.host_ip else ""
+        nft(netns, "replace", "rule", "ip", "locker", rule["chain"], "handle",
+            str(rule["handle"]), f"{daddr}{forward.protocol} dport {forward.host_port} dnat to "
+            f"{forward.container_ip}:{forward.container_port} comment \"{comment}\"")
+
+    def add_tagged_rule(self, netns: NetNS, comment: str, chain: str) -> None:
+        nft(netns, "add", "rule", "ip", "locker", chain, f'tcp dport 99 accept comment "{comment}"')
+
+    def _jump(self, netns: NetNS, chain: str) -> dict:
+        return next(r for r in self._rules(netns) if r.get("comment") == "LOCKER"
+                    and r["expr"][-1].get("jump", {}).get("target") == chain)
+
+    def delete_jump(self, netns: NetNS, chain: str) -> None:
+        rule = self._jump(netns, chain)
+        nft(netns, "delete", "rule", "ip", "locker", rule["chain"], "handle", str(rule["handle"]))
+
+    def add_jump(self, netns: NetNS, chain: str) -> None:
+        base = next(b for b in BASE_CHAINS if b.target == chain)
+        local = "fib daddr type local " if base.only_local else ""
+        nft(netns, "add", "rule", "ip", "locker", base.name, f'{local}jump {chain} comment "LOCKER"')
+
+    def delete_chain(self, netns: NetNS, chain: str) -> None:
+        self.delete_jump(netns, chain)
+        nft(netns, "flush", "chain", "ip", "locker", chain)
+        nft(netns, "delete", "chain", "ip", "locker", chain)
+
+    def add_forward_drop(self, netns: NetNS) -> None:
+        netns.run(["nft", "-f", "-"], input=FORWARD_DROP)
 
     @contextmanager
     def failing_batch(self, backend: NftablesBackend) -> Iterator[None]:
