@@ -14,14 +14,12 @@ import pytest
 from locker.errors import BackendError
 from locker.link._rtnl import Rtnl, RtnlError
 from locker.link.netlink import NetlinkBackend
-from locker.model import Bridge
 from locker.plugins import new_manager
 from locker.names import bridge_alias
+from locker.subnets import Address, Route
 from locker.testing.link_suite import (BRIDGE, NAME, LinkBackendTests, add_bridge, alias_of,
-                                       allocate, ip_json, link_of)
+                                       ip_json, link_of)
 from locker.testing.netns import NetNS
-
-LONG_NAME = "locker_" + "x" * 9  # 16 characters
 
 
 @pytest.mark.privileged
@@ -59,6 +57,29 @@ class TestAdapter:
             destinations = rtnl.ipv4_route_destinations()
             assert IPv4Network("10.6.0.0/16") in destinations
             assert IPv4Network("0.0.0.0/0") not in destinations
+
+    def test_reads_routes_as_facts(self, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", "eth7", "type", "veth", "peer", "name", "eth7p"])
+        netns.run(["ip", "addr", "add", "10.5.5.2/24", "dev", "eth7"])
+        netns.run(["ip", "addr", "add", "10.9.0.1", "peer", "10.9.0.2/32", "dev", "eth7"])
+        netns.run(["ip", "link", "set", "eth7", "up"])
+        netns.run(["ip", "route", "add", "default", "via", "10.5.5.1"])
+        netns.run(["ip", "route", "add", "10.6.0.0/16", "nexthop", "via", "10.5.5.8",
+                   "nexthop", "via", "10.5.5.9"])
+        netns.run(["ip", "route", "add", "blackhole", "10.7.0.0/16", "table", "300"])
+        netns.run(["ip", "route", "add", "10.8.1.1", "dev", "eth7"])
+        with Rtnl() as rtnl:
+            routes = rtnl.ipv4_routes()
+            facts = rtnl.ipv4_address_facts()
+        assert Route(IPv4Network("0.0.0.0/0"), gateways=("10.5.5.1",), devices=("eth7",)) in routes
+        assert Route(IPv4Network("10.6.0.0/16"), gateways=("10.5.5.8", "10.5.5.9"),
+                     devices=("eth7", "eth7")) in routes
+        assert Route(IPv4Network("10.7.0.0/16"), table="300", kind="blackhole") in routes
+        assert Route(IPv4Network("10.8.1.1/32"), devices=("eth7",)) in routes
+        assert Route(IPv4Network("10.5.5.2/32"), table="local", kind="local",
+                     devices=("eth7",)) in routes
+        assert Address("eth7", IPv4Interface("10.9.0.1/32"), IPv4Interface("10.9.0.2/32")) in facts
+        assert Address("lo", IPv4Interface("127.0.0.1/8")) in facts
 
     def test_reads_and_sets_the_alias(self, netns: NetNS) -> None:
         add_bridge(netns, "br7")
