@@ -30,6 +30,20 @@ The interface a subclass provides (methods, no constructor):
     Create an interface called ``name`` that is not a bridge. The default
     makes a ``dummy`` interface, or a ``veth`` pair (peer ``<name>p``, name
     cut to fit) where the kernel has no dummy driver.
+``add_vpn(netns) -> None`` (optional)
+    The interfaces the routing tests send routes through: ``tun9``
+    (10.8.0.2/24) and ``lan9`` (192.168.5.2/24), both up; made with
+    ``add_non_bridge``.
+
+The hooks are called with keyword arguments as the core calls them:
+``allocate_subnet`` through the module's ``allocate(hook, name, pool,
+reserved)``, ``ensure_bridge`` with ``adopt`` given. What the suite covers:
+creating, adopting, reading and removing bridges, and refusing other
+tools' interfaces (with the messages of ``locker.link.rules``); the subnet
+choice on real routing tables (addresses on down interfaces, routes of
+every table and type, default routes and split default routes such as
+OpenVPN's def1 pair, a routed 10.0.0.0/8, host and blackhole routes,
+reservations, a moved pool); ``subnet_conflicts``; IPv4 forwarding.
 
 Everything the suite checks in the kernel it reads with ``ip -j`` inside the
 namespace, never through the backend under test. Bridges "of Locker's" that
