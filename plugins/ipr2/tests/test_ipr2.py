@@ -4,6 +4,7 @@ whose setup failed."""
 
 from __future__ import annotations
 
+import json
 import os
 import shutil
 import subprocess
@@ -200,3 +201,19 @@ except BackendError as exc:
                      "failed: RTNETLINK answers: Operation not permitted; run Locker as root "
                      "(it needs CAP_NET_ADMIN).")
     assert link_of(netns, "locker_p") is None
+
+
+@pytest.mark.privileged
+def test_locker_backends_lists_ipr2(netns: NetNS, tmp_path: Path) -> None:
+    locker = Path(sys.executable).with_name("locker")
+    if not locker.exists():
+        pytest.skip(f"needs the installed locker command at {locker}")
+    config = tmp_path / "host.yaml"
+    config.write_text("# empty\n")
+    done = netns.run([str(locker), "backends", "--json"], check=False,
+                     env={**os.environ, "LOCKER_CONFIG": str(config)})
+    assert done.returncode == 0, done.stderr
+    (entry,) = [b for b in json.loads(done.stdout)["link"]["backends"] if b["name"] == "ipr2"]
+    assert entry["distribution"] == "locker-ipr2"
+    assert entry["usable"], entry["reason"]
+    assert "iproute2" in entry["reason"]
