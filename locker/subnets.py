@@ -16,7 +16,9 @@ pool's prefix is at most /24, and it lies in RFC 1918 space.
 - an IPv4 address on any interface, up or down (its network; for a
   point-to-point address, the peer's network too);
 - the destination of any route in any routing table, of any type
-  (blackhole, unreachable and host routes included), except catch-alls;
+  (blackhole, unreachable and host routes included), except catch-alls
+  (the routes the kernel adds for an address are left out: the address
+  already counts);
 - a network the core reserves (the subnets its host state records for
   other projects' bridges, which count even while such a bridge is down or
   gone).
@@ -80,13 +82,20 @@ class Route:
     """An IPv4 route as ``ip route show table all`` lists it. ``kind`` is
     the route type (``unicast``, ``blackhole``, ``local``, ...); ``table``
     the table's name or number; ``devices`` and ``gateways`` those of every
-    next hop."""
+    next hop; ``protocol`` who made it (``kernel`` for the routes the
+    kernel adds for an address; ``ip route add`` makes ``boot`` ones)."""
 
     network: IPv4Network
     table: str = "main"
     kind: str = "unicast"
     gateways: tuple[str, ...] = ()
     devices: tuple[str, ...] = ()
+    protocol: str = "boot"
+
+    @property
+    def implied(self) -> bool:
+        """Made by the kernel for an address, which counts by itself."""
+        return self.protocol == "kernel"
 
     def __str__(self) -> str:
         words = ["route"]
@@ -159,7 +168,8 @@ def used_networks(addresses: Iterable[Address], routes: Iterable[Route],
     routes = list(routes)
     skipped = catch_alls(routes)
     used = [use for address in addresses for use in address.uses()]
-    used += [Use(route.network, str(route)) for route in routes if route not in skipped]
+    used += [Use(route.network, str(route)) for route in routes
+             if route not in skipped and not route.implied]
     used += [Use(network, f"{network}, which Locker's host state holds for another "
                           "project's bridge") for network in reserved]
     return used
@@ -226,6 +236,6 @@ def conflicts(network: IPv4Network, bridge: str, addresses: Iterable[Address],
     found = [use.what for address in addresses if address.interface != bridge
              for use in address.uses() if use.network.overlaps(network)]
     found += [str(route) for route in routes
-              if route not in skipped and route.network.overlaps(network)
+              if route not in skipped and not route.implied and route.network.overlaps(network)
               and not (route.devices and set(route.devices) == {bridge})]
     return list(dict.fromkeys(found))

@@ -22,6 +22,8 @@ from locker.subnets import Address, Route, table_number
 
 IFF_UP = 0x1
 #: rtnetlink route types (``RTN_*``) by the names ``ip route`` prints.
+#: rtnetlink route protocols (``RTPROT_*``) that ``ip route`` names.
+ROUTE_PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static"}
 ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
                6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 
@@ -204,4 +206,5 @@ def _route(msg: Any, names: dict[int, str]) -> Route:
         kind=ROUTE_TYPES.get(msg["type"], str(msg["type"])),
         gateways=tuple(gateway for gateway, _ in hops if gateway),
         devices=tuple(names.get(oif, f"#{oif}") for _, oif in hops if oif),
+        protocol=ROUTE_PROTOCOLS.get(msg["proto"], str(msg["proto"])),
     )

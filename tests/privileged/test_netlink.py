@@ -77,7 +77,7 @@ class TestAdapter:
         assert Route(IPv4Network("10.7.0.0/16"), table="300", kind="blackhole") in routes
         assert Route(IPv4Network("10.8.1.1/32"), devices=("eth7",)) in routes
         assert Route(IPv4Network("10.5.5.2/32"), table="local", kind="local",
-                     devices=("eth7",)) in routes
+                     devices=("eth7",), protocol="kernel") in routes
         assert Address("eth7", IPv4Interface("10.9.0.1/32"), IPv4Interface("10.9.0.2/32")) in facts
         assert Address("lo", IPv4Interface("127.0.0.1/8")) in facts
 

@@ -310,3 +310,20 @@ def test_conflicts_name_addresses_and_routes() -> None:
 def test_a_wide_route_that_is_no_split_default_conflicts() -> None:
     assert conflicts(BRIDGE_NET, "locker_a", OWN, OWN_ROUTES + (route("0.0.0.0/1"),)) == [
         "route 0.0.0.0/1"]
+
+
+def test_routes_the_kernel_made_for_an_address_are_left_to_the_address() -> None:
+    kernel = (route("10.1.1.0/24", devices=("eth9",), protocol="kernel"),
+              route("10.1.1.5/32", kind="local", table="local", devices=("eth9",),
+                    protocol="kernel"))
+    assert allocated(*kernel) == POOL_FIRST  # without the address, nothing
+    addresses = (Address("eth9", IPv4Interface("10.1.1.5/24")),)
+    assert [u.what for u in used_networks(addresses, kernel)] == ["address 10.1.1.5/24 on eth9"]
+    assert conflicts(BRIDGE_NET, "locker_a", OWN + addresses, OWN_ROUTES + kernel) == [
+        "address 10.1.1.5/24 on eth9"]
+
+
+def test_a_local_route_someone_added_counts() -> None:
+    # AnyIP: `ip route add local 10.1.1.0/24 dev lo` makes the range local
+    assert allocated(route("10.1.1.0/24", kind="local", table="local",
+                           devices=("lo",))) == IPv4Network("10.1.2.0/24")

@@ -107,6 +107,7 @@ def parse_routes(entries: list[dict[str, Any]]) -> list[Route]:
             kind=entry.get("type", "unicast"),
             gateways=tuple(g for g in (_gateway(hop) for hop in hops) if g),
             devices=tuple(hop["dev"] for hop in hops if hop.get("dev")),
+            protocol=str(entry.get("protocol", "boot")),
         ))
     return found
 

@@ -37,7 +37,8 @@ def test_routes_as_ip_prints_them() -> None:
             {"gateway": "10.1.1.251", "dev": "eth9", "weight": 1, "flags": []},
             {"gateway": "10.1.1.252", "dev": "eth8", "weight": 1, "flags": []}]},
         {"dst": "10.2.0.0/16", "via": {"family": "inet6", "host": "fe80::1"}, "dev": "eth0"},
-        {"type": "local", "dst": "10.1.1.5", "dev": "eth9", "table": "local"},
+        {"type": "local", "dst": "10.1.1.5", "dev": "eth9", "table": "local",
+         "protocol": "kernel"},
         {"type": "multicast", "flags": []},  # no destination: skipped
     ]
     assert parse_routes(entries) == [
@@ -49,7 +50,8 @@ def test_routes_as_ip_prints_them() -> None:
         Route(IPv4Network("10.1.10.0/24"), gateways=("10.1.1.251", "10.1.1.252"),
               devices=("eth9", "eth8")),
         Route(IPv4Network("10.2.0.0/16"), gateways=("fe80::1",), devices=("eth0",)),
-        Route(IPv4Network("10.1.1.5/32"), table="local", kind="local", devices=("eth9",)),
+        Route(IPv4Network("10.1.1.5/32"), table="local", kind="local", devices=("eth9",),
+              protocol="kernel"),
     ]
 
 
