@@ -2,10 +2,13 @@
 rtnetlink (pyroute2), IPv4 forwarding through /proc.
 
 Everything it does happens in the network namespace of the calling thread.
-pyroute2 stays behind ``locker.link._rtnl``; this module holds the rules of
-the *Link* hooks and turns failures into ``BackendError``. A bridge is
-Locker's when its interface alias is ``locker.names.bridge_alias(project)``
-(set right after creating it); any other bridge of that name is refused.
+pyroute2 stays behind ``locker.link._rtnl``; this module drives the *Link*
+hooks and turns failures into ``BackendError``. What it refuses and how it
+chooses subnets it shares with every link backend (``locker.link.rules``,
+``locker.subnets``). A bridge is Locker's when its interface alias is
+``locker.names.bridge_alias(project)`` (set right after creating it); any
+other bridge of that name is refused, except that ``ensure_bridge`` with
+``adopt`` marks one that has no alias at all.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from locker.model import Availability, Bridge, BridgeState
 from locker.names import bridge_alias, is_locker_bridge
 
 NETLINK_ROUTE = 0
+
 
 class NetlinkBackend:
     """Link backend using pyroute2's ``IPRoute``; opens one rtnetlink socket
