@@ -178,22 +178,34 @@ def link_availability() -> Availability:
 
 
 @hookspec(firstresult=True)
-def allocate_subnet(bridge: str, pool: IPv4Network | None,
+def allocate_subnet(bridge: str, pool: IPv4Network,
                     reserved: Sequence[IPv4Network]) -> IPv4Network:
     """Choose the subnet for a project's bridge.
 
     If the bridge exists and has an IPv4 address, return that address's
-    network: an existing bridge keeps its subnet. An interface of that name
-    that is not a bridge, or a bridge without Locker's owner mark (see
-    ``ensure_bridge``), is a ``BackendError``, as ``ensure_bridge`` would
-    refuse it anyway. Otherwise collect every
-    network the host can reach (addresses on every interface, and the
-    destinations of all routes except the default route) and return
-    ``locker.subnets.first_free(used)``. Changes nothing.
+    network: an existing bridge keeps its subnet, even outside ``pool``. An
+    interface of that name that is not a bridge, or a bridge with an alias
+    that is not the project's mark (see ``ensure_bridge``), is a
+    ``BackendError``, as ``ensure_bridge`` would refuse it anyway; a bridge
+    without any alias is not refused here (``ensure_bridge`` with ``adopt``
+    decides about it).
+
+    Otherwise read the host's IPv4 addresses (every interface, up or down)
+    and routes (every table, every type) as ``locker.subnets.Address`` and
+    ``locker.subnets.Route`` values and return
+    ``locker.subnets.allocate(addresses, routes, reserved, pool)``, which
+    applies the rules every backend shares (catch-all routes such as
+    default routes and a split default like ``0.0.0.0/1`` +
+    ``128.0.0.0/1`` block nothing; see that module). ``pool`` is the
+    network to take /24s from (``locker.subnets.DEFAULT_POOL`` unless the
+    host file's ``subnets:`` moves it); ``reserved`` the subnets the core's
+    host state holds for other projects' bridges, used even while such a
+    bridge is down, has lost its address or is gone. Changes nothing.
 
     Called by ``start`` before ``ensure_bridge``; the core holds a host-wide
     lock across both, so two projects never get the same subnet. Raises
-    ``BackendError`` when the pool is exhausted. *First result.*
+    ``BackendError`` when the pool is exhausted, naming what uses it.
+    *First result.*
     """
 
 
@@ -212,9 +224,11 @@ def ensure_bridge(bridge: Bridge, adopt: bool) -> BridgeState:
     ``locker.faults.point("bridge-created")``.
 
     ``adopt`` True: the core recorded that it was creating this bridge and
-    was killed before the alias was set. A bridge of that name without an
-    alias is then the one Locker made: set the alias and use it. A bridge
-    with another tool's alias, or a non-bridge interface, is still refused.
+    was killed before the alias was set. A bridge of that name without any
+    alias is then the one Locker made: set the alias and use it as an
+    existing bridge of Locker's (it keeps an address it has). A bridge with
+    any other alias, or a non-bridge interface, is still refused. With
+    ``adopt`` False a bridge without alias is refused like any other.
 
     An existing bridge of Locker's is left as it is apart from being brought
     up (and given ``bridge.interface`` if it has no IPv4 address); the
@@ -222,6 +236,19 @@ def ensure_bridge(bridge: Bridge, adopt: bool) -> BridgeState:
     Locker's mark, or a non-bridge interface of that name, is a
     ``BackendError`` and is left untouched. ``bridge.name`` must be
     ``locker.names.bridge_name(bridge.project)``. *First result.*
+    """
+
+
+@hookspec(firstresult=True)
+def subnet_conflicts(bridge: str) -> list[str]:
+    """What has come to overlap an existing bridge's subnet: one short
+    phrase per IPv4 address on another interface and per route that is not
+    only through this bridge (``"address 10.1.1.5/24 on eth9"``, ``"route
+    10.1.1.0/25 via 192.0.2.9 dev eth0"``), catch-all routes left out as in
+    ``allocate_subnet``; ``locker.subnets.conflicts`` builds the list from
+    the host's facts. An empty list when nothing overlaps, or when the
+    bridge does not exist or has no IPv4 address. Reads only. Called by
+    ``start`` and ``status``, which warn. *First result.*
     """
 
 
@@ -281,7 +308,7 @@ FIREWALL_HOOKS = (
     "find_blockers",
 )
 LINK_HOOKS = (
-    "link_availability", "allocate_subnet", "ensure_bridge", "remove_bridge",
-    "find_bridge", "ensure_ip_forwarding",
+    "link_availability", "allocate_subnet", "ensure_bridge", "subnet_conflicts",
+    "remove_bridge", "find_bridge", "ensure_ip_forwarding",
 )
 EVENT_HOOKS = ("container_started", "container_stopped", "rules_changed", "project_cleaned")

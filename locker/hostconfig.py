@@ -2,12 +2,14 @@
 
 The file is ``/etc/locker/locker.yaml``, or the file named by the
 ``LOCKER_CONFIG`` environment variable. It may set ``firewall`` and ``link``
-(backend names), ``lxcpath`` and ``state_dir`` (see ``locker.state``)::
+(backend names), ``lxcpath``, ``state_dir`` (see ``locker.state``) and
+``subnets`` (the pool project subnets are taken from, see ``locker.subnets``)::
 
     firewall: nftables
     link: netlink
     lxcpath: /var/lib/lxc
     state_dir: /var/lib/locker
+    subnets: 10.200.0.0/16
 
 A missing file at the default path is an empty configuration; a missing file
 named by ``LOCKER_CONFIG`` is an error, since someone asked for it. An empty
@@ -19,16 +21,18 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
+from ipaddress import IPv4Network
 from pathlib import Path
 
 from locker.errors import ConfigError
 from locker.project import HostConfig
+from locker.subnets import pool_problem
 from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, known, read_yaml,
                               text)
 
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
-KEYS = ("firewall", "link", "lxcpath", "state_dir")
+KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -50,7 +54,7 @@ def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
         raise ConfigError(f"{path}: no such host configuration file (named by "
                           f"{ENVIRONMENT_VARIABLE}); create it, or unset "
                           f"{ENVIRONMENT_VARIABLE}.") from None
-    values: dict[str, str | None] = {}
+    values: dict[str, str | IPv4Network] = {}
     for entry in known(entries(root, "", problems) if root is not None else [], KEYS, problems):
         if is_null(entry.node):
             continue
@@ -65,7 +69,9 @@ def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
     return HostConfig(path=path, **values)
 
 
-def _check(key: str, raw: str) -> str:
+def _check(key: str, raw: str) -> str | IPv4Network:
+    if key == "subnets":
+        return _pool(raw)
     if key in ("lxcpath", "state_dir"):
         if not raw.startswith("/") or CONTROL.search(raw):
             example = "the directory the containers live in, like /var/lib/lxc" \
@@ -76,3 +82,19 @@ def _check(key: str, raw: str) -> str:
         raise Invalid(f"not a backend name (lower-case letters, digits, - and _); "
                       f"run `locker backends` to see the installed {key} backends")
     return raw
+
+
+def _pool(raw: str) -> IPv4Network:
+    try:
+        pool = IPv4Network(raw, strict=False)
+    except ValueError:
+        raise Invalid("not an IPv4 network; give the pool to take project subnets from "
+                      "as ADDRESS/PREFIX, like 10.200.0.0/16") from None
+    if "/" not in raw:
+        raise Invalid(f"no prefix length; give the pool as ADDRESS/PREFIX, like {raw}/16")
+    if str(pool) != raw.strip():
+        raise Invalid(f"has host bits set; did you mean {pool}?")
+    problem = pool_problem(pool)
+    if problem:
+        raise Invalid(problem)
+    return pool

@@ -7,8 +7,10 @@ here touches the file system or the kernel.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
+
+from locker.subnets import DEFAULT_POOL
 
 
 @dataclass(frozen=True)
@@ -108,11 +110,18 @@ class Project:
 
 @dataclass(frozen=True)
 class HostConfig:
-    """The host file: which backends this host uses, and where containers
-    live. None means "not set here"."""
+    """The host file: which backends this host uses, where containers
+    live, and the pool of project subnets. None means "not set here"."""
 
     path: Path | None = None
     firewall: str | None = None
     link: str | None = None
     lxcpath: str | None = None
     state_dir: str | None = None
+    subnets: IPv4Network | None = None
+
+    @property
+    def pool(self) -> IPv4Network:
+        """The pool to pass to ``allocate_subnet``: ``subnets`` or the
+        default pool."""
+        return self.subnets or DEFAULT_POOL

@@ -78,6 +78,13 @@ def status(out: Output, result: Status) -> None:
         out.print("names in the containers' /etc/hosts:")
         for name, entry in linked:
             out.print(f"  {name}: {entry.address} {printable(' '.join(entry.names))}")
+    for blocker in result.blockers:
+        out.print()
+        out.print(out.paint(f"blocked: {printable(blocker.what)} drops the forwarded traffic; "
+                            f"fix: {printable(blocker.fix)}", "red"))
+    for overlap in result.overlaps:
+        out.print(out.paint(f"warning: the bridge's subnet overlaps {printable(overlap)}",
+                            "yellow"))
     out.print()
     differing = len(result.diff.differences)
     out.print(out.paint("everything is in place", "green") if not differing else

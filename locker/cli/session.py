@@ -128,5 +128,5 @@ def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
                       report=(lambda line: None) if quiet else None)
     ctx = Context(project, manager, LxcRuntime(lxcpath), say=say, warn=warn, journal=journal,
                   state=state, firewall_name=firewall.name, link_name=link.name,
-                  lxcpath=lxcpath, pool=getattr(host, "subnets", None))
+                  lxcpath=lxcpath, pool=host.pool)
     return ctx, migration

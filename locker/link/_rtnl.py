@@ -18,7 +18,14 @@ from dataclasses import dataclass
 from ipaddress import IPv4Interface, IPv4Network
 from typing import Any
 
+from locker.subnets import Address, Route, table_number
+
 IFF_UP = 0x1
+#: rtnetlink route types (``RTN_*``) by the names ``ip route`` prints.
+#: rtnetlink route protocols (``RTPROT_*``) that ``ip route`` names.
+ROUTE_PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static"}
+ROUTE_TYPES = {1: "unicast", 2: "local", 3: "broadcast", 4: "anycast", 5: "multicast",
+               6: "blackhole", 7: "unreachable", 8: "prohibit", 9: "throw", 10: "nat"}
 
 
 class RtnlError(OSError):
@@ -111,15 +118,20 @@ class Rtnl:
     def ipv4_route_destinations(self) -> list[IPv4Network]:
         """The destination of every IPv4 route in every table, default
         routes (prefix length 0) left out."""
+        return [r.network for r in self.ipv4_routes() if r.network.prefixlen]
+
+    def ipv4_routes(self) -> list[Route]:
+        """Every IPv4 route of every table, default routes included."""
+        names = {info.index: info.name for info in self.links()}
         with _translated():
             routes = self._ipr.get_routes(family=socket.AF_INET)
-        destinations = []
-        for msg in routes:
-            dst = msg.get_attr("RTA_DST")
-            if msg["dst_len"] == 0 or dst is None:
-                continue
-            destinations.append(IPv4Network(f"{dst}/{msg['dst_len']}", strict=False))
-        return destinations
+        return [_route(msg, names) for msg in routes]
+
+    def ipv4_address_facts(self) -> list[Address]:
+        """Every IPv4 address with its interface's name (and peer)."""
+        names = {info.index: info.name for info in self.links()}
+        return [Address(names.get(index, f"#{index}"), local, peer)
+                for index, local, peer in self._ipv4_address_records(None)]
 
     def _ipv4_address_records(
             self, index: int | None) -> list[tuple[int, IPv4Interface, IPv4Interface | None]]:
@@ -179,4 +191,20 @@ def _link_info(msg: Any) -> LinkInfo:
         kind=msg.get_nested("IFLA_LINKINFO", "IFLA_INFO_KIND"),
         up=bool(msg["flags"] & IFF_UP),
         alias=msg.get_attr("IFLA_IFALIAS") or None,
+    )
+
+
+def _route(msg: Any, names: dict[int, str]) -> Route:
+    dst = msg.get_attr("RTA_DST") or "0.0.0.0"
+    table = msg.get_attr("RTA_TABLE") or msg["table"]
+    hops = [(msg.get_attr("RTA_GATEWAY"), msg.get_attr("RTA_OIF"))]
+    for hop in msg.get_attr("RTA_MULTIPATH") or ():
+        hops.append((hop.get_attr("RTA_GATEWAY"), hop["oif"]))
+    return Route(
+        network=IPv4Network(f"{dst}/{msg['dst_len']}", strict=False),
+        table=table_number(table),
+        kind=ROUTE_TYPES.get(msg["type"], str(msg["type"])),
+        gateways=tuple(gateway for gateway, _ in hops if gateway),
+        devices=tuple(names.get(oif, f"#{oif}") for _, oif in hops if oif),
+        protocol=ROUTE_PROTOCOLS.get(msg["proto"], str(msg["proto"])),
     )

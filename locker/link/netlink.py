@@ -2,10 +2,13 @@
 rtnetlink (pyroute2), IPv4 forwarding through /proc.
 
 Everything it does happens in the network namespace of the calling thread.
-pyroute2 stays behind ``locker.link._rtnl``; this module holds the rules of
-the *Link* hooks and turns failures into ``BackendError``. A bridge is
-Locker's when its interface alias is ``locker.names.bridge_alias(project)``
-(set right after creating it); any other bridge of that name is refused.
+pyroute2 stays behind ``locker.link._rtnl``; this module drives the *Link*
+hooks and turns failures into ``BackendError``. What it refuses and how it
+chooses subnets it shares with every link backend (``locker.link.rules``,
+``locker.subnets``). A bridge is Locker's when its interface alias is
+``locker.names.bridge_alias(project)`` (set right after creating it); any
+other bridge of that name is refused, except that ``ensure_bridge`` with
+``adopt`` marks one that has no alias at all.
 """
 
 from __future__ import annotations
@@ -13,18 +16,19 @@ from __future__ import annotations
 import errno
 import importlib.util
 import socket
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager, suppress
 from ipaddress import IPv4Network
 
+from locker import faults, subnets
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
+from locker.link import rules
 from locker.model import Availability, Bridge, BridgeState
-from locker.names import BRIDGE_PREFIX, IFNAME_MAX, bridge_alias, bridge_name, is_locker_bridge
-from locker.subnets import first_free
+from locker.names import bridge_alias, is_locker_bridge
 
-IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 NETLINK_ROUTE = 0
+
 
 class NetlinkBackend:
     """Link backend using pyroute2's ``IPRoute``; opens one rtnetlink socket
@@ -48,24 +52,25 @@ class NetlinkBackend:
                             details={"pyroute2": version})
 
     @hookimpl
-    def allocate_subnet(self, bridge: str) -> IPv4Network:
-        _check_name(bridge)
+    def allocate_subnet(self, bridge: str, pool: IPv4Network,
+                        reserved: Sequence[IPv4Network]) -> IPv4Network:
+        rules.check_name(bridge)
         with _rtnl_session(f"choose a subnet for bridge {bridge!r}") as rtnl:
             link = rtnl.find_link(bridge)
             if link is not None:
-                _require_bridge(link)
-                _require_owned(link)
+                rules.require_bridge(link.name, link.kind)
+                rules.require_not_foreign(link.name, link.alias)
                 addresses = rtnl.ipv4_addresses(link.index)
                 if addresses:
                     return addresses[0].network
-            used = rtnl.ipv4_address_networks() + rtnl.ipv4_route_destinations()
-        return first_free(used)
+            facts = rtnl.ipv4_address_facts(), rtnl.ipv4_routes()
+        return subnets.allocate(*facts, reserved=reserved, pool=pool)
 
     @hookimpl
-    def ensure_bridge(self, bridge: Bridge) -> BridgeState:
+    def ensure_bridge(self, bridge: Bridge, adopt: bool) -> BridgeState:
         name = bridge.name
-        _check_name(name)
-        _check_derived(bridge)
+        rules.check_name(name)
+        rules.check_derived(bridge)
         with _rtnl_session(f"set up bridge {name!r}") as rtnl:
             link = rtnl.find_link(name)
             created = False
@@ -73,12 +78,15 @@ class NetlinkBackend:
                 # EEXIST: another program made it in between; it is not ours to undo.
                 created = _tolerate(errno.EEXIST, lambda: rtnl.add_bridge(name))
                 link = _must_find(rtnl, name)
-            _require_bridge(link)
+            rules.require_bridge(link.name, link.kind)
             try:
                 if created:  # the kernel ignores an alias sent with the creation
+                    faults.point("bridge-created")
+                    rtnl.set_alias(link.index, bridge_alias(bridge.project))
+                elif adopt and not link.alias:
                     rtnl.set_alias(link.index, bridge_alias(bridge.project))
                 else:
-                    _require_owned(link, bridge.project)
+                    rules.require_owned(link.name, link.alias, bridge.project)
                 if not rtnl.ipv4_addresses(link.index):
                     _tolerate(errno.EEXIST,
                               lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
@@ -92,90 +100,47 @@ class NetlinkBackend:
             return _state_of(rtnl, _must_find(rtnl, name))
 
     @hookimpl
+    def subnet_conflicts(self, bridge: str) -> list[str]:
+        rules.check_name(bridge)
+        with _rtnl_session(f"check the subnet of bridge {bridge!r}") as rtnl:
+            link = rtnl.find_link(bridge)
+            if link is None or link.kind != "bridge":
+                return []
+            addresses = rtnl.ipv4_addresses(link.index)
+            if not addresses:
+                return []
+            return subnets.conflicts(addresses[0].network, bridge,
+                                     rtnl.ipv4_address_facts(), rtnl.ipv4_routes())
+
+    @hookimpl
     def remove_bridge(self, name: str) -> None:
-        _check_name(name)
+        rules.check_name(name)
         with _rtnl_session(f"remove bridge {name!r}") as rtnl:
             link = rtnl.find_link(name)
             if link is None:
                 return
-            _require_bridge(link)
-            _require_owned(link)
+            rules.require_bridge(link.name, link.kind)
+            rules.require_owned(link.name, link.alias)
             _tolerate(errno.ENODEV, lambda: rtnl.delete_link(link.index))
 
     @hookimpl
     def find_bridge(self, name: str) -> BridgeState | None:
-        _check_name(name)
+        rules.check_name(name)
         with _rtnl_session(f"read bridge {name!r}") as rtnl:
             return _state(rtnl, name)
 
     @hookimpl
     def ensure_ip_forwarding(self) -> bool:
-        try:
-            with open(IP_FORWARD, "r+") as file:
-                if file.read().strip() != "0":
-                    return False
-                file.seek(0)
-                file.write("1\n")
-        except OSError as exc:
-            raise BackendError(
-                f"Cannot turn on IPv4 forwarding through {IP_FORWARD} "
-                f"({exc.strerror or exc}): run Locker as root, or set "
-                "net.ipv4.ip_forward=1 with sysctl yourself.") from exc
-        return True
+        return rules.ensure_ipv4_forwarding()
 
 
 # ------------------------------------------------------------------ helpers
 
 
-def _check_name(name: str) -> None:
-    if not name or len(name.encode()) > IFNAME_MAX:
-        raise BackendError(
-            f"Bridge name {name!r} has {len(name.encode())} characters but Linux allows "
-            f"1 to {IFNAME_MAX}: use locker.names.bridge_name() to derive a short one.")
-    if "/" in name or ":" in name or any(c.isspace() for c in name) or name in (".", ".."):
-        raise BackendError(
-            f"Bridge name {name!r} is not a valid interface name: Linux refuses '/', ':', "
-            "whitespace, '.' and '..'; use locker.names.bridge_name() to derive one.")
-
-
-def _require_bridge(link) -> None:
-    if link.kind != "bridge":
-        kind = f"a {link.kind} interface" if link.kind else "an interface"
-        raise BackendError(
-            f"{link.name!r} is {kind}, not a bridge: Locker will not touch it; rename or "
-            "remove that interface, or choose another project name.")
-
-
-def _check_derived(bridge: Bridge) -> None:
-    expected = bridge_name(bridge.project)
-    if bridge.name != expected:
-        raise BackendError(
-            f"Bridge {bridge.name!r} is not the name Locker gives project {bridge.project!r}'s "
-            f"bridge ({expected!r}): derive it with locker.names.bridge_name().")
-
-
-def _require_owned(link, project: str | None = None) -> None:
-    """Refuse a bridge that does not carry Locker's mark for its name."""
-    if is_locker_bridge(link.name, link.alias):
-        return
-    found = f"its alias is {link.alias!r}" if link.alias else "it has no alias"
-    if project is None:  # a plain name tells its project; a short form does not
-        plain = link.name.removeprefix(BRIDGE_PREFIX)
-        project = plain if bridge_name(plain) == link.name else "<project>"
-    mark = bridge_alias(project)
-    raise BackendError(
-        f"A bridge named {link.name!r} exists that Locker did not create ({found}, Locker "
-        f"marks its own {mark!r}): Locker will not use or remove it; remove or rename it, "
-        f"or choose another project name (if an earlier Locker made it, mark it with "
-        f"`ip link set dev {link.name} alias {mark}`).")
-
-
 def _must_find(rtnl, name: str):
     link = rtnl.find_link(name)
     if link is None:
-        raise BackendError(
-            f"Bridge {name!r} vanished while Locker set it up: check whether another "
-            "program deletes interfaces, then run the command again.")
+        raise rules.vanished(name)
     return link
 
 

@@ -4,7 +4,7 @@ changes of its rules, each done through the command's journal."""
 from __future__ import annotations
 
 from collections.abc import Collection, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
 from locker import diff, planner
@@ -36,6 +36,7 @@ class Facts:
     bridge: BridgeState | None = None
     rules: Ruleset = Ruleset()
     blockers: tuple[Blocker, ...] = ()
+    overlaps: tuple[str, ...] = ()  # what has come to overlap the bridge's subnet
 
     @property
     def running(self) -> frozenset[str]:
@@ -49,10 +50,6 @@ class Facts:
     @property
     def addresses(self) -> dict[str, IPv4Address]:
         return {n: a.ip for n, a in self.configured.items() if a is not None}
-
-    def with_states(self, **states: str) -> Facts:
-        return Facts({**self.states, **states}, self.configured, self.orphans, self.bridge,
-                     self.rules, self.blockers)
 
 
 def read_containers(ctx: Context) -> Facts:
@@ -75,7 +72,9 @@ def read_network(ctx: Context, facts: Facts) -> Facts:
     wanted_bridge = _bridge_value(ctx, bridge)
     blockers = tuple(ctx.hooks.find_blockers(bridges=[wanted_bridge]) or ()) \
         if wanted_bridge is not None else ()
-    return Facts(facts.states, facts.configured, facts.orphans, bridge, rules, blockers)
+    overlaps = tuple(ctx.hooks.subnet_conflicts(bridge=ctx.bridge_name) or ()) \
+        if wanted_bridge is not None else ()
+    return replace(facts, bridge=bridge, rules=rules, blockers=blockers, overlaps=overlaps)
 
 
 def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:
@@ -152,12 +151,17 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
                             "(IPv4 forwarding was off in this network namespace)")
         if ctx.ip_forwarding_off() if journal.dry_run else ctx.hooks.ensure_ip_forwarding():
             journal.record(forwarding)
-        current = read_network(ctx, facts)
-        current = Facts(current.states, current.configured, current.orphans, state,
-                        current.rules, current.blockers)
+        current = replace(read_network(ctx, facts), bridge=state)
         plan = diff.repair(compute_diff(ctx, current), {diff.NAT, diff.CHAINS},
                            bridge=bridge)
         apply(ctx, plan)
+    for overlap in current.overlaps:
+        ctx.warn(f"The subnet {bridge.network} of bridge {ctx.bridge_name} overlaps "
+                 f"{overlap}, which appeared after the bridge; traffic to those addresses "
+                 f"may go the wrong way. Move one of them (`locker cleanup` gives the "
+                 f"project a new subnet on its next start).")
+    for blocker in current.blockers:
+        ctx.warn(f"{blocker.what} drops the project's forwarded traffic; fix: {blocker.fix}")
     return bridge, current
 
 

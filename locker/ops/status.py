@@ -38,6 +38,7 @@ class Status:
     rules: Ruleset
     diff: Diff
     blockers: tuple[Blocker, ...] = ()
+    overlaps: tuple[str, ...] = ()
 
     @property
     def in_place(self) -> bool:
@@ -66,7 +67,7 @@ def status(ctx: Context) -> Status:
         containers.append(ContainerStatus(name, lxc, state, facts.configured.get(name),
                                           addresses, hosts, problem))
     return Status(ctx.project.name, ctx.bridge_name, facts.bridge, tuple(containers),
-                  facts.rules, network.compute_diff(ctx, facts), facts.blockers)
+                  facts.rules, network.compute_diff(ctx, facts), facts.blockers, facts.overlaps)
 
 
 def describe(item: Item) -> str:
@@ -138,4 +139,5 @@ def to_json(result: Status) -> dict:
         },
         "items": [item_to_json(i) for i in result.diff.items],
         "blockers": [{"what": b.what, "fix": b.fix} for b in result.blockers],
+        "subnet_overlaps": list(result.overlaps),
     }

@@ -30,6 +30,20 @@ The interface a subclass provides (methods, no constructor):
     Create an interface called ``name`` that is not a bridge. The default
     makes a ``dummy`` interface, or a ``veth`` pair (peer ``<name>p``, name
     cut to fit) where the kernel has no dummy driver.
+``add_vpn(netns) -> None`` (optional)
+    The interfaces the routing tests send routes through: ``tun9``
+    (10.8.0.2/24) and ``lan9`` (192.168.5.2/24), both up; made with
+    ``add_non_bridge``.
+
+The hooks are called with keyword arguments as the core calls them:
+``allocate_subnet`` through the module's ``allocate(hook, name, pool,
+reserved)``, ``ensure_bridge`` with ``adopt`` given. What the suite covers:
+creating, adopting, reading and removing bridges, and refusing other
+tools' interfaces (with the messages of ``locker.link.rules``); the subnet
+choice on real routing tables (addresses on down interfaces, routes of
+every table and type, default routes and split default routes such as
+OpenVPN's def1 pair, a routed 10.0.0.0/8, host and blackhole routes,
+reservations, a moved pool); ``subnet_conflicts``; IPv4 forwarding.
 
 Everything the suite checks in the kernel it reads with ``ip -j`` inside the
 namespace, never through the backend under test. Bridges "of Locker's" that
@@ -51,6 +65,7 @@ from locker.errors import BackendError
 from locker.model import Availability, Bridge, BridgeState
 from locker.names import bridge_alias, bridge_name
 from locker.plugins import new_manager
+from locker.subnets import DEFAULT_POOL
 from locker.testing.netns import NetNS
 
 PROJECT = "alpha"
@@ -63,6 +78,17 @@ BRIDGE = Bridge(PROJECT, NAME, IPv4Network("10.1.1.0/24"))
 FOREIGN_PLAIN = "eth9"
 FOREIGN_BRIDGE = "lxcbr9"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+LONG_NAME = "locker_" + "x" * 9  # 16 characters
+
+
+# ----------------------------------------------------- calling the backend
+
+
+def allocate(hook, name: str, pool: IPv4Network = DEFAULT_POOL,
+             reserved: tuple[IPv4Network, ...] = ()) -> IPv4Network:
+    """``allocate_subnet`` as the core calls it (by default: the default
+    pool, nothing reserved)."""
+    return hook.allocate_subnet(bridge=name, pool=pool, reserved=list(reserved))
 
 
 # ----------------------------------------------------- reading the kernel
@@ -157,6 +183,15 @@ class LinkBackendTests:
             peer = name[:14] + "p"
             netns.run(["ip", "link", "add", name, "type", "veth", "peer", "name", peer])
 
+    def add_vpn(self, netns: NetNS) -> None:
+        """A tunnel-like interface ``tun9`` (10.8.0.2/24, peer 10.8.0.1, up)
+        and an up ``lan9`` with 192.168.5.2/24 for gateways; both made with
+        ``add_non_bridge``."""
+        for name, address in (("tun9", "10.8.0.2/24"), ("lan9", "192.168.5.2/24")):
+            self.add_non_bridge(netns, name)
+            netns.run(["ip", "addr", "add", address, "dev", name])
+            netns.run(["ip", "link", "set", name, "up"])
+
     # ------------------------------------------------------------- fixtures
 
     @pytest.fixture
@@ -195,7 +230,7 @@ class LinkBackendTests:
     # --------------------------------------------------------- ensure_bridge
 
     def test_ensure_bridge_creates_it(self, hook, netns: NetNS) -> None:
-        state = hook.ensure_bridge(bridge=BRIDGE)
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert state == BridgeState(NAME, (IPv4Interface("10.1.1.1/24"),), True)
         assert state.network == BRIDGE.network
         assert kind_of(netns, NAME) == "bridge"
@@ -208,29 +243,29 @@ class LinkBackendTests:
     def test_a_short_form_bridge_is_marked_with_its_project(self, hook, netns: NetNS) -> None:
         project = "webshopfrontend"
         bridge = Bridge(project, bridge_name(project), IPv4Network("10.1.5.0/24"))
-        assert hook.ensure_bridge(bridge=bridge).owned
+        assert hook.ensure_bridge(bridge=bridge, adopt=False).owned
         assert alias_of(netns, bridge.name) == bridge_alias(project)
         assert hook.find_bridge(name=bridge.name).owned
-        assert hook.allocate_subnet(bridge=bridge.name) == bridge.network
+        assert allocate(hook, bridge.name) == bridge.network
         hook.remove_bridge(name=bridge.name)
         assert link_of(netns, bridge.name) is None
 
     def test_ensure_bridge_uses_the_bridges_network(self, hook, netns: NetNS) -> None:
         other = Bridge("beta", bridge_name("beta"), IPv4Network("10.200.7.0/24"))
-        state = hook.ensure_bridge(bridge=other)
+        state = hook.ensure_bridge(bridge=other, adopt=False)
         assert state == BridgeState(other.name, (IPv4Interface("10.200.7.1/24"),), True)
         assert ipv4_of(netns, other.name) == ["10.200.7.1/24"]
 
     def test_ensure_bridge_is_idempotent(self, hook, netns: NetNS) -> None:
-        first = hook.ensure_bridge(bridge=BRIDGE)
+        first = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         before = snapshot(netns, NAME)
-        assert hook.ensure_bridge(bridge=BRIDGE) == first
+        assert hook.ensure_bridge(bridge=BRIDGE, adopt=False) == first
         assert snapshot(netns, NAME) == before  # same ifindex, one address
 
     def test_existing_bridge_keeps_its_address(self, hook, netns: NetNS) -> None:
         add_bridge(netns, NAME, bridge_alias(PROJECT))
         netns.run(["ip", "addr", "add", "10.9.9.1/24", "dev", NAME])
-        state = hook.ensure_bridge(bridge=BRIDGE)
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert state == BridgeState(NAME, (IPv4Interface("10.9.9.1/24"),), True)
         assert ipv4_of(netns, NAME) == ["10.9.9.1/24"]
         assert is_up(netns, NAME), "an existing bridge is brought up"
@@ -238,7 +273,7 @@ class LinkBackendTests:
     def test_existing_bridge_without_address_gets_one(self, hook, netns: NetNS) -> None:
         add_bridge(netns, NAME, bridge_alias(PROJECT))
         index = link_of(netns, NAME)["ifindex"]
-        state = hook.ensure_bridge(bridge=BRIDGE)
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert state == BridgeState(NAME, (IPv4Interface("10.1.1.1/24"),), True)
         assert link_of(netns, NAME)["ifindex"] == index, "the bridge was re-created"
         assert ipv4_of(netns, NAME) == ["10.1.1.1/24"]
@@ -247,7 +282,7 @@ class LinkBackendTests:
         self.add_non_bridge(netns, NAME)
         before = snapshot(netns, NAME)
         with pytest.raises(BackendError):
-            hook.ensure_bridge(bridge=BRIDGE)
+            hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert snapshot(netns, NAME) == before
 
     @pytest.mark.parametrize("alias", NOT_OURS, ids=["no-alias", "other-project", "other-tool"])
@@ -257,20 +292,60 @@ class LinkBackendTests:
         netns.run(["ip", "addr", "add", "10.9.9.1/24", "dev", NAME])
         before = raw_link(netns, NAME)
         with pytest.raises(BackendError):
-            hook.ensure_bridge(bridge=BRIDGE)
+            hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert raw_link(netns, NAME) == before, "not brought up, not marked, not changed"
         assert ipv4_of(netns, NAME) == ["10.9.9.1/24"]
+
+    def test_adopt_marks_a_bridge_without_alias(self, hook, netns: NetNS) -> None:
+        add_bridge(netns, NAME)  # what a Locker killed at "bridge-created" leaves
+        index = link_of(netns, NAME)["ifindex"]
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=True)
+        assert state == BridgeState(NAME, (IPv4Interface("10.1.1.1/24"),), True)
+        assert alias_of(netns, NAME) == bridge_alias(PROJECT)
+        assert link_of(netns, NAME)["ifindex"] == index
+        assert hook.ensure_bridge(bridge=BRIDGE, adopt=False) == state
+
+    def test_adopt_keeps_the_address_of_a_bridge_without_alias(self, hook, netns: NetNS) -> None:
+        add_bridge(netns, NAME)
+        netns.run(["ip", "addr", "add", "10.9.9.1/24", "dev", NAME])
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=True)
+        assert state == BridgeState(NAME, (IPv4Interface("10.9.9.1/24"),), True)
+
+    def test_adopt_uses_a_bridge_of_lockers_as_it_is(self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        before = snapshot(netns, NAME)
+        assert hook.ensure_bridge(bridge=BRIDGE, adopt=True).owned
+        assert snapshot(netns, NAME) == before
+
+    def test_adopt_creates_a_missing_bridge(self, hook, netns: NetNS) -> None:
+        assert hook.ensure_bridge(bridge=BRIDGE, adopt=True).owned
+        assert alias_of(netns, NAME) == bridge_alias(PROJECT)
+
+    @pytest.mark.parametrize("alias", NOT_OURS[1:], ids=["other-project", "other-tool"])
+    def test_adopt_still_refuses_another_alias(self, hook, netns: NetNS, alias: str) -> None:
+        add_bridge(netns, NAME, alias)
+        before = raw_link(netns, NAME)
+        with pytest.raises(BackendError):
+            hook.ensure_bridge(bridge=BRIDGE, adopt=True)
+        assert raw_link(netns, NAME) == before
+
+    def test_adopt_still_refuses_a_non_bridge(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, NAME)
+        before = snapshot(netns, NAME)
+        with pytest.raises(BackendError, match="not a bridge"):
+            hook.ensure_bridge(bridge=BRIDGE, adopt=True)
+        assert snapshot(netns, NAME) == before
 
     def test_ensure_bridge_refuses_a_name_not_derived_from_the_project(
             self, hook, netns: NetNS) -> None:
         with pytest.raises(BackendError):
-            hook.ensure_bridge(bridge=Bridge("beta", NAME, BRIDGE.network))
+            hook.ensure_bridge(bridge=Bridge("beta", NAME, BRIDGE.network), adopt=False)
         assert link_of(netns, NAME) is None
 
     def test_ensure_bridge_refuses_a_name_linux_cannot_hold(self, hook, netns: NetNS) -> None:
         too_long = Bridge(PROJECT, "locker_" + "x" * 9, BRIDGE.network)  # 16 characters
         with pytest.raises(BackendError):
-            hook.ensure_bridge(bridge=too_long)
+            hook.ensure_bridge(bridge=too_long, adopt=False)
         assert ip_json(netns, "link", "show", "type", "bridge") == []
 
     # ----------------------------------------------------------- find_bridge
@@ -306,18 +381,18 @@ class LinkBackendTests:
     # ------------------------------------------------------- allocate_subnet
 
     def test_allocate_in_an_empty_namespace(self, hook) -> None:
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.1.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.1.1.0/24")
 
     def test_allocate_skips_interface_addresses(self, hook, netns: NetNS) -> None:
         self.add_non_bridge(netns, FOREIGN_PLAIN)
         netns.run(["ip", "addr", "add", "10.1.1.77/24", "dev", FOREIGN_PLAIN])
         netns.run(["ip", "addr", "add", "10.1.2.9/23", "dev", FOREIGN_PLAIN])  # 10.1.2-3
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.4.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.1.4.0/24")
 
     def test_allocate_skips_addresses_on_down_interfaces(self, hook, netns: NetNS) -> None:
         netns.run(["ip", "link", "add", FOREIGN_BRIDGE, "type", "bridge"])
         netns.run(["ip", "addr", "add", "10.1.1.1/24", "dev", FOREIGN_BRIDGE])
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.2.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.1.2.0/24")
 
     def test_allocate_skips_routes(self, hook, netns: NetNS) -> None:
         self.add_non_bridge(netns, FOREIGN_PLAIN)
@@ -325,7 +400,7 @@ class LinkBackendTests:
         netns.run(["ip", "link", "set", FOREIGN_PLAIN, "up"])
         netns.run(["ip", "route", "add", "10.1.2.0/24", "via", "10.1.1.254"])
         netns.run(["ip", "route", "add", "10.1.3.0/24", "dev", FOREIGN_PLAIN, "table", "100"])
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.4.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.1.4.0/24")
 
     def test_allocate_ignores_the_default_route(self, hook, netns: NetNS) -> None:
         self.add_non_bridge(netns, FOREIGN_PLAIN)
@@ -333,54 +408,167 @@ class LinkBackendTests:
         netns.run(["ip", "link", "set", FOREIGN_PLAIN, "up"])
         netns.run(["ip", "route", "add", "default", "via", "192.168.5.1"])
         netns.run(["ip", "route", "add", "default", "via", "192.168.5.1", "table", "100"])
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.1.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.1.1.0/24")
 
     def test_allocate_keeps_an_existing_bridges_network(self, hook, netns: NetNS) -> None:
         add_bridge(netns, NAME, bridge_alias(PROJECT))
         netns.run(["ip", "addr", "add", "10.7.7.1/24", "dev", NAME])
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.7.7.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.7.7.0/24")
 
-    @pytest.mark.parametrize("alias", NOT_OURS, ids=["no-alias", "other-project", "other-tool"])
+    @pytest.mark.parametrize("alias", NOT_OURS[1:], ids=["other-project", "other-tool"])
     def test_allocate_refuses_a_bridge_locker_did_not_create(
             self, hook, netns: NetNS, alias: str | None) -> None:
         add_bridge(netns, NAME, alias)
         netns.run(["ip", "addr", "add", "10.7.7.1/24", "dev", NAME])
         before = raw_link(netns, NAME)
         with pytest.raises(BackendError):
-            hook.allocate_subnet(bridge=NAME)
+            allocate(hook, NAME)
         assert raw_link(netns, NAME) == before
         assert ipv4_of(netns, NAME) == ["10.7.7.1/24"]
 
+    def test_allocate_leaves_a_bridge_without_alias_to_adoption(self, hook, netns: NetNS) -> None:
+        # what a Locker killed between creating the bridge and marking it leaves
+        add_bridge(netns, NAME)
+        before = raw_link(netns, NAME)
+        assert allocate(hook, NAME) == IPv4Network("10.1.1.0/24")
+        netns.run(["ip", "addr", "add", "10.7.7.1/24", "dev", NAME])
+        assert allocate(hook, NAME) == IPv4Network("10.7.7.0/24")
+        assert alias_of(netns, NAME) is None
+        netns.run(["ip", "addr", "flush", "dev", NAME])
+        assert raw_link(netns, NAME) == before
+
+    def test_allocate_refuses_a_non_bridge(self, hook, netns: NetNS) -> None:
+        self.add_non_bridge(netns, NAME)
+        with pytest.raises(BackendError, match="not a bridge"):
+            allocate(hook, NAME)
+
     def test_allocate_after_ensure_returns_the_same_network(self, hook) -> None:
-        hook.ensure_bridge(bridge=BRIDGE)
-        assert hook.allocate_subnet(bridge=NAME) == BRIDGE.network
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        assert allocate(hook, NAME) == BRIDGE.network
         other = bridge_name("beta")
-        assert hook.allocate_subnet(bridge=other) == IPv4Network("10.1.2.0/24")
+        assert allocate(hook, other) == IPv4Network("10.1.2.0/24")
 
     def test_allocate_when_the_pool_is_exhausted(self, hook, netns: NetNS) -> None:
         self.add_non_bridge(netns, FOREIGN_PLAIN)
         netns.run(["ip", "addr", "add", "10.0.0.1/8", "dev", FOREIGN_PLAIN])
         with pytest.raises(BackendError):
-            hook.allocate_subnet(bridge=NAME)
+            allocate(hook, NAME)
 
     def test_allocate_changes_nothing(self, hook, netns: NetNS, foreign) -> None:
         before = snapshot(netns, *foreign, NAME)
         routes = ip_json(netns, "-4", "route", "show", "table", "all")
-        assert hook.allocate_subnet(bridge=NAME) == IPv4Network("10.1.3.0/24")
+        assert allocate(hook, NAME) == IPv4Network("10.1.3.0/24")
         assert snapshot(netns, *foreign, NAME) == before
         assert ip_json(netns, "-4", "route", "show", "table", "all") == routes
+
+    def test_allocate_ignores_the_def1_pair(self, hook, netns: NetNS) -> None:
+        self.add_vpn(netns)
+        for half in ("0.0.0.0/1", "128.0.0.0/1"):
+            netns.run(["ip", "route", "add", half, "via", "10.8.0.1", "dev", "tun9"])
+        netns.run(["ip", "route", "add", "default", "via", "192.168.5.1"])
+        assert allocate(hook, NAME) == IPv4Network("10.1.1.0/24")
+
+    def test_allocate_ignores_a_split_default_in_another_table(self, hook, netns: NetNS) -> None:
+        for half in ("0.0.0.0/1", "128.0.0.0/1"):  # a kill switch, as VPN clients add
+            netns.run(["ip", "route", "add", "unreachable", half, "table", "51820"])
+        assert allocate(hook, NAME) == IPv4Network("10.1.1.0/24")
+
+    def test_allocate_counts_a_wide_route_that_is_no_split_default(
+            self, hook, netns: NetNS) -> None:
+        self.add_vpn(netns)
+        netns.run(["ip", "route", "add", "0.0.0.0/1", "via", "10.8.0.1", "dev", "tun9"])
+        netns.run(["ip", "route", "add", "default", "via", "192.168.5.1"])
+        with pytest.raises(BackendError, match=r"route 0\.0\.0\.0/1 via 10\.8\.0\.1 dev tun9"):
+            allocate(hook, NAME)
+
+    def test_allocate_when_10_8_is_routed(self, hook, netns: NetNS) -> None:
+        self.add_vpn(netns)
+        netns.run(["ip", "route", "add", "10.0.0.0/8", "via", "192.168.5.1"])
+        with pytest.raises(BackendError) as caught:
+            allocate(hook, NAME)
+        message = str(caught.value)
+        assert "No free /24 is left" in message
+        assert "route 10.0.0.0/8 via 192.168.5.1 dev lan9" in message
+        assert "address 10.8.0.2/24 on tun9" in message
+
+    def test_allocate_skips_a_host_route(self, hook, netns: NetNS) -> None:
+        self.add_vpn(netns)
+        netns.run(["ip", "route", "add", "10.1.1.9/32", "via", "192.168.5.1"])
+        netns.run(["ip", "route", "add", "10.1.2.0/32", "dev", "tun9"])
+        assert allocate(hook, NAME) == IPv4Network("10.1.3.0/24")
+
+    def test_allocate_skips_blackhole_and_unreachable_routes(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "route", "add", "blackhole", "10.1.1.0/24"])
+        netns.run(["ip", "route", "add", "unreachable", "10.1.2.0/24", "table", "7"])
+        netns.run(["ip", "route", "add", "prohibit", "10.1.3.0/24"])
+        assert allocate(hook, NAME) == IPv4Network("10.1.4.0/24")
+
+    def test_allocate_skips_reserved_networks(self, hook) -> None:
+        reserved = (IPv4Network("10.1.1.0/24"), IPv4Network("10.1.2.0/24"))
+        assert allocate(hook, NAME, reserved=reserved) == IPv4Network("10.1.3.0/24")
+
+    def test_allocate_counts_a_locker_bridge_that_is_down(self, hook, netns: NetNS) -> None:
+        beta = Bridge("beta", bridge_name("beta"), IPv4Network("10.1.1.0/24"))
+        hook.ensure_bridge(bridge=beta, adopt=False)
+        netns.run(["ip", "link", "set", beta.name, "down"])
+        assert allocate(hook, NAME) == IPv4Network("10.1.2.0/24")
+
+    def test_allocate_from_a_moved_pool(self, hook, netns: NetNS) -> None:
+        pool = IPv4Network("10.200.0.0/16")
+        assert allocate(hook, NAME, pool) == IPv4Network("10.200.0.0/24")
+        self.add_non_bridge(netns, FOREIGN_PLAIN)
+        netns.run(["ip", "addr", "add", "10.200.0.9/23", "dev", FOREIGN_PLAIN])
+        assert allocate(hook, NAME, pool) == IPv4Network("10.200.2.0/24")
+        netns.run(["ip", "addr", "add", "10.200.0.9/16", "dev", FOREIGN_PLAIN])
+        with pytest.raises(BackendError, match="pool 10.200.0.0 to 10.200.255.0"):
+            allocate(hook, NAME, pool)
+
+    def test_an_existing_bridge_keeps_its_subnet_outside_the_pool(self, hook) -> None:
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        assert allocate(hook, NAME, IPv4Network("10.200.0.0/16")) == BRIDGE.network
+
+    # ------------------------------------------------------ subnet_conflicts
+
+    def test_no_conflicts_without_a_bridge(self, hook, netns: NetNS) -> None:
+        assert hook.subnet_conflicts(bridge=NAME) == []
+        add_bridge(netns, NAME, bridge_alias(PROJECT))
+        assert hook.subnet_conflicts(bridge=NAME) == []
+
+    def test_no_conflicts_for_a_bridge_alone(self, hook, netns: NetNS) -> None:
+        self.add_vpn(netns)
+        for half in ("0.0.0.0/1", "128.0.0.0/1"):
+            netns.run(["ip", "route", "add", half, "via", "10.8.0.1", "dev", "tun9"])
+        netns.run(["ip", "route", "add", "default", "via", "192.168.5.1"])
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        netns.run(["ip", "route", "add", "10.1.1.0/25", "dev", NAME, "table", "5"])
+        assert hook.subnet_conflicts(bridge=NAME) == []
+
+    def test_conflicts_name_what_overlaps_the_bridge(self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        self.add_vpn(netns)
+        netns.run(["ip", "addr", "add", "10.1.0.5/16", "dev", "tun9"])
+        netns.run(["ip", "route", "add", "10.1.1.128/25", "via", "192.168.5.1"])
+        netns.run(["ip", "route", "add", "blackhole", "10.1.1.64/26", "table", "100"])
+        netns.run(["ip", "route", "add", "10.1.2.0/24", "via", "192.168.5.1"])  # not overlapping
+        found = hook.subnet_conflicts(bridge=NAME)
+        assert sorted(found) == sorted([
+            "address 10.1.0.5/16 on tun9",
+            "route 10.1.1.128/25 via 192.168.5.1 dev lan9",
+            "route blackhole 10.1.1.64/26 table 100",
+        ]), found
+        assert IPv4Network("10.1.2.0/24") not in found
 
     # --------------------------------------------------------- remove_bridge
 
     def test_remove_bridge_removes_it(self, hook, netns: NetNS) -> None:
-        hook.ensure_bridge(bridge=BRIDGE)
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         hook.remove_bridge(name=NAME)
         assert link_of(netns, NAME) is None
         assert hook.find_bridge(name=NAME) is None
 
     def test_remove_bridge_is_idempotent(self, hook, netns: NetNS) -> None:
         hook.remove_bridge(name=NAME)  # never existed
-        hook.ensure_bridge(bridge=BRIDGE)
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         hook.remove_bridge(name=NAME)
         hook.remove_bridge(name=NAME)
         assert link_of(netns, NAME) is None
@@ -410,7 +598,7 @@ class LinkBackendTests:
         assert link_of(netns, NAME) is None
 
     def test_bridge_with_ports_can_be_removed(self, hook, netns: NetNS) -> None:
-        hook.ensure_bridge(bridge=BRIDGE)
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         self.add_non_bridge(netns, FOREIGN_PLAIN)
         netns.run(["ip", "link", "set", FOREIGN_PLAIN, "master", NAME])
         hook.remove_bridge(name=NAME)
@@ -422,16 +610,65 @@ class LinkBackendTests:
 
     def test_foreign_interfaces_are_untouched(self, hook, netns: NetNS, foreign) -> None:
         before = snapshot(netns, *foreign)
-        bridge = Bridge(PROJECT, NAME, hook.allocate_subnet(bridge=NAME))
+        bridge = Bridge(PROJECT, NAME, allocate(hook, NAME))
         assert bridge.network == IPv4Network("10.1.3.0/24")
-        assert hook.ensure_bridge(bridge=bridge).network == bridge.network
-        assert hook.ensure_bridge(bridge=bridge).network == bridge.network
+        assert hook.ensure_bridge(bridge=bridge, adopt=False).network == bridge.network
+        assert hook.ensure_bridge(bridge=bridge, adopt=False).network == bridge.network
         assert hook.find_bridge(name=FOREIGN_BRIDGE) == BridgeState(
             FOREIGN_BRIDGE, (IPv4Interface("10.1.2.1/24"),), True, owned=False)
         assert snapshot(netns, *foreign) == before
         hook.remove_bridge(name=NAME)
         assert snapshot(netns, *foreign) == before
         assert link_of(netns, NAME) is None
+
+    # ------------------------------------------------------- the messages
+
+    @pytest.mark.parametrize("call", [
+        lambda hook: hook.ensure_bridge(
+            bridge=Bridge("p", LONG_NAME, IPv4Network("10.1.1.0/24")), adopt=False),
+        lambda hook: allocate(hook, LONG_NAME),
+        lambda hook: hook.find_bridge(name=LONG_NAME),
+        lambda hook: hook.remove_bridge(name=LONG_NAME),
+        lambda hook: hook.subnet_conflicts(bridge=LONG_NAME),
+    ], ids=["ensure", "allocate", "find", "remove", "conflicts"])
+    def test_a_name_over_15_characters(self, hook, call) -> None:
+        with pytest.raises(BackendError, match=r"has 16 characters but Linux allows 1 to 15"):
+            call(hook)
+
+    @pytest.mark.parametrize("name", ["bad/name", "bad name", "a:b", "", ".."])
+    def test_names_linux_refuses(self, hook, name: str) -> None:
+        with pytest.raises(BackendError, match="interface name|Linux allows"):
+            hook.ensure_bridge(bridge=Bridge("p", name, IPv4Network("10.1.1.0/24")), adopt=False)
+
+    def test_non_bridge_message_names_it(self, hook, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
+        with pytest.raises(BackendError, match=rf"'{NAME}' is a veth interface, not a bridge"):
+            hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+
+    @pytest.mark.parametrize("call", [
+        lambda hook: hook.ensure_bridge(bridge=BRIDGE, adopt=False),
+        lambda hook: hook.remove_bridge(name=NAME),
+    ], ids=["ensure", "remove"])
+    def test_a_bridge_locker_did_not_create_is_named_with_the_fix(self, hook, netns: NetNS,
+                                                                  call) -> None:
+        add_bridge(netns, NAME)
+        with pytest.raises(BackendError) as caught:
+            call(hook)
+        message = str(caught.value)
+        assert message.startswith(f"A bridge named '{NAME}' exists that Locker did not create "
+                                  "(it has no alias, Locker marks its own 'locker:alpha'):")
+        assert message.endswith(f"`ip link set dev {NAME} alias locker:alpha`).")
+        assert "\n" not in message
+
+    @pytest.mark.parametrize("call", [
+        lambda hook: allocate(hook, NAME),
+        lambda hook: hook.remove_bridge(name=NAME),
+        lambda hook: hook.ensure_bridge(bridge=BRIDGE, adopt=True),
+    ], ids=["allocate", "remove", "adopt"])
+    def test_the_message_quotes_a_foreign_alias(self, hook, netns: NetNS, call) -> None:
+        add_bridge(netns, NAME, "made by hand")
+        with pytest.raises(BackendError, match="its alias is 'made by hand'"):
+            call(hook)
 
     # -------------------------------------------------------- ip forwarding
 

@@ -17,7 +17,7 @@ from locker.model import Availability, Blocker, Bridge, BridgeState, Forward, Li
 from locker.names import bridge_name
 from locker.project import CloneSource, Source
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
-from locker.subnets import first_free
+from locker.subnets import DEFAULT_POOL, first_free
 
 
 class MemoryFirewall:
@@ -124,7 +124,14 @@ class MemoryLink:
             return state.network
         taken = self.used + list(reserved) + [s.network for s in self.bridges.values()
                                               if s.network]
-        return first_free(taken)
+        return first_free(taken, pool or DEFAULT_POOL)
+
+    @hookimpl
+    def subnet_conflicts(self, bridge: str) -> list[str]:
+        state = self.bridges.get(bridge)
+        if state is None or state.network is None:
+            return []
+        return [f"route {n}" for n in self.used if n.overlaps(state.network)]
 
     @hookimpl
     def ensure_bridge(self, bridge: Bridge, adopt: bool = False) -> BridgeState:

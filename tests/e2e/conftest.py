@@ -1,8 +1,9 @@
 """End-to-end tests: the installed ``locker`` command against real busybox
 LXC containers, once per firewall backend (``--backend nftables`` and
-``--backend iptables``).
+``--backend iptables``) and link backend (``--link-backend netlink`` and
+``--link-backend ipr2``): four worlds.
 
-The world (``world.World``, one per test module and backend):
+The world (``world.World``, one per test module and pair of backends):
 
 - a *host* network namespace where every ``locker``, ``lxc-*`` and rule
   dump runs (``ip netns exec``, with the machine's cgroup hierarchies
@@ -43,31 +44,36 @@ import pytest
 from world import World, missing_requirements
 
 BACKENDS = ("nftables", "iptables")
+LINK_BACKENDS = ("netlink", "ipr2")
+PAIRS = [(firewall, link) for link in LINK_BACKENDS for firewall in BACKENDS]
 
 
 def backend_problem(world: World) -> str | None:
-    """Why ``world.backend`` cannot be used in the world's host namespace
-    (asked of the installed command itself), or None."""
+    """Why ``world.backend`` or ``world.link`` cannot be used in the world's
+    host namespace (asked of the installed command itself), or None."""
     done = world.locker(world.root, "backends", "--json", backend=False, check=False)
     if done.returncode != 0:
         return f"`locker backends --json` failed: {done.stderr.strip()}"
-    found = {b["name"]: b for b in json.loads(done.stdout)["firewall"]["backends"]}
-    entry = found.get(world.backend)
-    if entry is None:
-        return (f"the {world.backend} firewall backend is not installed "
-                f"(pip install -e plugins/{world.backend})")
-    if not entry["usable"]:
-        return f"the {world.backend} firewall backend cannot work here: {entry['reason']}"
+    listing = json.loads(done.stdout)
+    for role, name in (("firewall", world.backend), ("link", world.link)):
+        found = {b["name"]: b for b in listing[role]["backends"]}
+        entry = found.get(name)
+        if entry is None:
+            folder = f"plugins/{name}" if name != "netlink" else "."
+            return f"the {name} {role} backend is not installed (pip install -e {folder})"
+        if not entry["usable"]:
+            return f"the {name} {role} backend cannot work here: {entry['reason']}"
     return None
 
 
-@pytest.fixture(scope="module", params=BACKENDS)
+@pytest.fixture(scope="module", params=PAIRS, ids=["-".join(pair) for pair in PAIRS])
 def world(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     reason = missing_requirements()
     if reason:
         pytest.skip(reason)
-    w = World(tmp_path_factory.mktemp(f"e2e-{request.param}"), request.param)
+    firewall, link = request.param
+    w = World(tmp_path_factory.mktemp(f"e2e-{firewall}-{link}"), firewall, link)
     try:
         reason = backend_problem(w)
         if reason:

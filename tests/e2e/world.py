@@ -94,10 +94,12 @@ def wait_for(check: Callable[[], T | None], what: str, timeout: float = BOOT_TIM
 
 
 class World:
-    """See the module docstring. ``backend`` is passed to every locker call."""
+    """See the module docstring. ``backend`` (firewall) and ``link`` (link
+    backend) are passed to every locker call."""
 
-    def __init__(self, root: Path, backend: str) -> None:
+    def __init__(self, root: Path, backend: str, link: str = "netlink") -> None:
         self.backend = backend
+        self.link = link
         self.root = root
         self.lxcpath = root / "lxc"
         self.run_dir = root / "run"
@@ -153,14 +155,15 @@ class World:
     def locker(self, project_dir: Path, *argv: str, backend: bool = True,
                check: bool = True, env: dict[str, str] | None = None
                ) -> subprocess.CompletedProcess:
-        """``locker -P LXCPATH --backend B ARGV`` in the host namespace, run
+        """``locker -P LXCPATH --backend B --link-backend L ARGV`` in the host namespace, run
         from ``project_dir``; with ``check``, a non-zero exit fails the test
         showing locker's output. ``env`` adds environment variables."""
         env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
                "LOCKER_RUN_DIR": str(self.run_dir), "LOCKER_CONFIG": str(self.host_config),
                "LOCKER_STATE_DIR": str(self.state_dir),
                "NO_COLOR": "1", "LANG": "C.UTF-8", **(env or {})}
-        options = ["-P", str(self.lxcpath), *(["--backend", self.backend] if backend else [])]
+        options = ["-P", str(self.lxcpath),
+                   *(["--backend", self.backend, "--link-backend", self.link] if backend else [])]
         done = self.in_host([str(LOCKER), *options, *argv], cwd=project_dir, env=env)
         if check and done.returncode != 0:
             raise AssertionError(f"locker {' '.join(argv)} exited {done.returncode}\n"

@@ -14,14 +14,12 @@ import pytest
 from locker.errors import BackendError
 from locker.link._rtnl import Rtnl, RtnlError
 from locker.link.netlink import NetlinkBackend
-from locker.model import Bridge
 from locker.plugins import new_manager
 from locker.names import bridge_alias
+from locker.subnets import Address, Route
 from locker.testing.link_suite import (BRIDGE, NAME, LinkBackendTests, add_bridge, alias_of,
                                        ip_json, link_of)
 from locker.testing.netns import NetNS
-
-LONG_NAME = "locker_" + "x" * 9  # 16 characters
 
 
 @pytest.mark.privileged
@@ -60,6 +58,29 @@ class TestAdapter:
             assert IPv4Network("10.6.0.0/16") in destinations
             assert IPv4Network("0.0.0.0/0") not in destinations
 
+    def test_reads_routes_as_facts(self, netns: NetNS) -> None:
+        netns.run(["ip", "link", "add", "eth7", "type", "veth", "peer", "name", "eth7p"])
+        netns.run(["ip", "addr", "add", "10.5.5.2/24", "dev", "eth7"])
+        netns.run(["ip", "addr", "add", "10.9.0.1", "peer", "10.9.0.2/32", "dev", "eth7"])
+        netns.run(["ip", "link", "set", "eth7", "up"])
+        netns.run(["ip", "route", "add", "default", "via", "10.5.5.1"])
+        netns.run(["ip", "route", "add", "10.6.0.0/16", "nexthop", "via", "10.5.5.8",
+                   "nexthop", "via", "10.5.5.9"])
+        netns.run(["ip", "route", "add", "blackhole", "10.7.0.0/16", "table", "300"])
+        netns.run(["ip", "route", "add", "10.8.1.1", "dev", "eth7"])
+        with Rtnl() as rtnl:
+            routes = rtnl.ipv4_routes()
+            facts = rtnl.ipv4_address_facts()
+        assert Route(IPv4Network("0.0.0.0/0"), gateways=("10.5.5.1",), devices=("eth7",)) in routes
+        assert Route(IPv4Network("10.6.0.0/16"), gateways=("10.5.5.8", "10.5.5.9"),
+                     devices=("eth7", "eth7")) in routes
+        assert Route(IPv4Network("10.7.0.0/16"), table="300", kind="blackhole") in routes
+        assert Route(IPv4Network("10.8.1.1/32"), devices=("eth7",)) in routes
+        assert Route(IPv4Network("10.5.5.2/32"), table="local", kind="local",
+                     devices=("eth7",), protocol="kernel") in routes
+        assert Address("eth7", IPv4Interface("10.9.0.1/32"), IPv4Interface("10.9.0.2/32")) in facts
+        assert Address("lo", IPv4Interface("127.0.0.1/8")) in facts
+
     def test_reads_and_sets_the_alias(self, netns: NetNS) -> None:
         add_bridge(netns, "br7")
         with Rtnl() as rtnl:
@@ -76,7 +97,7 @@ class TestAdapter:
         assert caught.value.errno == errno.ENODEV
 
     def test_address_gets_a_broadcast(self, hook, netns: NetNS) -> None:
-        hook.ensure_bridge(bridge=BRIDGE)
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         (entry,) = ip_json(netns, "-4", "addr", "show", "dev", NAME)
         (address,) = entry["addr_info"]
         assert address["broadcast"] == "10.1.1.255"
@@ -84,52 +105,6 @@ class TestAdapter:
 
 @pytest.mark.privileged
 class TestNetlinkErrors:
-    @pytest.mark.parametrize("call", [
-        lambda hook: hook.ensure_bridge(bridge=Bridge("p", LONG_NAME, IPv4Network("10.1.1.0/24"))),
-        lambda hook: hook.allocate_subnet(bridge=LONG_NAME),
-        lambda hook: hook.find_bridge(name=LONG_NAME),
-        lambda hook: hook.remove_bridge(name=LONG_NAME),
-    ], ids=["ensure", "allocate", "find", "remove"])
-    def test_a_name_over_15_characters(self, hook, call) -> None:
-        with pytest.raises(BackendError, match=r"has 16 characters but Linux allows 1 to 15"):
-            call(hook)
-
-    @pytest.mark.parametrize("name", ["bad/name", "bad name", "a:b", "", ".."])
-    def test_names_linux_refuses(self, hook, name: str) -> None:
-        with pytest.raises(BackendError, match="interface name|Linux allows"):
-            hook.ensure_bridge(bridge=Bridge("p", name, IPv4Network("10.1.1.0/24")))
-
-    def test_non_bridge_message_names_it(self, hook, netns: NetNS) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
-        with pytest.raises(BackendError, match=rf"'{NAME}' is a veth interface, not a bridge"):
-            hook.ensure_bridge(bridge=BRIDGE)
-
-    @pytest.mark.parametrize("call", [
-        lambda hook: hook.ensure_bridge(bridge=BRIDGE),
-        lambda hook: hook.allocate_subnet(bridge=NAME),
-        lambda hook: hook.remove_bridge(name=NAME),
-    ], ids=["ensure", "allocate", "remove"])
-    def test_a_bridge_locker_did_not_create_is_named_with_the_fix(self, hook, netns: NetNS,
-                                                                  call) -> None:
-        add_bridge(netns, NAME)
-        with pytest.raises(BackendError) as caught:
-            call(hook)
-        message = str(caught.value)
-        assert message.startswith(f"A bridge named '{NAME}' exists that Locker did not create "
-                                  "(it has no alias, Locker marks its own 'locker:alpha'):")
-        assert message.endswith(f"`ip link set dev {NAME} alias locker:alpha`).")
-        assert "\n" not in message
-
-    def test_the_message_quotes_a_foreign_alias(self, hook, netns: NetNS) -> None:
-        add_bridge(netns, NAME, "made by hand")
-        with pytest.raises(BackendError, match="its alias is 'made by hand'"):
-            hook.remove_bridge(name=NAME)
-
-    def test_allocate_refuses_a_non_bridge_of_that_name(self, hook, netns: NetNS) -> None:
-        netns.run(["ip", "link", "add", NAME, "type", "veth", "peer", "name", "peer0"])
-        with pytest.raises(BackendError, match="not a bridge"):
-            hook.allocate_subnet(bridge=NAME)
-
     def test_without_privileges_the_error_says_to_run_as_root(self, netns: NetNS) -> None:
         # A real EPERM/EACCES from the kernel: the same calls, run as nobody.
         if shutil.which("setpriv") is None:
@@ -141,7 +116,7 @@ from locker.link.netlink import NetlinkBackend
 from locker.model import Bridge
 backend = NetlinkBackend()
 print(backend.link_availability().usable)
-for call in (lambda: backend.ensure_bridge(Bridge("p", "locker_p", IPv4Network("10.1.1.0/24"))),
+for call in (lambda: backend.ensure_bridge(Bridge("p", "locker_p", IPv4Network("10.1.1.0/24")), False),
              backend.ensure_ip_forwarding):
     try:
         call()
@@ -172,7 +147,7 @@ class TestNetlinkFailures:
         monkeypatch.setattr(Rtnl, "add_ipv4_address", refuse)
         with pytest.raises(BackendError, match=rf"Cannot set up bridge '{NAME}': "
                                                "the kernel said: Invalid argument"):
-            hook.ensure_bridge(bridge=BRIDGE)
+            hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert link_of(netns, NAME) is None
 
     def test_a_bridge_whose_alias_cannot_be_set_is_removed(self, hook, netns: NetNS,
@@ -182,7 +157,7 @@ class TestNetlinkFailures:
 
         monkeypatch.setattr(Rtnl, "set_alias", refuse)
         with pytest.raises(BackendError, match=rf"Cannot set up bridge '{NAME}'"):
-            hook.ensure_bridge(bridge=BRIDGE)
+            hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert link_of(netns, NAME) is None
 
     def test_an_existing_bridge_is_kept_when_a_call_fails(self, hook, netns: NetNS,
@@ -194,5 +169,5 @@ class TestNetlinkFailures:
 
         monkeypatch.setattr(Rtnl, "add_ipv4_address", refuse)
         with pytest.raises(BackendError):
-            hook.ensure_bridge(bridge=BRIDGE)
+            hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert link_of(netns, NAME) is not None

@@ -3,6 +3,7 @@ problems reported with the file's name and line."""
 
 from __future__ import annotations
 
+from ipaddress import IPv4Network
 from pathlib import Path
 
 import pytest
@@ -11,6 +12,7 @@ from locker import hostconfig
 from locker.errors import ConfigError
 from locker.hostconfig import load_host_config
 from locker.project import HostConfig
+from locker.subnets import DEFAULT_POOL
 
 
 @pytest.fixture
@@ -95,3 +97,36 @@ def test_not_a_mapping(tmp_path: Path) -> None:
 def test_unreadable_path(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=f"Cannot read {tmp_path}"):
         load_host_config({"LOCKER_CONFIG": str(tmp_path)})
+
+
+def test_the_subnet_pool(tmp_path: Path) -> None:
+    path = tmp_path / "host.yaml"
+    path.write_text("subnets: 10.200.0.0/16\n")
+    config = load_host_config({"LOCKER_CONFIG": str(path)})
+    assert config == HostConfig(path=path, subnets=IPv4Network("10.200.0.0/16"))
+    assert config.pool == IPv4Network("10.200.0.0/16")
+    path.write_text("subnets: '192.168.77.0/24'\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}).pool == IPv4Network("192.168.77.0/24")
+
+
+def test_without_a_pool_the_default_one() -> None:
+    assert HostConfig().pool == DEFAULT_POOL == IPv4Network("10.0.0.0/8")
+
+
+def test_bad_pools_with_their_lines(tmp_path: Path) -> None:
+    found = []
+    for value in ("10.200.0.0", "10.200.0.1/16", "10.1.1.0/25", "100.64.0.0/10", "ten",
+                  "[10.200.0.0/16]"):
+        found += problems_of(tmp_path / "host.yaml", f"firewall: nftables\nsubnets: {value}\n")
+    assert found == [
+        '2: subnets: "10.200.0.0": no prefix length; give the pool as ADDRESS/PREFIX, '
+        "like 10.200.0.0/16",
+        '2: subnets: "10.200.0.1/16": has host bits set; did you mean 10.200.0.0/16?',
+        '2: subnets: "10.1.1.0/25": smaller than a /24; give a /24 or a wider network, '
+        "like 10.200.0.0/16",
+        '2: subnets: "100.64.0.0/10": not private address space; give a network inside '
+        "10.0.0.0/8, 172.16.0.0/12 or 192.168.0.0/16",
+        '2: subnets: "ten": not an IPv4 network; give the pool to take project subnets '
+        "from as ADDRESS/PREFIX, like 10.200.0.0/16",
+        "2: subnets: expected a single value, found a list",
+    ]

@@ -1,0 +1,94 @@
+"""The rules of the *Link* hooks that every link backend applies alike,
+with the messages an administrator sees: which names an interface may
+have, which bridges are Locker's, and IPv4 forwarding through /proc.
+
+A backend reads the kernel its own way and calls these with plain values
+(names, kinds, aliases), so that ``netlink``, ``ipr2`` and third-party
+backends refuse the same things in the same words.
+"""
+
+from __future__ import annotations
+
+from locker.errors import BackendError
+from locker.model import Bridge
+from locker.names import BRIDGE_PREFIX, IFNAME_MAX, bridge_alias, bridge_name, is_locker_bridge
+
+IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+
+
+def check_name(name: str) -> None:
+    """Refuse a name Linux cannot give an interface."""
+    if not name or len(name.encode()) > IFNAME_MAX:
+        raise BackendError(
+            f"Bridge name {name!r} has {len(name.encode())} characters but Linux allows "
+            f"1 to {IFNAME_MAX}: use locker.names.bridge_name() to derive a short one.")
+    if "/" in name or ":" in name or any(c.isspace() for c in name) or name in (".", ".."):
+        raise BackendError(
+            f"Bridge name {name!r} is not a valid interface name: Linux refuses '/', ':', "
+            "whitespace, '.' and '..'; use locker.names.bridge_name() to derive one.")
+
+
+def check_derived(bridge: Bridge) -> None:
+    """Refuse a bridge whose name is not the one its project gets."""
+    expected = bridge_name(bridge.project)
+    if bridge.name != expected:
+        raise BackendError(
+            f"Bridge {bridge.name!r} is not the name Locker gives project {bridge.project!r}'s "
+            f"bridge ({expected!r}): derive it with locker.names.bridge_name().")
+
+
+def require_bridge(name: str, kind: str | None) -> None:
+    """Refuse an interface that is not a bridge (``kind`` is the link's
+    kind, ``IFLA_INFO_KIND``; None for a plain device)."""
+    if kind != "bridge":
+        what = f"a {kind} interface" if kind else "an interface"
+        raise BackendError(
+            f"{name!r} is {what}, not a bridge: Locker will not touch it; rename or "
+            "remove that interface, or choose another project name.")
+
+
+def require_owned(name: str, alias: str | None, project: str | None = None) -> None:
+    """Refuse a bridge that does not carry Locker's mark for its name.
+    ``project`` names the mark in the message where the caller knows it."""
+    if is_locker_bridge(name, alias):
+        return
+    found = f"its alias is {alias!r}" if alias else "it has no alias"
+    if project is None:  # a plain name tells its project; a short form does not
+        plain = name.removeprefix(BRIDGE_PREFIX)
+        project = plain if bridge_name(plain) == name else "<project>"
+    mark = bridge_alias(project)
+    raise BackendError(
+        f"A bridge named {name!r} exists that Locker did not create ({found}, Locker "
+        f"marks its own {mark!r}): Locker will not use or remove it; remove or rename it, "
+        f"or choose another project name (if an earlier Locker made it, mark it with "
+        f"`ip link set dev {name} alias {mark}`).")
+
+
+def require_not_foreign(name: str, alias: str | None) -> None:
+    """What ``allocate_subnet`` refuses: a bridge with an alias that is not
+    its mark. A bridge without alias may still be adopted."""
+    if alias:
+        require_owned(name, alias)
+
+
+def vanished(name: str) -> BackendError:
+    return BackendError(
+        f"Bridge {name!r} vanished while Locker set it up: check whether another "
+        "program deletes interfaces, then run the command again.")
+
+
+def ensure_ipv4_forwarding() -> bool:
+    """Turn on ``net.ipv4.ip_forward`` of the calling thread's network
+    namespace; True when it was off."""
+    try:
+        with open(IP_FORWARD, "r+") as file:
+            if file.read().strip() != "0":
+                return False
+            file.seek(0)
+            file.write("1\n")
+    except OSError as exc:
+        raise BackendError(
+            f"Cannot turn on IPv4 forwarding through {IP_FORWARD} "
+            f"({exc.strerror or exc}): run Locker as root, or set "
+            "net.ipv4.ip_forward=1 with sysctl yourself.") from exc
+    return True
