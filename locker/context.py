@@ -61,6 +61,7 @@ class Context:
     link_name: str | None = None
     lxcpath: str | None = None
     pool: IPv4Network | None = None
+    parallel: int = 1  # containers acted on at once
 
     def __post_init__(self) -> None:
         if self.journal.report is None:

@@ -9,6 +9,7 @@ so the dry run lists exactly what the real run then does.
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TypeVar
@@ -54,6 +55,7 @@ class Journal:
     dry_run: bool = False
     report: Callable[[str], None] | None = None
     changes: list[Change] = field(default_factory=list)
+    _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def change(self, change: Change, action: Callable[[], T],
                simulated: T | None = None) -> T | None:
@@ -73,9 +75,12 @@ class Journal:
             self.record(change)
 
     def record(self, change: Change) -> None:
-        self.changes.append(change)
-        if self.report is not None:
-            self.report(change.line(self.dry_run))
+        """Containers change in parallel: one line at a time, in the order
+        the changes are made."""
+        with self._lock:
+            self.changes.append(change)
+            if self.report is not None:
+                self.report(change.line(self.dry_run))
 
     def unless_dry(self, action: Callable[[], object]) -> None:
         """Bookkeeping that is no change to report (the host state)."""

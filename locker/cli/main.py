@@ -57,6 +57,10 @@ def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
         (("--migrate",), {"start", "plan", "reboot", "ports", "links", "restore"},
          dict(action="store_true",
               help="move the project's rules from the backend that made them to the chosen one")),
+        (("--parallel",), {"start", "plan", "stop", "reboot", "rm", "cgroup", "freeze",
+                           "unfreeze", "cleanup", "restore"},
+         dict(type=_count, default=None, metavar="N",
+              help="act on at most N containers at once (default: twice the CPUs, 4 to 16)")),
         (("--keep-orphans",), {"cleanup"},
          dict(action="store_true",
               help="leave running the containers the project file no longer lists")),
@@ -111,6 +115,12 @@ def _seconds(text: str) -> float:
     if not value > 0:
         raise argparse.ArgumentTypeError(f"{text!r} is not a positive number of seconds")
     return value
+
+
+def _count(text: str) -> int:
+    if not text.isdigit() or int(text) < 1:
+        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number of at least 1")
+    return int(text)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -105,6 +105,11 @@ def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
             Migration(leaving.get(plugins.FIREWALL), leaving.get(plugins.LINK)))
 
 
+def default_parallelism() -> int:
+    """Starting and stopping containers mostly waits: twice the CPUs, 4 to 16."""
+    return max(4, min(16, 2 * (os.cpu_count() or 1)))
+
+
 def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
                  trace: Callable[[str], None] | None = None,
                  environ: Mapping[str, str] = os.environ, mode: str = KEEPS,
@@ -128,5 +133,6 @@ def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
                       report=(lambda line: None) if quiet else None)
     ctx = Context(project, manager, LxcRuntime(lxcpath), say=say, warn=warn, journal=journal,
                   state=state, firewall_name=firewall.name, link_name=link.name,
-                  lxcpath=lxcpath, pool=host.pool)
+                  lxcpath=lxcpath, pool=host.pool,
+                  parallel=getattr(args, "parallel", None) or default_parallelism())
     return ctx, migration

@@ -19,13 +19,14 @@ def cleanup(ctx: Context, timeout: float = 30.0, keep_orphans: bool = False) -> 
     facts = network.read_containers(ctx)
     failures: list[LockerError] = []
     names = list(ctx.project.container_names)
-    stopped = lifecycle.each(names, lambda n: lifecycle._stop_one(ctx, n, facts.states[n], timeout),
-                             failures)
+    stopped = lifecycle.each(names, lambda n: lifecycle.stop_one(ctx, n, facts.states[n], timeout),
+                             failures, ctx.parallel)
     if facts.orphans and keep_orphans:
         ctx.say(f"{ctx.project.name}: kept the orphans {', '.join(facts.orphans)} "
                 f"(--keep-orphans)")
     elif facts.orphans:
-        lifecycle.each(list(facts.orphans), lambda n: _stop_orphan(ctx, n, timeout), failures)
+        lifecycle.each(list(facts.orphans), lambda n: _stop_orphan(ctx, n, timeout), failures,
+                       ctx.parallel)
     still_up = [n for n in facts.running if n not in stopped]
     steps = (("removing rules", lambda: _remove_rules(ctx)),
              ("removing the bridge", lambda: _remove_bridge(ctx, facts, still_up)),

@@ -7,6 +7,7 @@ Every change goes through the command's journal (``ctx.journal``), so that
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
@@ -36,16 +37,28 @@ class StartOptions:
 
 
 def each(containers: Sequence[str], action: Callable[[str], T],
-         failures: list[LockerError]) -> dict[str, T]:
-    """Run ``action`` for every container; one container's failure does not
-    stop the others. Returns the results of those that succeeded; appends a
+         failures: list[LockerError], parallel: int = 1) -> dict[str, T]:
+    """Run ``action`` for every container, up to ``parallel`` at once; one
+    container's failure does not stop the others. Returns the results of
+    those that succeeded, in the order of ``containers``; appends a
     ``ContainerError`` (keeping the original) for each that failed."""
-    results = {}
-    for name in containers:
+    def attempt(name: str) -> tuple[str, T | None, LockerError | None]:
         try:
-            results[name] = action(name)
+            return name, action(name), None
         except LockerError as exc:
-            failures.append(ContainerError(name, exc))
+            return name, None, ContainerError(name, exc)
+
+    if parallel > 1 and len(containers) > 1:
+        with ThreadPoolExecutor(max_workers=min(parallel, len(containers))) as pool:
+            outcomes = list(pool.map(attempt, containers))
+    else:
+        outcomes = [attempt(name) for name in containers]
+    results = {}
+    for name, result, error in outcomes:
+        if error is None:
+            results[name] = result
+        else:
+            failures.append(error)
     return results
 
 
@@ -103,14 +116,16 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     if options.ports:
         check_ports_free(ctx, containers)
     failures: list[LockerError] = []
-    settled = each(containers, lambda n: _settle(ctx, n, facts.states[n], options), failures)
+    settled = each(containers, lambda n: _settle(ctx, n, facts.states[n], options), failures,
+                   ctx.parallel)
     facts = replace(facts, states={**facts.states, **settled})
     to_start = [n for n, state in settled.items() if not network.is_up(state)]
     bridge, _ = network.bring_up(ctx, facts)
     addresses = _prepare_all(ctx, bridge, facts, to_start, failures)
     facts = replace(facts, configured={**facts.configured, **addresses})
     started = each([n for n in to_start if n in addresses],
-                   lambda n: _start_one(ctx, n, addresses[n], options.timeout), failures)
+                   lambda n: _start_one(ctx, n, addresses[n], options.timeout), failures,
+                   ctx.parallel)
     facts = replace(facts, states={**facts.states, **{n: RUNNING for n in started}})
     kinds = {diff.RULE} | ({diff.FORWARD} if options.ports else set()) \
         | ({diff.LINK} if options.links else set())
@@ -153,7 +168,7 @@ def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str
         configured = each(names, lambda n: _configure(ctx, n, bridge, addresses[n]), failures)
     prepared = {n: addresses[n] for n in configured}
     ready = each(list(prepared), lambda n: _write_files(ctx, n, bridge, facts, addresses),
-                 failures)
+                 failures, ctx.parallel)
     return {n: prepared[n] for n in ready}
 
 
@@ -199,7 +214,8 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     adds nothing back."""
     facts = network.read_containers(ctx)
     failures: list[LockerError] = []
-    stopped = each(containers, lambda n: _stop_one(ctx, n, facts.states[n], timeout), failures)
+    stopped = each(containers, lambda n: stop_one(ctx, n, facts.states[n], timeout), failures,
+                   ctx.parallel)
     down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
         network.remove(ctx, facts, down, forwards=ports, links=links)
@@ -213,7 +229,7 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     raise_all(failures)
 
 
-def _stop_one(ctx: Context, name: str, state: str, timeout: float) -> None:
+def stop_one(ctx: Context, name: str, state: str, timeout: float) -> None:
     lxc = ctx.lxc(name)
     if network.is_up(state):
         ctx.journal.change(Change(name, "stopped", "container"),
@@ -240,7 +256,7 @@ def remove(ctx: Context, containers: Sequence[str]) -> None:
                                lambda: ctx.runtime.destroy(lxc))
 
     failures: list[LockerError] = []
-    each(containers, remove_one, failures)
+    each(containers, remove_one, failures, ctx.parallel)
     raise_all(failures)
 
 
@@ -261,7 +277,7 @@ def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
         ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
 
     failures: list[LockerError] = []
-    each(containers, one, failures)
+    each(containers, one, failures, ctx.parallel)
     raise_all(failures)
 
 
@@ -279,7 +295,7 @@ def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
                 lambda: ctx.runtime.apply_cgroup(lxc, settings))
 
     failures: list[LockerError] = []
-    each(containers, one, failures)
+    each(containers, one, failures, ctx.parallel)
     raise_all(failures)
 
 

@@ -41,11 +41,15 @@ from collections.abc import Iterator
 
 import pytest
 
-from world import World, missing_requirements
+from world import FIREWALL_PAIRS, World, missing_requirements
 
-BACKENDS = ("nftables", "iptables")
-LINK_BACKENDS = ("netlink", "ipr2")
-PAIRS = [(firewall, link) for link in LINK_BACKENDS for firewall in BACKENDS]
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    if "world" in metafunc.fixturenames:
+        # A module runs in the worlds it names (WORLDS), else once per
+        # firewall backend with the built-in link backend.
+        pairs = getattr(metafunc.module, "WORLDS", FIREWALL_PAIRS)
+        metafunc.parametrize("world", pairs, ids=["-".join(p) for p in pairs],
+                             indirect=True, scope="module")
 
 
 def backend_problem(world: World) -> str | None:
@@ -66,7 +70,7 @@ def backend_problem(world: World) -> str | None:
     return None
 
 
-@pytest.fixture(scope="module", params=PAIRS, ids=["-".join(pair) for pair in PAIRS])
+@pytest.fixture(scope="module")
 def world(request: pytest.FixtureRequest,
           tmp_path_factory: pytest.TempPathFactory) -> Iterator[World]:
     reason = missing_requirements()

@@ -13,9 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from world import HOST_IP, HOST_IP2, World, wait_for
+from world import ALL_PAIRS, HOST_IP, HOST_IP2, World, wait_for
 
 pytestmark = [pytest.mark.e2e, pytest.mark.privileged]
+WORLDS = ALL_PAIRS
 
 PROJECT = """\
 containers:

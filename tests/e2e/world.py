@@ -31,6 +31,13 @@ from locker.testing.lxchost import lxc_command_prefix
 from locker.testing.netns import NetNS
 
 LOCKER = Path(sys.executable).with_name("locker")
+BACKENDS = ("nftables", "iptables")
+LINK_BACKENDS = ("netlink", "ipr2")
+#: Every firewall and link backend pair: the worlds of the main scenario.
+#: The other modules run once per firewall backend with the built-in link
+#: backend; the link backends' differences are the link suite's business.
+ALL_PAIRS = [(firewall, link) for link in LINK_BACKENDS for firewall in BACKENDS]
+FIREWALL_PAIRS = [(firewall, "netlink") for firewall in BACKENDS]
 HOST_IP = "192.0.2.1"
 HOST_IP2 = "192.0.2.10"
 OUTSIDE_IP = "192.0.2.2"

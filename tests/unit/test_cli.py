@@ -62,7 +62,7 @@ def test_defaults() -> None:
                     "backend": None, "link_backend": None, "no_color": False,
                     "command": "start", "containers": [], "timeout": 30.0, "ports": True,
                     "links": True, "restart": False, "add_hosts": False, "migrate": False,
-                    "dry_run": False, "json": False}
+                    "dry_run": False, "json": False, "parallel": None}
 
 
 def test_command_options() -> None:

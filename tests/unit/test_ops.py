@@ -880,3 +880,48 @@ def test_cleanup_removes_the_bridge_when_a_plugin_has_a_bug(env: Env) -> None:
     with pytest.raises(LockerError, match="removing rules: unexpected"):
         cleanup.cleanup(env.ctx)
     assert env.link.bridges == {}
+
+
+# ---------------------------------------------------------------- parallel
+
+class BarrierRuntime(MemoryRuntime):
+    """Each start and stop waits until ``parties`` of them are under way at
+    once: only a parallel command gets past it."""
+
+    def __init__(self, parties: int) -> None:
+        super().__init__()
+        import threading
+        self.barrier = threading.Barrier(parties, timeout=10)
+
+    def start(self, name: str, timeout: float) -> None:
+        self.barrier.wait()
+        super().start(name, timeout)
+
+    def stop(self, name: str, timeout: float) -> None:
+        self.barrier.wait()
+        super().stop(name, timeout)
+
+
+def test_containers_start_and_stop_in_parallel_and_each_is_reported(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    env.runtime = env.ctx.runtime = BarrierRuntime(3)
+    env.create_all()
+    env.ctx.parallel = 3
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    assert {c.state for c in env.runtime.containers.values()} == {RUNNING}
+    assert sorted(line for line in env.said if line.endswith(")") and "started" in line) == [
+        "cache: started (10.1.1.4)", "db: started (10.1.1.3)", "web: started (10.1.1.2)"]
+    lifecycle.stop(env.ctx, env.ctx.select([]))
+    assert {c.state for c in env.runtime.containers.values()} == {STOPPED}
+    assert env.firewall.rules.forwards == frozenset()
+
+
+def test_parallel_failures_are_all_reported_together(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    env.create_all()
+    env.ctx.parallel = 3
+    env.runtime.fail_start |= {env.ctx.lxc("web"), env.ctx.lxc("cache")}
+    with pytest.raises(Failures) as caught:
+        lifecycle.start(env.ctx, env.ctx.select([]))
+    assert [e.container for e in caught.value.errors] == ["web", "cache"]
+    assert env.lxc("db").state == RUNNING
