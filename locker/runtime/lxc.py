@@ -173,10 +173,10 @@ class LxcRuntime:
     # -- files in the rootfs ------------------------------------------------
 
     def read_file(self, name: str, path: str) -> str | None:
-        return rootfs.read_text(self._rootfs(name), path)
+        return rootfs.read_text(self._rootfs(name), path, container=name)
 
     def write_file(self, name: str, path: str, text: str) -> None:
-        rootfs.write_text(self._rootfs(name), path, text)
+        rootfs.write_text(self._rootfs(name), path, text, container=name)
 
     # -- helpers ----------------------------------------------------------
 
