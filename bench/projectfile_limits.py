@@ -55,8 +55,8 @@ def nested(depth: int) -> str:
 def defaults_fanout(ports: int, containers: int, alias: bool = False) -> str:
     listed = "[" + ", ".join(f"{20000 + i}:{1 + i}" for i in range(ports)) + "]"
     if alias:
-        body = f"x-ports: &p {listed}\ncontainers:\n"
-        return body + "".join(f"  c{i}: {{ports: *p}}\n" for i in range(containers))
+        body = f"containers:\n  c0: {{ports: &p {listed}}}\n"
+        return body + "".join(f"  c{i}: {{ports: *p}}\n" for i in range(1, containers))
     body = f"defaults:\n  template: busybox\n  ports: {listed}\ncontainers:\n"
     return body + "".join(f"  c{i}: {{}}\n" for i in range(containers))
 

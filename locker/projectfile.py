@@ -143,9 +143,9 @@ def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:
     # a default's forward or link is checked in the first container taking it
     first_takers = {key: next((name for name, section in own.items() if key not in section),
                               None) for key in ("ports", "links")}
-    links = _LinkTargets(list(own), problems)
+    targets = _LinkTargets(list(own), problems)
     forwards = _Forwards()
-    return [_container(name, project, section, links, forwards, problems,
+    return [_container(name, project, section, targets, forwards, problems,
                        {key for key, first in first_takers.items() if first == name})
             for name, section in merged.items()]
 
@@ -296,7 +296,7 @@ def _merge(defaults: Section, own: Section) -> Section:
     return merged
 
 
-def _container(name: str, project: str, section: Section, links: _LinkTargets,
+def _container(name: str, project: str, section: Section, targets: _LinkTargets,
                forwards: _Forwards, problems: Problems,
                checks_defaults: set[str]) -> ContainerSpec:
     """Checks that need the whole project, then the container's spec.
@@ -310,11 +310,11 @@ def _container(name: str, project: str, section: Section, links: _LinkTargets,
                      "a container cannot be a clone of itself; name another container",
                      value=source.name)
     # "every container links to db" from defaults does not include db itself
-    own_links = [located for located in section.get("links", [])
-                 if not (located.value.name == name and located.path.startswith("defaults."))]
-    for located in own_links:
+    links = [located for located in section.get("links", [])
+             if not (located.value.name == name and located.path.startswith("defaults."))]
+    for located in links:
         if "links" in checks_defaults or not located.path.startswith("defaults."):
-            links.check(located, name)
+            targets.check(located, name)
     fqdn = section["fqdn"].value if "fqdn" in section else None
     variables = {"project": project, "name": name}
     if fqdn is not None:
@@ -333,7 +333,7 @@ def _container(name: str, project: str, section: Section, links: _LinkTargets,
     return ContainerSpec(
         name=name, source=source, fqdn=fqdn, volumes=tuple(volumes),
         ports=tuple(located.value for located in ports),
-        links=tuple(located.value for located in own_links),
+        links=tuple(located.value for located in links),
         dns=tuple(located.value for located in section.get("dns", [])),
         cgroup=tuple(located.value for located in section.get("cgroup", [])),
     )

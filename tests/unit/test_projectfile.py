@@ -596,3 +596,16 @@ def test_forwards_on_many_host_addresses_share_a_port(tmp_path: Path) -> None:
         '3: containers.db.ports[1]: "10.0.7.250:80:80": host port 80/tcp is already forwarded '
         "to container web at line 2; use another HOST_PORT",
     ]
+
+
+def test_one_alias_in_many_containers_clashes_once_per_container(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          a: {ports: &p ["8080:80", "8443:443"]}
+          b: {ports: *p}
+          c: {ports: *p}
+        """)
+    assert found == [
+        f'2: containers.{name}.ports[{i}]: "{port}": a YAML alias gives this forward to more '
+        "than one container (a first); give it to one container"
+        for i, port in enumerate(("8080:80", "8443:443")) for name in "bc"]
