@@ -170,8 +170,8 @@ def read_yaml(path: Path, problems: Problems) -> Node | None:
                           "check the path and its permissions.") from error
     if len(data) > MAX_FILE_BYTES:
         problems.add(None, "", f"the file is larger than {MAX_FILE_BYTES:,} bytes (1 MiB), "
-                     "the most Locker reads; is it the right file? A project file "
-                     "describes its containers in a few KiB")
+                     "the most Locker reads; is it the right file? Locker's project and "
+                     "host files take a few KiB")
         return None
     try:
         if _within_limits(data, problems):
@@ -209,8 +209,8 @@ def _within_limits(data: bytes, problems: Problems) -> bool:
             depth += 1
             if depth > MAX_DEPTH:
                 problems.add(event.start_mark.line + 1, "", f"lists and mappings are nested "
-                             f"more than {MAX_DEPTH} deep here; a project file needs 5 "
-                             "levels, flatten the file")
+                             f"more than {MAX_DEPTH} deep here; Locker's files need at most "
+                             "5 levels, flatten the file")
                 return False
             open_sizes.append((nodes, event.anchor))
             nodes += 1
@@ -226,8 +226,8 @@ def _within_limits(data: bytes, problems: Problems) -> bool:
         if nodes > MAX_NODES:
             problems.add(event.start_mark.line + 1, "", f"the file holds more than "
                          f"{MAX_NODES:,} keys, values and list items by here (aliases "
-                         "count with everything they repeat); split the project or give "
-                         "fewer forwards")
+                         "count with everything they repeat); split the project in two "
+                         "or give fewer forwards")
             return False
     return True
 

@@ -243,8 +243,12 @@ def _read_regular(path_fd: int, container: str, path: str) -> bytes:
     name again)."""
     found = os.fstat(path_fd)
     _check_regular(found, container, path)
-    fd = os.open(f"/proc/self/fd/{path_fd}",
-                 os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    try:
+        fd = os.open(f"/proc/self/fd/{path_fd}",
+                     os.O_RDONLY | os.O_NONBLOCK | os.O_NOCTTY | os.O_CLOEXEC)
+    except FileNotFoundError:  # not the container's file missing: /proc is
+        raise LockerError(f"Cannot read {path} in container {container}: Locker needs "
+                          "/proc mounted to open it safely.") from None
     try:
         opened = os.fstat(fd)
         if (opened.st_dev, opened.st_ino) != (found.st_dev, found.st_ino):

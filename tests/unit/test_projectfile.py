@@ -486,7 +486,7 @@ def test_deep_nesting_is_refused_without_crashing_the_yaml_loader(tmp_path: Path
     assert done.returncode == 0, f"the loader died: {done.returncode} {done.stderr[-300:]}"
     assert done.stdout.splitlines() == [
         "2", f"{path}:1: lists and mappings are nested more than {MAX_DEPTH} deep here; "
-             "a project file needs 5 levels, flatten the file"]
+             "Locker's files need at most 5 levels, flatten the file"]
 
 
 def test_nesting_up_to_the_limit_is_only_a_wrong_type(tmp_path: Path) -> None:
@@ -505,7 +505,7 @@ def test_files_over_the_size_limit_are_not_parsed(tmp_path: Path, line: str) -> 
         [problem] = error.problems
         assert problem.endswith(f"locker.yaml: the file is larger than {MAX_FILE_BYTES:,} "
                                 "bytes (1 MiB), the most Locker reads; is it the right file? "
-                                "A project file describes its containers in a few KiB")
+                                "Locker's project and host files take a few KiB")
 
 
 def test_a_file_at_the_size_limit_is_read(tmp_path: Path) -> None:

@@ -273,3 +273,15 @@ def test_the_walk_is_used_where_openat2_is_missing(monkeypatch) -> None:
 def test_a_missing_rootfs_is_an_error_naming_the_container(tmp_path: Path) -> None:
     with pytest.raises(LockerError, match=f"root file system .* {NAME}"):
         read(tmp_path / "none", "/etc/hosts")
+
+
+def test_without_proc_a_read_is_an_error_not_a_missing_file(root: Path, monkeypatch) -> None:
+    real_open = os.open
+
+    def no_proc(path, *args, **kwargs):
+        if str(path).startswith("/proc/self/fd/"):
+            raise FileNotFoundError(2, "No such file or directory", path)
+        return real_open(path, *args, **kwargs)
+    monkeypatch.setattr(os, "open", no_proc)
+    with pytest.raises(LockerError, match="needs /proc"):
+        read(root, "/etc/hosts")
