@@ -4,6 +4,7 @@ PATH that print what a test wants, fail, or hang. No LXC, no root."""
 from __future__ import annotations
 
 import os
+import signal
 import time
 from collections.abc import Callable
 from ipaddress import IPv4Address, IPv4Interface
@@ -274,3 +275,37 @@ def test_a_rootfs_that_is_not_a_directory_is_refused(runtime: LxcRuntime,
     (lxcpath / NAME / "config").write_text("lxc.rootfs.path = overlay:/a:/b\n")
     with pytest.raises(LockerError, match="not a plain directory"):
         runtime.read_file(NAME, "/etc/hosts")
+
+
+def test_a_descendant_keeping_the_pipes_does_not_hold_up_the_timeout(
+        runtime: LxcRuntime, fakes: Fakes, monkeypatch) -> None:
+    """A process that left the command's group (setsid) keeps its output
+    pipes open: after the kill, they are given up on."""
+    monkeypatch.setattr(lxc, "_REAP_SECONDS", 0.3)
+    fakes.add("lxc-freeze", 'setsid sleep 60 & echo $! > "$FAKE_LOG.escaped"\n' + HANG)
+    escaped = Path(f"{fakes.log}.escaped")
+    try:
+        start = time.monotonic()
+        with pytest.raises(CommandTimedOut):
+            runtime.freeze(NAME)
+        assert time.monotonic() - start < 4
+        assert_gone(fakes.hung_child())
+    finally:
+        if escaped.exists():  # the one process the group kill cannot reach
+            os.kill(int(escaped.read_text()), signal.SIGKILL)
+
+
+def test_an_interrupted_call_kills_the_command(runtime: LxcRuntime, fakes: Fakes) -> None:
+    fakes.add("lxc-freeze", HANG)
+
+    def interrupt(_signum, _frame):
+        raise KeyboardInterrupt
+    previous = signal.signal(signal.SIGALRM, interrupt)
+    signal.setitimer(signal.ITIMER_REAL, 0.3)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            LxcRuntime(runtime.lxcpath, query_seconds=30).freeze(NAME)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert_gone(fakes.hung_child())
