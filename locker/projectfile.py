@@ -19,6 +19,10 @@ Choices where SPEC.md is silent:
 - A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
   address. A link alias may be any DNS name.
+- Limits: besides those of ``locker.yamlnodes`` (size, depth, nodes), the
+  containers' lists together, with ``defaults`` given to every container,
+  hold at most ``MAX_ENTRIES`` entries. Every check costs time linear in
+  the file and in those entries.
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from __future__ import annotations
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
+from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
@@ -52,6 +57,9 @@ NOT_IN_DEFAULTS = {
 DOWNLOAD_KEYS = ("dist", "release", "arch", "variant")
 #: A project's /24 gives its containers the host parts FIRST_HOST..LAST_HOST.
 MAX_CONTAINERS = LAST_HOST - FIRST_HOST + 1
+#: The most list entries (forwards, links, nameservers, volumes, cgroup
+#: settings) of all containers together, defaults counted per container.
+MAX_ENTRIES = 30_000
 
 
 @dataclass(frozen=True)
@@ -111,15 +119,44 @@ def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:
         problems.add(top["containers"].key_node, "containers",
                      f"{len(found)} containers, but a project's /24 holds at most "
                      f"{MAX_CONTAINERS}; split the project in two")
+        return []
     for entry in found:
         if not is_valid_name(entry.key):
             problems.add(entry.key_node, entry.path,
                          f"not a valid container name: a container name is {syntax.NAME_RULE}")
     own = {entry.key: _section(entry, CONTAINER_KEYS, problems) for entry in found}
-    names = list(own)
-    forwards: dict[tuple[int, str], list[tuple[PortSpec, str, Node]]] = {}
-    return [_container(name, project, _merge(defaults, section), names, forwards, problems)
-            for name, section in own.items()]
+    merged = {name: _merge(defaults, section) for name, section in own.items()}
+    total = sum(len(value) for section in merged.values() for value in section.values()
+                if isinstance(value, list))
+    if total > MAX_ENTRIES:
+        problems.add(top["containers"].key_node, "containers",
+                     f"the containers' lists hold {total:,} entries with the defaults given "
+                     f"to each container, more than the {MAX_ENTRIES:,} Locker takes; give "
+                     "fewer forwards, or set lists on the containers that need them instead "
+                     "of in defaults")
+        return []
+    inheriting = [name for name, section in own.items() if "ports" not in section]
+    if defaults.get("ports") and len(inheriting) > 1:
+        for located in defaults["ports"]:
+            problems.add(located.node, located.path, _shared_default(inheriting),
+                         value=located.node.value)
+    # a default's forward or link is checked in the first container taking it
+    first_takers = {key: next((name for name, section in own.items() if key not in section),
+                              None) for key in ("ports", "links")}
+    targets = _LinkTargets(list(own), problems)
+    forwards = _Forwards()
+    return [_container(name, project, section, targets, forwards, problems,
+                       {key for key, first in first_takers.items() if first == name})
+            for name, section in merged.items()]
+
+
+def _shared_default(inheriting: list[str]) -> str:
+    if len(inheriting) == 2:
+        given = f"both {inheriting[0]} and {inheriting[1]}"
+    else:
+        given = (f"all {len(inheriting)} containers without ports of their own "
+                 f"({inheriting[0]}, {inheriting[1]}, ...)")
+    return f"defaults give this forward to {given}; move it to one container"
 
 
 def _section(entry: Entry, allowed: tuple[str, ...], problems: Problems,
@@ -259,10 +296,14 @@ def _merge(defaults: Section, own: Section) -> Section:
     return merged
 
 
-def _container(name: str, project: str, section: Section, names: list[str],
-               forwards: dict[tuple[int, str], list[tuple[PortSpec, str, Node]]],
-               problems: Problems) -> ContainerSpec:
-    """Checks that need the whole project, then the container's spec."""
+def _container(name: str, project: str, section: Section, targets: _LinkTargets,
+               forwards: _Forwards, problems: Problems,
+               checks_defaults: set[str]) -> ContainerSpec:
+    """Checks that need the whole project, then the container's spec.
+    The forwards and links from defaults are checked only in the first
+    container that takes them (``checks_defaults`` holds "ports", "links"
+    there): a link's target is the same for all, and the forwards clash
+    among their takers, which ``_read`` reports once."""
     source = section["source"].value if "source" in section else None
     if isinstance(source, CloneSource) and source.name == name:
         problems.add(section["source"].node, section["source"].path,
@@ -272,7 +313,8 @@ def _container(name: str, project: str, section: Section, names: list[str],
     links = [located for located in section.get("links", [])
              if not (located.value.name == name and located.path.startswith("defaults."))]
     for located in links:
-        _check_link(located, name, names, problems)
+        if "links" in checks_defaults or not located.path.startswith("defaults."):
+            targets.check(located, name)
     fqdn = section["fqdn"].value if "fqdn" in section else None
     variables = {"project": project, "name": name}
     if fqdn is not None:
@@ -286,7 +328,8 @@ def _container(name: str, project: str, section: Section, names: list[str],
                          value=located.node.value)
     ports = section.get("ports", [])
     for located in ports:
-        _check_clash(located, name, forwards, problems)
+        if "ports" in checks_defaults or not located.path.startswith("defaults."):
+            forwards.check(located, name, problems)
     return ContainerSpec(
         name=name, source=source, fqdn=fqdn, volumes=tuple(volumes),
         ports=tuple(located.value for located in ports),
@@ -296,39 +339,67 @@ def _container(name: str, project: str, section: Section, names: list[str],
     )
 
 
-def _check_link(located: Located, name: str, names: list[str], problems: Problems) -> None:
-    link: LinkSpec = located.value
-    raw = located.node.value
-    if link.name == name:
-        problems.add(located.node, located.path,
-                     f"container {name} cannot link to itself; link to another container",
-                     value=raw)
-    elif link.name not in names:
-        close = difflib.get_close_matches(link.name, names, n=1)
-        hint = f'did you mean "{close[0]}"?' if close else "containers: " + ", ".join(names)
-        problems.add(located.node, located.path,
-                     f"no container {link.name} in this project; {hint}", value=raw)
+class _LinkTargets:
+    """Checks a link's container; the close matches offered for an unknown
+    one are found once per name, and only while the problems are few."""
+
+    def __init__(self, names: list[str], problems: Problems) -> None:
+        self._names = names
+        self._known = set(names)
+        self._problems = problems
+        self._hints: dict[str, str] = {}
+
+    def check(self, located: Located, name: str) -> None:
+        link: LinkSpec = located.value
+        raw = located.node.value
+        if link.name == name:
+            self._problems.add(located.node, located.path, f"container {name} cannot link "
+                               "to itself; link to another container", value=raw)
+        elif link.name not in self._known:
+            self._problems.add(located.node, located.path, f"no container {link.name} in "
+                               f"this project; {self._hint(link.name)}", value=raw)
+
+    def _hint(self, missing: str) -> str:
+        if missing not in self._hints:
+            close = []
+            if not self._problems.crowded and len(self._names) <= MAX_CONTAINERS:
+                close = difflib.get_close_matches(missing, self._names, n=1)
+            self._hints[missing] = (f'did you mean "{close[0]}"?' if close else
+                                    "containers: " + ", ".join(self._names[:MAX_CONTAINERS]))
+        return self._hints[missing]
 
 
-def _check_clash(located: Located, name: str,
-                 forwards: dict[tuple[int, str], list[tuple[PortSpec, str, Node]]],
-                 problems: Problems) -> None:
-    """Only forwards of the same host port and protocol can clash: keyed so,
-    the check stays linear in the number of forwards."""
-    port: PortSpec = located.value
-    same_port = forwards.setdefault((port.host_port, port.protocol), [])
-    for other, other_name, other_node in same_port:
-        if not port.clashes_with(other):
-            continue
-        if other_node is located.node:
-            why = (f"defaults give this forward to both {other_name} and {name}; "
-                   "move it to one container")
+class _Forwards:
+    """The project's forwards by host port and protocol, then by host
+    address (None: every address); none of them clash with each other, so
+    a new one clashes with at most one, found in constant time."""
+
+    def __init__(self) -> None:
+        self._taken: dict[tuple[int, str], dict[IPv4Address | None, tuple[str, Node]]] = {}
+
+    def check(self, located: Located, name: str, problems: Problems) -> None:
+        port: PortSpec = located.value
+        same_port = self._taken.setdefault((port.host_port, port.protocol), {})
+        if port.host_ip is None:
+            clash = next(iter(same_port.items()), None)
+        elif port.host_ip in same_port:
+            clash = (port.host_ip, same_port[port.host_ip])
+        elif None in same_port:
+            clash = (None, same_port[None])
+        else:
+            same_port[port.host_ip] = (name, located.node)
+            return
+        if clash is None:
+            same_port[None] = (name, located.node)
+            return
+        other_ip, (other_name, other_node) = clash
+        if other_node is located.node:  # one YAML alias in several containers
+            why = (f"a YAML alias gives this forward to more than one container "
+                   f"({other_name} first); give it to one container")
         else:
             every = (" (a forward without HOST_IP takes the port on every address)"
-                     if port.host_ip != other.host_ip else "")
+                     if port.host_ip != other_ip else "")
             why = (f"host port {port.host_port}/{port.protocol} is already forwarded to "
                    f"container {other_name} at line {line_of(other_node)}{every}; "
                    "use another HOST_PORT")
         problems.add(located.node, located.path, why, value=located.node.value)
-        return
-    same_port.append((port, name, located.node))

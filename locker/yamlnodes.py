@@ -14,7 +14,17 @@ all. Each is one line::
 
 (``"VALUE"`` is left out where the problem is the key itself; ``:LINE`` where
 the problem is the whole file). Values are JSON-quoted, so a line never
-breaks, whatever the file holds.
+breaks, whatever the file holds. At most ``MAX_SHOWN`` problems are listed,
+then how many more there are.
+
+A file is checked against three limits before it is composed into nodes,
+so that a hostile file costs at most a second and a few tens of MB instead
+of minutes, gigabytes or a crash: ``MAX_FILE_BYTES`` (read no further),
+``MAX_DEPTH`` (libyaml's composer recurses once per level and overflows
+the C stack somewhere past 10,000), and ``MAX_NODES``, counted with every
+alias expanded, as the caller will walk them. The depth and the nodes are
+counted on libyaml's event stream, which is made without recursion, and
+the count stops at the first event past a limit.
 """
 
 from __future__ import annotations
@@ -27,6 +37,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 import yaml
+from yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, NodeEvent,
+                         ScalarEvent)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from locker.errors import ConfigError
@@ -36,6 +48,16 @@ _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
 #: Characters that break a line or a config file: C0 and C1 controls and
 #: the Unicode line and paragraph separators.
 CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+
+#: The largest file read: real project files are a few KiB.
+MAX_FILE_BYTES = 1 << 20
+#: The deepest nesting of lists and mappings: a project file needs 5.
+MAX_DEPTH = 64
+#: The most nodes (keys, values, list items), aliases expanded: 253
+#: containers with a hundred forwards each are 26,000.
+MAX_NODES = 30_000
+#: The most problems listed; the others are counted.
+MAX_SHOWN = 100
 
 
 class Invalid(ValueError):
@@ -80,10 +102,13 @@ def is_null(node: Node) -> bool:
 
 @dataclass
 class Problems:
-    """The problems found in one file, reported together."""
+    """The problems found in one file, reported together. A problem is
+    kept once however often it is found (defaults repeat per container),
+    and only the ones listed are formatted."""
 
     file: str
-    _found: list[tuple[int, int, str]] = field(default_factory=list)
+    #: (line, key, value, message) -> column; line 0 is the whole file
+    _found: dict[tuple[int, str, str | None, str], int] = field(default_factory=dict)
 
     def add(self, where: Node | int | None, key: str, message: str,
             value: str | None = None) -> None:
@@ -91,30 +116,41 @@ class Problems:
         with its key path and, where it helps, the offending value."""
         line = line_of(where) if isinstance(where, Node) else where
         column = where.start_mark.column if isinstance(where, Node) else 0
-        place = self.file if line is None else f"{self.file}:{line}"
-        parts = [place]
-        if key:
-            parts.append(key)
-        if value is not None:
-            parts.append(quote(value))
-        text = CONTROL.sub(_escape, ": ".join(parts) + ": " + message)
-        entry = (line or 0, column, text)
-        if all(found[2] != text for found in self._found):  # defaults repeat per container
-            self._found.append(entry)
+        self._found.setdefault((line or 0, key, value, message), column)
 
     def __len__(self) -> int:
         return len(self._found)
 
+    @property
+    def crowded(self) -> bool:
+        """More problems than are listed: hints that cost time to find
+        (close matches) may be left out of the rest."""
+        return len(self._found) > MAX_SHOWN
+
     def lines(self) -> list[str]:
         """One line per problem, in the order of the file, file-level ones
-        first."""
-        return [found[2] for found in sorted(self._found, key=lambda found: found[:2])]
+        first; past ``MAX_SHOWN``, one last line says how many more."""
+        ordered = sorted(self._found.items(), key=lambda item: (item[0][0], item[1]))
+        shown = [self._format(*problem) for problem, _ in ordered[:MAX_SHOWN]]
+        more = len(ordered) - len(shown)
+        if more:
+            shown.append(f"{self.file}: ... and {more:,} more problem{'s' if more > 1 else ''}"
+                         "; fix these first")
+        return shown
+
+    def _format(self, line: int, key: str, value: str | None, message: str) -> str:
+        parts = [f"{self.file}:{line}" if line else self.file]
+        if key:
+            parts.append(key)
+        if value is not None:
+            parts.append(quote(value))
+        return CONTROL.sub(_escape, ": ".join(parts) + ": " + message)
 
     def raise_if_any(self) -> None:
         if self._found:
             count = len(self._found)
             noun = "problem" if count == 1 else "problems"
-            raise ConfigError(f"{self.file} has {count} {noun}.", self.lines())
+            raise ConfigError(f"{self.file} has {count:,} {noun}.", self.lines())
 
 
 # libyaml's loader is twenty times faster and keeps the same marks.
@@ -125,14 +161,21 @@ def read_yaml(path: Path, problems: Problems) -> Node | None:
     """The root node of the file, or None if it is empty or not YAML (a
     syntax error is recorded with its line). An unreadable file raises."""
     try:
-        data = path.read_bytes()
+        with open(path, "rb") as f:
+            data = f.read(MAX_FILE_BYTES + 1)
     except FileNotFoundError:
         raise  # the caller knows whether a missing file is fine
     except OSError as error:
         raise ConfigError(f"Cannot read {problems.file}: {error.strerror}; "
                           "check the path and its permissions.") from error
+    if len(data) > MAX_FILE_BYTES:
+        problems.add(None, "", f"the file is larger than {MAX_FILE_BYTES:,} bytes (1 MiB), "
+                     "the most Locker reads; is it the right file? Locker's project and "
+                     "host files take a few KiB")
+        return None
     try:
-        return yaml.compose(data, Loader=_LOADER)
+        if _within_limits(data, problems):
+            return yaml.compose(data, Loader=_LOADER)
     except yaml.MarkedYAMLError as error:
         mark = error.problem_mark or error.context_mark
         what = error.problem or error.context or "invalid YAML"
@@ -147,6 +190,46 @@ def read_yaml(path: Path, problems: Problems) -> Node | None:
                      f"not readable as YAML text: {error.reason} (#x{error.character:02x}); "
                      "save the file as UTF-8 text without control characters")
     return None
+
+
+def _within_limits(data: bytes, problems: Problems) -> bool:
+    """Whether the file stays within MAX_DEPTH and MAX_NODES; the first
+    limit passed is recorded at its line. Linear in the events read, and
+    it reads no further than the limit."""
+    depth = 0
+    nodes = 0
+    sizes: dict[str, int] = {}  # anchor -> nodes below it, itself included
+    open_sizes: list[tuple[int, str | None]] = []  # (nodes before it, anchor)
+    for event in yaml.parse(data, Loader=_LOADER):
+        if not isinstance(event, (NodeEvent, CollectionEndEvent)):
+            continue
+        if isinstance(event, AliasEvent):
+            nodes += sizes.get(event.anchor, 1)
+        elif isinstance(event, CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                problems.add(event.start_mark.line + 1, "", f"lists and mappings are nested "
+                             f"more than {MAX_DEPTH} deep here; Locker's files need at most "
+                             "5 levels, flatten the file")
+                return False
+            open_sizes.append((nodes, event.anchor))
+            nodes += 1
+        elif isinstance(event, CollectionEndEvent):
+            depth -= 1
+            before, anchor = open_sizes.pop()
+            if anchor is not None:
+                sizes[anchor] = nodes - before
+        else:
+            nodes += 1
+            if isinstance(event, ScalarEvent) and event.anchor is not None:
+                sizes[event.anchor] = 1
+        if nodes > MAX_NODES:
+            problems.add(event.start_mark.line + 1, "", f"the file holds more than "
+                         f"{MAX_NODES:,} keys, values and list items by here (aliases "
+                         "count with everything they repeat); split the project in two "
+                         "or give fewer forwards")
+            return False
+    return True
 
 
 @dataclass(frozen=True)

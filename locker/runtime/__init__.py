@@ -8,23 +8,61 @@ from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
 from typing import Protocol
 
+from locker.errors import LockerError
 from locker.project import Source
 
 RUNNING = "RUNNING"
 STOPPED = "STOPPED"
 FROZEN = "FROZEN"
 ABSENT = "ABSENT"
+UNKNOWN = "UNKNOWN"
+
+
+class UnknownState(str):
+    """UNKNOWN, carrying why the state could not be read (``lxc-info``
+    failed, timed out, or printed a state Locker does not know). It
+    compares equal to UNKNOWN. A container in this state may well run:
+    nothing about it may be concluded, so nothing about it should change."""
+
+    reason: str
+
+    def __new__(cls, reason: str) -> UnknownState:
+        state = super().__new__(cls, UNKNOWN)
+        state.reason = reason
+        return state
+
+
+class CommandTimedOut(LockerError):
+    """A command of the runtime did not finish in its time and was killed
+    (with everything it had started)."""
+
+    def __init__(self, message: str, command: Sequence[str], timeout: float) -> None:
+        super().__init__(message)
+        self.command = tuple(command)
+        self.timeout = timeout
+
+
+def state_reason(state: str) -> str | None:
+    """Why ``state`` is UNKNOWN, or None for a known state."""
+    if state != UNKNOWN:
+        return None
+    return getattr(state, "reason", None) or "its state could not be read"
 
 
 class Runtime(Protocol):
     """Containers by their LXC name (``<project>_<name>``).
 
     Every method raises ``locker.errors.LockerError`` with an actionable
-    sentence when LXC fails.
+    sentence when LXC fails, and ``CommandTimedOut`` (a LockerError) when
+    LXC does not answer in time: no call waits forever.
     """
 
     def state(self, name: str) -> str:
-        """RUNNING, STOPPED, FROZEN, or ABSENT when there is no such container."""
+        """RUNNING, STOPPED, FROZEN, ABSENT when there is no such
+        container, or UNKNOWN (an ``UnknownState`` whose ``reason`` says
+        why, see ``state_reason``) when its state cannot be read. Never
+        raises for a container that exists: an unreadable state is never
+        taken for STOPPED."""
 
     def names(self) -> tuple[str, ...]:
         """The LXC names of every container in the lxcpath."""
@@ -49,7 +87,7 @@ class Runtime(Protocol):
 
     def start(self, name: str, timeout: float) -> None:
         """Start the container and wait until it runs, at most ``timeout``
-        seconds."""
+        seconds (plus a margin for LXC itself)."""
 
     def stop(self, name: str, timeout: float) -> None:
         """Stop the container: cleanly within ``timeout`` seconds, then kill."""
@@ -65,7 +103,12 @@ class Runtime(Protocol):
         """The IPv4 addresses the running container really has."""
 
     def read_file(self, name: str, path: str) -> str | None:
-        """A file of the container's root file system, None if missing."""
+        """A file of the container's root file system, None if missing.
+        Raises ``locker.runtime.rootfs.ContainerFileRefused`` (a
+        LockerError) for a file that is not a regular UTF-8 file of at most
+        ``rootfs.MAX_FILE_BYTES``, or behind a symlink loop."""
 
     def write_file(self, name: str, path: str, text: str) -> None:
-        """Replace a file in the container's root file system."""
+        """Replace a file in the container's root file system (a symlink
+        there is replaced, not followed). Raises ``ContainerFileRefused``
+        where a FIFO, device or directory is in its place."""

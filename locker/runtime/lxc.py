@@ -14,26 +14,45 @@ through an abstract unix socket, and those are per network namespace
 (``lxc-info`` from elsewhere reports STOPPED). ``command_prefix`` exists for
 tests, which pass ``locker.testing.lxchost.lxc_command_prefix(NS)``;
 production needs none.
+
+Every command has a time limit (``QUERY_SECONDS`` for the quick ones; for
+start and stop the caller's timeout plus ``MARGIN_SECONDS``). A command
+still running then is killed with its whole process group (each runs in a
+session of its own) and the call raises ``CommandTimedOut``.
 """
 
 from __future__ import annotations
 
 import math
 import os
+import signal
 import subprocess
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface, ip_address
 from pathlib import Path
 
 from locker.errors import LockerError
+from locker.printable import printable
 from locker.project import CloneSource, DownloadSource, Source, TemplateSource
-from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
-from locker.runtime import lxcconfig, rootfs
+from locker.runtime import (ABSENT, FROZEN, RUNNING, STOPPED, CommandTimedOut, UnknownState,
+                            lxcconfig, rootfs)
 
 _STATES = {"STOPPED": STOPPED, "ABORTING": STOPPED, "STARTING": RUNNING,
            "RUNNING": RUNNING, "THAWED": RUNNING, "STOPPING": RUNNING,
            "FREEZING": FROZEN, "FROZEN": FROZEN}
 _BUSYBOX_INIT = "/etc/init.d/rcS"
+
+#: lxc-info, lxc-config, lxc-cgroup, lxc-freeze, lxc-unfreeze: they answer
+#: at once or hang on a stuck container or monitor.
+QUERY_SECONDS = 10.0
+#: lxc-create and lxc-copy: a ``download`` fetches an image first.
+CREATE_SECONDS = 1800.0
+DESTROY_SECONDS = 120.0
+#: Added to the caller's timeout for lxc-start, lxc-wait and lxc-stop,
+#: for LXC's own work around the wait.
+MARGIN_SECONDS = 30.0
+#: How long a killed command's pipes are drained before giving up on them.
+_REAP_SECONDS = 5.0
 
 
 def create_argv(name: str, source: Source, clone_from: str | None = None) -> list[str]:
@@ -59,26 +78,44 @@ def host_uses_cgroup2(root: str = "/sys/fs/cgroup") -> bool:
 
 class LxcRuntime:
     """``locker.runtime.Runtime`` on LXC. ``lxcpath`` None means LXC's
-    default (``lxc-config lxc.lxcpath``)."""
+    default (``lxc-config lxc.lxcpath``). ``query_seconds`` and
+    ``margin_seconds`` replace ``QUERY_SECONDS`` and ``MARGIN_SECONDS``."""
 
-    def __init__(self, lxcpath: str | None = None, command_prefix: Sequence[str] = ()) -> None:
+    def __init__(self, lxcpath: str | None = None, command_prefix: Sequence[str] = (),
+                 query_seconds: float = QUERY_SECONDS,
+                 margin_seconds: float = MARGIN_SECONDS) -> None:
         self._lxcpath = lxcpath
         self._prefix = tuple(command_prefix)
+        self._query = query_seconds
+        self._margin = margin_seconds
 
     @property
     def lxcpath(self) -> str:
         if self._lxcpath is None:
-            out = self._run(["lxc-config", "lxc.lxcpath"], "", "find LXC's default lxcpath")
+            out = self._run(["lxc-config", "lxc.lxcpath"], "", "find LXC's default lxcpath",
+                            self._query)
             self._lxcpath = out.strip()
         return self._lxcpath
 
     # -- lifecycle --------------------------------------------------------
 
     def state(self, name: str) -> str:
+        """ABSENT without a config file; UNKNOWN (with the reason) when
+        lxc-info fails, times out or prints a state not in ``_STATES``."""
         if not self._config_path(name).exists():
             return ABSENT
-        out = self._lxc(["lxc-info", "-n", name, "-sH"], name, "read the state")
-        return _STATES.get(out.strip(), STOPPED)
+        try:
+            out = self._lxc(["lxc-info", "-n", name, "-sH"], name, "read the state",
+                            self._query)
+        except LockerError as err:
+            return UnknownState(str(err))
+        found = out.strip()
+        if found in _STATES:
+            return _STATES[found]
+        shown = printable(found[:80]) if found else "nothing"
+        return UnknownState(f"Container {name}: lxc-info printed {shown!r} for its state, "
+                            "which Locker does not know; check the container with "
+                            f"lxc-info -n {name}.")
 
     def names(self) -> tuple[str, ...]:
         """Every container of the lxcpath (a directory with a config file)."""
@@ -90,10 +127,10 @@ class LxcRuntime:
 
     def create(self, name: str, source: Source, clone_from: str | None = None) -> None:
         what = "clone" if isinstance(source, CloneSource) else "create"
-        self._lxc(create_argv(name, source, clone_from), name, what)
+        self._lxc(create_argv(name, source, clone_from), name, what, CREATE_SECONDS)
 
     def destroy(self, name: str) -> None:
-        self._lxc(["lxc-destroy", "-n", name], name, "destroy")
+        self._lxc(["lxc-destroy", "-n", name], name, "destroy", DESTROY_SECONDS)
 
     def start(self, name: str, timeout: float) -> None:
         self._read_config(name)  # a clear error for a missing container
@@ -103,9 +140,13 @@ class LxcRuntime:
         except OSError as err:
             raise LockerError(f"Cannot write {log} to start {name}: {err.strerror}.") from err
         try:
-            self._lxc(["lxc-start", "-n", name, "-o", str(log), "-l", "ERROR"], name, "start")
+            self._lxc(["lxc-start", "-n", name, "-o", str(log), "-l", "ERROR"], name, "start",
+                      timeout + self._margin)
             self._lxc(["lxc-wait", "-n", name, "-s", "RUNNING", "-t", _seconds(timeout)],
-                      name, f"start within {timeout:g} seconds")
+                      name, f"start within {timeout:g} seconds", timeout + self._margin)
+        except CommandTimedOut as err:
+            raise CommandTimedOut(f"{err} LXC's log: {_tail(log)}", err.command,
+                                  err.timeout) from err
         except LockerError as err:
             raise LockerError(f"{err} LXC's log: {_tail(log)}") from err
 
@@ -113,30 +154,34 @@ class LxcRuntime:
         """Stop the container; lxc-stop asks init to halt and kills it
         when ``timeout`` runs out. A frozen container is thawed first, so
         that it can handle the halt signal. Stopping a stopped container
-        does nothing."""
+        does nothing; one in an UNKNOWN state is asked to stop all the
+        same."""
         state = self.state(name)
         if state == STOPPED:
             return
         if state == FROZEN:
             self.unfreeze(name)
-        self._lxc(["lxc-stop", "-n", name, "-t", _seconds(timeout)], name, "stop")
+        self._lxc(["lxc-stop", "-n", name, "-t", _seconds(timeout)], name, "stop",
+                  timeout + self._margin)
 
     def freeze(self, name: str) -> None:
-        self._lxc(["lxc-freeze", "-n", name], name, "freeze")
+        self._lxc(["lxc-freeze", "-n", name], name, "freeze", self._query)
 
     def unfreeze(self, name: str) -> None:
-        self._lxc(["lxc-unfreeze", "-n", name], name, "unfreeze")
+        self._lxc(["lxc-unfreeze", "-n", name], name, "unfreeze", self._query)
 
     def apply_cgroup(self, name: str, settings: Sequence[tuple[str, str]]) -> None:
         for key, value in settings:
-            self._lxc(["lxc-cgroup", "-n", name, key, value], name, f"set cgroup {key}={value}")
+            self._lxc(["lxc-cgroup", "-n", name, key, value], name,
+                      f"set cgroup {key}={value}", self._query)
 
     def addresses(self, name: str) -> tuple[IPv4Address, ...]:
         """The IPv4 addresses the container has now (no waiting), empty
-        when it does not run."""
+        when it does not run or its state is UNKNOWN."""
         if self.state(name) not in (RUNNING, FROZEN):
             return ()
-        out = self._lxc(["lxc-info", "-n", name, "-iH"], name, "read the addresses")
+        out = self._lxc(["lxc-info", "-n", name, "-iH"], name, "read the addresses",
+                        self._query)
         found = []
         for word in out.split():
             try:
@@ -181,10 +226,10 @@ class LxcRuntime:
     # -- files in the rootfs ------------------------------------------------
 
     def read_file(self, name: str, path: str) -> str | None:
-        return rootfs.read_text(self._rootfs(name), path)
+        return rootfs.read_text(self._rootfs(name), path, container=name)
 
     def write_file(self, name: str, path: str, text: str) -> None:
-        rootfs.write_text(self._rootfs(name), path, text)
+        rootfs.write_text(self._rootfs(name), path, text, container=name)
 
     # -- helpers ----------------------------------------------------------
 
@@ -206,20 +251,51 @@ class LxcRuntime:
                               "directory ('dir' storage), which Locker needs to edit its files.")
         return found or str(Path(self.lxcpath, name, "rootfs"))
 
-    def _lxc(self, argv: list[str], name: str, what: str) -> str:
-        return self._run([argv[0], "-P", self.lxcpath, *argv[1:]], name, what)
+    def _lxc(self, argv: list[str], name: str, what: str, timeout: float) -> str:
+        return self._run([argv[0], "-P", self.lxcpath, *argv[1:]], name, what, timeout)
 
-    def _run(self, argv: list[str], name: str, what: str) -> str:
+    def _run(self, argv: list[str], name: str, what: str, timeout: float) -> str:
+        """The command's standard output. It runs in a session of its own,
+        so that on timeout it is killed with all it started."""
+        who = f"Container {name}" if name else "LXC"
         try:
-            done = subprocess.run([*self._prefix, *argv], stdin=subprocess.DEVNULL,
-                                  capture_output=True, text=True, check=False)
+            child = subprocess.Popen([*self._prefix, *argv], stdin=subprocess.DEVNULL,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE,
+                                     text=True, errors="replace", start_new_session=True)
         except FileNotFoundError as err:
             raise LockerError(f"Cannot run {argv[0]}: {err.strerror}; install LXC.") from err
-        if done.returncode != 0:
-            who = f"Container {name}" if name else "LXC"
-            detail = _last_lines(done.stderr or done.stdout) or f"exit status {done.returncode}"
-            raise LockerError(f"{who}: could not {what}: {detail}")
-        return done.stdout
+        try:
+            out, err = child.communicate(timeout=timeout)
+        except subprocess.TimeoutExpired:
+            _kill(child)
+            raise CommandTimedOut(
+                f"{who}: could not {what}: {' '.join(argv)} did not finish within "
+                f"{timeout:g} seconds and was killed; check that LXC answers "
+                f"(lxc-ls -f) and try again.", argv, timeout) from None
+        except BaseException:  # Ctrl-C: do not leave the command running
+            _kill(child)
+            raise
+        if child.returncode != 0:
+            detail = _last_lines(err or out) or f"exit status {child.returncode}"
+            raise LockerError(f"{who}: could not {what}: {printable(detail)}")
+        return out
+
+
+def _kill(child: subprocess.Popen[str]) -> None:
+    """Kill the command's process group and reap it. A descendant that
+    left the group may still hold the pipes: they are given up on after
+    ``_REAP_SECONDS``."""
+    try:
+        os.killpg(child.pid, signal.SIGKILL)
+    except ProcessLookupError:
+        pass
+    try:
+        child.communicate(timeout=_REAP_SECONDS)
+    except subprocess.TimeoutExpired:
+        for pipe in (child.stdout, child.stderr):
+            if pipe is not None:
+                pipe.close()
+    child.wait()
 
 
 def _seconds(timeout: float) -> str:

@@ -11,7 +11,10 @@ from __future__ import annotations
 import os
 import random
 import shutil
+import signal
+import stat
 import subprocess
+import time
 from collections.abc import Iterator
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -23,6 +26,7 @@ from locker.errors import LockerError
 from locker.project import CloneSource, TemplateSource
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
 from locker.runtime.lxc import LxcRuntime
+from locker.runtime.rootfs import ContainerFileRefused
 from locker.testing.lxchost import lxc_command_prefix
 from locker.testing.netns import NetNS
 
@@ -210,3 +214,75 @@ def test_errors_name_the_container_and_say_what_lxc_said(env: Env) -> None:
         rt.create("p_web", BUSYBOX)
     with pytest.raises(LockerError, match="p_other does not exist"):
         rt.configure("p_other", "br0", env.address(3), env.gateway)
+
+
+# -- a hostile container's rootfs ----------------------------------------------------
+
+FLIP_ETC = ("while [ ! -e /stop ]; do mv /etc /etc.real && mv /etc.link /etc "
+            "&& mv /etc /etc.link && mv /etc.real /etc; done")
+
+
+def test_a_running_container_swapping_etc_for_a_host_symlink_cannot_redirect_writes(
+        env: Env, tmp_path: Path) -> None:
+    """Inside the running container, a loop swaps /etc for a symlink to a
+    host directory (the path as the host sees it) while Locker rewrites
+    the container's /etc/hosts, as ``links`` does."""
+    rt = env.runtime
+    env.busybox("p_web", 2)
+    rt.start("p_web", TIMEOUT)
+    rootfs = Path(env.lxcpath, "p_web", "rootfs")
+    host_etc = tmp_path / "host-etc"
+    host_etc.mkdir()
+    canary = host_etc / "hosts"
+    canary.write_text("the host's own hosts file\n")
+    env.attach("p_web", "ln", "-s", str(host_etc), "/etc.link")
+    flipper = subprocess.Popen([*lxc_command_prefix(env.ns.name), "lxc-attach", "-P",
+                                env.lxcpath, "-n", "p_web", "--", "sh", "-c", FLIP_ETC],
+                               stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                               stderr=subprocess.DEVNULL)
+    written = refused = 0
+    try:
+        deadline = time.monotonic() + 3
+        while time.monotonic() < deadline or written < 20 or refused < 1:
+            try:
+                rt.write_file("p_web", "/etc/hosts", f"10.1.1.{written % 250} db # locker\n")
+                written += 1
+            except LockerError:
+                refused += 1  # /etc was the link at that moment
+            assert time.monotonic() < deadline + 30, (written, refused)
+    finally:
+        (rootfs / "stop").touch()
+        try:
+            flipper.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            flipper.kill()
+            flipper.wait()
+    assert canary.read_text() == "the host's own hosts file\n"
+    assert sorted(p.name for p in host_etc.iterdir()) == ["hosts"]
+    assert (rootfs / "etc" / "hosts").read_text().endswith(" db # locker\n")
+
+
+def _expire(_signum, _frame):
+    raise TimeoutError("blocked on the container's file")
+
+
+def test_a_fifo_or_device_as_etc_hosts_is_refused_at_once(env: Env) -> None:
+    rt = env.runtime
+    env.busybox("p_web", 2)
+    rt.start("p_web", TIMEOUT)
+    env.attach("p_web", "sh", "-c", "rm -f /etc/hosts && mkfifo /etc/hosts")
+    previous = signal.signal(signal.SIGALRM, _expire)
+    signal.alarm(10)
+    try:
+        with pytest.raises(ContainerFileRefused, match="p_web.*/etc/hosts.*FIFO"):
+            rt.read_file("p_web", "/etc/hosts")
+        with pytest.raises(ContainerFileRefused, match="FIFO"):
+            rt.write_file("p_web", "/etc/hosts", "10.1.1.3 db # locker\n")
+        hosts = Path(env.lxcpath, "p_web", "rootfs", "etc", "hosts")
+        hosts.unlink()
+        os.mknod(hosts, stat.S_IFCHR | 0o666, os.makedev(1, 5))  # /dev/zero
+        with pytest.raises(ContainerFileRefused, match="character device"):
+            rt.read_file("p_web", "/etc/hosts")
+    finally:
+        signal.alarm(0)
+        signal.signal(signal.SIGALRM, previous)

@@ -1,15 +1,14 @@
 """The pure parts of the LXC runtime: config block rewriting, command
-lines, rootfs path resolution, the busybox DHCP fix."""
+lines, the busybox DHCP fix. Files in the rootfs: test_runtime_rootfs.py."""
 
 from __future__ import annotations
 
-import os
 from ipaddress import IPv4Address, IPv4Interface
 
 import pytest
 
 from locker import projectsyntax
-from locker.errors import ConfigError, LockerError
+from locker.errors import ConfigError
 from locker.project import CloneSource, DownloadSource, TemplateSource
 from locker.runtime import lxcconfig, rootfs
 from locker.runtime.lxc import create_argv, host_uses_cgroup2
@@ -153,69 +152,6 @@ def test_host_cgroup_mounts_parsing(tmp_path) -> None:
         ("/sys/fs/cgroup/cpu", "cgroup", "rw,cpu"),
         ("/sys/fs/cgroup/systemd", "cgroup", "rw,name=systemd"),
         ("/sys/fs/cgroup/unified", "cgroup2", "rw")]
-
-
-# -- rootfs paths -----------------------------------------------------------
-
-@pytest.fixture
-def root(tmp_path):
-    r = tmp_path / "rootfs"
-    (r / "etc").mkdir(parents=True)
-    (r / "run").mkdir()
-    (r / "etc" / "hosts").write_text("127.0.0.1 localhost\n")
-    (tmp_path / "secret").write_text("host secret\n")
-    return r
-
-
-def test_absolute_symlink_stays_inside_the_rootfs(root) -> None:
-    (root / "run" / "resolv.conf").write_text("nameserver 10.0.0.1\n")
-    os.symlink("/run/resolv.conf", root / "etc" / "resolv.conf")
-    assert rootfs.resolve(root, "/etc/resolv.conf") == root / "run" / "resolv.conf"
-    rootfs.write_text(root, "/etc/resolv.conf", "nameserver 10.1.1.1\n")
-    assert (root / "run" / "resolv.conf").read_text() == "nameserver 10.1.1.1\n"
-    assert (root / "etc" / "resolv.conf").is_symlink()
-    # an absolute link to a host path names the file inside the rootfs
-    os.symlink(str(root.parent / "secret"), root / "etc" / "abs")
-    assert rootfs.read_text(root, "/etc/abs") is None
-
-
-@pytest.mark.parametrize("path", ["etc/hosts", "/../secret", "/etc/../../secret"])
-def test_requested_paths_must_stay_inside(root, path: str) -> None:
-    with pytest.raises(LockerError, match="Refusing"):
-        rootfs.read_text(root, path)
-
-
-def test_relative_symlink_climbing_out_is_refused(root) -> None:
-    os.symlink("../../secret", root / "etc" / "escape")
-    os.symlink("../../", root / "etc" / "up")
-    for path in ("/etc/escape", "/etc/up/secret"):
-        with pytest.raises(LockerError, match="leads out"):
-            rootfs.read_text(root, path)
-        with pytest.raises(LockerError, match="leads out"):
-            rootfs.write_text(root, path, "x")
-    assert (root.parent / "secret").read_text() == "host secret\n"
-
-
-def test_symlink_loops_are_refused(root) -> None:
-    os.symlink("/etc/b", root / "etc" / "a")
-    os.symlink("/etc/a", root / "etc" / "b")
-    with pytest.raises(LockerError, match="symlinks"):
-        rootfs.read_text(root, "/etc/a")
-
-
-def test_write_keeps_mode_and_replaces_atomically(root) -> None:
-    hosts = root / "etc" / "hosts"
-    hosts.chmod(0o600)
-    before = hosts.stat().st_ino
-    rootfs.write_text(root, "/etc/hosts", "10.1.1.2 web\n")
-    assert hosts.read_text() == "10.1.1.2 web\n"
-    assert hosts.stat().st_mode & 0o777 == 0o600
-    assert hosts.stat().st_ino != before  # renamed over, not rewritten in place
-    assert sorted(p.name for p in hosts.parent.iterdir()) == ["hosts"]
-    rootfs.write_text(root, "/etc/hostname", "web\n")
-    assert (root / "etc" / "hostname").stat().st_mode & 0o777 == 0o644
-    assert rootfs.read_text(root, "/etc/missing") is None
-    assert rootfs.read_text(root, "/nodir/file") is None
 
 
 def test_busybox_dhcp_client_is_switched_off_once() -> None:

@@ -4,6 +4,8 @@ with its file, line, key and value, all in one run."""
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 import textwrap
 from ipaddress import IPv4Address
 from pathlib import Path
@@ -13,7 +15,8 @@ import pytest
 from locker.errors import ConfigError
 from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec, PortSpec,
                             TemplateSource, VolumeSpec)
-from locker.projectfile import load_project
+from locker.projectfile import MAX_ENTRIES, load_project
+from locker.yamlnodes import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, MAX_SHOWN
 
 DATA = Path(__file__).parent.parent / "data"
 
@@ -452,3 +455,157 @@ def test_bad_container_name(tmp_path: Path) -> None:
         """)
     assert [line.split(": not a valid")[0] for line in found] == [
         "2: containers.web-1", "3: containers.2db", '4: containers."a b"']
+
+
+# --- hostile files: limits checked before the file is composed ------------
+
+def hostile(tmp_path: Path, text: str) -> ConfigError:
+    """The ConfigError for a file written as is (no dedent)."""
+    path = tmp_path / "proj" / "locker.yaml"
+    path.parent.mkdir(exist_ok=True)
+    path.write_text(text)
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    assert caught.value.exit_status == 2
+    assert all(line.startswith(f"{path}") for line in caught.value.problems)
+    return caught.value
+
+
+def test_deep_nesting_is_refused_without_crashing_the_yaml_loader(tmp_path: Path) -> None:
+    """100,000 levels overflow the C stack of libyaml's composer (SIGSEGV):
+    loaded in a child process, so that a crash fails only this test."""
+    path = tmp_path / "proj" / "locker.yaml"
+    path.parent.mkdir()
+    path.write_text("containers: " + "[" * 100_000 + "]" * 100_000 + "\n")
+    code = ("import sys; from pathlib import Path; from locker.errors import ConfigError\n"
+            "from locker.projectfile import load_project\n"
+            "try: load_project(Path(sys.argv[1]))\n"
+            "except ConfigError as e: print(e.exit_status, *e.problems, sep='\\n')\n")
+    done = subprocess.run([sys.executable, "-c", code, str(path)], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 0, f"the loader died: {done.returncode} {done.stderr[-300:]}"
+    assert done.stdout.splitlines() == [
+        "2", f"{path}:1: lists and mappings are nested more than {MAX_DEPTH} deep here; "
+             "Locker's files need at most 5 levels, flatten the file"]
+
+
+def test_nesting_up_to_the_limit_is_only_a_wrong_type(tmp_path: Path) -> None:
+    deepest = "[" * (MAX_DEPTH - 1) + "]" * (MAX_DEPTH - 1)
+    assert "expected a mapping" in only_problem(tmp_path, f"containers: {deepest}\n")
+    too_deep = "[" * MAX_DEPTH + "]" * MAX_DEPTH
+    assert "nested more than" in only_problem(tmp_path, f"containers: {too_deep}\n")
+
+
+@pytest.mark.parametrize("line", ["      - 80:80\n", "      - 192.0.2.1:8080:80/udp\n"],
+                         ids=["one port", "forwards"])
+def test_files_over_the_size_limit_are_not_parsed(tmp_path: Path, line: str) -> None:
+    head = "containers:\n  web:\n    ports:\n"
+    for size in (MAX_FILE_BYTES + 1, 50 * 1024 * 1024):
+        error = hostile(tmp_path, head + line * ((size - len(head)) // len(line) + 1))
+        [problem] = error.problems
+        assert problem.endswith(f"locker.yaml: the file is larger than {MAX_FILE_BYTES:,} "
+                                "bytes (1 MiB), the most Locker reads; is it the right file? "
+                                "Locker's project and host files take a few KiB")
+
+
+def test_a_file_at_the_size_limit_is_read(tmp_path: Path) -> None:
+    text = "containers: {web: {}}\n"
+    project = load(tmp_path, text + "#" * (MAX_FILE_BYTES - len(text) - 1) + "\n")
+    assert project.container_names == ("web",)
+
+
+def test_an_alias_fanout_counts_every_node_it_repeats(tmp_path: Path) -> None:
+    ports = ", ".join(f"{20000 + i}:{i + 1}" for i in range(1000))
+    text = f"x-ports: &p [{ports}]\ncontainers:\n" + "".join(
+        f"  c{i}: {{template: busybox, ports: *p}}\n" for i in range(250))
+    [problem] = hostile(tmp_path, text).problems
+    assert f"more than {MAX_NODES:,} keys, values and list items by here" in problem
+    assert "aliases count" in problem
+
+
+def test_billion_laughs_stop_at_the_node_limit(tmp_path: Path) -> None:
+    lines = ["a0: &a0 [x, x, x, x, x, x, x, x, x, x]"]
+    lines += [f"a{i}: &a{i} [" + ", ".join([f"*a{i - 1}"] * 10) + "]" for i in range(1, 9)]
+    text = "\n".join([*lines, "containers: {web: {ports: *a8}}"]) + "\n"
+    [problem] = hostile(tmp_path, text).problems
+    assert problem.split(":")[1] == "5"  # the first alias that overflows the count
+    assert f"more than {MAX_NODES:,}" in problem
+
+
+def test_defaults_fanning_out_past_the_entry_limit(tmp_path: Path) -> None:
+    """The 16 KB file of issue 13: 1,000 default forwards, 250 containers."""
+    ports = ", ".join(f"{20000 + i}:{i + 1}" for i in range(1000))
+    text = f"defaults:\n  template: busybox\n  ports: [{ports}]\ncontainers:\n" + "".join(
+        f"  c{i}: {{}}\n" for i in range(250))
+    [problem] = hostile(tmp_path, text).problems
+    assert problem.endswith(
+        "locker.yaml:4: containers: the containers' lists hold 250,000 entries with the "
+        f"defaults given to each container, more than the {MAX_ENTRIES:,} Locker takes; "
+        "give fewer forwards, or set lists on the containers that need them instead of in "
+        "defaults")
+
+
+def test_a_default_forward_shared_by_many_is_one_problem(tmp_path: Path) -> None:
+    ports = ", ".join(f"{20000 + i}:{i + 1}" for i in range(50))
+    text = f"defaults:\n  ports: [{ports}]\ncontainers:\n" + "".join(
+        f"  c{i}: {{}}\n" for i in range(250)) + "  own: {ports: ['20000:80']}\n"
+    error = hostile(tmp_path, text)
+    assert str(error).endswith("has 51 problems.")
+    assert error.problems[0].endswith(
+        'locker.yaml:2: defaults.ports[0]: "20000:1": defaults give this forward to all '
+        "250 containers without ports of their own (c0, c1, ...); move it to one container")
+    # the first container taking the defaults has them, for clashes with the others
+    assert error.problems[-1].endswith(
+        'locker.yaml:254: containers.own.ports[0]: "20000:80": host port 20000/tcp is '
+        "already forwarded to container c0 at line 2; use another HOST_PORT")
+
+
+def test_the_problems_listed_are_capped(tmp_path: Path) -> None:
+    bad = ", ".join(f"x{i}" for i in range(MAX_SHOWN + 400))
+    error = hostile(tmp_path, f"containers: {{web: {{ports: [{bad}]}}}}\n")
+    assert str(error).endswith(f"has {MAX_SHOWN + 400:,} problems.")
+    assert len(error.problems) == MAX_SHOWN + 1
+    assert error.problems[0].endswith('locker.yaml:1: containers.web.ports[0]: "x0": '
+                                      "expected a host and a container port; write "
+                                      "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for "
+                                      "example 8080:80")
+    assert error.problems[-1].endswith("locker.yaml: ... and 400 more problems; "
+                                       "fix these first")
+
+
+def test_one_port_repeated_is_one_problem_per_repeat_and_capped(tmp_path: Path) -> None:
+    text = "containers:\n  web:\n    ports:\n" + "      - 80:80\n" * 5000
+    error = hostile(tmp_path, text)
+    assert str(error).endswith("has 4,999 problems.")
+    assert error.problems[0].endswith('locker.yaml:5: containers.web.ports[1]: "80:80": host '
+                                      "port 80/tcp is already forwarded to container web at "
+                                      "line 4; use another HOST_PORT")
+    assert len(error.problems) == MAX_SHOWN + 1
+
+
+def test_forwards_on_many_host_addresses_share_a_port(tmp_path: Path) -> None:
+    ports = ", ".join(f'"10.0.{i // 250}.{i % 250 + 1}:80:80"' for i in range(2000))
+    project = load(tmp_path, f"containers:\n  web: {{ports: [{ports}]}}\n")
+    assert len(project.container("web").ports) == 2000
+    found = problems(tmp_path, f"containers:\n  web: {{ports: [{ports}]}}\n"
+                               "  db: {ports: ['80:80', '10.0.7.250:80:80', '10.0.9.1:80:80']}\n")
+    assert found == [
+        '3: containers.db.ports[0]: "80:80": host port 80/tcp is already forwarded to container '
+        "web at line 2 (a forward without HOST_IP takes the port on every address); use "
+        "another HOST_PORT",
+        '3: containers.db.ports[1]: "10.0.7.250:80:80": host port 80/tcp is already forwarded '
+        "to container web at line 2; use another HOST_PORT",
+    ]
+
+
+def test_one_alias_in_many_containers_clashes_once_per_container(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          a: {ports: &p ["8080:80", "8443:443"]}
+          b: {ports: *p}
+          c: {ports: *p}
+        """)
+    assert found == [
+        f'2: containers.{name}.ports[{i}]: "{port}": a YAML alias gives this forward to more '
+        "than one container (a first); give it to one container"
+        for i, port in enumerate(("8080:80", "8443:443")) for name in "bc"]
