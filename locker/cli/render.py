@@ -5,11 +5,13 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 from locker.cli.output import Output
+from locker.printable import printable
 
 if TYPE_CHECKING:
     from locker.ops.status import Status
 
-STATE_COLOURS = {"RUNNING": "green", "STOPPED": "red", "FROZEN": "yellow", "ABSENT": "dim"}
+STATE_COLOURS = {"RUNNING": "green", "STOPPED": "red", "FROZEN": "yellow", "ABSENT": "dim",
+                 "UNKNOWN": "red"}
 
 
 def backends(out: Output, report: dict) -> None:
@@ -146,8 +148,3 @@ def restored(out: Output, results, dry_run: bool) -> None:
         else:
             verb = "would make" if dry_run else "made"
             out.say(f"{r.project}: restored ({verb} {r.changes} change(s))")
-
-
-def printable(text: str) -> str:
-    """Control characters from the kernel or a container, made visible."""
-    return "".join(c if c.isprintable() or c == "\t" else f"\\x{ord(c):02x}" for c in text)

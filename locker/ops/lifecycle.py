@@ -20,7 +20,7 @@ from locker.ops import host_names, network
 from locker.ops.network import Facts
 from locker.plugins import emit
 from locker.project import CloneSource
-from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
+from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED, UNKNOWN, state_reason
 
 T = TypeVar("T")
 
@@ -144,8 +144,12 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
 
 
 def _settle(ctx: Context, name: str, state: str, options: StartOptions) -> str:
-    """Thaw, or stop for --restart; the state the container is left in."""
+    """Thaw, or stop for --restart; the state the container is left in. A
+    container whose state cannot be read is left alone, rules and all."""
     lxc = ctx.lxc(name)
+    if state == UNKNOWN:
+        raise LockerError(f"its state cannot be read ({state_reason(state)}), so it is left "
+                          f"as it is, its rules too; check `lxc-info -n {lxc}`.")
     if state == FROZEN:
         ctx.journal.change(Change(name, "thawed", "container"), lambda: ctx.runtime.unfreeze(lxc))
         state = RUNNING
@@ -230,15 +234,14 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
 
 
 def stop_one(ctx: Context, name: str, state: str, timeout: float) -> None:
+    """Stop a running, frozen or unknown container (lxc-stop may still reach
+    the last: it is asked, and its rules go only when it stopped)."""
     lxc = ctx.lxc(name)
-    if network.is_up(state):
+    if network.is_up(state) or state == UNKNOWN:
         ctx.journal.change(Change(name, "stopped", "container"),
                            lambda: ctx.runtime.stop(lxc, timeout))
     elif state == STOPPED:
         ctx.say(f"{name}: stopped already")
-    elif state != ABSENT:
-        raise LockerError(f"its state is unknown ({state}); its rules stay. Check "
-                          f"`lxc-info -n {lxc}`.")
 
 
 def remove(ctx: Context, containers: Sequence[str]) -> None:

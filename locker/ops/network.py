@@ -10,7 +10,7 @@ from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from locker import diff, planner
 from locker.context import Context
 from locker.diff import Diff, Found, Repair
-from locker.errors import BackendError
+from locker.errors import BackendError, ContainerError, LockerError, raise_all
 from locker.journal import Change
 from locker.model import Blocker, Bridge, BridgeState, Forward, Link, Ruleset
 from locker.plugins import emit
@@ -264,15 +264,21 @@ def assign(ctx: Context, network: IPv4Network, facts: Facts) -> dict[str, IPv4In
 def write_hosts(ctx: Context, facts: Facts, scope: Collection[str], keep: bool = True) -> None:
     """Rewrite Locker's lines in the /etc/hosts of every existing container
     that is in ``scope`` or links to one in it: its own fqdn, and its linked
-    peers, but (``keep`` False) none of the links of ``scope``."""
+    peers, but (``keep`` False) none of the links of ``scope``. A container
+    whose file is refused is reported, and the others are still written."""
     ips = facts.addresses
     unlinked = () if keep else scope
+    failures: list[LockerError] = []
     for spec in ctx.project.containers:
         touched = spec.name in scope or any(link.name in scope for link in spec.links)
         if not touched or facts.states.get(spec.name, ABSENT) == ABSENT:
             continue
-        write_file(ctx, spec.name, "/etc/hosts", lambda current: planner.hosts_file(
-            current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked)))
+        try:
+            write_file(ctx, spec.name, "/etc/hosts", lambda current: planner.hosts_file(
+                current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked)))
+        except LockerError as exc:
+            failures.append(ContainerError(spec.name, exc))
+    raise_all(failures)
 
 
 def write_file(ctx: Context, name: str, path: str, make) -> None:
