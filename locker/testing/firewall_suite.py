@@ -462,9 +462,10 @@ class FirewallBackendTests:
         assert self.tag_counts(netns) == {tag(FORWARD, "dnat"): 1, tag(FORWARD, "forward"): 1}
 
     @pytest.mark.parametrize("half", ["dnat", "forward"])
-    def test_half_a_forward_is_removed(self, hook, netns, half) -> None:
+    def test_half_a_forward_is_partial_and_removed(self, hook, netns, half) -> None:
         hook.add_forward(forwards=[FORWARD, FORWARDS2[0]])
         self.delete_locker_rule(netns, tag(FORWARD, half))
+        assert hook.list_rules(project=P1) == Ruleset(jumps=True, partial=frozenset({FORWARD}))
         hook.remove_forward(forwards=[FORWARD])
         assert hook.list_rules(project=None) == expected(forwards=[FORWARDS2[0]])
         assert self.tag_counts(netns).keys() == {tag(FORWARDS2[0], "dnat"),
@@ -481,9 +482,11 @@ class FirewallBackendTests:
         assert self.tag_counts(netns) == {tag(LINK, "link"): 1, tag(LINK, "link-back"): 1}
 
     @pytest.mark.parametrize("direction", ["link", "link-back"])
-    def test_one_direction_of_a_link_is_removed(self, hook, netns, direction) -> None:
+    def test_one_direction_of_a_link_is_partial_and_removed(self, hook, netns,
+                                                            direction) -> None:
         hook.add_link(links=[LINK])
         self.delete_locker_rule(netns, tag(LINK, direction))
+        assert hook.list_rules(project=P1).partial == {LINK}
         hook.remove_link(links=[LINK])
         assert hook.list_rules(project=None) == Ruleset(jumps=True)
         assert self.tag_counts(netns) == {}
@@ -561,7 +564,9 @@ class FirewallBackendTests:
 
     def test_remove_unrecognised_removes_exactly_those(self, hook, populated, netns) -> None:
         self.add_foreign_rules(netns)
-        foreign = self.foreign_state(netns)
+        foreign, mine = self.foreign_state(netns), self.locker_state(netns)
+        hook.remove_unrecognised(project=P1)       # none there: nothing changes
+        assert self.locker_state(netns) == mine
         before = self.tag_counts(netns)
         self.add_tagged_rule(netns, tag(FORWARD, "forward"), "LOCKER_FORWARD")
         self.add_tagged_rule(netns, tag(FORWARD, "dnat"), "LOCKER_PREROUTING")
@@ -575,13 +580,8 @@ class FirewallBackendTests:
         hook.remove_unrecognised(project=P2)
         assert hook.list_rules(project=None) == populated
         assert self.tag_counts(netns) == before
-
-    def test_remove_unrecognised_without_any_changes_nothing(self, hook, populated,
-                                                            netns) -> None:
-        before = self.locker_state(netns)
-        hook.remove_unrecognised(project=P1)
         hook.remove_unrecognised(project="gamma")
-        assert self.locker_state(netns) == before
+        assert self.locker_state(netns) == mine
 
     # ------------------------------------------------ Locker's entry chains
 
