@@ -16,7 +16,8 @@ from locker_iptables.rules import CHAINS, Spec
 
 def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -> list[Op]:
     """Create Locker's chains and jumps of this table if missing (each jump
-    inserted first in its built-in chain; duplicate jumps are dropped),
+    inserted first in its built-in chain; duplicate and altered jumps are
+    dropped),
     delete the rules of Locker's chains that are ``stale``, then append the
     missing specs. Deletions come first, while the positions read are
     still valid."""
@@ -31,6 +32,8 @@ def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -
             inserts.append(Op("insert", jump.chain, jump, 0))
         deletes += [Op("delete", parent, position=extra.index, entry=extra)
                     for extra in jumps[1:]]
+    deletes += [Op("delete", parent, position=e.index, entry=e)
+                for parent, e in view.stray_jumps()]
     deletes += _delete(view, lambda e: e.spec in stale)
     present = {e.spec for _, e in view.locker_entries() if e.spec and e.spec not in stale}
     appends = [Op("append", spec.chain, spec) for spec in rules.unique(specs)

@@ -445,3 +445,22 @@ def test_nf_tables_side_reads_the_same_through_the_cli_and_the_binding(netns) ->
     [(family, table, chain, exprs)] = through_cli
     assert (family, table, chain["name"], chain["policy"]) == ("inet", "hostfw", "forward", "drop")
     assert len(exprs) == 1
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_altered_jump_is_named_and_replaced(hook, netns) -> None:
+    """A PREROUTING jump without ``addrtype LOCAL`` would DNAT transit
+    traffic too: it is not Locker's jump, and the next add replaces it."""
+    hook.add_forward(forwards=forwards(1))
+    netns.run(["iptables-legacy", "-w", "-t", "nat", "-R", "PREROUTING", "1", "-m", "comment",
+               "--comment", "LOCKER", "-j", "LOCKER_PREROUTING"])
+    found = hook.list_rules(project=None)
+    assert not found.jumps and found.forwards == set(forwards(1))
+    assert set(found.entry_missing) == {"jump from PREROUTING to LOCKER_PREROUTING",
+                                        "altered jump rule in chain PREROUTING"}
+    hook.add_forward(forwards=forwards(1))
+    assert hook.list_rules(project=None).jumps
+    assert [line for t, line in save(netns) if t == "nat" and line.startswith("-A PREROUTING")] \
+        == ["-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment LOCKER "
+            "-j LOCKER_PREROUTING"]
