@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from locker import blockers
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
-from locker import blockers
 from locker.model import Availability, Blocker, Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import JUMP_COMMENT, Tag
 
@@ -206,22 +206,19 @@ class NftablesBackend:
 
     @hookimpl
     def find_blockers(self, bridges: Sequence[Bridge]) -> list[Blocker]:
+        """firewalld and ufw; the forward-hook base chains of other tables
+        in the ip and inet families; the legacy iptables FORWARD chain where
+        its table is loaded. Chains firewalld or ufw manage are left to
+        their blockers."""
         if not bridges:
             return []
         host = blockers.host_firewalls(bridges)
         chains = [blockers.nft_chain(family, table, chain, exprs)
                   for family, table, chain, exprs in kernel.forward_chains()
                   if (family, table) != (FAMILY, TABLE) and not host.manages(family, table)]
-        found = list(host.blockers)
-        found += blockers.chain_blockers(chains, bridges, blockers.nft_chain_fix)
-        legacy = None if host.manages_legacy_forward else legacy_forward()
-        if legacy is not None:
-            found += blockers.chain_blockers(
-                [blockers.iptables_chain("iptables-legacy chain filter FORWARD", "FORWARD",
-                                         legacy)],
-                bridges, lambda chain, bridge, missing:
-                    blockers.iptables_fix("iptables-legacy", "FORWARD", bridge, missing))
-        return found
+        if not host.manages_legacy_forward:
+            chains += legacy_forward()
+        return list(host.blockers) + blockers.chain_blockers(chains, bridges, _fix)
 
     # -------------------------------------------------------------- internals
 
@@ -252,15 +249,26 @@ class NftablesBackend:
             self._commit(state.setup_commands() + commands, what)
 
 
-def legacy_forward() -> str | None:
-    """``iptables-legacy -S FORWARD`` where the legacy ``filter`` table is
-    loaded in this network namespace (asking would load it otherwise), or
-    None."""
+LEGACY_FORWARD = "iptables-legacy chain filter FORWARD"
+
+
+def legacy_forward() -> list[blockers.ForwardChain]:
+    """The legacy iptables FORWARD chain (``iptables-legacy -S FORWARD``)
+    where the legacy ``filter`` table is loaded in this network namespace;
+    asking would load it otherwise."""
     try:
         with open("/proc/thread-self/net/ip_tables_names") as names:
             if "filter" not in names.read().split():
-                return None
+                return []
     except OSError:
-        return None
+        return []
     done = blockers.run_briefly(["iptables-legacy", "-w", "1", "-S", "FORWARD"])
-    return done.stdout if done is not None and done.returncode == 0 else None
+    if done is None or done.returncode != 0:
+        return []
+    return [blockers.iptables_chain(LEGACY_FORWARD, "FORWARD", done.stdout)]
+
+
+def _fix(chain: blockers.ForwardChain, bridge: str, missing: tuple[str, ...]) -> str:
+    if chain.location == LEGACY_FORWARD:
+        return blockers.iptables_fix("iptables-legacy", "FORWARD", bridge, missing)
+    return blockers.nft_chain_fix(chain, bridge, missing)
