@@ -144,7 +144,8 @@ def nft_rule(expr: Sequence[dict]) -> ChainRule:
     return ChainRule(**{_IFNAME_KEYS[key]: names})
 
 
-def nft_chain(family: str, table: str, chain: dict, rules: Iterable[Sequence[dict]]) -> ForwardChain:
+def nft_chain(family: str, table: str, chain: dict,
+              rules: Iterable[Sequence[dict]]) -> ForwardChain:
     """A ForwardChain from nft JSON: the ``chain`` object and the ``expr``
     of each of its rules, in order."""
     return ForwardChain(f"nftables chain {family} {table} {chain['name']}",

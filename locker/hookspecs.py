@@ -75,12 +75,14 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
 def remove_nat(bridges: Sequence[Bridge]) -> None:
     """Remove the network rules ``add_nat`` would add for these bridges,
     also where only some of them are there (partial): the masquerade of
-    ``bridge.network``, the outbound and replies rules of ``bridge.name``.
+    ``bridge.network``, and the outbound and replies rules of
+    ``bridge.name`` unless another masquerade of the project stays (those
+    two rules name only the bridge, so they are that network's too).
     Called by the repair when a project's bridge moved to another subnet,
     so that the old network's masquerade does not stay behind, and for
     partial nat values that are not wanted (one with
-    ``model.UNKNOWN_NETWORK`` removes only the outbound and replies rules).
-    Keeps the chains and jumps."""
+    ``model.UNKNOWN_NETWORK`` removes the outbound and replies rules when
+    no masquerade of the project is there). Keeps the chains and jumps."""
 
 
 @hookspec

@@ -59,6 +59,10 @@ def _unrecognised(entry: Entry, project: str | None = None) -> bool:
     return _tagged(entry, project) is not None and rules.parse(entry.spec) is None
 
 
+def _keys(views: Mapping[str, View]) -> set:
+    return {rules.parse(e.spec) for v in views.values() for _, e in v.all_entries()} - {None}
+
+
 def _read_ruleset(views: Mapping[str, View]) -> Ruleset:
     keys, unrecognised = set(), []
     for view in views.values():
@@ -140,10 +144,14 @@ class IptablesBackend:
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
-        doomed = {s for b in bridges for s in rules.nat_specs(b)}
-        if doomed:
-            self.kernel.transact(lambda views: {
-                t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()})
+        if not rules.nat_doomed(bridges, set()):    # also checks the values first
+            return
+
+        def plan(views: Mapping[str, View]) -> dict[str, list[Op]]:
+            doomed = rules.nat_doomed(bridges, _keys(views))
+            return {t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()}
+
+        self.kernel.transact(plan)
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:

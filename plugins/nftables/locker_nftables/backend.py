@@ -66,6 +66,12 @@ class TableState:
     def keys(self) -> set:
         return {f.rule.key for f in self.found if f.rule.key is not None}
 
+    def with_keys(self, keys: set) -> list[Found]:
+        return [f for f in self.found if f.rule.key in keys]
+
+    def of_project(self, project: str) -> list[Found]:
+        return [f for f in self.found if f.tag.project == project]
+
     def unrecognised(self, project: str | None = None) -> list[Found]:
         return [f for f in self.found
                 if f.rule.key is None and project in (None, f.tag.project)]
@@ -162,29 +168,27 @@ class NftablesBackend:
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
         wanted = {r.key for f in forwards for r in rules.forward_rules(f)}
-        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
-                     "remove port forwards")
+        self._remove(lambda state: state.with_keys(wanted), bool(wanted), "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
         wanted = {r.key for k in links for r in rules.link_rules(k)}
-        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
-                     "remove link rules")
+        self._remove(lambda state: state.with_keys(wanted), bool(wanted), "remove link rules")
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
-        wanted = {r.key for b in bridges for r in rules.nat_rules(b)}
-        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
-                     "remove network rules")
+        rules.nat_doomed(bridges, set())   # checks the values before anything is read
+        self._remove(lambda state: state.with_keys(rules.nat_doomed(bridges, state.keys)),
+                     bool(bridges), "remove network rules")
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:
-        self._remove(lambda found: found.rule.key is None and found.tag.project == project,
-                     True, f"remove the altered rules of project {project}")
+        self._remove(lambda state: state.unrecognised(project), True,
+                     f"remove the altered rules of project {project}")
 
     @hookimpl
     def cleanup(self, project: str) -> None:
-        self._remove(lambda found: found.tag.project == project, True,
+        self._remove(lambda state: state.of_project(project), True,
                      f"remove the rules of project {project}")
 
     # --------------------------------------------------------------- listing
@@ -239,12 +243,14 @@ class NftablesBackend:
         if commands or not state.complete:
             self._commit(state.setup_commands() + commands, what)
 
-    def _remove(self, doomed: Callable[[Found], bool], anything: bool, what: str) -> None:
+    def _remove(self, doomed: Callable[[TableState], list[Found]], anything: bool,
+                what: str) -> None:
+        """Delete the tagged rules ``doomed`` picks from the state read."""
         if not anything:
             return
         state = TableState.read()
         commands = [rules.delete_command(found.rule.handle, found.rule.chain)
-                    for found in state.found if doomed(found)]
+                    for found in doomed(state)]
         if commands:
             self._commit(state.setup_commands() + commands, what)
 

@@ -190,7 +190,8 @@ def test_unrecognised_rule_is_shown_as_nft_would(netns: NetNS) -> None:
     hook = new_manager(NftablesBackend()).hook
     hook.add_forward(forwards=[suite.FORWARD])
     nft(netns, "add", "rule", "ip", "locker", "LOCKER_FORWARD",
-        'ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop comment "locker:alpha:web:forward"')
+        "ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop",
+        "comment", '"locker:alpha:web:forward"')
     [rule] = hook.list_rules(project=None).unrecognised
     assert rule == TaggedRule("alpha", "locker:alpha:web:forward", "ip locker LOCKER_FORWARD",
                               "ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop")
@@ -235,7 +236,8 @@ def test_legacy_forward_policy_drop_is_a_blocker(netns: NetNS) -> None:
 def test_blocker_with_a_drop_rule_and_a_set_of_bridges(netns: NetNS) -> None:
     hook = new_manager(NftablesBackend()).hook
     nft(netns, "-f", "-", input=(
-        "table ip hostfw {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n"
+        "table ip hostfw {\n chain forward {\n"
+        "  type filter hook forward priority 0; policy accept;\n"
         '  oifname { "locker_alpha", "locker_beta" } accept\n'
         '  iifname "locker_beta" accept\n  counter drop\n }\n}\n'))
     [blocker] = hook.find_blockers(bridges=[suite.BRIDGE1, suite.BRIDGE2])
