@@ -464,3 +464,43 @@ def test_altered_jump_is_named_and_replaced(hook, netns) -> None:
     assert [line for t, line in save(netns) if t == "nat" and line.startswith("-A PREROUTING")] \
         == ["-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment LOCKER "
             "-j LOCKER_PREROUTING"]
+
+
+# ----------------------------------------------------------- reading back
+
+
+def _keyed_specs() -> list[tuple[object, object]]:
+    from locker.testing import firewall_suite as suite
+    from locker_iptables import rules
+    pairs = []
+    for forward in suite.FORWARDS1:
+        pairs += [(rules.dnat_spec(forward), ("dnat", forward)),
+                  (rules.accept_spec(forward), ("forward", forward))]
+    for link in suite.LINKS1:
+        there, back = rules.link_specs(link)
+        pairs += [(there, ("link", link)), (back, ("link-back", link))]
+    bridge = suite.BRIDGE1
+    masquerade, outbound, replies = rules.nat_specs(bridge)
+    pairs += [(masquerade, ("masquerade", bridge.project, bridge.network)),
+              (outbound, ("outbound", bridge.project, bridge.name)),
+              (replies, ("replies", bridge.project, bridge.name))]
+    return pairs
+
+
+@pytest.mark.parametrize("spec, key", _keyed_specs(), ids=lambda v: getattr(v, "comment", ""))
+def test_every_spec_parses_back_to_its_key(spec, key) -> None:
+    from locker_iptables.rules import parse
+    assert parse(spec) == key
+
+
+def test_a_spec_that_is_not_what_locker_writes_does_not_parse() -> None:
+    from dataclasses import replace
+
+    from locker_iptables.rules import parse
+    spec = _keyed_specs()[0][0]
+    assert parse(replace(spec, chain="LOCKER_FORWARD", table="filter")) is None
+    assert parse(replace(spec, comment="locker:alpha:web:forward")) is None
+    assert parse(replace(spec, target="ACCEPT")) is None
+    assert parse(replace(spec, in_iface="eth0")) is None
+    assert parse(replace(spec, comment="locker:beta:web:dnat")) is not None   # beta's forward
+    assert parse(None) is None
