@@ -17,10 +17,9 @@ from locker_iptables.rules import CHAINS, Spec
 def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -> list[Op]:
     """Create Locker's chains and jumps of this table if missing (each jump
     inserted first in its built-in chain; duplicate and altered jumps are
-    dropped),
-    delete the rules of Locker's chains that are ``stale``, then append the
-    missing specs. Deletions come first, while the positions read are
-    still valid."""
+    dropped), delete the rules of Locker's chains that are ``stale``, then
+    append the missing specs. Deletions come first, while the positions
+    read are still valid."""
     creates: list[Op] = [Op("create", chain) for chain in CHAINS[view.table]
                          if chain not in view.chains]
     deletes: list[Op] = []
