@@ -91,8 +91,9 @@ per test, from ``locker.testing.pytest_plugin``): it skips without root.
 
 The suite is about rules, not traffic: every check reads the kernel's rules
 back (through ``list_rules`` and the subclass's dumps; ``locker_state``
-must show each rule's tag, which the suite counts). ``find_blockers`` also
-sees the host's firewalld and ufw: the suite expects neither to be active. No bridge,
+must show each rule's tag, which the suite counts). The host's firewalld
+and ufw are out of the namespace: the suite replaces
+``locker.blockers.host_firewalls`` by one that finds neither. No bridge,
 interface or container is created, and no packet is sent; a rule that
 matches on ``iifname`` does not need the interface to exist. That traffic
 really flows through the rules is the end-to-end tests' job.
@@ -214,6 +215,15 @@ class FirewallBackendTests:
                     "cannot be made to fail midway through the public hooks")
 
     # ------------------------------------------------------------- fixtures
+
+    @pytest.fixture(autouse=True)
+    def no_host_firewalls(self, monkeypatch) -> None:
+        """firewalld and ufw run in the machine's namespace, not the test's:
+        ``locker.blockers.host_firewalls`` sees none of them here (their
+        checks have unit tests of their own)."""
+        from locker import blockers
+        monkeypatch.setattr(blockers, "host_firewalls",
+                            lambda bridges, *args, **kwargs: blockers.HostFirewalls())
 
     @pytest.fixture
     def backend(self, netns: NetNS) -> object:

@@ -504,3 +504,18 @@ def test_a_spec_that_is_not_what_locker_writes_does_not_parse() -> None:
     assert parse(replace(spec, in_iface="eth0")) is None
     assert parse(replace(spec, comment="locker:beta:web:dnat")) is not None   # beta's forward
     assert parse(None) is None
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
+def test_host_firewalls_are_reported_and_their_chains_left_to_them(hook, netns,
+                                                                  monkeypatch) -> None:
+    from locker import blockers
+    from locker.model import Blocker
+    from locker.testing.firewall_suite import BRIDGE1
+    host = blockers.HostFirewalls((Blocker("ufw drops ...", "ufw route allow ..."),),
+                                  frozenset({("ip", "filter")}), manages_legacy_forward=True)
+    monkeypatch.setattr(blockers, "host_firewalls", lambda bridges: host)
+    netns.run(["nft", "-f", "-"], input="table ip filter {\n chain FORWARD {\n"
+              "  type filter hook forward priority 0; policy drop;\n }\n}\n")
+    assert hook.find_blockers(bridges=[BRIDGE1]) == list(host.blockers)

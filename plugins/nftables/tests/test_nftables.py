@@ -245,3 +245,17 @@ def test_blocker_with_a_drop_rule_and_a_set_of_bridges(netns: NetNS) -> None:
                             "locker_alpha (an unconditional drop rule)")
     with open("/proc/thread-self/net/ip_tables_names") as names:
         assert names.read().split() == [], "asking loaded the legacy store"
+
+
+@pytest.mark.privileged
+def test_host_firewalls_are_reported_and_their_chains_left_to_them(netns, monkeypatch) -> None:
+    from locker import blockers
+    from locker.model import Blocker
+    host = blockers.HostFirewalls((Blocker("firewalld rejects ...", "firewall-cmd ..."),),
+                                  frozenset({("inet", "firewalld")}), manages_legacy_forward=True)
+    monkeypatch.setattr(blockers, "host_firewalls", lambda bridges: host)
+    nft(netns, "-f", "-", input="table inet firewalld {\n chain filter_FORWARD {\n"
+        "  type filter hook forward priority 10; policy drop;\n }\n}\n")
+    netns.run(["iptables-legacy", "-w", "-P", "FORWARD", "DROP"])
+    hook = new_manager(NftablesBackend()).hook
+    assert hook.find_blockers(bridges=[suite.BRIDGE1]) == list(host.blockers)
