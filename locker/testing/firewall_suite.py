@@ -91,7 +91,8 @@ per test, from ``locker.testing.pytest_plugin``): it skips without root.
 
 The suite is about rules, not traffic: every check reads the kernel's rules
 back (through ``list_rules`` and the subclass's dumps; ``locker_state``
-must show each rule's tag, which the suite counts). The host's firewalld
+must show each rule's tag, which the suite counts, and each DNAT's
+destination as ``ADDRESS:PORT``). The host's firewalld
 and ufw are out of the namespace: the suite replaces
 ``locker.blockers.host_firewalls`` by one that finds neither. No bridge,
 interface or container is created, and no packet is sent; a rule that
