@@ -144,7 +144,8 @@ def nft_rule(expr: Sequence[dict]) -> ChainRule:
     return ChainRule(**{_IFNAME_KEYS[key]: names})
 
 
-def nft_chain(family: str, table: str, chain: dict, rules: Iterable[Sequence[dict]]) -> ForwardChain:
+def nft_chain(family: str, table: str, chain: dict,
+              rules: Iterable[Sequence[dict]]) -> ForwardChain:
     """A ForwardChain from nft JSON: the ``chain`` object and the ``expr``
     of each of its rules, in order."""
     return ForwardChain(f"nftables chain {family} {table} {chain['name']}",
@@ -284,12 +285,18 @@ def firewalld_blockers(bridges: Sequence[Bridge], run: Runner = run_briefly) -> 
         zone = done.stdout.strip() if done is not None and done.returncode == 0 else ""
         if zone == "trusted":
             continue
-        where = f"its zone {zone}" if zone else "no zone"
+        if done is None:
+            where = "firewall-cmd did not answer which zone it is in"
+        else:
+            where = f"its zone {zone}, not trusted" if zone else "in no zone"
+        # --change-interface also adds an interface that is in no zone, but
+        # only --add-interface does so on every firewalld version.
+        verb = "change" if zone or done is None else "add"
         fix = " && ".join(f"firewall-cmd {permanent}--zone=trusted "
-                          f"--{'change' if zone else 'add'}-interface={bridge.name}"
+                          f"--{verb}-interface={bridge.name}"
                           for permanent in ("", "--permanent "))
         found.append(Blocker(f"firewalld rejects forwarded traffic of {bridge.name} "
-                             f"({where}, not trusted)", fix))
+                             f"({where})", fix))
     return found
 
 

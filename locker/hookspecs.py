@@ -74,9 +74,15 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
 @hookspec
 def remove_nat(bridges: Sequence[Bridge]) -> None:
     """Remove the network rules ``add_nat`` would add for these bridges,
-    also where only some of them are there (partial). Called by the repair
-    when a project's bridge moved to another subnet, so that the old
-    network's masquerade does not stay behind."""
+    also where only some of them are there (partial): the masquerade of
+    ``bridge.network``, and the outbound and replies rules of
+    ``bridge.name`` unless another masquerade of the project stays (those
+    two rules name only the bridge, so they are that network's too).
+    Called by the repair when a project's bridge moved to another subnet,
+    so that the old network's masquerade does not stay behind, and for
+    partial nat values that are not wanted (one with
+    ``model.UNKNOWN_NETWORK`` removes the outbound and replies rules when
+    no masquerade of the project is there). Keeps the chains and jumps."""
 
 
 @hookspec
@@ -124,7 +130,9 @@ def remove_link(links: Sequence[Link]) -> None:
 def remove_unrecognised(project: str) -> None:
     """Remove every rule that ``list_rules(project)`` reports in
     ``unrecognised``: rules with the project's tag that are not what Locker
-    would write. Called by the repair before it adds what is missing, so
+    would write, wherever the backend found them (also in the wrong chain),
+    in one transaction per table. Rules of other projects and rules without
+    a tag stay. Called by the repair before it adds what is missing, so
     that an altered rule never stays in front of the right one."""
 
 
@@ -146,10 +154,11 @@ def list_rules(project: str | None) -> Ruleset:
     project, container and peer from the tag), so that the rules for
     ``add_forward([f])`` list back as exactly ``f``. A value is listed in
     ``forwards``/``links``/``nat`` only when all of its rules are there;
-    when some are, it is listed in ``partial``. A rule whose tag is
-    Locker's but that is not a rule Locker would write (it cannot be parsed
-    back, or parses to something its tag does not name) is listed in
-    ``unrecognised``. ``jumps`` and ``entry_missing`` describe Locker's
+    when some are, it is listed in ``partial`` (an altered rule that still
+    reads back into a value counts for that value: see ``Ruleset``). A
+    rule whose tag is Locker's but that is not a rule Locker would write
+    (it cannot be parsed back, or parses to something its tag does not
+    name, or sits in the wrong chain) is listed in ``unrecognised``. ``jumps`` and ``entry_missing`` describe Locker's
     chains and the jumps into them (see ``Ruleset``). Reads only Locker's
     own tables or chains. *First result.*
     """
@@ -159,12 +168,17 @@ def list_rules(project: str | None) -> Ruleset:
 def find_blockers(bridges: Sequence[Bridge]) -> list[Blocker]:
     """What of other tools', where this backend can see it, drops the
     traffic that Locker's rules accept for these bridges: a base chain of
-    another nftables table at the forward hook with policy drop (or an
-    unconditional drop rule) that does not accept the bridge's traffic
-    first, the FORWARD policy DROP of the iptables store this backend does
-    not use. Each ``Blocker.fix`` names the command that accepts the
-    bridge's traffic there. Reads only; cheap (it runs on every ``start``
-    and ``status``); an empty list when nothing is seen. *First result.*
+    another nftables table (families ip and inet) at the forward hook with
+    policy drop or an unconditional drop/reject rule that does not accept
+    the bridge's traffic first, the FORWARD policy DROP of the iptables
+    store this backend does not use, a running firewalld or an active ufw
+    (``locker.blockers`` has the shared checks and says which rules count
+    as accepting a bridge). One Blocker per place and bridge; its ``fix``
+    is the command that accepts the bridge's traffic there, and once it
+    ran the place is no longer reported. Reads only, never loads a kernel
+    module or rule store by asking; cheap (it runs on every ``start`` and
+    ``status``); an empty list when nothing is seen or ``bridges`` is
+    empty. *First result.*
     """
 
 

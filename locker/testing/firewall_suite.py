@@ -91,8 +91,10 @@ per test, from ``locker.testing.pytest_plugin``): it skips without root.
 
 The suite is about rules, not traffic: every check reads the kernel's rules
 back (through ``list_rules`` and the subclass's dumps; ``locker_state``
-must show each rule's tag, which the suite counts). ``find_blockers`` also
-sees the host's firewalld and ufw: the suite expects neither to be active. No bridge,
+must show each rule's tag, which the suite counts, and each DNAT's
+destination as ``ADDRESS:PORT``). The host's firewalld
+and ufw are out of the namespace: the suite replaces
+``locker.blockers.host_firewalls`` by one that finds neither. No bridge,
 interface or container is created, and no packet is sent; a rule that
 matches on ``iifname`` does not need the interface to exist. That traffic
 really flows through the rules is the end-to-end tests' job.
@@ -214,6 +216,15 @@ class FirewallBackendTests:
                     "cannot be made to fail midway through the public hooks")
 
     # ------------------------------------------------------------- fixtures
+
+    @pytest.fixture(autouse=True)
+    def no_host_firewalls(self, monkeypatch) -> None:
+        """firewalld and ufw run in the machine's namespace, not the test's:
+        ``locker.blockers.host_firewalls`` sees none of them here (their
+        checks have unit tests of their own)."""
+        from locker import blockers
+        monkeypatch.setattr(blockers, "host_firewalls",
+                            lambda bridges, *args, **kwargs: blockers.HostFirewalls())
 
     @pytest.fixture
     def backend(self, netns: NetNS) -> object:
@@ -462,9 +473,10 @@ class FirewallBackendTests:
         assert self.tag_counts(netns) == {tag(FORWARD, "dnat"): 1, tag(FORWARD, "forward"): 1}
 
     @pytest.mark.parametrize("half", ["dnat", "forward"])
-    def test_half_a_forward_is_removed(self, hook, netns, half) -> None:
+    def test_half_a_forward_is_partial_and_removed(self, hook, netns, half) -> None:
         hook.add_forward(forwards=[FORWARD, FORWARDS2[0]])
         self.delete_locker_rule(netns, tag(FORWARD, half))
+        assert hook.list_rules(project=P1) == Ruleset(jumps=True, partial=frozenset({FORWARD}))
         hook.remove_forward(forwards=[FORWARD])
         assert hook.list_rules(project=None) == expected(forwards=[FORWARDS2[0]])
         assert self.tag_counts(netns).keys() == {tag(FORWARDS2[0], "dnat"),
@@ -481,9 +493,11 @@ class FirewallBackendTests:
         assert self.tag_counts(netns) == {tag(LINK, "link"): 1, tag(LINK, "link-back"): 1}
 
     @pytest.mark.parametrize("direction", ["link", "link-back"])
-    def test_one_direction_of_a_link_is_removed(self, hook, netns, direction) -> None:
+    def test_one_direction_of_a_link_is_partial_and_removed(self, hook, netns,
+                                                            direction) -> None:
         hook.add_link(links=[LINK])
         self.delete_locker_rule(netns, tag(LINK, direction))
+        assert hook.list_rules(project=P1).partial == {LINK}
         hook.remove_link(links=[LINK])
         assert hook.list_rules(project=None) == Ruleset(jumps=True)
         assert self.tag_counts(netns) == {}
@@ -516,15 +530,21 @@ class FirewallBackendTests:
         assert not {nat_tag(P1, p) for p in ("masquerade", "outbound", "replies")} & counts.keys()
         assert {nat_tag(P2, p) for p in ("masquerade", "outbound", "replies")} <= counts.keys()
 
-    def test_remove_nat_of_a_moved_network_keeps_the_masquerade(self, hook) -> None:
-        hook.add_nat(bridges=[BRIDGE1])
+    def test_remove_nat_of_the_old_network_keeps_the_new_one(self, hook, netns) -> None:
+        """A bridge moved to another subnet: the old network's masquerade
+        goes, the outbound and replies rules, which the new network's
+        bridge has too (same name), stay."""
         moved = Bridge(P1, BRIDGE1.name, IPv4Network("10.1.9.0/24"))
-        hook.remove_nat(bridges=[moved])
-        assert hook.list_rules(project=None) == Ruleset(jumps=True,
-                                                        partial=frozenset({BRIDGE1}))
+        hook.add_nat(bridges=[BRIDGE1])
+        before = self.locker_state(netns)
+        hook.remove_nat(bridges=[moved])     # not there: nothing changes
+        assert self.locker_state(netns) == before
         hook.add_nat(bridges=[moved])
-        assert hook.list_rules(project=None) == Ruleset(
-            nat=frozenset({BRIDGE1, moved}), jumps=True)
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, moved})
+        hook.remove_nat(bridges=[BRIDGE1])
+        assert hook.list_rules(project=None) == expected(nat={moved})
+        assert self.tag_counts(netns) == {nat_tag(P1, p): 1
+                                          for p in ("masquerade", "outbound", "replies")}
 
     def test_altered_dnat_is_two_partial_forwards_and_repairs(self, hook, netns) -> None:
         wanted = Forward(P1, "web", 8080, ip("10.1.1.2"), 80)
@@ -561,7 +581,9 @@ class FirewallBackendTests:
 
     def test_remove_unrecognised_removes_exactly_those(self, hook, populated, netns) -> None:
         self.add_foreign_rules(netns)
-        foreign = self.foreign_state(netns)
+        foreign, mine = self.foreign_state(netns), self.locker_state(netns)
+        hook.remove_unrecognised(project=P1)       # none there: nothing changes
+        assert self.locker_state(netns) == mine
         before = self.tag_counts(netns)
         self.add_tagged_rule(netns, tag(FORWARD, "forward"), "LOCKER_FORWARD")
         self.add_tagged_rule(netns, tag(FORWARD, "dnat"), "LOCKER_PREROUTING")
@@ -575,13 +597,8 @@ class FirewallBackendTests:
         hook.remove_unrecognised(project=P2)
         assert hook.list_rules(project=None) == populated
         assert self.tag_counts(netns) == before
-
-    def test_remove_unrecognised_without_any_changes_nothing(self, hook, populated,
-                                                            netns) -> None:
-        before = self.locker_state(netns)
-        hook.remove_unrecognised(project=P1)
         hook.remove_unrecognised(project="gamma")
-        assert self.locker_state(netns) == before
+        assert self.locker_state(netns) == mine
 
     # ------------------------------------------------ Locker's entry chains
 

@@ -198,16 +198,22 @@ def test_firewalld_blockers_by_zone() -> None:
     runs = Runs({
         ("firewall-cmd", "--get-zone-of-interface=locker_demo"): (0, "trusted\n"),
         ("firewall-cmd", "--get-zone-of-interface=locker_other"): (0, "public\n"),
+        ("firewall-cmd", "--get-zone-of-interface=locker_lone"): (2, "no zone\n"),
     })
     lone = Bridge("lone", "locker_lone", IPv4Network("10.1.3.0/24"))
     found = blockers.firewalld_blockers([DEMO, OTHER, lone], runs)
     assert [b.what for b in found] == [
         "firewalld rejects forwarded traffic of locker_other (its zone public, not trusted)",
-        "firewalld rejects forwarded traffic of locker_lone (no zone, not trusted)"]
+        "firewalld rejects forwarded traffic of locker_lone (in no zone)"]
     assert found[0].fix == ("firewall-cmd --zone=trusted --change-interface=locker_other && "
                             "firewall-cmd --permanent --zone=trusted "
                             "--change-interface=locker_other")
     assert "--add-interface=locker_lone" in found[1].fix
+
+
+def test_firewalld_that_does_not_answer_is_a_blocker_saying_so() -> None:
+    [found] = blockers.firewalld_blockers([DEMO], Runs({}))
+    assert "did not answer" in found.what and "--change-interface=locker_demo" in found.fix
 
 
 # ------------------------------------------------------------------ ufw

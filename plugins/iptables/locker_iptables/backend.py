@@ -16,10 +16,10 @@ from locker_iptables.rules import CHAINS, Spec
 
 def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -> list[Op]:
     """Create Locker's chains and jumps of this table if missing (each jump
-    inserted first in its built-in chain; duplicate jumps are dropped),
-    delete the rules of Locker's chains that are ``stale``, then append the
-    missing specs. Deletions come first, while the positions read are
-    still valid."""
+    inserted first in its built-in chain; duplicate and altered jumps are
+    dropped), delete the rules of Locker's chains that are ``stale``, then
+    append the missing specs. Deletions come first, while the positions
+    read are still valid."""
     creates: list[Op] = [Op("create", chain) for chain in CHAINS[view.table]
                          if chain not in view.chains]
     deletes: list[Op] = []
@@ -31,6 +31,8 @@ def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -
             inserts.append(Op("insert", jump.chain, jump, 0))
         deletes += [Op("delete", parent, position=extra.index, entry=extra)
                     for extra in jumps[1:]]
+    deletes += [Op("delete", parent, position=e.index, entry=e)
+                for parent, e in view.stray_jumps()]
     deletes += _delete(view, lambda e: e.spec in stale)
     present = {e.spec for _, e in view.locker_entries() if e.spec and e.spec not in stale}
     appends = [Op("append", spec.chain, spec) for spec in rules.unique(specs)
@@ -54,6 +56,10 @@ def _tagged(entry: Entry, project: str | None = None) -> Tag | None:
 
 def _unrecognised(entry: Entry, project: str | None = None) -> bool:
     return _tagged(entry, project) is not None and rules.parse(entry.spec) is None
+
+
+def _keys(views: Mapping[str, View]) -> set:
+    return {rules.parse(e.spec) for v in views.values() for _, e in v.all_entries()} - {None}
 
 
 def _read_ruleset(views: Mapping[str, View]) -> Ruleset:
@@ -137,10 +143,14 @@ class IptablesBackend:
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
-        doomed = {s for b in bridges for s in rules.nat_specs(b)}
-        if doomed:
-            self.kernel.transact(lambda views: {
-                t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()})
+        if not rules.nat_doomed(bridges, set()):    # also checks the values first
+            return
+
+        def plan(views: Mapping[str, View]) -> dict[str, list[Op]]:
+            doomed = rules.nat_doomed(bridges, _keys(views))
+            return {t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()}
+
+        self.kernel.transact(plan)
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:

@@ -22,7 +22,7 @@ from collections.abc import Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
-from locker.names import Tag
+from locker.names import JUMP_COMMENT, Tag
 
 from locker_iptables.rules import Spec, check_comment
 
@@ -255,7 +255,8 @@ _PROTOCOLS = {0: None, 6: "tcp", 17: "udp"}
 def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool) -> list[Entry]:
     """The rules of ``chain`` in the iptc ``table`` handle; with ``specs``
     false only comments and targets are read (built-in chains, where Locker
-    only looks for its jumps)."""
+    only looks for its jumps), except for the jumps themselves and rules
+    with Locker's tag."""
     entry_size = ctypes.sizeof(iptc.ip4tc.ipt_entry)
     entries: list[Entry] = []
     entry = table.first_rule(chain)
@@ -265,11 +266,17 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool) 
         if specs:
             decoded = _decode(iptc, table_name, chain, entry, raw, entry_size, target)
         else:
-            decoded = _comment(raw, entry_size, entry.target_offset), None
+            comment = _comment(raw, entry_size, entry.target_offset)
+            # Jumps (and rules with Locker's tag) are read whole: their shape matters.
+            shaped = comment == JUMP_COMMENT or Tag.parse(comment) is not None
+            decoded = None if shaped else (comment, None)
         rule = None
         if decoded is None:
             rule = table.create_rule(entry, iptc.Chain(table, chain))
-            comment, target, spec = read_rule(table_name, chain, rule)
+            try:
+                comment, target, spec = read_rule(table_name, chain, rule)
+            except ValueError:  # python-iptables cannot read some rules back (port ranges)
+                comment, spec = _comment(raw, entry_size, entry.target_offset), None
         else:
             comment, spec = decoded
         text = None
@@ -283,6 +290,13 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool) 
 def describe(rule: Any, chain: str) -> str:
     """An iptc rule in ``iptables -S`` notation, near enough for people
     (its comment left out)."""
+    try:
+        return _describe(rule, chain)
+    except ValueError:
+        return f"-A {chain} (a rule python-iptables cannot read back)"
+
+
+def _describe(rule: Any, chain: str) -> str:
     words = [f"-A {chain}"]
     for flag, value in (("-s", rule.src), ("-d", rule.dst), ("-i", rule.in_interface),
                         ("-o", rule.out_interface), ("-p", rule.protocol)):

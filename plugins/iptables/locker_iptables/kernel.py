@@ -25,7 +25,7 @@ from locker.names import JUMP_COMMENT
 from locker_iptables.entries import Entry, RuleBuilder, read_chain, restore
 from locker_iptables.loader import load_iptc
 from locker_iptables.lock import xtables_lock
-from locker_iptables.rules import CHAINS, TABLES, Spec
+from locker_iptables.rules import CHAINS, TABLES, Spec, jump_specs
 
 __all__ = ["Entry", "Kernel", "Op", "Plan", "View", "load_iptc"]
 
@@ -42,15 +42,20 @@ class View:
     chains: dict[str, list[Entry]]
 
     def jumps(self, chain: str) -> list[Entry]:
-        """The rules carrying the jump comment that lead into ``chain``."""
+        """Locker's jumps into ``chain``: exactly the rule ``jump_specs``
+        gives, in the built-in chain."""
         parent = CHAINS[self.table][chain]
+        wanted = next(j for j in jump_specs() if j.target == chain)
         return [e for e in self.chains.get(parent, ())
-                if e.comment == JUMP_COMMENT and e.target == chain]
+                if e.comment == JUMP_COMMENT and e.spec == wanted]
 
-    def complete(self) -> bool:
-        """Locker's chains of this table exist, each entered by one jump."""
-        return all(chain in self.chains and len(self.jumps(chain)) == 1
-                   for chain in CHAINS[self.table])
+    def stray_jumps(self) -> list[tuple[str, Entry]]:
+        """(built-in chain, entry) of each rule with the jump comment that is
+        not one of Locker's jumps (an altered one)."""
+        exact = {id(e) for chain in CHAINS[self.table] for e in self.jumps(chain)}
+        return [(parent, e) for parent in sorted(set(CHAINS[self.table].values()))
+                for e in self.chains.get(parent, ())
+                if e.comment == JUMP_COMMENT and id(e) not in exact]
 
     def locker_entries(self) -> Iterator[tuple[str, Entry]]:
         for chain in CHAINS[self.table]:
@@ -76,6 +81,7 @@ class View:
                 problems.append(f"jump from {parent} to {chain}")
             elif count > 1:
                 problems.append(f"{count - 1} duplicate jump(s) from {parent} to {chain}")
+        problems += [f"altered jump rule in chain {parent}" for parent, _ in self.stray_jumps()]
         return problems
 
     def anything(self) -> bool:

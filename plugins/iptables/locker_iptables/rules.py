@@ -281,6 +281,17 @@ def parse(spec: Spec | None) -> Key | None:
         return None
 
 
+def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set[Spec]:
+    """The specs ``remove_nat(bridges)`` deletes, given the keys found: each
+    bridge's masquerade, and its outbound and replies rules unless another
+    masquerade of the project stays (they are that network's rules too:
+    one bridge name per project)."""
+    masquerades = {("masquerade", b.project, b.network) for b in bridges}
+    staying = {k[1] for k in keys if k[0] == "masquerade" and k not in masquerades}
+    return {s for b in bridges for s in nat_specs(b)
+            if s.target == "MASQUERADE" or b.project not in staying}
+
+
 def key_project(key: Key) -> str:
     return key[1] if isinstance(key[1], str) else key[1].project
 

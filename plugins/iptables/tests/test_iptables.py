@@ -445,3 +445,77 @@ def test_nf_tables_side_reads_the_same_through_the_cli_and_the_binding(netns) ->
     [(family, table, chain, exprs)] = through_cli
     assert (family, table, chain["name"], chain["policy"]) == ("inet", "hostfw", "forward", "drop")
     assert len(exprs) == 1
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_altered_jump_is_named_and_replaced(hook, netns) -> None:
+    """A PREROUTING jump without ``addrtype LOCAL`` would DNAT transit
+    traffic too: it is not Locker's jump, and the next add replaces it."""
+    hook.add_forward(forwards=forwards(1))
+    netns.run(["iptables-legacy", "-w", "-t", "nat", "-R", "PREROUTING", "1", "-m", "comment",
+               "--comment", "LOCKER", "-j", "LOCKER_PREROUTING"])
+    found = hook.list_rules(project=None)
+    assert not found.jumps and found.forwards == set(forwards(1))
+    assert set(found.entry_missing) == {"jump from PREROUTING to LOCKER_PREROUTING",
+                                        "altered jump rule in chain PREROUTING"}
+    hook.add_forward(forwards=forwards(1))
+    assert hook.list_rules(project=None).jumps
+    assert [line for t, line in save(netns) if t == "nat" and line.startswith("-A PREROUTING")] \
+        == ["-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment LOCKER "
+            "-j LOCKER_PREROUTING"]
+
+
+# ----------------------------------------------------------- reading back
+
+
+def _keyed_specs() -> list[tuple[object, object]]:
+    from locker.testing import firewall_suite as suite
+    from locker_iptables import rules
+    pairs = []
+    for forward in suite.FORWARDS1:
+        pairs += [(rules.dnat_spec(forward), ("dnat", forward)),
+                  (rules.accept_spec(forward), ("forward", forward))]
+    for link in suite.LINKS1:
+        there, back = rules.link_specs(link)
+        pairs += [(there, ("link", link)), (back, ("link-back", link))]
+    bridge = suite.BRIDGE1
+    masquerade, outbound, replies = rules.nat_specs(bridge)
+    pairs += [(masquerade, ("masquerade", bridge.project, bridge.network)),
+              (outbound, ("outbound", bridge.project, bridge.name)),
+              (replies, ("replies", bridge.project, bridge.name))]
+    return pairs
+
+
+@pytest.mark.parametrize("spec, key", _keyed_specs(), ids=lambda v: getattr(v, "comment", ""))
+def test_every_spec_parses_back_to_its_key(spec, key) -> None:
+    from locker_iptables.rules import parse
+    assert parse(spec) == key
+
+
+def test_a_spec_that_is_not_what_locker_writes_does_not_parse() -> None:
+    from dataclasses import replace
+
+    from locker_iptables.rules import parse
+    spec = _keyed_specs()[0][0]
+    assert parse(replace(spec, chain="LOCKER_FORWARD", table="filter")) is None
+    assert parse(replace(spec, comment="locker:alpha:web:forward")) is None
+    assert parse(replace(spec, target="ACCEPT")) is None
+    assert parse(replace(spec, in_iface="eth0")) is None
+    assert parse(replace(spec, comment="locker:beta:web:dnat")) is not None   # beta's forward
+    assert parse(None) is None
+
+
+@pytest.mark.privileged
+@pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
+def test_host_firewalls_are_reported_and_their_chains_left_to_them(hook, netns,
+                                                                  monkeypatch) -> None:
+    from locker import blockers
+    from locker.model import Blocker
+    from locker.testing.firewall_suite import BRIDGE1
+    host = blockers.HostFirewalls((Blocker("ufw drops ...", "ufw route allow ..."),),
+                                  frozenset({("ip", "filter")}), manages_legacy_forward=True)
+    monkeypatch.setattr(blockers, "host_firewalls", lambda bridges: host)
+    netns.run(["nft", "-f", "-"], input="table ip filter {\n chain FORWARD {\n"
+              "  type filter hook forward priority 0; policy drop;\n }\n}\n")
+    assert hook.find_blockers(bridges=[BRIDGE1]) == list(host.blockers)

@@ -8,9 +8,9 @@ import uuid
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
+from locker import blockers
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
-from locker import blockers
 from locker.model import Availability, Blocker, Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import JUMP_COMMENT, Tag
 
@@ -65,6 +65,12 @@ class TableState:
     @property
     def keys(self) -> set:
         return {f.rule.key for f in self.found if f.rule.key is not None}
+
+    def with_keys(self, keys: set) -> list[Found]:
+        return [f for f in self.found if f.rule.key in keys]
+
+    def of_project(self, project: str) -> list[Found]:
+        return [f for f in self.found if f.tag.project == project]
 
     def unrecognised(self, project: str | None = None) -> list[Found]:
         return [f for f in self.found
@@ -162,29 +168,27 @@ class NftablesBackend:
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
         wanted = {r.key for f in forwards for r in rules.forward_rules(f)}
-        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
-                     "remove port forwards")
+        self._remove(lambda state: state.with_keys(wanted), bool(wanted), "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
         wanted = {r.key for k in links for r in rules.link_rules(k)}
-        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
-                     "remove link rules")
+        self._remove(lambda state: state.with_keys(wanted), bool(wanted), "remove link rules")
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
-        wanted = {r.key for b in bridges for r in rules.nat_rules(b)}
-        self._remove(lambda found: found.rule.key in wanted, bool(wanted),
-                     "remove network rules")
+        rules.nat_doomed(bridges, set())   # checks the values before anything is read
+        self._remove(lambda state: state.with_keys(rules.nat_doomed(bridges, state.keys)),
+                     bool(bridges), "remove network rules")
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:
-        self._remove(lambda found: found.rule.key is None and found.tag.project == project,
-                     True, f"remove the altered rules of project {project}")
+        self._remove(lambda state: state.unrecognised(project), True,
+                     f"remove the altered rules of project {project}")
 
     @hookimpl
     def cleanup(self, project: str) -> None:
-        self._remove(lambda found: found.tag.project == project, True,
+        self._remove(lambda state: state.of_project(project), True,
                      f"remove the rules of project {project}")
 
     # --------------------------------------------------------------- listing
@@ -206,22 +210,19 @@ class NftablesBackend:
 
     @hookimpl
     def find_blockers(self, bridges: Sequence[Bridge]) -> list[Blocker]:
+        """firewalld and ufw; the forward-hook base chains of other tables
+        in the ip and inet families; the legacy iptables FORWARD chain where
+        its table is loaded. Chains firewalld or ufw manage are left to
+        their blockers."""
         if not bridges:
             return []
         host = blockers.host_firewalls(bridges)
         chains = [blockers.nft_chain(family, table, chain, exprs)
                   for family, table, chain, exprs in kernel.forward_chains()
                   if (family, table) != (FAMILY, TABLE) and not host.manages(family, table)]
-        found = list(host.blockers)
-        found += blockers.chain_blockers(chains, bridges, blockers.nft_chain_fix)
-        legacy = None if host.manages_legacy_forward else legacy_forward()
-        if legacy is not None:
-            found += blockers.chain_blockers(
-                [blockers.iptables_chain("iptables-legacy chain filter FORWARD", "FORWARD",
-                                         legacy)],
-                bridges, lambda chain, bridge, missing:
-                    blockers.iptables_fix("iptables-legacy", "FORWARD", bridge, missing))
-        return found
+        if not host.manages_legacy_forward:
+            chains += legacy_forward()
+        return list(host.blockers) + blockers.chain_blockers(chains, bridges, _fix)
 
     # -------------------------------------------------------------- internals
 
@@ -242,25 +243,38 @@ class NftablesBackend:
         if commands or not state.complete:
             self._commit(state.setup_commands() + commands, what)
 
-    def _remove(self, doomed: Callable[[Found], bool], anything: bool, what: str) -> None:
+    def _remove(self, doomed: Callable[[TableState], list[Found]], anything: bool,
+                what: str) -> None:
+        """Delete the tagged rules ``doomed`` picks from the state read."""
         if not anything:
             return
         state = TableState.read()
         commands = [rules.delete_command(found.rule.handle, found.rule.chain)
-                    for found in state.found if doomed(found)]
+                    for found in doomed(state)]
         if commands:
             self._commit(state.setup_commands() + commands, what)
 
 
-def legacy_forward() -> str | None:
-    """``iptables-legacy -S FORWARD`` where the legacy ``filter`` table is
-    loaded in this network namespace (asking would load it otherwise), or
-    None."""
+LEGACY_FORWARD = "iptables-legacy chain filter FORWARD"
+
+
+def legacy_forward() -> list[blockers.ForwardChain]:
+    """The legacy iptables FORWARD chain (``iptables-legacy -S FORWARD``)
+    where the legacy ``filter`` table is loaded in this network namespace;
+    asking would load it otherwise."""
     try:
         with open("/proc/thread-self/net/ip_tables_names") as names:
             if "filter" not in names.read().split():
-                return None
+                return []
     except OSError:
-        return None
+        return []
     done = blockers.run_briefly(["iptables-legacy", "-w", "1", "-S", "FORWARD"])
-    return done.stdout if done is not None and done.returncode == 0 else None
+    if done is None or done.returncode != 0:
+        return []
+    return [blockers.iptables_chain(LEGACY_FORWARD, "FORWARD", done.stdout)]
+
+
+def _fix(chain: blockers.ForwardChain, bridge: str, missing: tuple[str, ...]) -> str:
+    if chain.location == LEGACY_FORWARD:
+        return blockers.iptables_fix("iptables-legacy", "FORWARD", bridge, missing)
+    return blockers.nft_chain_fix(chain, bridge, missing)

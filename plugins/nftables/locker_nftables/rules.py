@@ -23,6 +23,7 @@ parser rebuilds the key from the rule's matches, so adding compares keys
 from __future__ import annotations
 
 import json
+from collections.abc import Sequence
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
@@ -433,6 +434,17 @@ def _nat(keys: set) -> tuple[set[Bridge], set[Bridge]]:
                 whole = network in networks and name in outbound and name in replies
                 (complete if whole else partial).add(Bridge(project, name, network))
     return complete, partial
+
+
+def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set:
+    """The keys ``remove_nat(bridges)`` deletes, given the keys found: each
+    bridge's masquerade, and its outbound and replies rules unless another
+    masquerade of the project stays (they are that network's rules too:
+    one bridge name per project)."""
+    doomed = {r.key for b in bridges for r in nat_rules(b) if r.key[0] == "masquerade"}
+    staying = {k[1] for k in keys if k[0] == "masquerade" and k not in doomed}
+    return doomed | {r.key for b in bridges if b.project not in staying
+                     for r in nat_rules(b) if r.key[0] != "masquerade"}
 
 
 def values(keys: set) -> Values:

@@ -190,7 +190,8 @@ def test_unrecognised_rule_is_shown_as_nft_would(netns: NetNS) -> None:
     hook = new_manager(NftablesBackend()).hook
     hook.add_forward(forwards=[suite.FORWARD])
     nft(netns, "add", "rule", "ip", "locker", "LOCKER_FORWARD",
-        'ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop comment "locker:alpha:web:forward"')
+        "ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop",
+        "comment", '"locker:alpha:web:forward"')
     [rule] = hook.list_rules(project=None).unrecognised
     assert rule == TaggedRule("alpha", "locker:alpha:web:forward", "ip locker LOCKER_FORWARD",
                               "ip saddr 10.9.0.0/16 tcp dport { 99, 100 } counter drop")
@@ -232,19 +233,29 @@ def test_legacy_forward_policy_drop_is_a_blocker(netns: NetNS) -> None:
 
 
 @pytest.mark.privileged
-def test_find_blockers_does_not_load_the_legacy_store(netns: NetNS) -> None:
-    new_manager(NftablesBackend()).hook.find_blockers(bridges=[suite.BRIDGE1])
-    with open("/proc/thread-self/net/ip_tables_names") as names:
-        assert names.read().split() == []
-
-
-@pytest.mark.privileged
 def test_blocker_with_a_drop_rule_and_a_set_of_bridges(netns: NetNS) -> None:
     hook = new_manager(NftablesBackend()).hook
     nft(netns, "-f", "-", input=(
-        "table ip hostfw {\n chain forward {\n  type filter hook forward priority 0; policy accept;\n"
+        "table ip hostfw {\n chain forward {\n"
+        "  type filter hook forward priority 0; policy accept;\n"
         '  oifname { "locker_alpha", "locker_beta" } accept\n'
         '  iifname "locker_beta" accept\n  counter drop\n }\n}\n'))
     [blocker] = hook.find_blockers(bridges=[suite.BRIDGE1, suite.BRIDGE2])
     assert blocker.what == ("nftables chain ip hostfw forward drops forwarded traffic from "
                             "locker_alpha (an unconditional drop rule)")
+    with open("/proc/thread-self/net/ip_tables_names") as names:
+        assert names.read().split() == [], "asking loaded the legacy store"
+
+
+@pytest.mark.privileged
+def test_host_firewalls_are_reported_and_their_chains_left_to_them(netns, monkeypatch) -> None:
+    from locker import blockers
+    from locker.model import Blocker
+    host = blockers.HostFirewalls((Blocker("firewalld rejects ...", "firewall-cmd ..."),),
+                                  frozenset({("inet", "firewalld")}), manages_legacy_forward=True)
+    monkeypatch.setattr(blockers, "host_firewalls", lambda bridges: host)
+    nft(netns, "-f", "-", input="table inet firewalld {\n chain filter_FORWARD {\n"
+        "  type filter hook forward priority 10; policy drop;\n }\n}\n")
+    netns.run(["iptables-legacy", "-w", "-P", "FORWARD", "DROP"])
+    hook = new_manager(NftablesBackend()).hook
+    assert hook.find_blockers(bridges=[suite.BRIDGE1]) == list(host.blockers)

@@ -115,7 +115,8 @@ class TestNftablesConformance(FirewallBackendTests):
     def add_jump(self, netns: NetNS, chain: str) -> None:
         base = next(b for b in BASE_CHAINS if b.target == chain)
         local = "fib daddr type local " if base.only_local else ""
-        nft(netns, "add", "rule", "ip", "locker", base.name, f'{local}jump {chain} comment "LOCKER"')
+        nft(netns, "add", "rule", "ip", "locker", base.name,
+            f'{local}jump {chain} comment "LOCKER"')
 
     def delete_chain(self, netns: NetNS, chain: str) -> None:
         self.delete_jump(netns, chain)
