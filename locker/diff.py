@@ -189,7 +189,7 @@ def _compare(kind: str, project: str, want: Iterable, complete: Iterable, partia
         if value in want and value in complete:
             if blocker is not None:
                 items.append(Item(kind, BLOCKED, value, subject(value),
-                                  f"{blocker.what} drops its traffic", blocker.fix))
+                                  blocker.what, blocker.fix))
             else:
                 items.append(Item(kind, IN_PLACE, value, subject(value)))
         elif value in want and value in partial:

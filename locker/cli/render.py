@@ -82,8 +82,8 @@ def status(out: Output, result: Status) -> None:
             out.print(f"  {name}: {entry.address} {printable(' '.join(entry.names))}")
     for blocker in result.blockers:
         out.print()
-        out.print(out.paint(f"blocked: {printable(blocker.what)} drops the forwarded traffic; "
-                            f"fix: {printable(blocker.fix)}", "red"))
+        out.print(out.paint(f"blocked: {printable(blocker.what)}; fix: {printable(blocker.fix)}",
+                            "red"))
     for overlap in result.overlaps:
         out.print(out.paint(f"warning: the bridge's subnet overlaps {printable(overlap)}",
                             "yellow"))

@@ -161,7 +161,7 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
                  f"may go the wrong way. Move one of them (`locker cleanup` gives the "
                  f"project a new subnet on its next start).")
     for blocker in current.blockers:
-        ctx.warn(f"{blocker.what} drops the project's forwarded traffic; fix: {blocker.fix}")
+        ctx.warn(f"{blocker.what}, so the project's forwards are dead; fix: {blocker.fix}")
     return bridge, current
 
 
