@@ -125,7 +125,7 @@ def diff(project: Project, want: Wanted, found: Found,
     """Every item of the project with its status. ``running``: the file's
     containers that run, to say why a stale rule is stale."""
     name = project.name
-    why = _Reasons(project, frozenset(running))
+    why = _Reasons(project, frozenset(running), want)
     blocked = found.blockers[0] if found.blockers else None
     items: list[Item] = []
     items += _bridge(name, want.bridge, found.bridge)
@@ -207,9 +207,10 @@ def _compare(kind: str, project: str, want: Iterable, complete: Iterable, partia
 class _Reasons:
     """Why a rule that is there is not wanted."""
 
-    def __init__(self, project: Project, running: frozenset[str]) -> None:
+    def __init__(self, project: Project, running: frozenset[str], want: Wanted) -> None:
         self.project = project
         self.running = running
+        self.want = want
 
     def _container(self, name: str) -> str | None:
         if name not in self.project.container_names:
@@ -219,8 +220,12 @@ class _Reasons:
         return None
 
     def forward(self, forward: Forward) -> str:
-        return self._container(forward.container) or \
-            "the project file does not ask for it, or its container has another address"
+        moved = [f for f in self.want.forwards
+                 if (f.container, f.host_port, f.protocol, f.host_ip)
+                 == (forward.container, forward.host_port, forward.protocol, forward.host_ip)]
+        if moved:
+            return f"it should go to {moved[0].container_ip}:{moved[0].container_port}"
+        return self._container(forward.container) or "the project file does not ask for it"
 
     def link(self, link: Link) -> str:
         return (self._container(link.container) or self._container(link.peer)
@@ -259,12 +264,15 @@ class Repair:
     remove_links: tuple[Link, ...] = ()
     add_links: tuple[Link, ...] = ()
     unrecognised: tuple[TaggedRule, ...] = ()
-    entry: bool = False  # add_nat is called (also) to restore chains and jumps
+    #: MISSING or PARTIAL: Locker's chains and jumps are restored through
+    #: ``add_nat`` of ``entry_bridge`` (the backend creates them with it)
+    entry: str | None = None
+    entry_bridge: Bridge | None = None
 
     def __bool__(self) -> bool:
         return bool(self.remove_unrecognised or self.remove_nat or self.add_nat
                     or self.remove_forwards or self.add_forwards or self.remove_links
-                    or self.add_links)
+                    or self.add_links or self.entry)
 
 
 def repair(result: Diff, kinds: Collection[str], containers: Collection[str] | None = None,
@@ -281,12 +289,11 @@ def repair(result: Diff, kinds: Collection[str], containers: Collection[str] | N
 
     # The backend removes all of a project's unrecognised rules at once.
     unrecognised = result.values(RULE) if RULE in kinds else ()
-    entry = CHAINS in kinds and any(result.of(CHAINS, MISSING, PARTIAL))
-    if entry:
+    broken = result.of(CHAINS, MISSING, PARTIAL) if CHAINS in kinds else ()
+    if broken:
         kinds = set(kinds) | {NAT}  # the chains come back with the network rules
     add_nat = chosen(NAT, MISSING, PARTIAL) if NAT in kinds else ()
-    if entry and not add_nat and bridge is not None:
-        add_nat = (bridge,)
+    entry_bridge = (add_nat[0] if add_nat else bridge) if broken else None
     return Repair(
         remove_unrecognised=bool(unrecognised),
         unrecognised=unrecognised,
@@ -296,7 +303,8 @@ def repair(result: Diff, kinds: Collection[str], containers: Collection[str] | N
         add_forwards=chosen(FORWARD, MISSING, PARTIAL) if FORWARD in kinds else (),
         remove_links=chosen(LINK, STALE) if LINK in kinds else (),
         add_links=chosen(LINK, MISSING, PARTIAL) if LINK in kinds else (),
-        entry=entry and bool(add_nat),
+        entry=broken[0].status if broken and entry_bridge else None,
+        entry_bridge=entry_bridge,
     )
 
 

@@ -183,8 +183,12 @@ def apply(ctx: Context, plan: Repair) -> None:
                          lambda: hooks.remove_link(links=list(plan.remove_links)))
     nat_changes = [_nat_change(b, "added") for b in plan.add_nat]
     if plan.entry:
-        nat_changes.insert(0, Change(project, "restored", "Locker's chains and jumps"))
-    journal.changes_many(nat_changes, lambda: hooks.add_nat(bridges=list(plan.add_nat)))
+        verb = "restored" if plan.entry == diff.PARTIAL else "added"
+        nat_changes.insert(0, Change(project, verb, "Locker's chains and jumps"))
+    nat_bridges = list(plan.add_nat)
+    if plan.entry and not nat_bridges:
+        nat_bridges = [plan.entry_bridge]
+    journal.changes_many(nat_changes, lambda: hooks.add_nat(bridges=nat_bridges))
     journal.changes_many([_forward_change(f, "added") for f in plan.add_forwards],
                          lambda: hooks.add_forward(forwards=list(plan.add_forwards)))
     journal.changes_many([_link_change(k, "added") for k in plan.add_links],

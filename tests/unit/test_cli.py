@@ -351,7 +351,7 @@ def test_render_status_shows_each_item_and_what_differs() -> None:
         "  in place chains   shop: Locker's chains and jumps",
         "  in place nat      shop: network rules locker_shop 10.1.1.0/24",
         "  stale    forward  db: 5432/tcp -> 10.1.1.3:5432  (the project file does not ask "
-        "for it, or its container has another address; fix: locker ports)",
+        "for it; fix: locker ports)",
         "  missing  forward  db: 6432/tcp -> 10.1.1.3:5432  (fix: locker ports)",
         "  in place forward  web: 8080/tcp -> 10.1.1.2:80",
         "  in place link     web: to db (10.1.1.2 <-> 10.1.1.3)",
