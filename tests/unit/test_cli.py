@@ -390,13 +390,15 @@ def test_render_status_of_nothing_in_colour() -> None:
 def test_render_shows_control_characters_escaped() -> None:
     stdout = io.StringIO()
     status = a_status()
-    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (),
-                             (HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",)),))
+    fake = HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",))
+    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (), (fake,),
+                             not_lockers=(fake,))
     status = Status(status.project, status.bridge_name, status.bridge, (forged,),
                     status.rules, status.diff)
     render.status(Output(False, stdout, io.StringIO()), status)
     assert "\x1b" not in stdout.getvalue()
     assert "bank.example\\x1b]0;PWNED\\x07" in stdout.getvalue()
+    assert "(marked as Locker's, but Locker did not write it)" in stdout.getvalue()
 
 
 # -------------------------------------- commands over the in-memory backends

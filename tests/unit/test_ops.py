@@ -630,8 +630,10 @@ def test_status_json(env: Env) -> None:
     web = document["containers"][0]
     assert web == {"name": "web", "lxc_name": "shop_web", "state": "RUNNING",
                    "configured_address": "10.1.1.2/24", "addresses": ["10.1.1.2"],
-                   "hosts": [{"address": WEB, "names": ["web.example.net", "web"]},
-                             {"address": DB, "names": ["db.example.net", "db", "database"]}],
+                   "hosts": [{"address": WEB, "names": ["web.example.net", "web"],
+                              "written_by_locker": True},
+                             {"address": DB, "names": ["db.example.net", "db", "database"],
+                              "written_by_locker": True}],
                    "problem": None}
     assert document["containers"][2]["configured_address"] is None
     assert document["in_place"] is True
@@ -925,3 +927,16 @@ def test_parallel_failures_are_all_reported_together(tmp_path: Path) -> None:
         lifecycle.start(env.ctx, env.ctx.select([]))
     assert [e.container for e in caught.value.errors] == ["web", "cache"]
     assert env.lxc("db").state == RUNNING
+
+
+def test_status_marks_hosts_lines_claiming_to_be_lockers_that_it_did_not_write(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web", "db"])
+    forged = "6.6.6.6\tbank.example\x1b]0;PWNED\x07\t# locker\n"
+    env.lxc("web").files["/etc/hosts"] += forged
+    result = status(env.ctx)
+    web = result.containers[0]
+    assert [h.address for h in web.not_lockers] == [IP("6.6.6.6")]
+    document = json.dumps(to_json(result))
+    assert "\x1b" not in document and "\\u001b" in document
+    entries = to_json(result)["containers"][0]["hosts"]
+    assert [e["written_by_locker"] for e in entries] == [True, True, False]
