@@ -15,7 +15,7 @@ import pluggy
 
 from locker import names
 from locker.errors import ConfigError
-from locker.hostlock import host_lock
+from locker.hostlock import host_lock, project_lock
 from locker.journal import Journal
 from locker.project import Project
 from locker.runtime import Runtime
@@ -52,6 +52,7 @@ class Context:
     say: Callable[[str], None] = _stderr
     warn: Callable[[str], None] = _stderr
     lock: Callable[[], AbstractContextManager] = host_lock
+    project_lock: Callable[[str], AbstractContextManager] = project_lock
     host_resolv: Callable[[], str] = _read_host_resolv
     ip_forwarding_off: Callable[[], bool] = _ip_forwarding_off  # what a dry run asks
     host_hosts: Path = field(default_factory=lambda: Path("/etc/hosts"))

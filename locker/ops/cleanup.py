@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from locker import faults
 from locker.context import Context
 from locker.errors import ContainerError, LockerError, raise_all
 from locker.journal import Change
@@ -27,6 +28,7 @@ def cleanup(ctx: Context, timeout: float = 30.0, keep_orphans: bool = False) -> 
     elif facts.orphans:
         lifecycle.each(list(facts.orphans), lambda n: _stop_orphan(ctx, n, timeout), failures,
                        ctx.parallel)
+    faults.point("containers-stopped")
     still_up = [n for n in facts.running if n not in stopped]
     steps = (("removing rules", lambda: _remove_rules(ctx)),
              ("removing the bridge", lambda: _remove_bridge(ctx, facts, still_up)),

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from locker import diff, planner
+from locker import diff, faults, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, raise_all
 from locker.journal import Change
@@ -220,6 +220,7 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     failures: list[LockerError] = []
     stopped = each(containers, lambda n: stop_one(ctx, n, facts.states[n], timeout), failures,
                    ctx.parallel)
+    faults.point("containers-stopped")
     down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
         network.remove(ctx, facts, down, forwards=ports, links=links)

@@ -425,6 +425,7 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return Context(project, plugins.new_manager(firewall, link), runtime, say=say,
                        warn=warn, lock=nullcontext, host_resolv=lambda: "",
                        host_hosts=tmp_path / "hosts", journal=journal,
+                       project_lock=lambda name, waiting=None: nullcontext(),
                        ip_forwarding_off=lambda: not link.ip_forward), Migration()
 
     monkeypatch.setattr(commands, "open_context", open_context)
