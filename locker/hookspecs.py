@@ -326,3 +326,4 @@ LINK_HOOKS = (
     "remove_bridge", "find_bridge", "ensure_ip_forwarding",
 )
 EVENT_HOOKS = ("container_started", "container_stopped", "rules_changed", "project_cleaned")
+ALL_HOOKS = FIREWALL_HOOKS + LINK_HOOKS + EVENT_HOOKS

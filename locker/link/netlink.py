@@ -34,6 +34,8 @@ class NetlinkBackend:
     """Link backend using pyroute2's ``IPRoute``; opens one rtnetlink socket
     per hook call, so it needs no state and no cleanup."""
 
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
+
     @hookimpl
     def link_availability(self) -> Availability:
         # Every command asks this, so it must not import pyroute2 (0.1 s):

@@ -6,6 +6,7 @@ from locker import faults
 from locker.context import Context
 from locker.errors import ContainerError, LockerError, raise_all
 from locker.journal import Change
+from locker.model import Ruleset
 from locker.ops import host_names, lifecycle, network
 from locker.ops.network import Facts
 from locker.plugins import emit
@@ -71,6 +72,10 @@ def _remove_rules(ctx: Context) -> None:
                     for r in rules.unrecognised]
         ctx.journal.changes_many(changes, lambda: ctx.hooks.cleanup(project=ctx.project.name))
         ctx.journal.unless_dry(lambda: ctx.remember(forwards=(), firewall=None))
+    if changes and not ctx.journal.dry_run:
+        emit(ctx.manager, "rules_changed", ctx.warn, project=ctx.project.name,
+             added=Ruleset(), removed=Ruleset(nat=rules.nat, forwards=rules.forwards,
+                                              links=rules.links))
 
 
 def _remove_bridge(ctx: Context, facts: Facts, still_up: list[str]) -> None:

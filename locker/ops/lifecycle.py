@@ -132,11 +132,13 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     scope = None if set(containers) == set(ctx.project.container_names) else containers
     try:
         network.repair(ctx, facts, kinds, scope)
+        rules_added = True
     except LockerError as exc:
         failures.append(exc)
+        rules_added = False
     if options.add_hosts:
         host_names.write(ctx, {n: a for n, a in facts.addresses.items()})
-    if not ctx.journal.dry_run:
+    if rules_added and not ctx.journal.dry_run:  # the event says "started, its rules added"
         for name in started:
             emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
                  container=name, address=addresses[name].ip)

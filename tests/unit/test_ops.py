@@ -940,3 +940,23 @@ def test_status_marks_hosts_lines_claiming_to_be_lockers_that_it_did_not_write(e
     assert "\x1b" not in document and "\\u001b" in document
     entries = to_json(result)["containers"][0]["hosts"]
     assert [e["written_by_locker"] for e in entries] == [True, True, False]
+
+
+def test_a_container_whose_rules_failed_is_not_announced_as_started(env: Env) -> None:
+    recorder = Recorder()
+    use_firewall(env, RefusingFirewall(env.lock))
+    env.ctx.manager.register(recorder)
+    with pytest.raises(LockerError, match="the kernel said no."):
+        lifecycle.start(env.ctx, ["web"])
+    assert env.lxc("web").state == RUNNING
+    assert [e for e in recorder.events if e[0] == "started"] == []
+
+
+def test_cleanup_reports_the_rules_it_removed_to_observers(tmp_path: Path) -> None:
+    recorder = Recorder()
+    env = make_env(tmp_path, observers=(recorder,))
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    cleanup.cleanup(env.ctx)
+    last_rules = [e for e in recorder.events if e[0] == "rules"][-1]
+    assert last_rules[3].forwards == WEB_FORWARDS and last_rules[3].nat == {SHOP_BRIDGE}

@@ -33,6 +33,8 @@ _VERSION = re.compile(r"iproute2-(?:ss)?([0-9][0-9.]*)")
 class Ipr2Backend:
     """Link backend running ``ip``; it keeps no state between hook calls."""
 
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
+
     def __init__(self) -> None:
         self._path = find_tool("ip")
 

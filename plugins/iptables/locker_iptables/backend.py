@@ -97,6 +97,8 @@ class IptablesBackend:
     invalidated.
     """
 
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
+
     def __init__(self, lock_timeout: float = 10.0, retries: int = 5) -> None:
         self.kernel = Kernel(lock_timeout=lock_timeout, retries=retries)
 
