@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 from importlib.metadata import entry_points
@@ -19,8 +19,9 @@ from importlib.metadata import entry_points
 import pluggy
 
 from locker import hookspecs
-from locker.errors import BackendError, BackendSelectionError
+from locker.errors import BackendError, BackendSelectionError, ConfigError
 from locker.model import Availability
+from locker.project import Setting
 
 log = logging.getLogger(__name__)
 
@@ -65,8 +66,9 @@ def installed(namespace: str) -> dict[str, str]:
     return {n: found[n] for n in preferred + sorted(set(found) - set(preferred))}
 
 
-def load(namespace: str, name: str) -> object:
-    """Import and instantiate one backend by name."""
+def load(namespace: str, name: str, settings: Mapping[str, Setting] | None = None) -> object:
+    """Import and instantiate one backend by name, with the host file's
+    settings for it (checked against the backend's ``SETTINGS``)."""
     from stevedore import driver
     from stevedore.exception import NoMatches
 
@@ -81,10 +83,43 @@ def load(namespace: str, name: str) -> object:
     except Exception as exc:
         raise BackendError(f"The {role} backend {name!r} cannot be loaded: {exc}") from exc
     factory = manager.driver
+    arguments = settings_for(role, name, factory, settings or {})
     try:
-        return factory() if isinstance(factory, type) else factory
+        return factory(**arguments) if isinstance(factory, type) else factory
     except Exception as exc:
         raise BackendError(f"The {role} backend {name!r} cannot be loaded: {exc}") from exc
+
+
+_SETTING_TYPES: dict[type, tuple[str, Callable[[str], object]]] = {
+    str: ("text", str), int: ("whole number", int), float: ("number", float),
+    bool: ("true or false", lambda text: {"true": True, "false": False}[text.lower()]),
+}
+
+
+def settings_for(role: str, name: str, factory: object,
+                 settings: Mapping[str, Setting]) -> dict[str, object]:
+    """The constructor's keyword arguments from the host file's settings.
+
+    A backend declares what it takes as a class attribute ``SETTINGS``, a
+    mapping of keyword argument to type (str, int, float or bool); the host
+    file gives them as ``backends: {NAME: {KEYWORD: VALUE}}``."""
+    declared: Mapping[str, type] = getattr(factory, "SETTINGS", {})
+    problems, arguments = [], {}
+    for key, setting in settings.items():
+        if key not in declared:
+            takes = ", ".join(sorted(declared)) or "no settings"
+            problems.append(f"{setting.where}: unknown setting of the {role} backend "
+                            f"{name!r}, which takes {takes}")
+            continue
+        what, convert = _SETTING_TYPES[declared[key]]
+        try:
+            arguments[key] = convert(setting.value)
+        except (ValueError, KeyError):
+            problems.append(f"{setting.where}: \"{setting.value}\": not a {what}")
+    if problems:
+        raise ConfigError(f"The host file's settings of the {role} backend {name!r} are "
+                          f"wrong; correct them.", problems)
+    return arguments
 
 
 def _raise(manager, entrypoint, exc) -> None:
@@ -113,13 +148,16 @@ class Selected:
 
 
 def select(namespace: str, requested: str | None, how: str,
-           warn: Callable[[str], None]) -> Selected:
+           warn: Callable[[str], None],
+           settings: Mapping[str, Mapping[str, Setting]] | None = None) -> Selected:
     """The backend to use: ``requested`` when given (``how`` says where the
-    name came from), else the first installed one that can work here."""
+    name came from), else the first installed one that can work here.
+    ``settings``: the host file's settings of each backend, by name."""
+    settings = settings or {}
     role = ROLES[namespace].role
     option = "--backend" if namespace == FIREWALL else "--link-backend"
     if requested:
-        plugin = load(namespace, requested)
+        plugin = load(namespace, requested, settings.get(requested))
         answer = availability(namespace, plugin)
         if not answer.usable:
             raise BackendError(
@@ -131,7 +169,7 @@ def select(namespace: str, requested: str | None, how: str,
     reasons = []
     for name in installed(namespace):
         try:
-            plugin = load(namespace, name)
+            plugin = load(namespace, name, settings.get(name))
         except (BackendError, BackendSelectionError) as exc:
             reasons.append(f"{name}: {exc}")
             continue

@@ -256,7 +256,7 @@ INSTALLED = {
 
 @pytest.fixture
 def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    def load(namespace: str, name: str) -> object:
+    def load(namespace: str, name: str, settings=None) -> object:
         if name not in INSTALLED[namespace]:
             raise plugins.BackendSelectionError(f"There is no backend named {name!r}.")
         return INSTALLED[namespace][name][1]()

@@ -10,7 +10,7 @@ import pytest
 from stevedore.extension import ExtensionManager
 
 from locker import hookimpl, plugins
-from locker.errors import BackendError, BackendSelectionError
+from locker.errors import BackendError, BackendSelectionError, ConfigError
 from locker.model import Availability
 from locker.testing.memory import MemoryFirewall, MemoryLink
 
@@ -448,3 +448,32 @@ def test_two_distributions_with_one_backend_name_is_an_error(entry_points) -> No
                                       ("nftables", here("ManualFirewall"), "nft-fork")]
     with pytest.raises(BackendError, match="The firewall backend 'nftables' cannot be loaded"):
         plugins.select(plugins.FIREWALL, "nftables", "command line", no_warning)
+
+
+class Tunable(MemoryFirewall):
+    SETTINGS = {"table": str, "retries": int, "strict": bool}
+
+    def __init__(self, table: str = "locker", retries: int = 1, strict: bool = False) -> None:
+        super().__init__()
+        self.table, self.retries, self.strict = table, retries, strict
+
+
+def test_a_backend_gets_the_host_files_settings_checked_against_what_it_declares(
+        entry_points) -> None:
+    from locker.project import Setting
+
+    firewalls(entry_points, tunable=here("Tunable"))
+    where = "/etc/locker/locker.yaml:4: backends.tunable"
+    chosen = plugins.select(plugins.FIREWALL, "tunable", "command line", no_warning, {
+        "tunable": {"table": Setting("mine", f"{where}.table"),
+                    "retries": Setting("3", f"{where}.retries"),
+                    "strict": Setting("true", f"{where}.strict")}})
+    assert (chosen.plugin.table, chosen.plugin.retries, chosen.plugin.strict) == ("mine", 3, True)
+    with pytest.raises(ConfigError) as caught:
+        plugins.load(plugins.FIREWALL, "tunable", {
+            "tabel": Setting("x", f"{where}.tabel"), "retries": Setting("many", f"{where}.retries")})
+    assert caught.value.exit_status == 2
+    assert caught.value.problems == [
+        f"{where}.tabel: unknown setting of the firewall backend 'tunable', which takes "
+        "retries, strict, table",
+        f'{where}.retries: "many": not a whole number']
