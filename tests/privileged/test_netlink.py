@@ -171,3 +171,23 @@ class TestNetlinkFailures:
         with pytest.raises(BackendError):
             hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert link_of(netns, NAME) is not None
+
+
+def test_a_privileged_test_runs_alone_in_its_namespace_with_all_its_threads(netns) -> None:
+    """Each test using ``netns`` is a process of its own, entered while it
+    has one thread: a thread it starts is in the test's namespace."""
+    import os
+    import threading
+
+    from locker.testing.netns import current_netns_inode
+
+    assert threading.active_count() == 1
+    assert os.getpid() != PYTEST_PID  # a child of the pytest process
+    found: list[int] = []
+    worker = threading.Thread(target=lambda: found.append(current_netns_inode()))
+    worker.start()
+    worker.join()
+    assert found == [os.stat(netns.path).st_ino]
+
+
+PYTEST_PID = __import__("os").getpid()
