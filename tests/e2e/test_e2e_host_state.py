@@ -123,6 +123,8 @@ def test_a_project_whose_file_is_gone_is_listed_as_such(world: World, alpha: Pat
 
 def test_a_backend_switch_is_refused_and_migrate_moves_the_rules(
         world: World, alpha: Path) -> None:
+    if world.backend not in OTHER_BACKEND:
+        pytest.skip("migrates between the two shipped firewall backends")
     first, second = world.backend, OTHER_BACKEND[world.backend]
     if first == "iptables":  # nftables' accepts cannot override a legacy DROP policy
         world.host.run(["iptables-legacy", "-P", "FORWARD", "ACCEPT"])
