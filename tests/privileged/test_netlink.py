@@ -191,3 +191,17 @@ def test_a_privileged_test_runs_alone_in_its_namespace_with_all_its_threads(netn
 
 
 PYTEST_PID = __import__("os").getpid()
+
+
+def test_a_failed_rollback_is_reported_not_hidden(netns: NetNS, monkeypatch) -> None:
+    def refuse(self, *args):
+        raise RtnlError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(Rtnl, "set_alias", refuse)
+    monkeypatch.setattr(Rtnl, "delete_link", lambda self, index: (_ for _ in ()).throw(
+        RtnlError(errno.EBUSY, "Device or resource busy")))
+    hook = new_manager(NetlinkBackend()).hook
+    with pytest.raises(BackendError, match="deleting the half-made bridge failed too") as caught:
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+    assert f"ip link delete {NAME}" in str(caught.value)
+    assert link_of(netns, NAME) is not None  # it is there, and the message says so

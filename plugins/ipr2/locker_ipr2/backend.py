@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from ipaddress import IPv4Network
 
 from locker import faults, subnets
@@ -98,10 +98,16 @@ class Ipr2Backend:
                               lambda: kernel.add_address(name, bridge.interface))
                 if not link.up:
                     kernel.set_up(name)
-            except BaseException:
-                if created:  # leave the kernel as it was
-                    with suppress(CommandError):
+            except BaseException as failure:
+                if created:  # leave the kernel as it was, or say why it is not
+                    try:
                         kernel.delete(name)
+                    except CommandError as undo:
+                        if isinstance(failure, Exception):
+                            raise BackendError(
+                                f"Setting up bridge {name!r} failed ({failure}), and deleting "
+                                f"the half-made bridge failed too ({undo}); delete it with "
+                                f"`ip link delete {name}`.") from failure
                 raise
             return _state_of(kernel, _must_find(kernel, name))
 
