@@ -33,6 +33,12 @@ def _ip_forwarding_off() -> bool:
         return False
 
 
+def _foreign_dnats() -> list:
+    from locker import foreign
+
+    return foreign.nft_dnats() + foreign.legacy_dnats()
+
+
 def _read_host_resolv() -> str:
     try:
         return Path("/etc/resolv.conf").read_text()
@@ -55,6 +61,7 @@ class Context:
     project_lock: Callable[[str], AbstractContextManager] = project_lock
     host_resolv: Callable[[], str] = _read_host_resolv
     ip_forwarding_off: Callable[[], bool] = _ip_forwarding_off  # what a dry run asks
+    foreign_dnats: Callable[[], list] = _foreign_dnats  # other tools' port forwards
     host_hosts: Path = field(default_factory=lambda: Path("/etc/hosts"))
     journal: Journal = field(default_factory=Journal)
     state: HostState | None = None

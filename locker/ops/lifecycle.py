@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from locker import diff, faults, planner
+from locker import diff, faults, foreign, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, raise_all
 from locker.journal import Change
@@ -104,6 +104,11 @@ def check_ports_free(ctx: Context, containers: Sequence[str]) -> None:
     if problems:
         raise ConfigError(f"{ctx.project.path}: {len(problems)} host port(s) are forwarded "
                           f"by another project already; nothing was changed.", problems)
+    ports = [(p.host_port, p.protocol) for spec in ctx.project.containers
+             if spec.name in containers for p in spec.ports]
+    if ports:
+        for warning in foreign.clashes(ports, ctx.foreign_dnats()):
+            ctx.warn(warning)
 
 
 def start(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions()) -> None:

@@ -426,7 +426,8 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                        warn=warn, lock=nullcontext, host_resolv=lambda: "",
                        host_hosts=tmp_path / "hosts", journal=journal,
                        project_lock=lambda name, waiting=None: nullcontext(),
-                       ip_forwarding_off=lambda: not link.ip_forward), Migration()
+                       ip_forwarding_off=lambda: not link.ip_forward,
+                       foreign_dnats=lambda: []), Migration()
 
     monkeypatch.setattr(commands, "open_context", open_context)
     return firewall, runtime
