@@ -3,6 +3,7 @@ machine's own network namespace: run on small test files of its own."""
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 from importlib.metadata import entry_points
@@ -24,8 +25,9 @@ def run_pytest(tmp_path: Path, text: str) -> subprocess.CompletedProcess:
     loaded = any(ep.value == "locker.testing.pytest_plugin"
                  for ep in entry_points(group="pytest11"))
     plugin = [] if loaded else ["-p", "locker.testing.pytest_plugin"]
+    environment = {k: v for k, v in os.environ.items() if k != "LOCKER_TESTS_NO_SKIP"}
     return subprocess.run([sys.executable, "-m", "pytest", "-q", *plugin, str(test_file)],
-                          capture_output=True, text=True, cwd=tmp_path)
+                          capture_output=True, text=True, cwd=tmp_path, env=environment)
 
 
 def test_a_failure_inside_the_tests_own_process_is_reported(tmp_path: Path) -> None:
