@@ -61,15 +61,19 @@ def flock_within(fd: int, timeout: float, interval: float = 0.05) -> bool:
             time.sleep(interval)
 
 
-@contextmanager
-def host_lock(path: Path | None = None, timeout: float = 60.0) -> Iterator[None]:
-    path = path or lock_path()
+def _open_lock(path: Path) -> int:
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
+        return os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
     except OSError as exc:
         raise LockerError(f"Cannot open the lock file {path}: {exc.strerror}. "
                           f"Run locker as root, or set LOCKER_RUN_DIR.") from exc
+
+
+@contextmanager
+def host_lock(path: Path | None = None, timeout: float = 60.0) -> Iterator[None]:
+    path = path or lock_path()
+    fd = _open_lock(path)
     try:
         if not flock_within(fd, timeout):
             raise LockerError(f"Another locker command has held {path} for {timeout:.0f} s; "
@@ -84,13 +88,7 @@ def project_lock(project: str, timeout: float = 600.0,
                  waiting: Callable[[str], None] | None = None) -> Iterator[None]:
     """Hold ``project``'s lock (see the module docstring); ``waiting``
     hears one sentence when another command holds it."""
-    path = run_dir() / "projects" / f"{project}.lock"
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o600)
-    except OSError as exc:
-        raise LockerError(f"Cannot open the lock file {path}: {exc.strerror}. "
-                          f"Run locker as root, or set LOCKER_RUN_DIR.") from exc
+    fd = _open_lock(run_dir() / "projects" / f"{project}.lock")
     try:
         if not flock_within(fd, 0):
             if waiting is not None:

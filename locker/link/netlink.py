@@ -208,7 +208,4 @@ def _undo_creation(rtnl, index: int, name: str, failure: BaseException) -> None:
         rtnl.delete_link(index)
     except OSError as undo:
         if isinstance(failure, Exception):
-            raise BackendError(
-                f"Setting up bridge {name!r} failed ({failure}), and deleting the half-made "
-                f"bridge failed too ({undo.strerror or undo}); delete it with "
-                f"`ip link delete {name}`.") from failure
+            raise rules.rollback_failed(name, failure, undo.strerror or undo) from failure

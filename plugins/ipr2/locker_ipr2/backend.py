@@ -104,10 +104,7 @@ class Ipr2Backend:
                         kernel.delete(name)
                     except CommandError as undo:
                         if isinstance(failure, Exception):
-                            raise BackendError(
-                                f"Setting up bridge {name!r} failed ({failure}), and deleting "
-                                f"the half-made bridge failed too ({undo}); delete it with "
-                                f"`ip link delete {name}`.") from failure
+                            raise rules.rollback_failed(name, failure, undo) from failure
                 raise
             return _state_of(kernel, _must_find(kernel, name))
 
