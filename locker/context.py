@@ -19,6 +19,7 @@ from locker.hostlock import host_lock, project_lock
 from locker.journal import Journal
 from locker.project import Project
 from locker.runtime import Runtime
+from locker.services.dns import DnsForwarder
 from locker.state import HostState, ProjectRecord
 
 
@@ -70,6 +71,7 @@ class Context:
     lxcpath: str | None = None
     pool: IPv4Network | None = None
     parallel: int = 1  # containers acted on at once
+    dns: DnsForwarder | None = None  # the project's DNS forwarder; None: turned off
 
     def __post_init__(self) -> None:
         if self.journal.report is None:

@@ -35,12 +35,12 @@ STALE = "stale"
 BLOCKED = "blocked"
 ORPHAN = "orphan"
 
-BRIDGE, CHAINS, NAT, FORWARD, LINK, RULE, CONTAINER = (
-    "bridge", "chains", "nat", "forward", "link", "rule", "container")
+BRIDGE, CHAINS, NAT, FORWARD, LINK, RULE, CONTAINER, DNS = (
+    "bridge", "chains", "nat", "forward", "link", "rule", "container", "dns")
 
 #: The command that repairs each kind of item.
 REPAIRED_BY = {BRIDGE: "start", CHAINS: "ports", NAT: "start", FORWARD: "ports",
-               LINK: "links", RULE: "ports", CONTAINER: "cleanup"}
+               LINK: "links", RULE: "ports", CONTAINER: "cleanup", DNS: "start"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Found:
     rules: Ruleset
     orphans: tuple[str, ...] = ()
     blockers: tuple[Blocker, ...] = ()
+    dns: bool | None = None  # whether the DNS forwarder runs; None: turned off
 
 
 @dataclass(frozen=True)
@@ -129,6 +130,10 @@ def diff(project: Project, want: Wanted, found: Found,
     blocked = found.blockers[0] if found.blockers else None
     items: list[Item] = []
     items += _bridge(name, want.bridge, found.bridge)
+    if want.bridge is not None and found.dns is not None:
+        items.append(Item(DNS, IN_PLACE, "DNS forwarder", name) if found.dns else
+                     Item(DNS, MISSING, "DNS forwarder", name, "it does not run",
+                          f"locker {REPAIRED_BY[DNS]}"))
     anything = bool(want.bridge or want.forwards or want.links or found.rules.nat
                     or found.rules.forwards or found.rules.links or found.rules.partial)
     items += _chains(name, found.rules, anything)

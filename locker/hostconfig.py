@@ -10,6 +10,7 @@ The file is ``/etc/locker/locker.yaml``, or the file named by the
     lxcpath: /var/lib/lxc
     state_dir: /var/lib/locker
     subnets: 10.200.0.0/16
+    dns_forwarder: true        # dnsmasq on each project's bridge (false: none)
     backends:                  # settings a backend declares (its SETTINGS)
       iptables: {lock_timeout: 30}
 
@@ -34,7 +35,7 @@ from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, know
 
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
-KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets", "backends")
+KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets", "backends", "dns_forwarder")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -92,9 +93,13 @@ def _backend_settings(entry, path: Path, problems: Problems) -> dict[str, dict[s
     return settings
 
 
-def _check(key: str, raw: str) -> str | IPv4Network:
+def _check(key: str, raw: str) -> str | IPv4Network | bool:
     if key == "subnets":
         return _pool(raw)
+    if key == "dns_forwarder":
+        if raw.lower() not in ("true", "false"):
+            raise Invalid("not true or false; false turns the projects' DNS forwarder off")
+        return raw.lower() == "true"
     if key in ("lxcpath", "state_dir"):
         if not raw.startswith("/") or CONTROL.search(raw):
             example = "the directory the containers live in, like /var/lib/lxc" \

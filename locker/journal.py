@@ -53,7 +53,7 @@ INFINITIVES = {
     "added": "add", "adopted": "adopt", "brought": "bring", "configured": "configure",
     "created": "create", "frozen": "freeze", "removed": "remove", "restored": "restore",
     "rewrote": "rewrite", "set": "set", "started": "start", "stopped": "stop",
-    "thawed": "thaw", "left": "leave",
+    "thawed": "thaw", "left": "leave", "updated": "update",
 }
 
 

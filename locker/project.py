@@ -130,6 +130,7 @@ class HostConfig:
     state_dir: str | None = None
     subnets: IPv4Network | None = None
     backends: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
+    dns_forwarder: bool = True
 
     @property
     def pool(self) -> IPv4Network:

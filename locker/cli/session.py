@@ -16,6 +16,8 @@ from locker.hostconfig import load_host_config
 from locker.journal import Journal
 from locker.project import HostConfig, Project
 from locker.projectfile import load_project
+from locker.hostlock import run_dir
+from locker.services.dns import DnsForwarder
 from locker.state import HostState, ProjectRecord, state_dir
 
 ENV_FIREWALL = "LOCKER_BACKEND"
@@ -136,5 +138,6 @@ def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
     ctx = Context(project, manager, LxcRuntime(lxcpath), say=say, warn=warn, journal=journal,
                   state=state, firewall_name=firewall.name, link_name=link.name,
                   lxcpath=lxcpath, pool=host.pool,
-                  parallel=getattr(args, "parallel", None) or default_parallelism())
+                  parallel=getattr(args, "parallel", None) or default_parallelism(),
+                  dns=DnsForwarder(project.name, run_dir()) if host.dns_forwarder else None)
     return ctx, migration

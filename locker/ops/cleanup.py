@@ -32,6 +32,8 @@ def cleanup(ctx: Context, timeout: float = 30.0, keep_orphans: bool = False) -> 
     faults.point("containers-stopped")
     still_up = [n for n in facts.running if n not in stopped]
     steps = (("removing rules", lambda: _remove_rules(ctx)),
+             ("stopping the DNS forwarder",
+              lambda: None if still_up else network.stop_dns(ctx)),
              ("removing the bridge", lambda: _remove_bridge(ctx, facts, still_up)),
              ("removing the host's names", lambda: host_names.remove(ctx)))
     for what, step in steps:

@@ -88,7 +88,8 @@ def compute_diff(ctx: Context, facts: Facts) -> Diff:
     bridge = _bridge_value(ctx, facts.bridge)
     want = diff.wanted(ctx.project, bridge, facts.addresses, facts.running)
     want = _keep_unknown(want, facts)
-    found = Found(facts.bridge, facts.rules, facts.orphans, facts.blockers)
+    dns = None if ctx.dns is None else ctx.dns.pid() is not None
+    found = Found(facts.bridge, facts.rules, facts.orphans, facts.blockers, dns)
     return diff.diff(ctx.project, want, found, facts.running)
 
 
@@ -155,6 +156,7 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
         plan = diff.repair(compute_diff(ctx, current), {diff.NAT, diff.CHAINS},
                            bridge=bridge)
         apply(ctx, plan)
+    ensure_dns(ctx, bridge)
     for overlap in current.overlaps:
         ctx.warn(f"The subnet {bridge.network} of bridge {ctx.bridge_name} overlaps "
                  f"{overlap}, which appeared after the bridge; traffic to those addresses "
@@ -230,6 +232,7 @@ def repair(ctx: Context, facts: Facts, kinds: Collection[str],
             forwards=_forwards_after(current.rules, plan),
             containers=dict(current.configured),
             firewall=ctx.firewall_name, link=ctx.link_name))
+    update_dns_names(ctx, current)
     return current
 
 
@@ -243,11 +246,56 @@ def remove(ctx: Context, facts: Facts, containers: Collection[str],
         apply(ctx, plan)
         ctx.journal.unless_dry(lambda: ctx.remember(
             forwards=_forwards_after(current.rules, plan)))
+    update_dns_names(ctx, replace(current, states={
+        n: (STOPPED if n in containers else s) for n, s in current.states.items()}))
 
 
 def _forwards_after(rules: Ruleset, plan: Repair) -> tuple[Forward, ...]:
     kept = (set(rules.forwards) - set(plan.remove_forwards)) | set(plan.add_forwards)
     return tuple(sorted(kept, key=Forward.sort_key))
+
+
+# ------------------------------------------------------- the DNS forwarder
+
+def ensure_dns(ctx: Context, bridge: Bridge) -> None:
+    """Start the project's DNS forwarder on the bridge's address, unless it
+    runs or the host file turned it off."""
+    if ctx.dns is not None and ctx.dns.pid() is None:
+        ctx.journal.change(Change(ctx.project.name, "started", "DNS forwarder",
+                                  f"on {bridge.gateway}"),
+                           lambda: ctx.dns.start(bridge.gateway))
+
+
+def dns_names(ctx: Context, facts: Facts) -> dict[IPv4Address, tuple[str, ...]]:
+    """What the forwarder answers: each running container by its name,
+    ``NAME.PROJECT`` and fqdn."""
+    names = {}
+    for name in sorted(facts.running):
+        address = facts.addresses.get(name)
+        if address is not None:
+            fqdn = ctx.project.container(name).fqdn
+            names[address] = tuple(dict.fromkeys(
+                n for n in (fqdn, f"{name}.{ctx.project.name}", name) if n))
+    return names
+
+
+def update_dns_names(ctx: Context, facts: Facts) -> None:
+    """Give the forwarder the running containers' names, when it runs (or,
+    in a dry run, would have been started by this command)."""
+    started_now = any((c.verb, c.what) == ("started", "DNS forwarder")
+                      for c in ctx.journal.changes)
+    if ctx.dns is None or not (started_now or ctx.dns.pid() is not None):
+        return
+    names = dns_names(ctx, facts)
+    if ctx.dns.hosts_text(names) != ctx.dns.current_hosts():
+        ctx.journal.change(Change(ctx.project.name, "updated", "DNS names",
+                                  f"({len(names)} running container(s))"),
+                           lambda: ctx.dns.write_hosts(names) and ctx.dns.reload())
+
+
+def stop_dns(ctx: Context) -> None:
+    if ctx.dns is not None and ctx.dns.pid() is not None:
+        ctx.journal.change(Change(ctx.project.name, "stopped", "DNS forwarder"), ctx.dns.stop)
 
 
 def assign(ctx: Context, network: IPv4Network, facts: Facts) -> dict[str, IPv4Interface]:

@@ -116,6 +116,10 @@ class World:
         self._namespaces: list[NetNS] = []
         for d in (self.lxcpath, self.run_dir):
             d.mkdir(parents=True)
+        # The DNS forwarder (dnsmasq, as nobody) opens its files under the run
+        # directory by path, as it would under /run: let it pass through.
+        for d in (self.run_dir, *self.run_dir.parents):
+            d.chmod(d.stat().st_mode | 0o001)
         self.host_config.write_text("# empty: no host settings\n")
         try:
             self.host = self._namespace("e2ehost")
@@ -303,6 +307,11 @@ class World:
                 proc.kill()
                 proc.wait()
         self._servers.clear()
+        for pid_file in self.run_dir.glob("*/dnsmasq.pid"):  # Locker's DNS forwarders
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), 15)
+            except (OSError, ValueError, IndexError):
+                pass
         if self._namespaces:
             for name in self.container_names():
                 for command in (("lxc-stop", "-n", name, "-k"), ("lxc-destroy", "-n", name, "-f")):

@@ -225,3 +225,11 @@ def test_a_forward_to_an_old_address_says_where_it_should_go() -> None:
     result = diff.diff(SHOP, wanted(), Found(UP, rules), ALL_RUNNING)
     item = next(i for i in result.of(FORWARD) if i.value == old)
     assert (item.status, item.reason) == (STALE, "it should go to 10.1.1.2:80")
+
+
+def test_the_dns_forwarder_is_an_item_while_the_bridge_is_wanted() -> None:
+    running = diff.diff(SHOP, wanted(), Found(UP, whole(), dns=True), ALL_RUNNING)
+    assert [(i.kind, i.status) for i in running.of("dns")] == [("dns", IN_PLACE)]
+    down = diff.diff(SHOP, wanted(), Found(UP, whole(), dns=False), ALL_RUNNING)
+    assert [(i.status, i.fix) for i in down.of("dns")] == [(MISSING, "locker start")]
+    assert diff.diff(SHOP, wanted(), Found(UP, whole(), dns=None), ALL_RUNNING).of("dns") == ()

@@ -149,3 +149,13 @@ def test_backend_settings_must_be_a_mapping_per_backend(tmp_path: Path) -> None:
                for p in caught.value.problems)
     assert any(":3: backends.iptables" in p and "expected a mapping" in p
                for p in caught.value.problems)
+
+
+def test_the_dns_forwarder_can_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "locker.yaml"
+    path.write_text("dns_forwarder: false\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}).dns_forwarder is False
+    path.write_text("dns_forwarder: maybe\n")
+    with pytest.raises(ConfigError) as caught:
+        load_host_config({"LOCKER_CONFIG": str(path)})
+    assert "not true or false" in caught.value.problems[0]
