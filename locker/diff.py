@@ -138,12 +138,12 @@ def diff(project: Project, want: Wanted, found: Found,
                     or found.rules.forwards or found.rules.links or found.rules.partial)
     items += _chains(name, found.rules, anything)
     rules = found.rules
-    items += _compare(NAT, name, {want.bridge} if want.bridge else set(), rules.nat,
+    items += _compare(NAT, {want.bridge} if want.bridge else set(), rules.nat,
                       _of_type(rules.partial, Bridge), lambda b: name, why.nat, blocked)
-    items += _compare(FORWARD, name, want.forwards, rules.forwards,
+    items += _compare(FORWARD, want.forwards, rules.forwards,
                       _of_type(rules.partial, Forward), lambda f: f.container,
                       why.forward, blocked)
-    items += _compare(LINK, name, want.links, rules.links, _of_type(rules.partial, Link),
+    items += _compare(LINK, want.links, rules.links, _of_type(rules.partial, Link),
                       lambda k: k.container, why.link, None)
     items += [Item(RULE, STALE, rule, subject_of(rule),
                    "it carries Locker's tag but is not a rule Locker would write",
@@ -185,8 +185,9 @@ def _chains(project: str, rules: Ruleset, anything: bool) -> list[Item]:
     return []
 
 
-def _compare(kind: str, project: str, want: Iterable, complete: Iterable, partial: Iterable,
+def _compare(kind: str, want: Iterable, complete: Iterable, partial: Iterable,
              subject, reason, blocker: Blocker | None) -> list[Item]:
+    """One item per value wanted or found, complete or partial."""
     want, complete, partial = set(want), set(complete), set(partial)
     fix = f"locker {REPAIRED_BY[kind]}"
     items = []
