@@ -71,6 +71,50 @@ def run(commands: list[Command], what: str, dry_run: bool = False) -> dict:
     return output or {}
 
 
+def read(commands: list[Command], what: str) -> list[list[dict] | None]:
+    """Run several ``list`` commands in one libnftables call (one netlink
+    dump of the objects they name) and return, per command, the JSON
+    objects it listed, or None where the object does not exist.
+
+    libnftables prints one JSON document per list command, which the
+    binding's ``json_cmd`` cannot decode, so the documents are split here.
+    When one command fails (an object is missing), the whole call fails:
+    then each command is run alone, and a failing one reads as None.
+    """
+    import json
+
+    ctx = _context()
+    rc, output, error = ctx.cmd(json.dumps({"nftables": commands}))
+    if rc == 0:
+        documents = _documents(output)
+        if len(documents) == len(commands):
+            return documents
+    if len(commands) == 1:
+        if _missing(error):
+            return [None]
+        detail = " ".join(str(error).split()) or f"return code {rc}"
+        raise BackendError(f"nftables refused to {what}: {detail}")
+    return [read([command], what)[0] for command in commands]
+
+
+def _missing(error: str) -> bool:
+    return "No such file or directory" in str(error) or "does not exist" in str(error)
+
+
+def _documents(output: str) -> list[list[dict]]:
+    import json
+
+    decoder, documents, at = json.JSONDecoder(), [], 0
+    text = output.strip()
+    while at < len(text):
+        document, at = decoder.raw_decode(text, at)
+        while at < len(text) and text[at].isspace():
+            at += 1
+        documents.append([item for item in document.get("nftables", [])
+                          if "metainfo" not in item])
+    return documents
+
+
 def list_table() -> list[dict] | None:
     """The JSON objects of Locker's table (chains and rules), or None when
     the table does not exist. Reads only Locker's own table, whose JSON
@@ -93,8 +137,10 @@ def table_exists() -> bool:
 
 
 def version() -> str:
-    """libnftables' version, from the metainfo of a listing."""
-    output = run([{"list": {"tables": {"family": FAMILY}}}], "list tables")
+    """libnftables' version, from the metainfo of a listing. Lists the
+    flowtables of a family Locker does not use: ``list tables`` would make
+    libnftables fetch every rule and element of every table first."""
+    output = run([{"list": {"flowtables": {"family": "netdev"}}}], "list flowtables")
     for item in output.get("nftables", []):
         if "metainfo" in item:
             return str(item["metainfo"].get("version", "unknown"))
