@@ -72,47 +72,54 @@ def run(commands: list[Command], what: str, dry_run: bool = False) -> dict:
 
 
 def read(commands: list[Command], what: str) -> list[list[dict] | None]:
-    """Run several ``list`` commands in one libnftables call (one netlink
-    dump of the objects they name) and return, per command, the JSON
+    """Run ``list`` commands of single objects (a chain, a map, a set), one
+    libnftables call each on one context, and return per command the JSON
     objects it listed, or None where the object does not exist.
 
-    libnftables prints one JSON document per list command, which the
-    binding's ``json_cmd`` cannot decode, so the documents are split here.
-    When one command fails (an object is missing), the whole call fails:
-    then each command is run alone, and a failing one reads as None.
+    One call per object: libnftables 1.0.6 fills its cache for the first
+    command of a batch only, so a batch of listings fails ("Unknown set",
+    "No such file or directory"); and ``list table`` would fetch every
+    element of every map in the table, other projects' too.
     """
     import json
 
     ctx = _context()
-    rc, output, error = ctx.cmd(json.dumps({"nftables": commands}))
-    if rc == 0:
-        documents = _documents(output)
-        if len(documents) == len(commands):
-            return documents
-    if len(commands) == 1:
+    found: list[list[dict] | None] = []
+    for command in commands:
+        rc, output, error = ctx.cmd(json.dumps({"nftables": [command]}))
+        if rc != 0:
+            if _missing(error):
+                found.append(None)
+                continue
+            detail = " ".join(str(error).split()) or f"return code {rc}"
+            raise BackendError(f"nftables refused to {what}: {detail}")
+        found.append([item for item in (json.loads(output) if output else {}).get("nftables", [])
+                      if "metainfo" not in item])
+    return found
+
+
+def list_rules_only() -> list[dict] | None:
+    """Locker's table without the elements of its maps and sets (terse):
+    its chains, rules and the maps' and sets' definitions; None when the
+    table does not exist. libnftables 1.0.6 still fetches every element of
+    the table from the kernel first (it does so for any rule listing), but
+    neither prints nor hands them to Python."""
+    import json
+
+    ctx = _context()
+    ctx.set_terse_output(True)
+    listing = {"list": {"table": {"family": FAMILY, "name": TABLE}}}
+    rc, output, error = ctx.cmd(json.dumps({"nftables": [listing]}))
+    if rc != 0:
         if _missing(error):
-            return [None]
+            return None
         detail = " ".join(str(error).split()) or f"return code {rc}"
-        raise BackendError(f"nftables refused to {what}: {detail}")
-    return [read([command], what)[0] for command in commands]
+        raise BackendError(f"nftables refused to list table {FAMILY} {TABLE}: {detail}")
+    return [item for item in json.loads(output).get("nftables", []) if "metainfo" not in item]
 
 
 def _missing(error: str) -> bool:
-    return "No such file or directory" in str(error) or "does not exist" in str(error)
-
-
-def _documents(output: str) -> list[list[dict]]:
-    import json
-
-    decoder, documents, at = json.JSONDecoder(), [], 0
-    text = output.strip()
-    while at < len(text):
-        document, at = decoder.raw_decode(text, at)
-        while at < len(text) and text[at].isspace():
-            at += 1
-        documents.append([item for item in document.get("nftables", [])
-                          if "metainfo" not in item])
-    return documents
+    return "No such file or directory" in str(error)
 
 
 def list_table() -> list[dict] | None:

@@ -54,19 +54,26 @@ class TableState:
 
     @classmethod
     def read(cls, project: str | None) -> TableState:
-        """One libnftables call: the whole table (``project`` None) or the
-        project's chains and stores and the shared chains."""
+        """The whole table (``project`` None, one libnftables call); or the
+        table's rules without any element, then the project's own maps and
+        sets, one call each (one call for all of them fails in libnftables
+        1.0.6, which fills its cache for a batch's first listing only)."""
         if project is None:
             listing = kernel.list_table()
             return cls.parse(listing or [], listing is not None, None)
-        chains = SHARED + (layout.pre_chain(project), layout.fwd_chain(project))
-        commands = [{"list": {"chain": {"family": FAMILY, "table": TABLE, "name": name}}}
-                    for name in chains]
-        commands += [store.list_command() for store in layout.stores(project)]
-        documents = kernel.read(commands, f"list project {project} in table {FAMILY} {TABLE}")
-        objects = [item for document in documents if document for item in document]
-        exists = any(document is not None for document in documents) or kernel.table_exists()
-        return cls.parse(objects, exists, project)
+        rules_only = kernel.list_rules_only()
+        if rules_only is None:
+            return cls.parse([], False, project)
+        defined = {(i.get("map") or i.get("set"))["name"] for i in rules_only
+                   if "map" in i or "set" in i}
+        wanted = [s for s in layout.stores(project) if s.name in defined]
+        documents = kernel.read([s.list_command() for s in wanted],
+                                f"list the maps and sets of project {project}")
+        objects = [i for i in rules_only if "map" not in i and "set" not in i]
+        objects += [i for i in rules_only if ("map" in i or "set" in i)
+                    and (i.get("map") or i.get("set"))["name"] not in {s.name for s in wanted}]
+        objects += [item for document in documents if document for item in document]
+        return cls.parse(objects, True, project)
 
     @classmethod
     def parse(cls, objects: list[dict], exists: bool, scope: str | None) -> TableState:
