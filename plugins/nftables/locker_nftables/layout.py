@@ -36,6 +36,7 @@ concatenated map data given as JSON (the text form works).
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address
 from typing import Any
 
@@ -85,6 +86,7 @@ class Store:
         return {"list": {self.kind: {"family": FAMILY, "table": TABLE, "name": self.name}}}
 
 
+@lru_cache(maxsize=64)
 def stores(project: str) -> tuple[Store, ...]:
     """The project's maps and sets, DNAT maps first."""
     found = []
@@ -160,6 +162,7 @@ def _freeze(value: Any) -> Any:
     return value
 
 
+@lru_cache(maxsize=64)
 def structural(project: str) -> tuple[Structural, ...]:
     """Every structural rule of the project, with frozen expressions."""
     rules = [Structural(LOCKER_PREROUTING, _freeze([{"jump": {"target": pre_chain(project)}}])),
@@ -171,6 +174,11 @@ def structural(project: str) -> tuple[Structural, ...]:
         rules.append(Structural(chain, _freeze(_lookup_expr(project, store)),
                                 first=store.purpose == "dnat" and store.host_ip))
     return tuple(rules)
+
+
+@lru_cache(maxsize=64)
+def structural_keys(project: str) -> frozenset:
+    return frozenset((s.chain, s.expr) for s in structural(project))
 
 
 def thaw(frozen: Any) -> Any:
@@ -232,30 +240,42 @@ class Element:
                                        "elem": [{"concat": list(self.key)}]}}}
 
 
-def _store_of(project: str, purpose: str, forward: Forward) -> Store:
+@lru_cache(maxsize=512)
+def _store_named(project: str, purpose: str, host_ip: bool, protocol: str) -> str:
     for store in stores(project):
-        if store.purpose == purpose and store.host_ip == (forward.host_ip is not None) \
-                and store.protocol in (None, forward.protocol):
-            return store
+        if store.purpose == purpose and store.host_ip == host_ip \
+                and store.protocol in (None, protocol):
+            return store.name
     raise AssertionError(purpose)
+
+
+@lru_cache(maxsize=4096)
+def _tag_text(project: str, purpose: str, container: str) -> str:
+    return str(Tag(project, purpose, container))
+
+
+@lru_cache(maxsize=4096)
+def parse_tag(comment: str | None) -> Tag | None:
+    return Tag.parse(comment)
 
 
 def forward_elements(forward: Forward) -> dict[str, tuple[Element, ...]]:
     """The two halves of a forward as elements: {"dnat": (address element,
     port element), "forward": (accept element,)}."""
     proto, host, project = forward.protocol, forward.host_ip, forward.project
+    has_host = host is not None
     dnat_key = tuple(([str(host)] if host else []) + [PROTO_NUMBERS[proto], forward.host_port])
     accept_key = [str(forward.container_ip), forward.container_port, forward.host_port] + (
         [str(host)] if host else [])
-    dnat_tag = str(Tag(project, "dnat", forward.container))
+    dnat_tag = _tag_text(project, "dnat", forward.container)
     return {
-        "dnat": (Element(_store_of(project, "dnat", forward).name, dnat_key,
+        "dnat": (Element(_store_named(project, "dnat", has_host, proto), dnat_key,
                          (str(forward.container_ip),), dnat_tag),
-                 Element(_store_of(project, "dnat-port", forward).name, dnat_key,
+                 Element(_store_named(project, "dnat-port", has_host, proto), dnat_key,
                          (forward.container_port,), dnat_tag)),
-        "forward": (Element(_store_of(project, "forward", forward).name,
+        "forward": (Element(_store_named(project, "forward", has_host, proto),
                             tuple(accept_key), None,
-                            str(Tag(project, "forward", forward.container))),),
+                            _tag_text(project, "forward", forward.container)),),
     }
 
 
@@ -285,7 +305,7 @@ def parse_elements(project: str, store: Store,
     and port elements of a DNAT, or one accept element), or None when they
     are not what Locker writes there (another tag, another shape)."""
     first = elements[0]
-    tag = Tag.parse(first.comment)
+    tag = parse_tag(first.comment)
     if tag is None or tag.project != project or tag.purpose != store.purpose \
             or tag.container is None or tag.peer is not None:
         return None

@@ -96,7 +96,7 @@ class TableState:
                listed: dict[str, list[layout.Element]]) -> None:
         project = _project_of_store(name)
         spec = next((s for s in layout.stores(project) if s.name == name), None) \
-            if Tag.parse(f"locker:{project}:dispatch") else None
+            if layout.parse_tag(f"locker:{project}:dispatch") else None
         if spec is None:
             return
         self.present.add(name)
@@ -110,7 +110,7 @@ class TableState:
                      if s.purpose == "dnat" and s.host_ip == spec.host_ip), [])}
             elements = [e for e in elements if e.key not in addresses]  # paired there
         for element in elements:
-            tag = Tag.parse(element.comment)
+            tag = layout.parse_tag(element.comment)
             if tag is None:
                 continue
             group = (element,)
@@ -139,9 +139,7 @@ class TableState:
             return
         if tag.purpose == "dispatch" and tag.container is None:
             key = layout.structural_key(chain, expr)
-            wanted = {layout.structural_key(s.chain, layout.thaw(s.expr))
-                      for s in layout.structural(tag.project)}
-            if key in wanted:
+            if key in layout.structural_keys(tag.project):
                 self.skeleton.setdefault((tag.project,) + key, []).append(handle)
             else:
                 self.stray_skeleton.append((tag.project, chain, handle))
