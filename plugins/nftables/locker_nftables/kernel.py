@@ -160,12 +160,15 @@ FORWARD_FAMILIES = ("ip", "inet")
 
 def forward_chains() -> list[tuple[str, str, dict, list[list]]]:
     """(family, table, chain object, rule expressions in order) of every
-    base chain at the forward hook in the families that see IPv4 traffic.
-    Reads the chain list once, then each such chain."""
+    base chain at the forward hook in the families that see IPv4 traffic,
+    Locker's own table left out. Reads the chain list once, then each such
+    chain (listing a chain makes libnftables fetch its table's every set
+    element first, so Locker's own, full of forwards, is not asked)."""
     output = run([{"list": {"chains": {}}}], "list chains")
     chains = [item["chain"] for item in output.get("nftables", [])
               if "chain" in item and item["chain"].get("hook") == "forward"
-              and item["chain"].get("family") in FORWARD_FAMILIES]
+              and item["chain"].get("family") in FORWARD_FAMILIES
+              and (item["chain"]["family"], item["chain"]["table"]) != (FAMILY, TABLE)]
     found = []
     for chain in chains:
         family, table = chain["family"], chain["table"]
