@@ -35,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -159,7 +160,12 @@ def _check_forward(forward: Forward) -> None:
 def check_forward(forward: Forward) -> None:
     """Raise BackendError unless the forward can be written."""
     _check_forward(forward)
-    _tag(forward.project, "dnat", forward.container)
+    _checked_names(forward.project, forward.container)
+
+
+@lru_cache(maxsize=4096)
+def _checked_names(project: str, container: str) -> None:
+    _tag(project, "dnat", container)
 
 
 def legacy_forward_rules(forward: Forward) -> list[Rule]:

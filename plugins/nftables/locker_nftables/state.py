@@ -317,7 +317,7 @@ class TableState:
 
     def committed_addition(self, key: Any, comment: str, location: str,
                            elements: tuple[layout.Element, ...]) -> None:
-        tag = Tag.parse(comment)
+        tag = layout.parse_tag(comment)
         self.found.append(Found(key, tag, comment, location, "",
                                 [e.delete_command() for e in elements] if elements else None,
                                 elements=elements))
