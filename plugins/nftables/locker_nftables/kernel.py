@@ -99,23 +99,35 @@ def read(commands: list[Command], what: str) -> list[list[dict] | None]:
 
 
 def list_rules_only() -> list[dict] | None:
-    """Locker's table without the elements of its maps and sets (terse):
-    its chains, rules and the maps' and sets' definitions; None when the
-    table does not exist. libnftables 1.0.6 still fetches every element of
-    the table from the kernel first (it does so for any rule listing), but
-    neither prints nor hands them to Python."""
+    """Locker's table without the elements of its maps and sets: its
+    chains, rules and the maps' and sets' definitions; None when the table
+    does not exist.
+
+    Asked as ``list ruleset ip`` with terse output, then filtered: that is
+    the one listing of rules for which libnftables 1.0.6 does not fetch
+    every set element of the table first (``list table`` and ``list
+    chain`` do, terse or not: ~55 ms for a neighbour of 5,000 forwards,
+    against ~1 ms this way). It also lists the other ``ip`` tables' rules
+    (not their elements), which Locker then ignores.
+    """
     import json
 
     ctx = _context()
     ctx.set_terse_output(True)
-    listing = {"list": {"table": {"family": FAMILY, "name": TABLE}}}
-    rc, output, error = ctx.cmd(json.dumps({"nftables": [listing]}))
+    rc, output, error = ctx.cmd(json.dumps({"nftables": [{"list": {"ruleset": {
+        "family": FAMILY}}}]}))
     if rc != 0:
-        if _missing(error):
-            return None
         detail = " ".join(str(error).split()) or f"return code {rc}"
-        raise BackendError(f"nftables refused to list table {FAMILY} {TABLE}: {detail}")
-    return [item for item in json.loads(output).get("nftables", []) if "metainfo" not in item]
+        raise BackendError(f"nftables refused to list the {FAMILY} ruleset: {detail}")
+    found, exists = [], False
+    for item in json.loads(output).get("nftables", []) if output else ():
+        (kind, body), = item.items()
+        if kind == "table":
+            exists = exists or (body.get("family"), body.get("name")) == (FAMILY, TABLE)
+        elif kind != "metainfo" and isinstance(body, dict) and body.get("table") == TABLE \
+                and body.get("family") == FAMILY:
+            found.append(item)
+    return found if exists else None
 
 
 def _missing(error: str) -> bool:
@@ -161,21 +173,28 @@ FORWARD_FAMILIES = ("ip", "inet")
 def forward_chains() -> list[tuple[str, str, dict, list[list]]]:
     """(family, table, chain object, rule expressions in order) of every
     base chain at the forward hook in the families that see IPv4 traffic,
-    Locker's own table left out. Reads the chain list once, then each such
-    chain (listing a chain makes libnftables fetch its table's every set
-    element first, so Locker's own, full of forwards, is not asked)."""
-    output = run([{"list": {"chains": {}}}], "list chains")
-    chains = [item["chain"] for item in output.get("nftables", [])
-              if "chain" in item and item["chain"].get("hook") == "forward"
-              and item["chain"].get("family") in FORWARD_FAMILIES
-              and (item["chain"]["family"], item["chain"]["table"]) != (FAMILY, TABLE)]
-    found = []
-    for chain in chains:
-        family, table = chain["family"], chain["table"]
-        listing = run([{"list": {"chain": {"family": family, "table": table,
-                                           "name": chain["name"]}}}],
-                      f"list chain {family} {table} {chain['name']}")
-        exprs = [item["rule"].get("expr", []) for item in listing.get("nftables", [])
-                 if "rule" in item]
-        found.append((family, table, chain, exprs))
-    return found
+    Locker's own table left out. One ``list ruleset`` with terse output
+    (rules without any set's elements: listing a single chain would make
+    libnftables fetch every element of its table first)."""
+    import json
+
+    ctx = _context()
+    ctx.set_terse_output(True)
+    rc, output, error = ctx.cmd(json.dumps({"nftables": [{"list": {"ruleset": None}}]}))
+    if rc != 0:
+        detail = " ".join(str(error).split()) or f"return code {rc}"
+        raise BackendError(f"nftables refused to list the ruleset: {detail}")
+    items = json.loads(output).get("nftables", []) if output else []
+    chains = {(c["family"], c["table"], c["name"]): c for c in
+              (i["chain"] for i in items if "chain" in i)
+              if c.get("hook") == "forward" and c.get("family") in FORWARD_FAMILIES
+              and (c["family"], c["table"]) != (FAMILY, TABLE)}
+    exprs: dict[tuple, list[list]] = {key: [] for key in chains}
+    for item in items:
+        rule = item.get("rule")
+        if rule is not None:
+            key = (rule.get("family"), rule.get("table"), rule.get("chain"))
+            if key in exprs:
+                exprs[key].append(rule.get("expr", []))
+    return [(family, table, chain, exprs[(family, table, name)])
+            for (family, table, name), chain in chains.items()]
