@@ -8,7 +8,7 @@ from dataclasses import dataclass, field
 from ipaddress import IPv4Network
 from typing import Any
 
-from locker.model import Bridge, Forward, Link
+from locker.model import Bridge
 from locker.names import JUMP_COMMENT, Tag
 
 from locker_nftables import kernel, layout, rules
@@ -345,5 +345,3 @@ def rule_for_key(key: Any) -> tuple[rules.Rule | None, tuple[layout.Element, ...
         bridge = Bridge(project, key[2], IPv4Network("10.0.0.0/24"))
     return next(r for r in rules.nat_rules(bridge) if r.key[0] == purpose), ()
 
-
-__all__ = ["Found", "TableState", "rule_for_key", "Forward", "Link"]

@@ -280,3 +280,18 @@ def test_availability_probe_lists_no_table(netns, monkeypatch) -> None:
     assert recorder.reads == []
     listings = [c["list"] for batch in recorder.runs for c in batch if "list" in c]
     assert listings == [{"flowtables": {"family": "netdev"}}]
+
+
+def test_rules_are_read_without_elements_and_without_other_tables(netns: NetNS) -> None:
+    """The read of the rules asks libnftables for a terse ``list ruleset ip``
+    (no element of any set is fetched) and keeps only Locker's table."""
+    hook = new_manager(NftablesBackend()).hook
+    hook.add_forward(forwards=suite.FORWARDS1)
+    netns.run(["nft", "-f", "-"], input="table ip other {\n chain c {\n  tcp dport 1 accept\n }\n}\n")
+    found = kernel.list_rules_only()
+    assert found and all(next(iter(i.values())).get("table") == "locker" for i in found)
+    stores = [i.get("map") or i.get("set") for i in found if "map" in i or "set" in i]
+    assert len(stores) == 8 and not any("elem" in s for s in stores)
+    assert any("rule" in i and i["rule"]["chain"] == "LOCKER_PRE_alpha" for i in found)
+    netns.run(["nft", "delete", "table", "ip", "locker"])
+    assert kernel.list_rules_only() is None
