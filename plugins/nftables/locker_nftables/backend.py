@@ -215,7 +215,7 @@ class NftablesBackend:
         setup = state.base_setup()
         for project in sorted(projects):
             setup += state.project_setup(project)
-        self._commit(setup + commands, what)
+        self._commit(setup + kernel.grouped(commands), what)
         state.committed_base()
         for project in projects:
             state.committed_project(project)
@@ -253,7 +253,7 @@ class NftablesBackend:
         emptied = [p for p in sorted(projects) if not state.owns_rules(p)]
         try:
             teardowns = [c for p in emptied for c in state.project_teardown(p)]
-            self._commit(state.base_setup() + commands + teardowns, what)
+            self._commit(state.base_setup() + kernel.grouped(commands) + teardowns, what)
         except BackendError:
             state.found.extend(gone)
             raise

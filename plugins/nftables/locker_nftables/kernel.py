@@ -57,6 +57,30 @@ def _context():
     return ctx
 
 
+def grouped(commands: list[Command]) -> list[Command]:
+    """The same changes with the element commands merged into one command
+    per verb and set (libnftables parses one command of 1,000 elements
+    2-3 times faster than 1,000 commands of one). Deletions come first (rules,
+    then elements), then additions (rules and others, then elements): every
+    element deleted is one that an addition may replace."""
+    deletes: list[Command] = []
+    adds: list[Command] = []
+    merged: dict[tuple[str, str], Command] = {}
+    for command in commands:
+        (verb, body), = command.items()
+        element = body.get("element") if isinstance(body, dict) else None
+        if element is None:
+            (deletes if verb == "delete" else adds).append(command)
+            continue
+        key = (verb, element["name"])
+        if key not in merged:
+            merged[key] = {verb: {"element": {**element, "elem": []}}}
+        merged[key][verb]["element"]["elem"].extend(element["elem"])
+    element_deletes = [c for (verb, _), c in merged.items() if verb == "delete"]
+    element_adds = [c for (verb, _), c in merged.items() if verb != "delete"]
+    return deletes + element_deletes + adds + element_adds
+
+
 def run(commands: list[Command], what: str, dry_run: bool = False) -> dict:
     """Run ``commands`` as one nft transaction; ``what`` names the operation
     for the error message. Returns libnftables' JSON output (may be empty).

@@ -291,3 +291,17 @@ def test_host_firewalls_are_reported_and_their_chains_left_to_them(netns, monkey
     netns.run(["iptables-legacy", "-w", "-P", "FORWARD", "DROP"])
     hook = new_manager(NftablesBackend()).hook
     assert hook.find_blockers(bridges=[suite.BRIDGE1]) == list(host.blockers)
+
+
+def test_element_commands_are_merged_deletions_first() -> None:
+    def element(verb, name, elem):
+        return {verb: {"element": {"family": "ip", "table": "locker", "name": name,
+                                   "elem": [elem]}}}
+    rule = {"add": {"rule": {"family": "ip", "table": "locker", "chain": "c", "expr": []}}}
+    gone = {"delete": {"rule": {"family": "ip", "table": "locker", "chain": "c", "handle": 4}}}
+    commands = [element("add", "m", 1), rule, element("delete", "m", 2), element("add", "s", 3),
+                element("add", "m", 4), gone]
+    assert kernel.grouped(commands) == [
+        gone, element("delete", "m", 2), rule,
+        {"add": {"element": {"family": "ip", "table": "locker", "name": "m", "elem": [1, 4]}}},
+        element("add", "s", 3)]
