@@ -259,6 +259,12 @@ def parse_tag(comment: str | None) -> Tag | None:
     return Tag.parse(comment)
 
 
+@lru_cache(maxsize=4096)
+def _address(text: str) -> IPv4Address:
+    """An address from a listing (a forward's few addresses repeat)."""
+    return IPv4Address(text)
+
+
 def forward_elements(forward: Forward) -> dict[str, tuple[Element, ...]]:
     """The two halves of a forward as elements: {"dnat": (address element,
     port element), "forward": (accept element,)}."""
@@ -312,15 +318,15 @@ def parse_elements(project: str, store: Store,
     try:
         key = list(first.key)
         if store.purpose == "dnat":
-            host = IPv4Address(key.pop(0)) if store.host_ip else None
+            host = _address(key.pop(0)) if store.host_ip else None
             proto_number, host_port = key
             (address,), (port,) = (e.data for e in elements)
-            forward = Forward(project, tag.container, host_port, IPv4Address(address), port,
+            forward = Forward(project, tag.container, host_port, _address(address), port,
                               PROTO_NAMES.get(proto_number, proto_number), host)
         else:
-            host = IPv4Address(key.pop()) if store.host_ip else None
+            host = _address(key.pop()) if store.host_ip else None
             address, port, host_port = key
-            forward = Forward(project, tag.container, host_port, IPv4Address(address), port,
+            forward = Forward(project, tag.container, host_port, _address(address), port,
                               store.protocol, host)
     except (ValueError, TypeError):
         return None
