@@ -97,8 +97,14 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
     creates Locker's chains ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING``
     (and whatever else the backend's design needs, such as a postrouting
     chain) and the jumps into them, each jump once, if they are missing,
-    and removes duplicate jumps: after it, ``list_rules`` reports
-    ``jumps=True``. A bridge listed as partial gets only its missing rules.
+    and removes duplicate jumps; and, for each bridge's project, the
+    project's own chains (and maps or sets) with the one dispatch rule
+    into each (tag ``Tag(project, "dispatch")``), if the backend keeps a
+    project's rules in chains of its own: after it, ``list_rules``
+    reports ``jumps=True``. Every adding hook also moves the rules of the
+    projects it touches that are still in a backend's older layout into
+    the current one, in the same transaction. A bridge listed as partial
+    gets only its missing rules.
     """
 
 
@@ -189,9 +195,26 @@ def list_rules(project: str | None) -> Ruleset:
     reads back into a value counts for that value: see ``Ruleset``). A
     rule whose tag is Locker's but that is not a rule Locker would write
     (it cannot be parsed back, or parses to something its tag does not
-    name, or sits in the wrong chain) is listed in ``unrecognised``. ``jumps`` and ``entry_missing`` describe Locker's
-    chains and the jumps into them (see ``Ruleset``). Reads only Locker's
-    own tables or chains. *First result.*
+    name, or sits in the wrong chain) is listed in ``unrecognised``.
+    ``jumps`` and ``entry_missing`` describe Locker's chains and the jumps
+    into them (see ``Ruleset``), and, for a project that has anything in
+    the kernel, its own chains, maps or sets and the dispatch rules into
+    them, and rules of it still in an older layout (``status`` shows them;
+    the next adding hook moves them). Reads only Locker's own tables or
+    chains: for a project, only the entry points and that project's own
+    objects, as far as the kernel interface allows (the backend's README
+    says what it reads).
+
+    *One read per command.* The core calls ``list_rules(project)`` first in
+    every section it runs under its host lock (``bring_up``, ``repair``,
+    ``remove`` in ``locker.ops.network``, the removal of ``cleanup``), then
+    the changing hooks for that project. A backend may keep what that call
+    read and let those hooks work on it, kept up to date with what they
+    commit, instead of reading the kernel again; the next ``list_rules``
+    call reads the kernel anew and replaces it, so nothing read survives
+    the host lock. A changing hook called without such a read (for another
+    project, for several, or by a caller that did not list first) reads
+    the kernel itself. *First result.*
     """
 
 

@@ -48,12 +48,32 @@ class HandEdits:
     def _ipt_find(self, table: str, pattern: str) -> str:
         return next(line for line in self._ipt_lines(table) if re.search(pattern, line))
 
+    def _nft_elements(self, comment: str) -> list[tuple[str, str, object]]:
+        """(map or set, key as nft text, a map's value) of each element
+        carrying ``comment``: the nftables backend keeps forwards in maps."""
+        out = self.world.host.run(["nft", "-j", "list", "table", "ip", "locker"]).stdout
+        found = []
+        for item in json.loads(out)["nftables"]:
+            body = item.get("map") or item.get("set") or {}
+            for elem in body.get("elem", []):
+                key, value = (elem[0], elem[1]) if isinstance(elem, list) else (elem, None)
+                if key["elem"].get("comment") == comment:
+                    val = key["elem"]["val"]
+                    text = " . ".join(str(v) for v in val["concat"]) \
+                        if isinstance(val, dict) else str(val)
+                    found.append((body["name"], text, value))
+        return found
+
     def delete(self, comment: str, table: str = "filter") -> None:
-        """Delete the rule carrying ``comment``."""
+        """Delete the rule (or the elements) carrying ``comment``."""
         if self.nft:
-            rule = next(r for r in self._nft_rules() if r.get("comment") == comment)
-            self.world.host.run(["nft", "delete", "rule", "ip", "locker", rule["chain"],
-                                 "handle", str(rule["handle"])])
+            for name, key, _ in self._nft_elements(comment):
+                self.world.host.run(["nft", "delete", "element", "ip", "locker", name,
+                                     f"{{ {key} }}"])
+            rule = next((r for r in self._nft_rules() if r.get("comment") == comment), None)
+            if rule is not None:
+                self.world.host.run(["nft", "delete", "rule", "ip", "locker", rule["chain"],
+                                     "handle", str(rule["handle"])])
         else:
             line = self._ipt_find(table, f'--comment "?{re.escape(comment)}"? ')
             self.world.host.run(["iptables-legacy", "-t", table,
@@ -73,15 +93,13 @@ class HandEdits:
 
     def retarget_dnat(self, comment: str, port: int) -> None:
         """Make the tagged DNAT send its traffic to another container port."""
-        if self.nft:
-            rule = next(r for r in self._nft_rules() if r.get("comment") == comment)
-            listed = self.world.host.run(["nft", "-a", "list", "chain", "ip", "locker",
-                                          rule["chain"]]).stdout
-            text = next(line.strip() for line in listed.splitlines()
-                        if f"# handle {rule['handle']}" in line)
-            body = re.sub(r"(dnat to [\d.]+):\d+", rf"\1:{port}", text.split(" # handle")[0])
-            self.world.host.run(["nft", "replace", "rule", "ip", "locker", rule["chain"],
-                                 "handle", str(rule["handle"]), *body.split()])
+        if self.nft:   # the DNAT's port is an element of the project's port map
+            name, key, _ = next(e for e in self._nft_elements(comment)
+                                if e[0].endswith("_port"))
+            self.world.host.run(["nft", "delete", "element", "ip", "locker", name,
+                                 f"{{ {key} }}"])
+            self.world.host.run(["nft", "add", "element", "ip", "locker", name,
+                                 f'{{ {key} comment "{comment}" : {port} }}'])
         else:
             line = self._ipt_find("nat", f'--comment "?{re.escape(comment)}"? ')
             self.delete(comment, "nat")
