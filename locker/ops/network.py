@@ -65,8 +65,16 @@ def read_containers(ctx: Context) -> Facts:
     return Facts(states, configured, orphans)
 
 
-def read_network(ctx: Context, facts: Facts) -> Facts:
-    """``facts`` with the bridge, the project's rules and the blockers."""
+def read_network(ctx: Context, facts: Facts, rules_only: bool = False) -> Facts:
+    """``facts`` with the bridge, the project's rules, the blockers and
+    what overlaps the subnet. ``rules_only``: a command that changes only
+    rules (``ports``, ``links``, ``stop``) reads just the rules, and takes
+    the bridge's subnet from the host state when it is recorded there."""
+    if rules_only:
+        recorded = _recorded_bridge(ctx)
+        if recorded is not None:
+            rules = ctx.hooks.list_rules(project=ctx.project.name)
+            return replace(facts, bridge=recorded, rules=rules)
     bridge = ctx.hooks.find_bridge(name=ctx.bridge_name)
     rules = ctx.hooks.list_rules(project=ctx.project.name)
     wanted_bridge = _bridge_value(ctx, bridge)
@@ -75,6 +83,16 @@ def read_network(ctx: Context, facts: Facts) -> Facts:
     overlaps = tuple(ctx.hooks.subnet_conflicts(bridge=ctx.bridge_name) or ()) \
         if wanted_bridge is not None else ()
     return replace(facts, bridge=bridge, rules=rules, blockers=blockers, overlaps=overlaps)
+
+
+def _recorded_bridge(ctx: Context) -> BridgeState | None:
+    """The bridge as the host state remembers it (saves the link backend's
+    import and read where only rules change)."""
+    record = ctx.record_now()
+    if record.subnet is None or record.bridge != ctx.bridge_name or record.creating_bridge:
+        return None
+    gateway = IPv4Interface((int(record.subnet.network_address) + 1, record.subnet.prefixlen))
+    return BridgeState(ctx.bridge_name, (gateway,), True)
 
 
 def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:
@@ -224,7 +242,7 @@ def repair(ctx: Context, facts: Facts, kinds: Collection[str],
     ``kinds`` of ``containers`` (None: all, orphans too) in place, and
     remember the forwards in the host state. Returns the facts read."""
     with ctx.lock():
-        current = read_network(ctx, facts)
+        current = read_network(ctx, facts, rules_only=True)
         result = compute_diff(ctx, current)
         plan = diff.repair(result, kinds, containers, bridge=_bridge_value(ctx, current.bridge))
         apply(ctx, plan)
@@ -241,7 +259,7 @@ def remove(ctx: Context, facts: Facts, containers: Collection[str],
     """Under the host lock: remove every forward and link rule of
     ``containers``, also partial ones."""
     with ctx.lock():
-        current = read_network(ctx, facts)
+        current = read_network(ctx, facts, rules_only=True)
         plan = diff.removal(current.rules, containers, forwards, links)
         apply(ctx, plan)
         ctx.journal.unless_dry(lambda: ctx.remember(
