@@ -60,7 +60,7 @@ def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
         (("--parallel",), {"start", "plan", "stop", "reboot", "rm", "cgroup", "freeze",
                            "unfreeze", "cleanup", "restore"},
          dict(type=_count, default=None, metavar="N",
-              help="act on at most N containers at once (default: twice the CPUs, 4 to 16)")),
+              help="act on at most N containers at once (default: eight per CPU, 8 to 32)")),
         (("--keep-orphans",), {"cleanup"},
          dict(action="store_true",
               help="leave running the containers the project file no longer lists")),

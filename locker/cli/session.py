@@ -110,8 +110,9 @@ def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
 
 
 def default_parallelism() -> int:
-    """Starting and stopping containers mostly waits: twice the CPUs, 4 to 16."""
-    return max(4, min(16, 2 * (os.cpu_count() or 1)))
+    """Starting and stopping containers is mostly waiting for them, not
+    work for the CPUs: eight per CPU, 8 to 32."""
+    return max(8, min(32, 8 * (os.cpu_count() or 1)))
 
 
 def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],

@@ -3,9 +3,11 @@ changes of its rules, each done through the command's journal."""
 
 from __future__ import annotations
 
-from collections.abc import Collection
+from collections.abc import Callable, Collection, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from typing import TypeVar
 
 from locker import diff, planner
 from locker.context import Context
@@ -17,6 +19,7 @@ from locker.plugins import emit
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
 
 KNOWN_STATES = (RUNNING, FROZEN, STOPPED, ABSENT)
+T = TypeVar("T")
 
 
 def is_up(state: str) -> bool:
@@ -54,8 +57,10 @@ class Facts:
 
 def read_containers(ctx: Context) -> Facts:
     """States and configured addresses of the file's containers, and the
-    names of the orphans: one runtime query per container."""
-    states = {name: ctx.runtime.state(ctx.lxc(name)) for name in ctx.project.container_names}
+    names of the orphans: one runtime query per container, up to
+    ``ctx.parallel`` at once."""
+    names = ctx.project.container_names
+    states = dict(zip(names, in_parallel(ctx, lambda n: ctx.runtime.state(ctx.lxc(n)), names)))
     configured = {name: ctx.runtime.configured_address(ctx.lxc(name))
                   for name, state in states.items() if state != ABSENT}
     prefix = ctx.lxc("")
@@ -63,6 +68,14 @@ def read_containers(ctx: Context) -> Facts:
         lxc[len(prefix):] for lxc in ctx.runtime.names()
         if lxc.startswith(prefix) and lxc[len(prefix):] not in ctx.project.container_names))
     return Facts(states, configured, orphans)
+
+
+def in_parallel(ctx: Context, read: Callable[[str], T], names: Sequence[str]) -> list[T]:
+    """``read`` of every name, up to ``ctx.parallel`` at once, in order."""
+    if ctx.parallel <= 1 or len(names) <= 1:
+        return [read(name) for name in names]
+    with ThreadPoolExecutor(max_workers=min(ctx.parallel, len(names))) as pool:
+        return list(pool.map(read, names))
 
 
 def read_network(ctx: Context, facts: Facts, rules_only: bool = False) -> Facts:

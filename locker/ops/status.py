@@ -54,26 +54,29 @@ class Status:
 
 def status(ctx: Context) -> Status:
     facts = network.read_network(ctx, network.read_containers(ctx))
-    containers = []
-    for name in ctx.project.container_names:
-        lxc = ctx.lxc(name)
-        state = facts.states[name]
-        addresses: tuple[IPv4Address, ...] = ()
-        hosts: tuple[planner.HostsEntry, ...] = ()
-        problem = None
-        not_lockers: tuple[planner.HostsEntry, ...] = ()
-        if state != ABSENT:
-            try:
-                addresses = ctx.runtime.addresses(lxc) if network.is_up(state) else ()
-                hosts = tuple(planner.parse_hosts_entries(ctx.runtime.read_file(lxc, "/etc/hosts")))
-            except LockerError as exc:  # one container's refusal does not hide the others
-                problem = str(exc)
-            wanted = planner.hosts_entries(ctx.project, name, facts.addresses)
-            not_lockers = tuple(h for h in hosts if h not in wanted)
-        containers.append(ContainerStatus(name, lxc, state, facts.configured.get(name),
-                                          addresses, hosts, problem, not_lockers))
+    containers = network.in_parallel(
+        ctx, lambda name: _container(ctx, name, facts), ctx.project.container_names)
     return Status(ctx.project.name, ctx.bridge_name, facts.bridge, tuple(containers),
                   facts.rules, network.compute_diff(ctx, facts), facts.blockers, facts.overlaps)
+
+
+def _container(ctx: Context, name: str, facts: network.Facts) -> ContainerStatus:
+    lxc = ctx.lxc(name)
+    state = facts.states[name]
+    addresses: tuple[IPv4Address, ...] = ()
+    hosts: tuple[planner.HostsEntry, ...] = ()
+    problem = None
+    not_lockers: tuple[planner.HostsEntry, ...] = ()
+    if state != ABSENT:
+        try:
+            addresses = ctx.runtime.addresses(lxc) if network.is_up(state) else ()
+            hosts = tuple(planner.parse_hosts_entries(ctx.runtime.read_file(lxc, "/etc/hosts")))
+        except LockerError as exc:  # one container's refusal does not hide the others
+            problem = str(exc)
+        wanted = planner.hosts_entries(ctx.project, name, facts.addresses)
+        not_lockers = tuple(h for h in hosts if h not in wanted)
+    return ContainerStatus(name, lxc, state, facts.configured.get(name), addresses, hosts,
+                           problem, not_lockers)
 
 
 def describe(item: Item) -> str:
