@@ -152,18 +152,61 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    from locker.cli import commands
-    from locker.cli.output import Output
+    """Run one command. SIGINT and SIGTERM end it with one line and exit
+    130 or 143, never in the middle of a change (``locker.journal``). As
+    the program (``argv`` None) a signal after the end is ignored, so that
+    no finalizer prints a traceback; called with ``argv`` (tests), the
+    previous handlers come back."""
+    import signal
 
-    out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
+    from locker.journal import SIGNALS, interrupt
+
+    SIGNALS.reset()
+    previous = {number: signal.signal(number, interrupt)
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return commands.HANDLERS[args.command](args, out) or EXIT_OK
+        return _run(argv)
+    finally:
+        SIGNALS.finished = True
+        if argv is not None:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from locker.errors import Interrupted
+
+    out = None
+    try:
+        args = parse_args(argv)
+        from locker.cli import commands
+        from locker.cli.output import Output
+
+        out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
+        try:
+            status = commands.HANDLERS[args.command](args, out) or EXIT_OK
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # every error ends here, mapped to an exit status
+            status = out.failure(exc, verbose=args.verbose)
+        from locker.journal import check_interrupted
+
+        check_interrupted()  # a signal that came during the last change
+        return status
     except KeyboardInterrupt:
-        out.error("interrupted")
-        return 130
-    except Exception as exc:  # every error ends here, mapped to an exit status
-        return out.failure(exc, verbose=args.verbose)
+        return _interrupted(out, Interrupted(2))
+    except Interrupted as exc:
+        return _interrupted(out, exc)
+
+
+def _interrupted(out, exc) -> int:
+    message = (f"interrupted by {exc.signal_name}; no change was left half made, and "
+               "the ones made are listed above")
+    if out is not None:
+        out.error(message)
+    else:
+        print(f"locker: error: {message}", file=sys.stderr)
+    return exc.exit_status
 
 
 if __name__ == "__main__":

@@ -78,8 +78,11 @@ def create(ctx: Context, containers: Sequence[str]) -> None:
         if isinstance(spec.source, CloneSource):
             original = spec.source.name
             clone_from = ctx.lxc(original) if original in ctx.project.container_names else original
+        # a download may take minutes: a signal interrupts it (the runtime
+        # removes what it left), but no other change
         ctx.journal.change(Change(name, "created", "container", f"({lxc})"),
-                           lambda: ctx.runtime.create(lxc, spec.source, clone_from))
+                           lambda: ctx.runtime.create(lxc, spec.source, clone_from),
+                           interruptible=True)
 
     failures: list[LockerError] = []
     each(_originals_first(ctx, containers), create_one, failures)

@@ -126,8 +126,22 @@ class LxcRuntime:
         return tuple(e.name for e in entries if os.path.isfile(os.path.join(e.path, "config")))
 
     def create(self, name: str, source: Source, clone_from: str | None = None) -> None:
+        """Create the container. Interrupted (a signal), the command is
+        killed and what it left of the container is destroyed, so that the
+        next ``create`` starts afresh rather than finding it "exists
+        already"."""
         what = "clone" if isinstance(source, CloneSource) else "create"
-        self._lxc(create_argv(name, source, clone_from), name, what, CREATE_SECONDS)
+        try:
+            self._lxc(create_argv(name, source, clone_from), name, what, CREATE_SECONDS)
+        except LockerError:
+            raise
+        except BaseException:
+            if Path(self.lxcpath, name).exists():
+                try:
+                    self.destroy(name)
+                except BaseException:  # the second signal: leave it to lxc-destroy by hand
+                    pass
+            raise
 
     def destroy(self, name: str) -> None:
         self._lxc(["lxc-destroy", "-n", name], name, "destroy", DESTROY_SECONDS)

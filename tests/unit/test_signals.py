@@ -1,0 +1,120 @@
+"""SIGINT and SIGTERM at every point of a command: one line, exit 130 or
+143, no traceback, every change made reported, nothing half made, and the
+next command finishes the work (issue 12)."""
+
+from __future__ import annotations
+
+import functools
+import os
+import signal
+
+import pytest
+
+from test_cli import EXAMPLE, clean_environment, memory_cli, run  # noqa: F401  (fixtures)
+
+from locker.journal import SIGNALS, Journal, whole
+from locker.errors import Interrupted
+
+
+def arm(objects, at: int, signum: int) -> list[str]:
+    """Send ``signum`` to this process inside the ``at``-th call of any
+    method of ``objects`` (counting from 1); returns the calls seen. The
+    firewall's hooks stay as pluggy registered them: their kernel commit
+    (``_commit``) is what is interrupted."""
+    calls: list[str] = []
+    for obj in objects:
+        for name in dir(type(obj)):
+            if (name.startswith("_") and name != "_commit") or hasattr(
+                    getattr(obj, name), "locker_impl") or not callable(
+                    getattr(type(obj), name, None)):
+                continue
+            original = getattr(obj, name)
+
+            @functools.wraps(original)
+            def wrapped(*args, __original=original, __name=name, **kwargs):
+                calls.append(__name)
+                if len(calls) == at:
+                    os.kill(os.getpid(), signum)
+                return __original(*args, **kwargs)
+            setattr(obj, name, wrapped)
+    return calls
+
+
+def disarm(objects) -> None:
+    for obj in objects:
+        for name in list(vars(obj)):
+            if callable(vars(obj)[name]):
+                delattr(obj, name)
+
+
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+def test_a_signal_at_any_point_of_start_is_one_line_and_reported_work(
+        memory_cli, capsys, signum) -> None:  # noqa: F811
+    firewall, runtime = memory_cli
+    for at in range(1, 200):
+        for name in list(runtime.containers):
+            runtime.containers[name].state = "STOPPED"
+        firewall.rules = type(firewall.rules)()
+        capsys.readouterr()
+        arm([runtime, firewall], at, signum)
+        status = run("start")
+        err = capsys.readouterr().err
+        disarm([runtime, firewall])
+        if status == 0:
+            break  # past the last call: nothing left to interrupt
+        assert status == 128 + signum, (at, err)
+        lines = err.splitlines()
+        assert "Traceback" not in err
+        assert lines[-1] == (f"locker: error: interrupted by {signal.Signals(signum).name}; "
+                             "no change was left half made, and the ones made are listed "
+                             "above"), (at, err)
+        assert sum("interrupted" in line for line in lines) == 1
+        for container in ("web", "db"):
+            if runtime.containers[f"shop_{container}"].state == "RUNNING":
+                assert any(line.startswith(f"{container}: started") for line in lines), (at, err)
+        for forward in firewall.rules.forwards:
+            assert any(line.startswith(f"{forward.container}: added forward") for line in lines)
+        # the next command finishes the work
+        assert run("start") == 0, capsys.readouterr().err
+        capsys.readouterr()
+        assert run("status", "--check") == 0, capsys.readouterr()
+    else:
+        pytest.fail("start was never finished")
+    assert at > 10, "too few points were interrupted"
+
+
+def test_a_signal_during_a_change_waits_for_it_to_be_recorded() -> None:
+    SIGNALS.reset()
+    previous = signal.signal(signal.SIGINT, __import__("locker.journal").journal.interrupt)
+    journal = Journal(report=lambda line: None)
+    done = []
+    try:
+        from locker.journal import Change
+
+        def action():
+            os.kill(os.getpid(), signal.SIGINT)
+            done.append("all of it")
+        with pytest.raises(Interrupted) as caught:
+            journal.change(Change("web", "started", "container"), action)
+            journal.change(Change("db", "started", "container"), lambda: done.append("db"))
+        assert caught.value.exit_status == 130
+        assert done == ["all of it"]
+        assert [c.subject for c in journal.changes] == ["web"]
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        SIGNALS.reset()
+
+
+def test_an_interruptible_change_is_interrupted() -> None:
+    SIGNALS.reset()
+    previous = signal.signal(signal.SIGINT, __import__("locker.journal").journal.interrupt)
+    try:
+        with pytest.raises(Interrupted):
+            with whole(interruptible=True):
+                os.kill(os.getpid(), signal.SIGINT)
+                for _ in range(1000):
+                    pass
+                pytest.fail("not interrupted")
+    finally:
+        signal.signal(signal.SIGINT, previous)
+        SIGNALS.reset()
