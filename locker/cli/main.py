@@ -92,7 +92,8 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
     add("-f", "--file", default=default("locker.yaml"), metavar="FILE",
         help="project file (default: ./locker.yaml)")
     add("-p", "--project", default=default(None), metavar="PROJECT",
-        help="project name (default: the project file's directory name)")
+        help="project name (default: $LOCKER_PROJECT, the file's name: key, the "
+             "file's directory name)")
     add("-P", "--lxcpath", default=default(None), metavar="LXCPATH",
         help="where the containers live (default: host file, then LXC's default)")
     add("--backend", default=default(None), metavar="FIREWALL",

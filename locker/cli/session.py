@@ -40,8 +40,17 @@ def choose(option: str | None, env_var: str, host_value: str | None,
     return None, "auto-detection"
 
 
-def project_of(args) -> Project:
-    return load_project(Path(args.file), args.project)
+def project_of(args, environ: Mapping[str, str] = os.environ) -> Project:
+    """The project file, named by -p, then LOCKER_PROJECT, then its own
+    ``name:`` key, then its directory (``load_project``)."""
+    from locker.projectfile import ENV_PROJECT
+
+    if args.project is not None:
+        return load_project(Path(args.file), args.project)
+    if environ.get(ENV_PROJECT):
+        return load_project(Path(args.file), environ[ENV_PROJECT],
+                            f"from the environment {ENV_PROJECT}")
+    return load_project(Path(args.file))
 
 
 def host_state(host: HostConfig, warn: Callable[[str], None],

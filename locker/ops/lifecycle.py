@@ -190,8 +190,28 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
             cgroup=spec.cgroup, hostname=_hostname(spec)))
 
 
-def _hostname(spec) -> str | None:
-    return spec.fqdn.split(".")[0] if spec.fqdn else None
+#: The end of the line that gives a container without ``fqdn`` its own
+#: name in its /etc/hosts. Not ``planner.HOSTS_MARK``: the link lines
+#: that ``links`` and ``rmlinks`` rewrite keep it as it is.
+SELF_MARK = "# locker: own name"
+
+
+def _hostname(spec) -> str:
+    """The fqdn's first label, or else the container's own name (a valid
+    hostname: names have no underscore)."""
+    return spec.fqdn.split(".")[0] if spec.fqdn else spec.name
+
+
+def with_own_name(text: str, name: str, ip, has_fqdn: bool) -> str:
+    """``/etc/hosts`` with the container's own line (``IP NAME``) after the
+    localhost line, replacing the one written before; a container with an
+    fqdn has its own line among Locker's already."""
+    lines = [line for line in text.splitlines() if not line.endswith(SELF_MARK)]
+    if not has_fqdn:
+        at = next((i + 1 for i, line in enumerate(lines)
+                   if line.split()[:1] == ["127.0.0.1"]), 0)
+        lines.insert(at, f"{ip}\t{name}\t{SELF_MARK}")
+    return "\n".join(lines) + "\n"
 
 
 def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresses) -> None:
@@ -202,11 +222,11 @@ def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresse
         network.write_file(ctx, name, "/etc/resolv.conf",
                            lambda _: planner.resolv_conf(servers))
     hostname = _hostname(spec)
-    if hostname:
-        network.write_file(ctx, name, "/etc/hostname", lambda _: hostname + "\n")
+    network.write_file(ctx, name, "/etc/hostname", lambda _: hostname + "\n")
     ips = {**facts.addresses, **{n: a.ip for n, a in addresses.items()}}
-    network.write_file(ctx, name, "/etc/hosts", lambda current: planner.hosts_file(
-        current, planner.hosts_entries(ctx.project, name, ips)))
+    network.write_file(ctx, name, "/etc/hosts", lambda current: with_own_name(
+        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips)),
+        name, ips[name], bool(spec.fqdn)))
 
 
 def _start_one(ctx: Context, name: str, address, timeout: float) -> None:
