@@ -86,3 +86,13 @@ class Interrupted(BaseException):
     @property
     def exit_status(self) -> int:
         return 128 + self.signum
+
+
+class NotCreated(LockerError):
+    """Containers a command needs do not exist (exit status 1); each was
+    reported as ``NAME: not created`` in its place already."""
+
+    def __init__(self, containers: list[str]) -> None:
+        self.containers = list(containers)
+        super().__init__(f"not created: {', '.join(containers)}; `locker create` creates "
+                         f"them, `locker up` creates and starts them.")

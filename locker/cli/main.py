@@ -185,6 +185,9 @@ def _run(argv: Sequence[str] | None) -> int:
 
         out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
         try:
+            from locker.cli.privileges import require_root
+
+            require_root(args.command)
             status = commands.HANDLERS[args.command](args, out) or EXIT_OK
         except (Interrupted, KeyboardInterrupt):
             raise

@@ -56,6 +56,12 @@ class Output:
             for problem in getattr(exc, "problems", []):
                 print(problem, file=self.stderr)
             return exc.exit_status
+        if isinstance(exc, OSError):  # the host refused: no bug, say what and where
+            where = f" {exc.filename}" if exc.filename else ""
+            hint = ("; run locker as root" if isinstance(exc, PermissionError)
+                    else "; run again with -v for the details")
+            self.error(f"cannot use{where}: {exc.strerror or exc}{hint}.")
+            return 1
         self.error(f"unexpected {type(exc).__name__}: {exc}. This is a bug in Locker or "
                    f"one of its plugins; run again with -v for the traceback.")
         return 1

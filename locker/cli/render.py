@@ -21,10 +21,12 @@ def backends(out: Output, report: dict) -> None:
         for row in part["backends"]:
             mark = "*" if row["name"] == chosen else " "
             verdict = "can work here" if row["usable"] else "cannot work here"
+            if row.get("needs_root"):
+                verdict = "needs root"
             if row["usable"] and not row["auto"]:
                 verdict += ", never picked automatically"
             out.print(f" {mark} {row['name']:<10} {row['distribution']:<18} "
-                      f"{out.paint(verdict, 'green' if row['usable'] else 'red')}: "
+                      f"{out.paint(verdict, 'green' if row['usable'] else 'yellow' if row.get('needs_root') else 'red')}: "
                       f"{row['reason']}")
         if not part["backends"]:
             out.print("   (none installed)")

@@ -407,6 +407,7 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     the firewall and runtime they share."""
     from locker.projectfile import load_project
 
+    monkeypatch.setattr("locker.cli.privileges.is_root", lambda: True)
     firewall, link, runtime = MemoryFirewall(), MemoryLink(), MemoryRuntime()
     project = load_project(EXAMPLE, "shop")
     for name in project.container_names:
