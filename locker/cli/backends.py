@@ -7,7 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from locker import plugins
-from locker.cli.privileges import is_root
+from locker.cli import privileges
 from locker.cli.session import ENV_FIREWALL, ENV_LINK, choose
 from locker.errors import LockerError
 from locker.hostconfig import load_host_config
@@ -21,14 +21,14 @@ def survey(args, warn: Callable[[str], None],
         plugins.LINK: choose(args.link_backend, ENV_LINK, host.link, environ),
     }
     report = {}
-    root = is_root()
+    root = privileges.is_root()
     for namespace, (requested, how) in wanted.items():
         rows = []
         for name, dist in plugins.installed(namespace).items():
             if not root:  # its check would fail for want of root, not of the host
                 rows.append({"name": name, "distribution": dist, "usable": False,
                              "auto": False, "needs_root": True,
-                             "reason": "whether it can work here can only be checked as "
+                             "reason": "its check of this host can only run as "
                                        "root; run locker backends as root",
                              "warning": None})
                 continue

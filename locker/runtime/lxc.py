@@ -216,7 +216,8 @@ class LxcRuntime:
         path = self._config_path(name)
         text = self._read_config(name)
         block = lxcconfig.render_block(bridge, address, gateway, mounts, cgroup, hostname,
-                                       cgroup2=host_uses_cgroup2())
+                                       cgroup2=host_uses_cgroup2(),
+                                       console_log=str(self._console_log(name)))
         new = lxcconfig.rewrite(text, block, replace_hostname=hostname is not None)
         try:
             for host_dir, _ in mounts:
@@ -244,6 +245,58 @@ class LxcRuntime:
 
     def write_file(self, name: str, path: str, text: str) -> None:
         rootfs.write_text(self._rootfs(name), path, text, container=name)
+
+    # -- at the keyboard ----------------------------------------------------
+
+    def attach(self, name: str, command: Sequence[str] = ()) -> int:
+        """Run ``command`` (none: a shell) in the running container with
+        ``lxc-attach``, on the user's terminal; its exit status."""
+        return self._interactive(["lxc-attach", "-n", name,
+                                  *(["--", *command] if command else [])], name)
+
+    def console(self, name: str) -> int:
+        """The container's console (``lxc-console``; Ctrl-a q leaves it)."""
+        return self._interactive(["lxc-console", "-n", name], name)
+
+    def console_log(self, name: str, limit: int = 1 << 20) -> str | None:
+        """The end (at most ``limit`` bytes) of the console log LXC writes
+        for the container since Locker configured it; None without one."""
+        path = self._console_log(name)
+        try:
+            with open(path, "rb") as log:
+                size = os.fstat(log.fileno()).st_size
+                log.seek(max(0, size - limit))
+                data = log.read(limit)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise LockerError(f"Cannot read {path}: {err.strerror}.") from err
+        return data.decode("utf-8", errors="replace")
+
+    def console_log_path(self, name: str) -> Path:
+        return self._console_log(name)
+
+    def _console_log(self, name: str) -> Path:
+        return Path(self.lxcpath, name, "console.log")
+
+    def _interactive(self, argv: list[str], name: str) -> int:
+        """Run an LXC command on the user's terminal. While it runs, the
+        terminal's Ctrl-C is the command's (it is in the same process
+        group), and a SIGTERM to Locker is passed on to it."""
+        full = [*self._prefix, argv[0], "-P", self.lxcpath, *argv[1:]]
+        try:
+            child = subprocess.Popen(full)
+        except FileNotFoundError as err:
+            raise LockerError(f"Cannot run {argv[0]}: {err.strerror}; install LXC.") from err
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                    signal.SIGTERM: signal.signal(
+                        signal.SIGTERM, lambda number, frame: child.send_signal(number))}
+        try:
+            status = child.wait()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+        return 128 - status if status < 0 else status
 
     # -- helpers ----------------------------------------------------------
 

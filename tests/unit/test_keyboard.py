@@ -7,6 +7,7 @@ from pathlib import Path
 
 from locker.ops import lifecycle
 from locker.ops.lifecycle import SELF_MARK
+from test_cli import fake_backends  # noqa: F401  (fixtures)
 from test_ops import Env, env, make_env  # noqa: F401  (fixtures)
 
 
@@ -67,7 +68,7 @@ def test_validate_works_without_root(not_root, capsys) -> None:
     assert main(["-f", str(EXAMPLE), "-p", "shop", "validate"]) == 0
 
 
-def test_backends_says_needs_root(not_root, capsys) -> None:
+def test_backends_says_needs_root(not_root, fake_backends, capsys) -> None:  # noqa: F811
     assert main(["backends"]) == 0
     out = capsys.readouterr().out
     assert "needs root" in out and "can work here" not in out and "cannot work" not in out
