@@ -149,6 +149,8 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
         if facts.states[name] == ABSENT:
             not_created(ctx, name, missing)
     containers = [n for n in containers if n not in missing]
+    if not containers:  # nothing to start: the network is not brought up for nothing
+        raise NotCreated(missing)
     if options.ports:
         check_ports_free(ctx, containers)
     failures: list[LockerError] = []

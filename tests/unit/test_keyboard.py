@@ -84,3 +84,155 @@ def test_a_permission_error_is_one_line_and_no_bug() -> None:
     out = Output(False, io.StringIO(), io.StringIO())
     assert out.failure(OSError(16, "Device or resource busy"), 0) == 1
     assert "bug" not in out.stderr.getvalue()
+
+
+# ------------------------------------------------- the words of every command
+
+from test_cli import memory_cli, run  # noqa: E402, F401  (fixtures)
+
+
+def _stopped(firewall, runtime):
+    pass
+
+
+def _running(firewall, runtime):
+    assert run("start") == 0
+
+
+def _db_absent(firewall, runtime):
+    del runtime.containers["shop_db"]
+
+
+def _web_frozen(firewall, runtime):
+    _running(firewall, runtime)
+    assert run("freeze", "web") == 0
+
+
+#: (situation, command line) -> (exit status, what stderr says). Every
+#: command's words for the same situation are the same: pinned here.
+MESSAGES = {
+    (_stopped, "start web"): (0, None),
+    (_running, "start"): (0, [
+        "web: already running", "db: already running", "shop: nothing to change"]),
+    (_running, "stop web"): (0, None),
+    (_stopped, "stop"): (0, [
+        "web: already stopped", "db: already stopped", "shop: nothing to change"]),
+    (_web_frozen, "freeze web"): (0, ["web: already frozen", "shop: nothing to change"]),
+    (_running, "unfreeze web"): (0, ["web: already running", "shop: nothing to change"]),
+    (_stopped, "create web"): (0, ["web: already created (shop_web)",
+                                   "shop: nothing to change"]),
+    (_running, "rm web"): (1, [
+        "locker: error: web: cannot remove it: it is running; run `locker stop web` first, "
+        "or `locker rm --force web`."]),
+    (_stopped, "freeze web"): (1, [
+        "locker: error: web: cannot freeze it: it is stopped; run `locker start web` first."]),
+    (_stopped, "exec web -- true"): (1, [
+        "locker: error: web: cannot run a command in it: it is stopped; run "
+        "`locker start web` first."]),
+    (_web_frozen, "attach web"): (1, [
+        "locker: error: web: cannot attach to it: it is frozen; run `locker unfreeze web` "
+        "first."]),
+}
+NOT_CREATED = "locker: error: not created: db; `locker create` creates them, `locker up` " \
+              "creates and starts them."
+for _command in ("start db", "stop db", "rm db", "freeze db", "unfreeze db", "cgroup db",
+                 "exec db -- true", "attach db", "console db", "logs db"):
+    MESSAGES[(_db_absent, _command)] = (1, ["db: not created", NOT_CREATED])
+
+
+@pytest.fixture
+def keyboard_cli(memory_cli, monkeypatch):  # noqa: F811
+    from locker.cli import commands
+    monkeypatch.setattr(commands, "_runtime_context",
+                        lambda args, out: commands.open_context(args, out.say, out.warn)[0])
+    return memory_cli
+
+
+@pytest.mark.parametrize("situation, argv", list(MESSAGES),
+                         ids=[f"{s.__name__[1:]}: {a}" for s, a in MESSAGES])
+def test_every_command_says_the_same_in_the_same_situation(keyboard_cli, capsys, situation,
+                                                            argv) -> None:
+    situation(*keyboard_cli)
+    capsys.readouterr()
+    status, lines = MESSAGES[(situation, argv)]
+    assert run(*argv.split()) == status
+    err = capsys.readouterr().err
+    if lines is not None:
+        assert err.splitlines() == lines
+
+
+def test_start_reports_the_container_that_is_not_created_and_starts_the_others(
+        keyboard_cli, capsys) -> None:
+    firewall, runtime = keyboard_cli
+    _db_absent(firewall, runtime)
+    assert run("start") == 1
+    err = capsys.readouterr().err.splitlines()
+    assert err[0] == "db: not created"
+    assert "web: started (10.1.1.2)" in err
+    assert err[-1] == NOT_CREATED
+    assert runtime.containers["shop_web"].state == "RUNNING"
+
+
+def test_up_creates_what_is_missing_then_starts(keyboard_cli, capsys) -> None:
+    firewall, runtime = keyboard_cli
+    _db_absent(firewall, runtime)
+    assert run("up") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err[:2] == ["web: already created (shop_web)", "db: created (shop_db)"]
+    assert "db: started (10.1.1.3)" in err and "web: started (10.1.1.2)" in err
+    assert {c.state for c in runtime.containers.values()} == {"RUNNING"}
+
+
+def test_down_stops_and_cleans_up_and_rm_removes(keyboard_cli, capsys) -> None:
+    firewall, runtime = keyboard_cli
+    _running(firewall, runtime)
+    capsys.readouterr()
+    assert run("down") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert "web: stopped" in err and "db: stopped" in err
+    assert {c.state for c in runtime.containers.values()} == {"STOPPED"}
+    assert firewall.rules.forwards == frozenset()
+    assert run("down", "--rm") == 0
+    assert runtime.containers == {}
+    assert run("down", "--rm") == 0, "a second down --rm has nothing to do, and is fine"
+
+
+def test_rm_force_stops_first(keyboard_cli, capsys) -> None:
+    firewall, runtime = keyboard_cli
+    _running(firewall, runtime)
+    capsys.readouterr()
+    assert run("rm", "--force", "web") == 0
+    err = capsys.readouterr().err.splitlines()
+    assert err.index("web: stopped") < err.index("web: removed (shop_web)")
+    assert "web: removed forward 8080/tcp -> 10.1.1.2:80" in err
+    assert "shop_web" not in runtime.containers
+
+
+def test_exec_runs_the_command_and_exits_with_its_status(keyboard_cli, capsys) -> None:
+    firewall, runtime = keyboard_cli
+    _running(firewall, runtime)
+    runtime.exit_status = 3
+    assert run("exec", "web", "--", "ls", "-l", "/") == 3
+    assert runtime.attached == [("shop_web", ("ls", "-l", "/"))]
+    assert run("attach", "web") == 3
+    assert runtime.attached[-1] == ("shop_web", ())
+    assert run("console", "db") == 0
+    assert runtime.attached[-1] == ("shop_db", ("console",))
+
+
+def test_exec_without_a_command_is_refused(keyboard_cli, capsys) -> None:
+    _running(*keyboard_cli)
+    capsys.readouterr()
+    assert run("exec", "web") == 1
+    assert "exec needs a command: locker exec web -- CMD" in capsys.readouterr().err
+
+
+def test_logs_print_the_console_log(keyboard_cli, capsys) -> None:
+    firewall, runtime = keyboard_cli
+    runtime.console_logs["shop_web"] = "one\ntwo\nthree\n"
+    assert run("logs", "web") == 0
+    assert capsys.readouterr().out == "one\ntwo\nthree\n"
+    assert run("logs", "web", "--lines", "2") == 0
+    assert capsys.readouterr().out == "two\nthree\n"
+    assert run("logs", "db") == 1
+    assert "db: it has no console log yet" in capsys.readouterr().err
