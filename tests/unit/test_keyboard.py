@@ -236,3 +236,30 @@ def test_logs_print_the_console_log(keyboard_cli, capsys) -> None:
     assert capsys.readouterr().out == "two\nthree\n"
     assert run("logs", "db") == 1
     assert "db: it has no console log yet" in capsys.readouterr().err
+
+
+# ----------------------------------------------- --add-hosts on a bind mount
+
+def test_add_hosts_rewrites_in_place_where_rename_is_busy(env: Env, monkeypatch) -> None:  # noqa: F811
+    import errno
+    import os
+
+    env.ctx.host_hosts.write_text("127.0.0.1\tlocalhost\n192.0.2.7\tprinter # by hand\n")
+    inode = env.ctx.host_hosts.stat().st_ino
+
+    real_replace = os.replace
+
+    def busy(src, dst):
+        if Path(dst) == env.ctx.host_hosts:
+            raise OSError(errno.EBUSY, os.strerror(errno.EBUSY), str(dst))
+        real_replace(src, dst)
+    monkeypatch.setattr(os, "replace", busy)
+    lifecycle.start(env.ctx, env.ctx.select([]), lifecycle.StartOptions(add_hosts=True))
+    text = env.ctx.host_hosts.read_text()
+    assert env.ctx.host_hosts.stat().st_ino == inode
+    assert text.startswith("127.0.0.1\tlocalhost\n192.0.2.7\tprinter # by hand\n")
+    assert "web.example.net web.shop\t# locker:shop" in text
+    assert not list(env.ctx.host_hosts.parent.glob(".hosts.locker-*")), "a temporary file left"
+    from locker.ops import host_names
+    host_names.remove(env.ctx)
+    assert env.ctx.host_hosts.read_text() == "127.0.0.1\tlocalhost\n192.0.2.7\tprinter # by hand\n"
