@@ -263,3 +263,25 @@ def test_add_hosts_rewrites_in_place_where_rename_is_busy(env: Env, monkeypatch)
     from locker.ops import host_names
     host_names.remove(env.ctx)
     assert env.ctx.host_hosts.read_text() == "127.0.0.1\tlocalhost\n192.0.2.7\tprinter # by hand\n"
+
+
+# ------------------------------------------------ a long warning, once per host
+
+def test_a_backend_warning_is_said_once_per_host_and_command_class(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from locker.cli.session import warn_once
+
+    said: list[str] = []
+    environ = {"LOCKER_RUN_DIR": str(tmp_path / "run")}
+    for command in ("status", "status", "ls", "start", "stop", "plan"):
+        args = SimpleNamespace(command=command, dry_run=False)
+        warn_once(said.append, args, environ)("iptables is the nf_tables variant ...")
+    assert said == ["iptables is the nf_tables variant ..."] * 2  # status, then start
+    warn_once(said.append, SimpleNamespace(command="status"), environ)("another one")
+    assert said[-1] == "another one"
+    # where no marker can be written, every warning is said
+    blocked = {"LOCKER_RUN_DIR": "/proc/no-such-dir"}
+    for _ in range(2):
+        warn_once(said.append, SimpleNamespace(command="status"), blocked)("again")
+    assert said[-2:] == ["again", "again"]
