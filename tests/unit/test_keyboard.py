@@ -7,7 +7,7 @@ from pathlib import Path
 
 from locker.ops import lifecycle
 from locker.ops.lifecycle import SELF_MARK
-from test_cli import fake_backends  # noqa: F401  (fixtures)
+from test_cli import clean_environment, fake_backends  # noqa: F401  (fixtures)
 from test_ops import Env, env, make_env  # noqa: F401  (fixtures)
 
 
