@@ -49,6 +49,8 @@ class Output:
 
         if verbose:
             traceback.print_exception(exc, file=self.stderr)
+            for line in _details(exc):  # what LXC printed, in full
+                print(f"  | {line}", file=self.stderr)
         if isinstance(exc, LockerError):
             self.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             for line in str(exc).splitlines()[1:]:
@@ -65,3 +67,13 @@ class Output:
         self.error(f"unexpected {type(exc).__name__}: {exc}. This is a bug in Locker or "
                    f"one of its plugins; run again with -v for the traceback.")
         return 1
+
+
+def _details(exc: BaseException) -> list[str]:
+    """The full output behind an error (``LxcFailed.details``), of it and of
+    the errors it gathers or wraps."""
+    found = list(getattr(exc, "details", []))
+    for inner in [*getattr(exc, "errors", []), getattr(exc, "original", None)]:
+        if inner is not None:
+            found += _details(inner)
+    return found

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -161,8 +162,13 @@ class LxcRuntime:
         except CommandTimedOut as err:
             raise CommandTimedOut(f"{err} LXC's log: {_tail(log)}", err.command,
                                   err.timeout) from err
-        except LockerError as err:
-            raise LockerError(f"{err} LXC's log: {_tail(log)}") from err
+        except LxcFailed as err:
+            # one line: the cause (the log's first error, else LXC's own line)
+            # and where the log is; -v shows all LXC printed
+            cause = _first_error(log) or err.cause
+            failed = LxcFailed(f"Container {name}: could not start: {cause} (LXC's log: "
+                               f"{log}; -v shows all LXC printed)", err.cause, err.output)
+            raise failed from err
 
     def stop(self, name: str, timeout: float) -> None:
         """Stop the container; lxc-stop asks init to halt and kills it
@@ -343,9 +349,42 @@ class LxcRuntime:
             _kill(child)
             raise
         if child.returncode != 0:
-            detail = _last_lines(err or out) or f"exit status {child.returncode}"
-            raise LockerError(f"{who}: could not {what}: {printable(detail)}")
+            output = (err or out).strip()
+            cause = printable(_cause(output) or f"{argv[0]} exited with status "
+                                                f"{child.returncode} and printed nothing")
+            raise LxcFailed(f"{who}: could not {what}: {cause}", cause,
+                            "\n".join(printable(line) for line in output.splitlines()))
         return out
+
+
+class LxcFailed(LockerError):
+    """An LXC command failed: the message has the cause in one line;
+    ``details`` holds everything it printed (shown with ``-v``)."""
+
+    def __init__(self, message: str, cause: str, output: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.output = output
+        self.details = [line for line in output.splitlines() if line.strip()]
+
+
+#: ``lxc-start: web: tools/lxc_start.c: main: 306 `` before each message.
+_LXC_PREFIX = re.compile(r"^lxc-[\w-]+: [^:]*: [^:]*\.c: \w+: \d+ ")
+#: LXC's lines that say that it failed, not why.
+_BOILERPLATE = re.compile(
+    r"foreground mode|--logfile and --logpriority|container failed to start|"
+    r'instead of "RUNNING"|Failed to create container|Failed to clone|Error creating '
+    r"container|Failed to (?:start|stop|destroy) container", re.IGNORECASE)
+
+
+def _cause(output: str) -> str:
+    """The line of an LXC command's output that says why it failed: the
+    first that is not boilerplate, without LXC's source location."""
+    lines = [_LXC_PREFIX.sub("", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    causes = [line for line in lines if not _BOILERPLATE.search(line)]
+    return (causes or lines or [""])[0]
+
 
 
 def _kill(child: subprocess.Popen[str]) -> None:
@@ -369,9 +408,16 @@ def _seconds(timeout: float) -> str:
     return str(max(0, math.ceil(timeout)))
 
 
-def _last_lines(text: str, count: int = 3) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " ".join(lines[-count:])
+def _first_error(log: Path) -> str | None:
+    """The first error of an ``lxc-start`` log (the cause; the later ones
+    only say that the start failed), without LXC's source location."""
+    try:
+        for line in log.read_text(errors="replace").splitlines():
+            if " ERROR " in line:
+                return printable(line.rsplit(" - ", 1)[-1].strip())
+    except OSError:
+        pass
+    return None
 
 
 def _tail(log: Path) -> str:
