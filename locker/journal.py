@@ -152,6 +152,8 @@ class Journal:
     dry_run: bool = False
     report: Callable[[str], None] | None = None
     changes: list[Change] = field(default_factory=list)
+    #: shows a container's change under way on a terminal (``locker.cli.progress``)
+    progress: object | None = None
     _lock: threading.Lock = field(default_factory=threading.Lock, repr=False, compare=False)
 
     def change(self, change: Change, action: Callable[[], T],
@@ -160,7 +162,13 @@ class Journal:
         and returns ``simulated`` instead of the action's result. A signal
         waits until the change is recorded (see ``whole``)."""
         with whole(interruptible):
-            result = simulated if self.dry_run else action()
+            if self.dry_run:
+                result = simulated
+            elif self.progress is not None and change.what == CONTAINER:
+                with self.progress.step(change):
+                    result = action()
+            else:
+                result = action()
             self.record(change)
         return result
 
@@ -179,6 +187,8 @@ class Journal:
         the changes are made."""
         with self._lock:
             self.changes.append(change)
+            if self.progress is not None:
+                self.progress.clear()
             if self.report is not None:
                 self.report(change.line(self.dry_run))
 

@@ -18,6 +18,10 @@ def _context(args, out: Output, mode: str = KEEPS, **overrides):
     trace = out.trace if args.verbose >= 2 else None
     ctx, migration = open_context(args, say=out.say, warn=out.warn, trace=trace, mode=mode,
                                   **overrides)
+    if out.live and not args.json:
+        from locker.cli.progress import Progress
+
+        ctx.journal.progress = Progress(out.stderr)
     if migration.firewall:
         from locker.ops.migrate import leave_firewall
 

@@ -18,12 +18,13 @@ class Output:
     # the streams current when the Output is made, not when this module was imported
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    #: a progress line for long steps (stderr is a terminal, colours allowed)
+    live: bool = False
 
     @classmethod
     def for_terminal(cls, no_color: bool, environ: Mapping[str, str]) -> Output:
-        colour = (not no_color and "NO_COLOR" not in environ
-                  and environ.get("TERM") != "dumb" and sys.stdout.isatty())
-        return cls(colour)
+        allowed = not no_color and "NO_COLOR" not in environ and environ.get("TERM") != "dumb"
+        return cls(allowed and sys.stdout.isatty(), live=allowed and sys.stderr.isatty())
 
     def paint(self, text: str, colour: str) -> str:
         return f"\033[{COLOURS[colour]}m{text}\033[0m" if self.colour else text

@@ -285,3 +285,29 @@ def test_a_backend_warning_is_said_once_per_host_and_command_class(tmp_path: Pat
     for _ in range(2):
         warn_once(said.append, SimpleNamespace(command="status"), blocked)("again")
     assert said[-2:] == ["again", "again"]
+
+
+# ---------------------------------------------------------------- progress
+
+def test_a_long_change_shows_progress_and_clears_it() -> None:
+    import io
+    import time
+
+    from locker.cli.progress import Progress, gerund
+    from locker.journal import Change, Journal
+
+    assert [gerund(v) for v in ("created", "started", "stopped", "removed", "configured")] \
+        == ["creating", "starting", "stopping", "removing", "configuring"]
+    stream = io.StringIO()
+    said: list[str] = []
+    journal = Journal(report=said.append, progress=Progress(stream, delay=0.05, interval=0.05))
+    journal.change(Change("web", "created", "container"), lambda: time.sleep(0.3))
+    shown = stream.getvalue()
+    assert "creating web ... 0s" in shown
+    assert shown.endswith("\r\033[K"), "the line is cleared before the report"
+    assert said == ["web: created"]
+
+
+def test_no_progress_off_a_terminal(monkeypatch) -> None:
+    out = Output.for_terminal(no_color=False, environ={})
+    assert not out.live  # pytest's stderr is no terminal
