@@ -311,3 +311,26 @@ def test_a_long_change_shows_progress_and_clears_it() -> None:
 def test_no_progress_off_a_terminal(monkeypatch) -> None:
     out = Output.for_terminal(no_color=False, environ={})
     assert not out.live  # pytest's stderr is no terminal
+
+
+# ---------------------------------------------------------- the project's name
+
+def test_the_project_name_precedence(tmp_path: Path) -> None:
+    from types import SimpleNamespace
+
+    from locker.cli.session import project_of
+
+    folder = tmp_path / "my_app"
+    folder.mkdir()
+    path = folder / "locker.yaml"
+    path.write_text("name: fromfile\ncontainers: {web: {}}\n")
+    args = SimpleNamespace(file=str(path), project=None)
+    assert project_of(args, {}).name == "fromfile"
+    assert project_of(args, {"LOCKER_PROJECT": "fromenv"}).name == "fromenv"
+    args.project = "fromoption"
+    assert project_of(args, {"LOCKER_PROJECT": "fromenv"}).name == "fromoption"
+    from locker.errors import ConfigError
+    args.project = None
+    with pytest.raises(ConfigError) as caught:
+        project_of(args, {"LOCKER_PROJECT": "bad_name"})
+    assert "from the environment LOCKER_PROJECT" in caught.value.problems[0]
