@@ -288,7 +288,13 @@ def _record_context(args, out: Output, mode: str, dry_run: bool = False):
 def cmd_ls(args, out: Output) -> None:
     from locker.ops.host import summarize
 
+    from locker.cli.privileges import NeedsRoot, is_root
+
     opener = _record_context(args, out, KEEPS)
+    if not is_root():  # the host state is readable, the kernel's rules are not
+        def opener(record):
+            raise NeedsRoot("its containers and network can only be checked as root "
+                            "(sudo locker ls)")
     summaries = [summarize(r, opener) for r in _records(args, out)]
     if args.json:
         out.print(json.dumps([render.summary_to_json(s) for s in summaries], indent=2))

@@ -28,8 +28,11 @@ def require_root(command: str) -> None:
     """Refuse, in one sentence, a command that needs root when not root."""
     if command in WITHOUT_ROOT or is_root():
         return
-    doing = ("reads the kernel's firewall rules and the containers' state"
-             if command == "status" else
-             "changes the host's network and its LXC containers")
+    doing = {"status": "reads the kernel's firewall rules and the containers' state",
+             "plan": "reads the kernel's firewall rules and the containers' state",
+             "logs": "reads a container's console log in LXC's directory",
+             "exec": "enters a container", "attach": "enters a container",
+             "console": "enters a container"}.get(
+                 command, "changes the host's network and its LXC containers")
     raise NeedsRoot(f"locker {command} {doing}, which needs root: run locker as root "
                     f"(sudo locker {command}); validate, ls and backends work without it.")

@@ -124,7 +124,8 @@ def projects(out: Output, summaries) -> None:
         network = ("complete" if s.complete else "incomplete" if s.complete is False else "?")
         file = r.file + ("" if s.file_exists else out.paint(" (gone)", "red"))
         backends = f"{r.firewall or '-'}/{r.link or '-'}"
-        out.print(f"{r.project:<16} {f'{s.running}/{s.total}':<10} {network:<10} "
+        counts = "?" if s.problem and not s.total else f"{s.running}/{s.total}"
+        out.print(f"{r.project:<16} {counts:<10} {network:<10} "
                   f"{r.bridge or '-':<16} {str(r.subnet or '-'):<15} {backends:<18} {file}")
         if s.problem:
             out.print(f"  {out.paint(printable(s.problem), 'yellow')}")
