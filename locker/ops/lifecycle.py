@@ -437,17 +437,12 @@ def down(ctx: Context, timeout: float = 30.0, keep_orphans: bool = False,
     if remove_containers:
         facts = network.read_containers(ctx)
         names = [n for n in ctx.project.container_names if facts.states[n] != ABSENT]
-        if ctx.journal.dry_run:  # cleanup would have stopped them
-            remove_dry = [n for n in names]
-            _remove_as_stopped(ctx, remove_dry)
+        if ctx.journal.dry_run:  # as stopped, as cleanup would have left them
+            for name in names:
+                ctx.journal.change(Change(name, "removed", "container", f"({ctx.lxc(name)})"),
+                                   lambda: None)
         else:
             remove(ctx, names, missing_ok=True)
-
-
-def _remove_as_stopped(ctx: Context, names: Sequence[str]) -> None:
-    for name in names:
-        lxc = ctx.lxc(name)
-        ctx.journal.change(Change(name, "removed", "container", f"({lxc})"), lambda: None)
 
 
 def reconcile(ctx: Context, command: str, containers: Sequence[str] | None,

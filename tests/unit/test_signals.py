@@ -118,3 +118,47 @@ def test_an_interruptible_change_is_interrupted() -> None:
     finally:
         signal.signal(signal.SIGINT, previous)
         SIGNALS.reset()
+
+
+@pytest.mark.parametrize("command, prepare", [
+    ("stop", "start"), ("down", "start"), ("up", None), ("rm --force", "start"),
+])
+def test_a_signal_at_any_point_of_other_commands(memory_cli, capsys, command,  # noqa: F811
+                                                 prepare) -> None:
+    import copy
+
+    firewall, runtime = memory_cli
+    pristine = copy.deepcopy(runtime.containers)
+    for at in range(1, 200):
+        runtime.containers = copy.deepcopy(pristine)
+        firewall.rules = type(firewall.rules)()
+        if command == "up":
+            del runtime.containers["shop_db"]
+        if prepare:
+            assert run(prepare) == 0
+        capsys.readouterr()
+        arm([runtime, firewall], at, signal.SIGINT)
+        status = run(*command.split())
+        err = capsys.readouterr().err
+        disarm([runtime, firewall])
+        if status == 0:
+            break
+        assert status == 130, (at, err)
+        assert "Traceback" not in err
+        assert err.splitlines()[-1].startswith("locker: error: interrupted by SIGINT"), err
+        for name, container in runtime.containers.items():
+            short = name.split("_", 1)[1]
+            before = pristine.get(name)
+            if prepare and container.state == "STOPPED":
+                assert f"{short}: stopped" in err, (at, err)
+            if command == "up" and before is None:
+                assert f"{short}: created" in err, (at, err)
+        # the command run again finishes the work (rm: what is gone is "not created")
+        again = run(*command.split())
+        if command.startswith("rm"):
+            assert runtime.containers == {}, capsys.readouterr().err
+        else:
+            assert again == 0, capsys.readouterr().err
+    else:
+        pytest.fail(f"{command} was never finished")
+    assert at > 3
