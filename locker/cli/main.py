@@ -181,9 +181,11 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run one command. SIGINT and SIGTERM end it with one line and exit
     130 or 143, never in the middle of a change (``locker.journal``). As
-    the program (``argv`` None) a signal after the end is ignored, so that
-    no finalizer prints a traceback; called with ``argv`` (tests), the
-    previous handlers come back."""
+    the program (``argv`` None) a signal after the end is ignored (SIG_IGN,
+    which Python's finalization keeps, where it would restore the default
+    for a Python handler and die of the signal), so that nothing prints a
+    traceback and the exit status stays the command's; called with
+    ``argv`` (tests), the previous handlers come back."""
     import signal
 
     from locker.journal import SIGNALS, interrupt
@@ -195,9 +197,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _run(argv)
     finally:
         SIGNALS.finished = True
-        if argv is not None:
-            for number, handler in previous.items():
-                signal.signal(number, handler)
+        for number, handler in previous.items():
+            signal.signal(number, handler if argv is not None else signal.SIG_IGN)
 
 
 def _run(argv: Sequence[str] | None) -> int:

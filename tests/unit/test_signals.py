@@ -7,6 +7,7 @@ from __future__ import annotations
 import functools
 import os
 import signal
+from pathlib import Path
 
 import pytest
 
@@ -162,3 +163,26 @@ def test_a_signal_at_any_point_of_other_commands(memory_cli, capsys, command,  #
     else:
         pytest.fail(f"{command} was never finished")
     assert at > 3
+
+
+def test_a_signal_after_the_command_ended_changes_no_exit_status(tmp_path) -> None:
+    """As the program, a signal right after main() returns (Python's
+    finalization) is ignored: the exit status stays the command's."""
+    import subprocess
+    import sys
+    script = ("import os, signal, sys\n"
+              "from locker.cli import main as m\n"
+              "status = m.main(None)\n"
+              "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "os.kill(os.getpid(), signal.SIGINT)\n"
+              "sys.exit(status)\n")
+    (tmp_path / "none.yaml").write_text("# empty\n")
+    (tmp_path / "shop").mkdir()
+    (tmp_path / "shop" / "locker.yaml").write_text("containers: {web: {}}\n")
+    done = subprocess.run([sys.executable, "-c", script, "-f", "shop/locker.yaml", "validate"],
+                          capture_output=True, text=True, cwd=tmp_path,
+                          env={"LOCKER_CONFIG": str(tmp_path / "none.yaml"),
+                               "LOCKER_STATE_DIR": str(tmp_path / "state"),
+                               "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
+    assert done.returncode == 0, done.stderr
+    assert "no problems" in done.stdout and done.stderr == ""
