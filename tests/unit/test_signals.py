@@ -166,13 +166,16 @@ def test_a_signal_at_any_point_of_other_commands(memory_cli, capsys, command,  #
 
 
 def test_a_signal_after_the_command_ended_changes_no_exit_status(tmp_path) -> None:
-    """As the program, a signal right after main() returns (Python's
-    finalization) is ignored: the exit status stays the command's."""
+    """As the program, a signal right after main() returns is ignored with
+    SIG_IGN, which Python's finalization keeps (a Python handler it would
+    replace by the default action: death by the signal, exit -2 or -15)."""
     import subprocess
     import sys
     script = ("import os, signal, sys\n"
               "from locker.cli import main as m\n"
               "status = m.main(None)\n"
+              "assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN\n"
+              "assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
               "os.kill(os.getpid(), signal.SIGTERM)\n"
               "os.kill(os.getpid(), signal.SIGINT)\n"
               "sys.exit(status)\n")
