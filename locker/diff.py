@@ -140,7 +140,7 @@ def diff(project: Project, want: Wanted, found: Found,
                       why.forward, blocked)
     items += _compare(LINK, name, want.links, rules.links, _of_type(rules.partial, Link),
                       lambda k: k.container, why.link, None)
-    items += [Item(RULE, STALE, rule, _subject_of(rule),
+    items += [Item(RULE, STALE, rule, subject_of(rule),
                    "it carries Locker's tag but is not a rule Locker would write",
                    f"locker {REPAIRED_BY[RULE]}") for rule in rules.unrecognised]
     items += [Item(CONTAINER, ORPHAN, orphan, orphan,
@@ -235,7 +235,8 @@ class _Reasons:
         return "the bridge is gone or has another subnet"
 
 
-def _subject_of(rule: TaggedRule) -> str:
+def subject_of(rule: TaggedRule) -> str:
+    """The container a tagged rule belongs to, or its project."""
     tag = Tag.parse(rule.comment)
     return tag.container if tag is not None and tag.container else rule.project
 

@@ -96,9 +96,10 @@ def select_backends(args, host: HostConfig, environ: Mapping[str, str],
                     warn: Callable[[str], None]) -> tuple[plugins.Selected, plugins.Selected]:
     warn = warn_once(warn, args, environ)
     firewall = plugins.select(plugins.FIREWALL, *choose(args.backend, ENV_FIREWALL,
-                                                        host.firewall, environ), warn)
+                                                        host.firewall, environ), warn,
+                              host.backends)
     link = plugins.select(plugins.LINK, *choose(args.link_backend, ENV_LINK,
-                                                host.link, environ), warn)
+                                                host.link, environ), warn, host.backends)
     return firewall, link
 
 
@@ -131,14 +132,16 @@ def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
         if recorded is None or requested in (None, recorded):
             name = requested or recorded
             picked[namespace] = plugins.select(
-                namespace, name, how if requested else "host state", say_once)
+                namespace, name, how if requested else "host state", say_once, host.backends)
             continue
         if mode == KEEPS:
             warn(f"Project {record.project}'s {role} setup was made by the {role} backend "
                  f"{recorded}; using it rather than {requested} ({how}).")
-            picked[namespace] = plugins.select(namespace, recorded, "host state", say_once)
+            picked[namespace] = plugins.select(namespace, recorded, "host state", say_once,
+                                               host.backends)
         elif migrate:
-            picked[namespace] = plugins.select(namespace, requested, how, say_once)
+            picked[namespace] = plugins.select(namespace, requested, how, say_once,
+                                               host.backends)
             leaving[namespace] = recorded
         else:
             flag = "--backend" if namespace == plugins.FIREWALL else "--link-backend"

@@ -3,7 +3,7 @@ changes of its rules, each done through the command's journal."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -172,7 +172,7 @@ def apply(ctx: Context, plan: Repair) -> None:
     journal; then tell the observers."""
     project, hooks, journal = ctx.project.name, ctx.hooks, ctx.journal
     journal.changes_many(
-        [Change(_tag_subject(r, project), "removed", "rule", f"{r.comment} ({r.location}: {r.text})")
+        [Change(diff.subject_of(r), "removed", "rule", f"{r.comment} ({r.location}: {r.text})")
          for r in plan.unrecognised],
         lambda: hooks.remove_unrecognised(project=project))
     journal.changes_many([_nat_change(b, "removed") for b in plan.remove_nat],
@@ -200,13 +200,6 @@ def apply(ctx: Context, plan: Repair) -> None:
              removed=Ruleset(nat=frozenset(plan.remove_nat),
                              forwards=frozenset(plan.remove_forwards),
                              links=frozenset(plan.remove_links)))
-
-
-def _tag_subject(rule, project: str) -> str:
-    from locker.names import Tag
-
-    tag = Tag.parse(rule.comment)
-    return tag.container if tag is not None and tag.container else project
 
 
 def _forward_change(forward: Forward, verb: str) -> Change:
@@ -293,7 +286,3 @@ def write_file(ctx: Context, name: str, path: str, make) -> None:
     if wanted != current:
         ctx.journal.change(Change(name, "rewrote", path),
                            lambda: ctx.runtime.write_file(lxc, path, wanted))
-
-
-def containers_of(values: Iterable[Forward | Link]) -> set[str]:
-    return {v.container for v in values}

@@ -259,7 +259,7 @@ INSTALLED = {
 
 @pytest.fixture
 def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    def load(namespace: str, name: str) -> object:
+    def load(namespace: str, name: str, settings=None) -> object:
         if name not in INSTALLED[namespace]:
             raise plugins.BackendSelectionError(f"There is no backend named {name!r}.")
         return INSTALLED[namespace][name][1]()
@@ -393,13 +393,15 @@ def test_render_status_of_nothing_in_colour() -> None:
 def test_render_shows_control_characters_escaped() -> None:
     stdout = io.StringIO()
     status = a_status()
-    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (),
-                             (HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",)),))
+    fake = HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",))
+    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (), (fake,),
+                             not_lockers=(fake,))
     status = Status(status.project, status.bridge_name, status.bridge, (forged,),
                     status.rules, status.diff)
     render.status(Output(False, stdout, io.StringIO()), status)
     assert "\x1b" not in stdout.getvalue()
     assert "bank.example\\x1b]0;PWNED\\x07" in stdout.getvalue()
+    assert "(marked as Locker's, but Locker did not write it)" in stdout.getvalue()
 
 
 # -------------------------------------- commands over the in-memory backends
@@ -427,7 +429,9 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return Context(project, plugins.new_manager(firewall, link), runtime, say=say,
                        warn=warn, lock=nullcontext, host_resolv=lambda: "",
                        host_hosts=tmp_path / "hosts", journal=journal,
-                       ip_forwarding_off=lambda: not link.ip_forward), Migration()
+                       project_lock=lambda name, waiting=None: nullcontext(),
+                       ip_forwarding_off=lambda: not link.ip_forward,
+                       foreign_dnats=lambda: []), Migration()
 
     monkeypatch.setattr(commands, "open_context", open_context)
     return firewall, runtime

@@ -121,6 +121,8 @@ class NftablesBackend:
     ``python3-nftables`` binding), imported on first use.
     """
 
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
+
     # ----------------------------------------------------------- availability
 
     @hookimpl
