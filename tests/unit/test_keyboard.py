@@ -334,3 +334,14 @@ def test_the_project_name_precedence(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         project_of(args, {"LOCKER_PROJECT": "bad_name"})
     assert "from the environment LOCKER_PROJECT" in caught.value.problems[0]
+
+
+@pytest.mark.parametrize("argv, command", [
+    (["exec", "web", "--", "ls", "-l"], ["ls", "-l"]),
+    (["exec", "web", "ls", "-l"], ["ls", "-l"]),
+    (["exec", "web", "--", "sh", "-c", "exit 3"], ["sh", "-c", "exit 3"]),
+])
+def test_exec_takes_the_command_after_its_container(argv, command) -> None:
+    from locker.cli.main import parse_args
+    args = parse_args(argv)
+    assert (args.container, args.exec_command) == ("web", command)
