@@ -258,3 +258,27 @@ def test_without_root(world: World) -> None:
         assert "bug" not in done.stderr and "Traceback" not in done.stderr
     finally:
         shutil.rmtree(readable)
+
+
+def test_an_interrupted_create_leaves_no_half_container(world: World) -> None:
+    directory = world.project("fresh", "containers:\n  web:\n    template: {name: busybox}\n"
+                                       "  db:\n    template: {name: busybox}\n")
+    try:
+        for delay in (0.2, 0.6, 1.2):
+            child = spawn(world, directory, "create")
+            time.sleep(delay)
+            child.send_signal(signal.SIGINT)
+            _, err = child.communicate(timeout=120)
+            assert "Traceback" not in err and "Exception ignored" not in err, err
+            assert child.returncode in (0, 130), err
+            for name in ("web", "db"):
+                exists = (world.lxcpath / f"fresh_{name}").exists()
+                # a container is there whole (and said so) or not at all
+                assert exists == (f"{name}: created" in err or child.returncode == 0
+                                  or f"{name}: already created" in err), (delay, err)
+            done = world.locker(directory, "create")
+            assert "Traceback" not in done.stderr
+            world.locker(directory, "up")
+            world.locker(directory, "down", "--rm")
+    finally:
+        world.locker(directory, "down", "--rm", check=False)
