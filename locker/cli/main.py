@@ -205,8 +205,10 @@ def _run(argv: Sequence[str] | None) -> int:
     from locker.errors import Interrupted
 
     out = None
+    changing = True
     try:
         args = parse_args(argv)
+        changing = args.command in CHANGING
         from locker.cli import commands
         from locker.cli.output import Output
 
@@ -225,14 +227,16 @@ def _run(argv: Sequence[str] | None) -> int:
         check_interrupted()  # a signal that came during the last change
         return status
     except KeyboardInterrupt:
-        return _interrupted(out, Interrupted(2))
+        return _interrupted(out, Interrupted(2), changing)
     except Interrupted as exc:
-        return _interrupted(out, exc)
+        return _interrupted(out, exc, changing)
 
 
-def _interrupted(out, exc) -> int:
-    message = (f"interrupted by {exc.signal_name}; no change was left half made, and "
-               "the ones made are listed above")
+def _interrupted(out, exc, changing: bool) -> int:
+    """One line; a changing command adds that nothing is half made."""
+    message = f"interrupted by {exc.signal_name}"
+    if changing:
+        message += "; no change was left half made, and the ones made are listed above"
     if out is not None:
         out.error(message)
     else:

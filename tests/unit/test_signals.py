@@ -189,3 +189,15 @@ def test_a_signal_after_the_command_ended_changes_no_exit_status(tmp_path) -> No
                                "PYTHONPATH": str(Path(__file__).resolve().parents[2])})
     assert done.returncode == 0, done.stderr
     assert "no problems" in done.stdout and done.stderr == ""
+
+
+def test_a_reading_command_interrupted_says_only_that(memory_cli, capsys) -> None:  # noqa: F811
+    firewall, runtime = memory_cli
+    assert run("start") == 0
+    capsys.readouterr()
+    arm([runtime, firewall], 1, signal.SIGINT)
+    try:
+        assert run("status") == 130
+    finally:
+        disarm([runtime, firewall])
+    assert capsys.readouterr().err == "locker: error: interrupted by SIGINT\n"
