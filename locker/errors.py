@@ -64,3 +64,35 @@ def raise_all(errors: list[LockerError], heading: str | None = None) -> None:
         raise errors[0]
     if errors:
         raise Failures(errors, heading)
+
+
+class Interrupted(BaseException):
+    """SIGINT or SIGTERM arrived. Like KeyboardInterrupt a BaseException, so
+    that no ``except LockerError`` (or ``except Exception``) swallows it; it
+    is raised only between two changes, never in the middle of one (see
+    ``locker.journal``). The CLI reports it in one line and exits with
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+
+    def __init__(self, signum: int) -> None:
+        import signal
+
+        super().__init__(signum)
+        self.signum = signum
+        try:
+            self.signal_name = signal.Signals(signum).name
+        except ValueError:
+            self.signal_name = f"signal {signum}"
+
+    @property
+    def exit_status(self) -> int:
+        return 128 + self.signum
+
+
+class NotCreated(LockerError):
+    """Containers a command needs do not exist (exit status 1); each was
+    reported as ``NAME: not created`` in its place already."""
+
+    def __init__(self, containers: list[str]) -> None:
+        self.containers = list(containers)
+        super().__init__(f"not created: {', '.join(containers)}; `locker create` creates "
+                         f"them, `locker up` creates and starts them.")

@@ -1,9 +1,13 @@
 """Names Locker derives: LXC container names, bridge names, rule comments.
 
-Project and container names are a letter followed by letters and digits, at
-most ``NAME_MAX`` characters, so every derived name stays within the limits
-of the kernel (interface names, 15 bytes; nft comments, 128 bytes) and
-needs no quoting anywhere.
+Project and container names are a letter followed by letters, digits and
+hyphens, not ending in a hyphen, at most ``NAME_MAX`` characters
+(``my-app``, ``web-1``), so every derived name stays within the limits of
+the kernel (interface names, 15 bytes; nft comments, 128 bytes), needs no
+quoting anywhere, and a container's name is a valid hostname. No
+underscore: it separates project and container in the LXC name
+``<project>_<container>``, which must stay unambiguous, and is not
+allowed in hostnames.
 """
 
 from __future__ import annotations
@@ -13,7 +17,7 @@ import re
 from dataclasses import dataclass
 
 NAME_MAX = 32
-NAME_PATTERN = re.compile(r"[A-Za-z][A-Za-z0-9]*")
+NAME_PATTERN = re.compile(r"[A-Za-z](?:[A-Za-z0-9-]*[A-Za-z0-9])?")
 IFNAME_MAX = 15
 BRIDGE_PREFIX = "locker_"
 JUMP_COMMENT = "LOCKER"
@@ -31,6 +35,15 @@ PURPOSES = ("masquerade", "outbound", "replies", "dnat", "forward", "link", "lin
 
 def is_valid_name(name: str) -> bool:
     return len(name) <= NAME_MAX and NAME_PATTERN.fullmatch(name) is not None
+
+
+def suggested_name(text: str) -> str | None:
+    """A valid name close to ``text`` (``my_app`` -> ``my-app``, ``My App``
+    -> ``My-App``), or None when there is none: what a message proposes to
+    set, never used without being set."""
+    name = re.sub(r"[^A-Za-z0-9]+", "-", text)
+    name = re.sub(r"^[^A-Za-z]+", "", name)[:NAME_MAX].strip("-")
+    return name if is_valid_name(name) else None
 
 
 def lxc_name(project: str, container: str) -> str:

@@ -19,6 +19,12 @@ Choices where SPEC.md is silent:
 - A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
   address. A link alias may be any DNS name.
+- The project's name: ``-p NAME``, then ``LOCKER_PROJECT``, then the
+  top-level ``name:`` key, then the name of the file's directory (as
+  docker-compose does). A directory name that is no valid name (``my_app``)
+  is refused, with the ``name:`` to set proposed; it is never changed
+  silently, since the name is in the LXC names, the bridge and the host
+  state.
 - Limits: besides those of ``locker.yamlnodes`` (size, depth, nodes), the
   containers' lists together, with ``defaults`` given to every container,
   hold at most ``MAX_ENTRIES`` entries. Every check costs time linear in
@@ -34,9 +40,9 @@ from ipaddress import IPv4Address
 from pathlib import Path
 from typing import Any
 
-from yaml.nodes import MappingNode, Node
+from yaml.nodes import MappingNode, Node, ScalarNode
 
-from locker import projectsyntax as syntax
+from locker import names, projectsyntax as syntax
 from locker.errors import ConfigError
 from locker.names import is_valid_name
 from locker.planner import FIRST_HOST, LAST_HOST
@@ -45,7 +51,10 @@ from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec
 from locker.yamlnodes import (Entry, Invalid, Problems, entries, is_null, items, known,
                               line_of, read_yaml, text)
 
-TOP_KEYS = ("defaults", "containers")
+TOP_KEYS = ("name", "defaults", "containers")
+#: The environment variable that names the project (after -p, before the
+#: file's ``name:`` key and the directory's name).
+ENV_PROJECT = "LOCKER_PROJECT"
 SOURCE_KEYS = ("template", "clone", "download")
 CONTAINER_KEYS = SOURCE_KEYS + ("ports", "links", "fqdn", "dns", "volumes", "cgroup")
 DEFAULT_KEYS = tuple(key for key in CONTAINER_KEYS if key not in ("clone", "fqdn"))
@@ -74,11 +83,14 @@ class Located:
 Section = dict[str, Any]  # key -> Located, or list[Located] for list keys
 
 
-def load_project(path: Path, project_name: str | None = None) -> Project:
+def load_project(path: Path, project_name: str | None = None,
+                 origin: str = "given with -p") -> Project:
     """Read and validate the project file at ``path``.
 
-    The project is named ``project_name``, or else after the directory that
-    holds the file. Raises ``ConfigError`` listing every problem found.
+    The project is named ``project_name`` (``origin`` says where it came
+    from: ``-p`` or ``LOCKER_PROJECT``), or else by the file's top-level
+    ``name:`` key, or else after the directory that holds the file. Raises
+    ``ConfigError`` listing every problem found.
     """
     problems = Problems(str(path))
     try:
@@ -89,14 +101,39 @@ def load_project(path: Path, project_name: str | None = None) -> Project:
     if root is None and not len(problems):
         problems.add(None, "", "the file is empty; describe the project's containers under "
                      "a containers: key")
-    name = project_name if project_name is not None else path.resolve().parent.name
-    if not is_valid_name(name):
-        origin = "given with -p" if project_name is not None else "the file's directory name"
+    name = project_name if project_name is not None else _name_key(root, problems)
+    if name is None:
+        name = path.resolve().parent.name
+        if not is_valid_name(name):
+            better = names.suggested_name(name)
+            problems.add(None, "project", "the file's directory name is not a valid project "
+                         f"name: a project name is {syntax.NAME_RULE}; name the project "
+                         f"with a top-level name: {better or 'NAME'} in the file (or -p NAME, "
+                         f"or {ENV_PROJECT})", value=name)
+    elif project_name is not None and not is_valid_name(name):
         problems.add(None, "project", f"not a valid project name ({origin}): a project name "
-                     f"is {syntax.NAME_RULE}; pass -p NAME", value=name)
+                     f"is {syntax.NAME_RULE}", value=name)
     containers = _read(root, name, problems) if root is not None else []
     problems.raise_if_any()
     return Project(name=name, path=path.resolve(), containers=tuple(containers))
+
+
+def _name_key(root: Node | None, problems: Problems) -> str | None:
+    """The top-level ``name:``, or None without one (a bad one is reported
+    here, and None returned as "checked")."""
+    if not isinstance(root, MappingNode):
+        return None
+    for key_node, node in root.value:
+        if getattr(key_node, "value", None) != "name":
+            continue
+        value = node.value if isinstance(node, ScalarNode) else None
+        if not isinstance(value, str) or not value or not is_valid_name(value):
+            shown = value if isinstance(value, str) else None
+            problems.add(node, "name", f"not a valid project name: a project name is "
+                         f"{syntax.NAME_RULE}", value=shown)
+            return "invalid"
+        return value
+    return None
 
 
 def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:

@@ -21,8 +21,9 @@ from locker.yamlnodes import CONTROL, Invalid
 PROTOCOLS = ("tcp", "udp")
 DNS_WORDS = ("$bridge", "$copy")
 VOLUME_VARIABLES = ("project", "name", "fqdn")
-NAME_RULE = (f"a letter followed by letters and digits, at most {NAME_MAX} characters "
-             "(it becomes part of interface names and rule comments)")
+NAME_RULE = (f"a letter followed by letters, digits and hyphens, not ending in a hyphen, "
+             f"at most {NAME_MAX} characters (it becomes part of interface names, rule "
+             "comments and hostnames)")
 
 #: A cgroup controller file as LXC takes it after ``lxc.cgroup[2].``:
 #: ``memory.max``, ``cpu.shares``, ``memory.limit_in_bytes``.

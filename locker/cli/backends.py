@@ -7,6 +7,7 @@ import os
 from collections.abc import Callable, Mapping
 
 from locker import plugins
+from locker.cli import privileges
 from locker.cli.session import ENV_FIREWALL, ENV_LINK, choose
 from locker.errors import LockerError
 from locker.hostconfig import load_host_config
@@ -20,9 +21,17 @@ def survey(args, warn: Callable[[str], None],
         plugins.LINK: choose(args.link_backend, ENV_LINK, host.link, environ),
     }
     report = {}
+    root = privileges.is_root()
     for namespace, (requested, how) in wanted.items():
         rows = []
         for name, dist in plugins.installed(namespace).items():
+            if not root:  # its check would fail for want of root, not of the host
+                rows.append({"name": name, "distribution": dist, "usable": False,
+                             "auto": False, "needs_root": True,
+                             "reason": "its check of this host can only run as "
+                                       "root; run locker backends as root",
+                             "warning": None})
+                continue
             try:
                 answer = plugins.availability(namespace, plugins.load(namespace, name))
                 row = {"name": name, "distribution": dist, "usable": answer.usable,
@@ -38,6 +47,8 @@ def survey(args, warn: Callable[[str], None],
 
 
 def _selected(rows: list[dict], requested: str | None, how: str) -> dict:
+    if any(r.get("needs_root") for r in rows):
+        return {"name": requested, "how": how, "error": "needs root"}
     if requested:
         row = next((r for r in rows if r["name"] == requested), None)
         if row is None:

@@ -18,6 +18,10 @@ def _context(args, out: Output, mode: str = KEEPS, **overrides):
     trace = out.trace if args.verbose >= 2 else None
     ctx, migration = open_context(args, say=out.say, warn=out.warn, trace=trace, mode=mode,
                                   **overrides)
+    if out.live and not args.json:
+        from locker.cli.progress import Progress
+
+        ctx.journal.progress = Progress(out.stderr)
     if migration.firewall:
         from locker.ops.migrate import leave_firewall
 
@@ -134,7 +138,80 @@ def cmd_reboot(args, out: Output) -> None:
 def cmd_rm(args, out: Output) -> None:
     from locker.ops import lifecycle
 
-    _run(args, out, KEEPS, lambda ctx: lifecycle.remove(ctx, _containers(args, ctx)))
+    _run(args, out, KEEPS, lambda ctx: lifecycle.remove(
+        ctx, _containers(args, ctx), force=args.force, timeout=args.timeout))
+
+
+def cmd_up(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, ADDS,
+         lambda ctx: lifecycle.up(ctx, _containers(args, ctx), _start_options(args)))
+
+
+def cmd_down(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.down(ctx, args.timeout, args.keep_orphans,
+                                                      remove_containers=args.remove))
+
+
+def _runtime_context(args, out: Output):
+    """A context with the runtime only: exec, attach, console and logs need
+    no backend (and so no backend's warning or failure)."""
+    from locker import plugins
+    from locker.context import Context
+    from locker.hostconfig import load_host_config
+    from locker.runtime.lxc import LxcRuntime
+
+    project = project_of(args)
+    lxcpath = args.lxcpath or load_host_config().lxcpath
+    ctx = Context(project, plugins.new_manager(), LxcRuntime(lxcpath), say=out.say,
+                  warn=out.warn, lxcpath=lxcpath)
+    ctx.select([args.container])
+    return ctx
+
+
+def cmd_exec(args, out: Output) -> int:
+    from locker.ops import shell
+
+    return shell.execute(_runtime_context(args, out), args.container, args.exec_command)
+
+
+def cmd_attach(args, out: Output) -> int:
+    from locker.ops import shell
+
+    return shell.attach(_runtime_context(args, out), args.container)
+
+
+def cmd_console(args, out: Output) -> int:
+    from locker.ops import shell
+
+    return shell.console(_runtime_context(args, out), args.container)
+
+
+def cmd_logs(args, out: Output) -> None:
+    import time
+
+    from locker.ops import shell
+
+    ctx = _runtime_context(args, out)
+    text = shell.logs(ctx, args.container, args.lines)
+    out.stdout.write(text)
+    out.stdout.flush()
+    path = getattr(ctx.runtime, "console_log_path", None)
+    if not args.follow or path is None:
+        return
+    log = path(ctx.lxc(args.container))
+    with open(log, "rb") as stream:  # until Ctrl-C (exit 130) or SIGTERM (143)
+        stream.seek(0, 2)
+        while True:
+            data = stream.read()
+            if data:
+                out.stdout.write(data.decode("utf-8", errors="replace"))
+                out.stdout.flush()
+            else:
+                time.sleep(0.5)
 
 
 def cmd_status(args, out: Output) -> int | None:
@@ -215,9 +292,14 @@ def _record_context(args, out: Output, mode: str, dry_run: bool = False):
 
 
 def cmd_ls(args, out: Output) -> None:
+    from locker.cli.privileges import NeedsRoot, is_root
     from locker.ops.host import summarize
 
-    opener = _record_context(args, out, KEEPS)
+    def unprivileged(record):  # the host state is readable, the kernel's rules are not
+        raise NeedsRoot("its containers and network can only be checked as root "
+                        "(sudo locker ls)")
+
+    opener = _record_context(args, out, KEEPS) if is_root() else unprivileged
     summaries = [summarize(r, opener) for r in _records(args, out)]
     if args.json:
         out.print(json.dumps([render.summary_to_json(s) for s in summaries], indent=2))
@@ -258,4 +340,6 @@ HANDLERS: dict[str, Callable] = {
     "links": _rules("links", True, ADDS), "rmlinks": _rules("links", False, KEEPS),
     "cgroup": cmd_cgroup, "freeze": cmd_freeze, "unfreeze": cmd_unfreeze,
     "cleanup": cmd_cleanup, "ls": cmd_ls, "restore": cmd_restore,
+    "up": cmd_up, "down": cmd_down, "exec": cmd_exec, "attach": cmd_attach,
+    "console": cmd_console, "logs": cmd_logs,
 }

@@ -14,12 +14,14 @@ from collections.abc import Sequence
 EXIT_OK, EXIT_FAILED, EXIT_USAGE = 0, 1, 2
 
 COMMANDS = {
+    "up": "create the containers that are missing, then start (create + start)",
+    "down": "stop the containers and remove the project's network (--rm: the containers too)",
     "create": "create containers from their template, clone or download",
     "start": "ensure the bridge and rules, start containers, add their forwards and links",
     "plan": "show what start would change, and change nothing (start --dry-run)",
     "stop": "stop containers and remove their forwards and links",
     "reboot": "stop containers if running, then start them",
-    "rm": "delete stopped containers",
+    "rm": "delete stopped containers (--force: stop them first)",
     "status": "show what is really there and what differs from the project file",
     "ports": "repair the port forwards of running containers: add, complete, remove stale",
     "rmports": "remove the port forwards of containers",
@@ -33,37 +35,53 @@ COMMANDS = {
     "backends": "list the installed backends and which ones this host would use",
     "ls": "list every project of this host, from Locker's host state",
     "restore": "re-apply the network of running projects after a firewall reload or reboot",
+    "exec": "run a command in a running container: exec CONTAINER -- CMD [ARG ...]",
+    "attach": "a shell in a running container (lxc-attach)",
+    "console": "the console of a running container (lxc-console; Ctrl-a q leaves it)",
+    "logs": "show a container's console log",
 }
-NO_CONTAINERS = {"cleanup", "validate", "backends", "ls", "restore"}
-CHANGING = {"create", "start", "stop", "reboot", "rm", "ports", "rmports", "links",
-            "rmlinks", "cgroup", "freeze", "unfreeze", "cleanup", "restore"}
+NO_CONTAINERS = {"cleanup", "down", "validate", "backends", "ls", "restore"}
+#: Commands on exactly one container.
+ONE_CONTAINER = {"exec", "attach", "console", "logs"}
+CHANGING = {"up", "down", "create", "start", "stop", "reboot", "rm", "ports", "rmports",
+            "links", "rmlinks", "cgroup", "freeze", "unfreeze", "cleanup", "restore"}
+#: The commands that take start's options.
+STARTING = {"start", "plan", "up"}
 
 
 def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
     """Each command option: its flags, the commands that take it, and
     argparse's settings."""
     return [
-        (("--timeout",), {"start", "plan", "stop", "reboot", "cleanup"},
+        (("--timeout",), STARTING | {"stop", "reboot", "cleanup", "down", "rm"},
          dict(type=_seconds, default=30.0, metavar="SECONDS",
               help="wait at most this long for each container (default: 30)")),
-        (("--no-ports",), {"start", "plan", "stop"},
+        (("--no-ports",), STARTING | {"stop"},
          dict(dest="ports", action="store_false", help="leave the port forwards alone")),
-        (("--no-links",), {"start", "plan", "stop"},
+        (("--no-links",), STARTING | {"stop"},
          dict(dest="links", action="store_false", help="leave the links alone")),
-        (("--restart",), {"start", "plan"},
+        (("--restart",), STARTING,
          dict(action="store_true", help="restart containers that run already")),
-        (("--add-hosts",), {"start", "plan"},
+        (("--add-hosts",), STARTING,
          dict(action="store_true", help="put the containers' names into the host's /etc/hosts")),
-        (("--migrate",), {"start", "plan", "reboot", "ports", "links", "restore"},
+        (("--migrate",), STARTING | {"reboot", "ports", "links", "restore"},
          dict(action="store_true",
               help="move the project's rules from the backend that made them to the chosen one")),
-        (("--parallel",), {"start", "plan", "stop", "reboot", "rm", "cgroup", "freeze",
-                           "unfreeze", "cleanup", "restore"},
+        (("--parallel",), STARTING | {"stop", "reboot", "rm", "cgroup", "freeze",
+                                      "unfreeze", "cleanup", "restore", "down"},
          dict(type=_count, default=None, metavar="N",
               help="act on at most N containers at once (default: eight per CPU, 8 to 32)")),
-        (("--keep-orphans",), {"cleanup"},
+        (("--keep-orphans",), {"cleanup", "down"},
          dict(action="store_true",
               help="leave running the containers the project file no longer lists")),
+        (("--force",), {"rm"},
+         dict(action="store_true", help="stop running containers first")),
+        (("--rm",), {"down"},
+         dict(dest="remove", action="store_true", help="also delete the containers")),
+        (("--lines",), {"logs"},
+         dict(type=_count, default=None, metavar="N", help="only the last N lines")),
+        (("--follow",), {"logs"},
+         dict(action="store_true", help="keep printing what the console writes")),
         (("--check",), {"status"},
          dict(action="store_true",
               help="print only what differs; exit 1 when anything does, 0 when all is in place")),
@@ -92,7 +110,8 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
     add("-f", "--file", default=default("locker.yaml"), metavar="FILE",
         help="project file (default: ./locker.yaml)")
     add("-p", "--project", default=default(None), metavar="PROJECT",
-        help="project name (default: the project file's directory name)")
+        help="project name (default: $LOCKER_PROJECT, the file's name: key, the "
+             "file's directory name)")
     add("-P", "--lxcpath", default=default(None), metavar="LXCPATH",
         help="where the containers live (default: host file, then LXC's default)")
     add("--backend", default=default(None), metavar="FIREWALL",
@@ -136,6 +155,11 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "restore":
             sub.add_argument("projects", nargs="*", metavar="PROJECT",
                              help="only these projects (default: every one of the host state)")
+        elif name in ONE_CONTAINER:
+            sub.add_argument("container", metavar="CONTAINER")
+            if name == "exec":
+                sub.add_argument("exec_command", nargs=argparse.REMAINDER, metavar="CMD",
+                                 help="the command and its arguments, after --")
         elif name not in NO_CONTAINERS:
             sub.add_argument("containers", nargs="*", metavar="CONTAINER",
                              help="limit to these containers (default: all)")
@@ -148,22 +172,76 @@ def build_parser() -> argparse.ArgumentParser:
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
     args = build_parser().parse_args(argv)
     args.verbose += vars(args).pop("verbose_after", 0)
+    command = getattr(args, "exec_command", None)
+    if command and command[0] == "--":
+        args.exec_command = command[1:]
     return args
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    args = parse_args(argv)
-    from locker.cli import commands
-    from locker.cli.output import Output
+    """Run one command. SIGINT and SIGTERM end it with one line and exit
+    130 or 143, never in the middle of a change (``locker.journal``). As
+    the program (``argv`` None) a signal after the end is ignored (SIG_IGN,
+    which Python's finalization keeps, where it would restore the default
+    for a Python handler and die of the signal), so that nothing prints a
+    traceback and the exit status stays the command's; called with
+    ``argv`` (tests), the previous handlers come back."""
+    import signal
 
-    out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
+    from locker.journal import SIGNALS, interrupt
+
+    SIGNALS.reset()
+    previous = {number: signal.signal(number, interrupt)
+                for number in (signal.SIGINT, signal.SIGTERM)}
     try:
-        return commands.HANDLERS[args.command](args, out) or EXIT_OK
+        return _run(argv)
+    finally:
+        SIGNALS.finished = True
+        for number, handler in previous.items():
+            signal.signal(number, handler if argv is not None else signal.SIG_IGN)
+
+
+def _run(argv: Sequence[str] | None) -> int:
+    from locker.errors import Interrupted
+
+    out = None
+    changing = True
+    try:
+        args = parse_args(argv)
+        changing = args.command in CHANGING
+        from locker.cli import commands
+        from locker.cli.output import Output
+
+        out = Output.for_terminal(no_color=args.no_color, environ=os.environ)
+        try:
+            from locker.cli.privileges import require_root
+
+            require_root(args.command)
+            status = commands.HANDLERS[args.command](args, out) or EXIT_OK
+        except (Interrupted, KeyboardInterrupt):
+            raise
+        except Exception as exc:  # every error ends here, mapped to an exit status
+            status = out.failure(exc, verbose=args.verbose)
+        from locker.journal import check_interrupted
+
+        check_interrupted()  # a signal that came during the last change
+        return status
     except KeyboardInterrupt:
-        out.error("interrupted")
-        return 130
-    except Exception as exc:  # every error ends here, mapped to an exit status
-        return out.failure(exc, verbose=args.verbose)
+        return _interrupted(out, Interrupted(2), changing)
+    except Interrupted as exc:
+        return _interrupted(out, exc, changing)
+
+
+def _interrupted(out, exc, changing: bool) -> int:
+    """One line; a changing command adds that nothing is half made."""
+    message = f"interrupted by {exc.signal_name}"
+    if changing:
+        message += "; no change was left half made, and the ones made are listed above"
+    if out is not None:
+        out.error(message)
+    else:
+        print(f"locker: error: {message}", file=sys.stderr)
+    return exc.exit_status
 
 
 if __name__ == "__main__":

@@ -18,12 +18,13 @@ class Output:
     # the streams current when the Output is made, not when this module was imported
     stdout: TextIO = field(default_factory=lambda: sys.stdout)
     stderr: TextIO = field(default_factory=lambda: sys.stderr)
+    #: a progress line for long steps (stderr is a terminal, colours allowed)
+    live: bool = False
 
     @classmethod
     def for_terminal(cls, no_color: bool, environ: Mapping[str, str]) -> Output:
-        colour = (not no_color and "NO_COLOR" not in environ
-                  and environ.get("TERM") != "dumb" and sys.stdout.isatty())
-        return cls(colour)
+        allowed = not no_color and "NO_COLOR" not in environ and environ.get("TERM") != "dumb"
+        return cls(allowed and sys.stdout.isatty(), live=allowed and sys.stderr.isatty())
 
     def paint(self, text: str, colour: str) -> str:
         return f"\033[{COLOURS[colour]}m{text}\033[0m" if self.colour else text
@@ -49,6 +50,8 @@ class Output:
 
         if verbose:
             traceback.print_exception(exc, file=self.stderr)
+            for line in _details(exc):  # what LXC printed, in full
+                print(f"  | {line}", file=self.stderr)
         if isinstance(exc, LockerError):
             self.error(str(exc).splitlines()[0] if str(exc) else type(exc).__name__)
             for line in str(exc).splitlines()[1:]:
@@ -56,6 +59,22 @@ class Output:
             for problem in getattr(exc, "problems", []):
                 print(problem, file=self.stderr)
             return exc.exit_status
+        if isinstance(exc, OSError):  # the host refused: no bug, say what and where
+            where = f" {exc.filename}" if exc.filename else ""
+            hint = ("; run locker as root" if isinstance(exc, PermissionError)
+                    else "; run again with -v for the details")
+            self.error(f"cannot use{where}: {exc.strerror or exc}{hint}.")
+            return 1
         self.error(f"unexpected {type(exc).__name__}: {exc}. This is a bug in Locker or "
                    f"one of its plugins; run again with -v for the traceback.")
         return 1
+
+
+def _details(exc: BaseException) -> list[str]:
+    """The full output behind an error (``LxcFailed.details``), of it and of
+    the errors it gathers or wraps."""
+    found = list(getattr(exc, "details", []))
+    for inner in [*getattr(exc, "errors", []), getattr(exc, "original", None)]:
+        if inner is not None:
+            found += _details(inner)
+    return found

@@ -21,10 +21,12 @@ def backends(out: Output, report: dict) -> None:
         for row in part["backends"]:
             mark = "*" if row["name"] == chosen else " "
             verdict = "can work here" if row["usable"] else "cannot work here"
+            if row.get("needs_root"):
+                verdict = "needs root"
             if row["usable"] and not row["auto"]:
                 verdict += ", never picked automatically"
             out.print(f" {mark} {row['name']:<10} {row['distribution']:<18} "
-                      f"{out.paint(verdict, 'green' if row['usable'] else 'red')}: "
+                      f"{out.paint(verdict, 'green' if row['usable'] else 'yellow' if row.get('needs_root') else 'red')}: "
                       f"{row['reason']}")
         if not part["backends"]:
             out.print("   (none installed)")
@@ -125,7 +127,8 @@ def projects(out: Output, summaries) -> None:
         network = ("complete" if s.complete else "incomplete" if s.complete is False else "?")
         file = r.file + ("" if s.file_exists else out.paint(" (gone)", "red"))
         backends = f"{r.firewall or '-'}/{r.link or '-'}"
-        out.print(f"{r.project:<16} {f'{s.running}/{s.total}':<10} {network:<10} "
+        counts = "?" if s.problem and not s.total else f"{s.running}/{s.total}"
+        out.print(f"{r.project:<16} {counts:<10} {network:<10} "
                   f"{r.bridge or '-':<16} {str(r.subnet or '-'):<15} {backends:<18} {file}")
         if s.problem:
             out.print(f"  {out.paint(printable(s.problem), 'yellow')}")

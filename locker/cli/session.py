@@ -42,8 +42,17 @@ def choose(option: str | None, env_var: str, host_value: str | None,
     return None, "auto-detection"
 
 
-def project_of(args) -> Project:
-    return load_project(Path(args.file), args.project)
+def project_of(args, environ: Mapping[str, str] = os.environ) -> Project:
+    """The project file, named by -p, then LOCKER_PROJECT, then its own
+    ``name:`` key, then its directory (``load_project``)."""
+    from locker.projectfile import ENV_PROJECT
+
+    if args.project is not None:
+        return load_project(Path(args.file), args.project)
+    if environ.get(ENV_PROJECT):
+        return load_project(Path(args.file), environ[ENV_PROJECT],
+                            f"from the environment {ENV_PROJECT}")
+    return load_project(Path(args.file))
 
 
 def host_state(host: HostConfig, warn: Callable[[str], None],
@@ -51,8 +60,43 @@ def host_state(host: HostConfig, warn: Callable[[str], None],
     return HostState(state_dir(host.state_dir, environ), warn)
 
 
+#: Commands that change nothing: a backend's warning is said once per host
+#: (until reboot: the marker is in the run directory) for these, and once
+#: for the changing ones.
+READING = {"status", "plan", "ls", "backends", "validate"}
+
+
+def warn_once(warn: Callable[[str], None], args,
+              environ: Mapping[str, str] = os.environ) -> Callable[[str], None]:
+    """``warn``, but a message said before on this host by a command of the
+    same class (reading or changing, see ``READING``) is not said again.
+    Markers: ``$LOCKER_RUN_DIR/warned/CLASS-HASH`` (default /run/locker),
+    gone at reboot; where they cannot be written, every warning is said."""
+    import hashlib
+
+    from locker.hostlock import DEFAULT_RUN_DIR
+
+    reading = getattr(args, "command", None) in READING or getattr(args, "dry_run", False)
+    kind = "reading" if reading else "changing"
+
+    def once(message: str) -> None:
+        digest = hashlib.sha256(message.encode()).hexdigest()[:16]
+        marker = Path(environ.get("LOCKER_RUN_DIR", DEFAULT_RUN_DIR), "warned",
+                      f"{kind}-{digest}")
+        try:
+            if marker.exists():
+                return
+            marker.parent.mkdir(parents=True, exist_ok=True)
+            marker.touch()
+        except OSError:
+            pass
+        warn(message)
+    return once
+
+
 def select_backends(args, host: HostConfig, environ: Mapping[str, str],
                     warn: Callable[[str], None]) -> tuple[plugins.Selected, plugins.Selected]:
+    warn = warn_once(warn, args, environ)
     firewall = plugins.select(plugins.FIREWALL, *choose(args.backend, ENV_FIREWALL,
                                                         host.firewall, environ), warn,
                               host.backends)
@@ -74,8 +118,10 @@ def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
                        mode: str) -> tuple[plugins.Selected, plugins.Selected, Migration]:
     """The backends for a project with a host-state record: the recorded
     ones unless another is chosen; another one chosen is refused (exit 2)
-    unless --migrate, or (``KEEPS``) overruled by the recorded one."""
+    unless --migrate, or (``KEEPS``) overruled by the recorded one. A
+    backend's own warning is said once per host and command class."""
     migrate = getattr(args, "migrate", False)
+    say_once = warn_once(warn, args, environ)
     picked = {}
     leaving = {}
     for namespace, option, env_var, host_value, recorded in (
@@ -88,15 +134,16 @@ def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
         if recorded is None or requested in (None, recorded):
             name = requested or recorded
             picked[namespace] = plugins.select(
-                namespace, name, how if requested else "host state", warn, host.backends)
+                namespace, name, how if requested else "host state", say_once, host.backends)
             continue
         if mode == KEEPS:
             warn(f"Project {record.project}'s {role} setup was made by the {role} backend "
                  f"{recorded}; using it rather than {requested} ({how}).")
-            picked[namespace] = plugins.select(namespace, recorded, "host state", warn,
+            picked[namespace] = plugins.select(namespace, recorded, "host state", say_once,
                                                host.backends)
         elif migrate:
-            picked[namespace] = plugins.select(namespace, requested, how, warn, host.backends)
+            picked[namespace] = plugins.select(namespace, requested, how, say_once,
+                                               host.backends)
             leaving[namespace] = recorded
         else:
             flag = "--backend" if namespace == plugins.FIREWALL else "--link-backend"

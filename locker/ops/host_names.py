@@ -1,14 +1,25 @@
 """The project's containers in the host's own /etc/hosts (``start
 --add-hosts``), as ``NAME.PROJECT`` and their fqdn, on lines marked
-``# locker:PROJECT``; every other line is kept as it is."""
+``# locker:PROJECT``; every other line is kept as it is.
+
+The file is replaced atomically (a new file renamed over it), keeping its
+mode and owner. Where that is impossible, because /etc/hosts is a bind
+mount (``ip netns exec`` with /etc/netns/NS/hosts, containers, some CI
+runners: rename gives EBUSY) or its directory is read-only, it is
+rewritten in place, still under the host lock, so no other Locker
+command's lines are lost.
+"""
 
 from __future__ import annotations
 
+import os
 from collections.abc import Mapping
+from pathlib import Path
 from ipaddress import IPv4Address
 
 from locker import planner
 from locker.context import Context
+from locker.errors import LockerError
 from locker.journal import Change
 from locker.runtime.rootfs import atomic_write
 
@@ -45,4 +56,32 @@ def _replace(ctx: Context, lines: list[str]) -> None:
         if wanted != current and (lines or current):
             ctx.journal.change(Change(ctx.project.name, "rewrote", "the host's hosts file",
                                       f"({len(lines)} line(s) of the project)"),
-                               lambda: atomic_write(ctx.host_hosts, wanted))
+                               lambda: write_hosts(ctx.host_hosts, wanted))
+
+
+def write_hosts(path: Path, text: str) -> None:
+    """Replace the file's content: atomically where it can be renamed over,
+    else in place."""
+    try:
+        info = path.stat()
+    except FileNotFoundError:
+        info = None
+    try:
+        if info is None:
+            atomic_write(path, text)
+        else:
+            atomic_write(path, text, info.st_mode & 0o7777, info.st_uid, info.st_gid)
+        return
+    except OSError as err:
+        if info is None:
+            raise LockerError(f"Cannot write {path}: {err.strerror}.") from err
+        atomic_error = err
+    try:
+        with open(path, "r+", encoding="utf-8") as f:
+            f.write(text)
+            f.truncate()
+            f.flush()
+            os.fsync(f.fileno())
+    except OSError as err:
+        raise LockerError(f"Cannot write {path}: {atomic_error.strerror} when replacing it, "
+                          f"{err.strerror} when rewriting it in place.") from err

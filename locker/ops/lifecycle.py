@@ -2,6 +2,13 @@
 
 Every change goes through the command's journal (``ctx.journal``), so that
 ``--dry-run`` takes the same path and changes nothing.
+
+Every command reports each container in the same words: the change it made
+(``web: started (10.1.1.2)``), or why it made none: ``web: already
+running``, ``web: already stopped``, ``web: already frozen``, ``web:
+already created``, ``web: not created``. A container that is not created
+is reported in its place, the others are worked on, and the command then
+fails (exit 1) naming them (``NotCreated``), in every command alike.
 """
 
 from __future__ import annotations
@@ -13,7 +20,7 @@ from typing import TypeVar
 
 from locker import diff, faults, foreign, planner
 from locker.context import Context
-from locker.errors import ConfigError, ContainerError, LockerError, raise_all
+from locker.errors import ConfigError, ContainerError, LockerError, NotCreated, raise_all
 from locker.journal import Change
 from locker.model import Bridge
 from locker.ops import host_names, network
@@ -62,13 +69,22 @@ def each(containers: Sequence[str], action: Callable[[str], T],
     return results
 
 
-def create(ctx: Context, containers: Sequence[str]) -> None:
+def not_created(ctx: Context, name: str, missing: list[str]) -> None:
+    """Report a container that does not exist, in its place."""
+    ctx.say(f"{name}: not created")
+    missing.append(name)
+
+
+def create(ctx: Context, containers: Sequence[str]) -> list[str]:
+    """Create the containers that do not exist; returns those created (or,
+    in a dry run, those that would be)."""
     facts = network.read_containers(ctx)
+    made: list[str] = []
 
     def create_one(name: str) -> None:
         lxc = ctx.lxc(name)
         if facts.states[name] != ABSENT:
-            ctx.say(f"{name}: exists already ({lxc})")
+            ctx.say(f"{name}: already created ({lxc})")
             return
         spec = ctx.project.container(name)
         if spec.source is None:
@@ -77,13 +93,25 @@ def create(ctx: Context, containers: Sequence[str]) -> None:
         clone_from = None
         if isinstance(spec.source, CloneSource):
             original = spec.source.name
-            clone_from = ctx.lxc(original) if original in ctx.project.container_names else original
+            ours = original in ctx.project.container_names
+            clone_from = ctx.lxc(original) if ours else original
+            state = facts.states[original] if ours and original not in made \
+                else ctx.runtime.state(clone_from)
+            if network.is_up(state):
+                stop = f"locker stop {original}" if ours else f"lxc-stop -n {clone_from}"
+                raise LockerError(f"cannot clone {clone_from} while it runs (lxc-copy copies "
+                                  f"a stopped container); run `{stop}` first.")
+        # a download may take minutes: a signal interrupts it (the runtime
+        # removes what it left), but no other change
         ctx.journal.change(Change(name, "created", "container", f"({lxc})"),
-                           lambda: ctx.runtime.create(lxc, spec.source, clone_from))
+                           lambda: ctx.runtime.create(lxc, spec.source, clone_from),
+                           interruptible=True)
+        made.append(name)
 
     failures: list[LockerError] = []
     each(_originals_first(ctx, containers), create_one, failures)
     raise_all(failures)
+    return made
 
 
 def _originals_first(ctx: Context, containers: Sequence[str]) -> list[str]:
@@ -111,13 +139,23 @@ def check_ports_free(ctx: Context, containers: Sequence[str]) -> None:
             ctx.warn(warning)
 
 
-def start(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions()) -> None:
+def start(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions(),
+          created: Sequence[str] = ()) -> None:
     """Bridge and network rules, then the containers, then their rules, in
-    phases that each return what the next needs."""
+    phases that each return what the next needs. Containers not created are
+    reported, the others started, and then the command fails (exit 1).
+    ``created``: containers a dry run of ``up`` would have created, taken
+    as created and stopped."""
     facts = network.read_containers(ctx)
-    missing = [n for n in containers if facts.states[n] == ABSENT]
-    if missing:
-        raise LockerError(f"{', '.join(missing)} do(es) not exist yet; run `locker create` first.")
+    assumed = [n for n in created if facts.states.get(n) == ABSENT and ctx.journal.dry_run]
+    facts = replace(facts, states={**facts.states, **{n: STOPPED for n in assumed}})
+    missing: list[str] = []
+    for name in containers:
+        if facts.states[name] == ABSENT:
+            not_created(ctx, name, missing)
+    containers = [n for n in containers if n not in missing]
+    if not containers:  # nothing to start: the network is not brought up for nothing
+        raise NotCreated(missing)
     if options.ports:
         check_ports_free(ctx, containers)
     failures: list[LockerError] = []
@@ -126,7 +164,7 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     facts = replace(facts, states={**facts.states, **settled})
     to_start = [n for n, state in settled.items() if not network.is_up(state)]
     bridge, _ = network.bring_up(ctx, facts)
-    addresses = _prepare_all(ctx, bridge, facts, to_start, failures)
+    addresses = _prepare_all(ctx, bridge, facts, to_start, failures, assumed)
     facts = replace(facts, configured={**facts.configured, **addresses})
     started = each([n for n in to_start if n in addresses],
                    lambda n: _start_one(ctx, n, addresses[n], options.timeout), failures,
@@ -134,7 +172,8 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     facts = replace(facts, states={**facts.states, **{n: RUNNING for n in started}})
     kinds = {diff.RULE} | ({diff.FORWARD} if options.ports else set()) \
         | ({diff.LINK} if options.links else set())
-    scope = None if set(containers) == set(ctx.project.container_names) else containers
+    scope = None if set(containers) | set(missing) == set(ctx.project.container_names) \
+        else containers
     try:
         network.repair(ctx, facts, kinds, scope)
         rules_added = True
@@ -147,6 +186,8 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
         for name in started:
             emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
                  container=name, address=addresses[name].ip)
+    if missing:
+        failures.append(NotCreated(missing))
     raise_all(failures)
 
 
@@ -165,12 +206,12 @@ def _settle(ctx: Context, name: str, state: str, options: StartOptions) -> str:
                            lambda: ctx.runtime.stop(lxc, options.timeout))
         state = STOPPED
     if state == RUNNING:
-        ctx.say(f"{name}: running already")
+        ctx.say(f"{name}: already running")
     return state
 
 
 def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str],
-                 failures: list[LockerError]) -> dict:
+                 failures: list[LockerError], assumed: Sequence[str] = ()) -> dict:
     """Addresses are handed out and written into the containers' configs
     under the host lock, so two commands never give one address twice; the
     files inside the containers are written after it."""
@@ -178,7 +219,8 @@ def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str
         addresses = network.assign(ctx, bridge.network, facts)
         configured = each(names, lambda n: _configure(ctx, n, bridge, addresses[n]), failures)
     prepared = {n: addresses[n] for n in configured}
-    ready = each(list(prepared), lambda n: _write_files(ctx, n, bridge, facts, addresses),
+    ready = each(list(prepared),
+                 lambda n: _write_files(ctx, n, bridge, facts, addresses, n not in assumed),
                  failures, ctx.parallel)
     return {n: prepared[n] for n in ready}
 
@@ -194,23 +236,51 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
             cgroup=spec.cgroup, hostname=_hostname(spec)))
 
 
-def _hostname(spec) -> str | None:
-    return spec.fqdn.split(".")[0] if spec.fqdn else None
+#: The end of the line that gives a container without ``fqdn`` its own
+#: name in its /etc/hosts. Not ``planner.HOSTS_MARK``: the link lines
+#: that ``links`` and ``rmlinks`` rewrite keep it as it is.
+SELF_MARK = "# locker: own name"
 
 
-def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresses) -> None:
-    """Everything the container must find when it boots."""
+def _hostname(spec) -> str:
+    """The fqdn's first label, or else the container's own name (a valid
+    hostname: names have no underscore)."""
+    return spec.fqdn.split(".")[0] if spec.fqdn else spec.name
+
+
+def with_own_name(text: str, name: str, ip, has_fqdn: bool) -> str:
+    """``/etc/hosts`` with the container's own line (``IP NAME``) after the
+    localhost line, replacing the one written before; a container with an
+    fqdn has its own line among Locker's already."""
+    lines = [line for line in text.splitlines() if not line.endswith(SELF_MARK)]
+    if not has_fqdn:
+        at = next((i + 1 for i, line in enumerate(lines)
+                   if line.split()[:1] == ["127.0.0.1"]), 0)
+        lines.insert(at, f"{ip}\t{name}\t{SELF_MARK}")
+    return "\n".join(lines) + "\n"
+
+
+def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresses,
+                 exists: bool = True) -> None:
+    """Everything the container must find when it boots. ``exists`` False:
+    a dry run of ``up`` for a container it would create, whose files are
+    not there to read yet (a new container's files are all written)."""
+    def write_file(name, path, make):
+        if exists:
+            network.write_file(ctx, name, path, make)
+        else:
+            ctx.journal.change(Change(name, "rewrote", path), lambda: None)
+
     spec = ctx.project.container(name)
     if spec.dns:
         servers = planner.nameservers(spec.dns, bridge.gateway, ctx.host_resolv())
-        network.write_file(ctx, name, "/etc/resolv.conf",
-                           lambda _: planner.resolv_conf(servers))
+        write_file(name, "/etc/resolv.conf", lambda _: planner.resolv_conf(servers))
     hostname = _hostname(spec)
-    if hostname:
-        network.write_file(ctx, name, "/etc/hostname", lambda _: hostname + "\n")
+    write_file(name, "/etc/hostname", lambda _: hostname + "\n")
     ips = {**facts.addresses, **{n: a.ip for n, a in addresses.items()}}
-    network.write_file(ctx, name, "/etc/hosts", lambda current: planner.hosts_file(
-        current, planner.hosts_entries(ctx.project, name, ips)))
+    write_file(name, "/etc/hosts", lambda current: with_own_name(
+        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips)),
+        name, ips[name], bool(spec.fqdn)))
 
 
 def _start_one(ctx: Context, name: str, address, timeout: float) -> None:
@@ -225,8 +295,14 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     adds nothing back."""
     facts = network.read_containers(ctx)
     failures: list[LockerError] = []
-    stopped = each(containers, lambda n: stop_one(ctx, n, facts.states[n], timeout), failures,
-                   ctx.parallel)
+    missing: list[str] = []
+
+    def one(name: str) -> None:
+        if facts.states[name] == ABSENT:
+            not_created(ctx, name, missing)
+        else:
+            stop_one(ctx, name, facts.states[name], timeout)
+    stopped = each(containers, one, failures, ctx.parallel)
     faults.point("containers-stopped")
     down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
@@ -238,6 +314,8 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
             if network.is_up(facts.states[name]):
                 emit(ctx.manager, "container_stopped", ctx.warn,
                      project=ctx.project.name, container=name)
+    if missing:
+        failures.append(NotCreated(missing))
     raise_all(failures)
 
 
@@ -249,25 +327,40 @@ def stop_one(ctx: Context, name: str, state: str, timeout: float) -> None:
         ctx.journal.change(Change(name, "stopped", "container"),
                            lambda: ctx.runtime.stop(lxc, timeout))
     elif state == STOPPED:
-        ctx.say(f"{name}: stopped already")
+        ctx.say(f"{name}: already stopped")
 
 
-def remove(ctx: Context, containers: Sequence[str]) -> None:
+def remove(ctx: Context, containers: Sequence[str], force: bool = False,
+           timeout: float = 30.0, missing_ok: bool = False) -> None:
+    """Delete stopped containers; ``force``: stop running ones first (and
+    remove their rules, as ``stop`` does). ``missing_ok`` (``down --rm``):
+    a container not created is no failure."""
     facts = network.read_containers(ctx)
+    missing: list[str] = []
+    if force:
+        up = [n for n in containers if network.is_up(facts.states[n])
+              or facts.states[n] == UNKNOWN]
+        if up:
+            stop(ctx, up, timeout)
+            facts = network.read_containers(ctx) if not ctx.journal.dry_run else replace(
+                facts, states={**facts.states, **{n: STOPPED for n in up}})
 
     def remove_one(name: str) -> None:
         lxc = ctx.lxc(name)
         state = facts.states[name]
         if state == ABSENT:
-            ctx.say(f"{name}: does not exist")
+            not_created(ctx, name, missing)
         elif state != STOPPED:
-            raise LockerError(f"{lxc} is {state.lower()}; run `locker stop {name}` first.")
+            raise LockerError(f"cannot remove it: it is {state.lower()}; run "
+                              f"`locker stop {name}` first, or `locker rm --force {name}`.")
         else:
             ctx.journal.change(Change(name, "removed", "container", f"({lxc})"),
                                lambda: ctx.runtime.destroy(lxc))
 
     failures: list[LockerError] = []
     each(containers, remove_one, failures, ctx.parallel)
+    if missing and not missing_ok:
+        failures.append(NotCreated(missing))
     raise_all(failures)
 
 
@@ -276,19 +369,29 @@ def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
     source = RUNNING if not thaw else FROZEN
     facts = network.read_containers(ctx)
 
+    missing: list[str] = []
+
     def one(name: str) -> None:
         lxc = ctx.lxc(name)
         state = facts.states[name]
+        if state == ABSENT:
+            not_created(ctx, name, missing)
+            return
         if state == want:
-            ctx.say(f"{name}: {verb} already" if not thaw else f"{name}: running already")
+            ctx.say(f"{name}: already {'frozen' if not thaw else 'running'}")
             return
         if state != source:
-            raise LockerError(f"{lxc} is {state.lower()}, not {source.lower()}.")
+            command = "freeze" if not thaw else "unfreeze"
+            hint = f"run `locker start {name}` first" if state == STOPPED \
+                else f"check `lxc-info -n {lxc}`"
+            raise LockerError(f"cannot {command} it: it is {state.lower()}; {hint}.")
         action = ctx.runtime.unfreeze if thaw else ctx.runtime.freeze
         ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
 
     failures: list[LockerError] = []
     each(containers, one, failures, ctx.parallel)
+    if missing:
+        failures.append(NotCreated(missing))
     raise_all(failures)
 
 
@@ -297,17 +400,57 @@ def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
     the container's configuration at every start."""
     facts = network.read_containers(ctx)
 
+    missing: list[str] = []
+
     def one(name: str) -> None:
         settings = ctx.project.container(name).cgroup
         lxc = ctx.lxc(name)
-        if settings and network.is_up(facts.states[name]):
+        if facts.states[name] == ABSENT:
+            not_created(ctx, name, missing)
+        elif settings and network.is_up(facts.states[name]):
             ctx.journal.change(
                 Change(name, "set", "cgroup", ", ".join(f"{k}={v}" for k, v in settings)),
                 lambda: ctx.runtime.apply_cgroup(lxc, settings))
 
     failures: list[LockerError] = []
     each(containers, one, failures, ctx.parallel)
+    if missing:
+        failures.append(NotCreated(missing))
     raise_all(failures)
+
+
+def up(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions()) -> None:
+    """``up``: create what is missing, then start everything (the
+    containers that could not be created are reported by ``start``)."""
+    failures: list[LockerError] = []
+    created: list[str] = []
+    try:
+        created = create(ctx, containers)
+    except LockerError as exc:
+        failures.append(exc)
+    try:
+        start(ctx, containers, options, created=created)
+    except LockerError as exc:
+        failures.append(exc)
+    raise_all(failures)
+
+
+def down(ctx: Context, timeout: float = 30.0, keep_orphans: bool = False,
+         remove_containers: bool = False) -> None:
+    """``down``: stop every container, remove the project's rules and bridge
+    (``cleanup``); ``remove_containers`` (``--rm``): then delete them."""
+    from locker.ops.cleanup import cleanup
+
+    cleanup(ctx, timeout, keep_orphans)
+    if remove_containers:
+        facts = network.read_containers(ctx)
+        names = [n for n in ctx.project.container_names if facts.states[n] != ABSENT]
+        if ctx.journal.dry_run:  # as stopped, as cleanup would have left them
+            for name in names:
+                ctx.journal.change(Change(name, "removed", "container", f"({ctx.lxc(name)})"),
+                                   lambda: None)
+        else:
+            remove(ctx, names, missing_ok=True)
 
 
 def reconcile(ctx: Context, command: str, containers: Sequence[str] | None,

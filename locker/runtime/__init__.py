@@ -112,3 +112,14 @@ class Runtime(Protocol):
         """Replace a file in the container's root file system (a symlink
         there is replaced, not followed). Raises ``ContainerFileRefused``
         where a FIFO, device or directory is in its place."""
+
+    def attach(self, name: str, command: Sequence[str] = ()) -> int:
+        """Run ``command`` (empty: a login shell) in the running container,
+        on the user's terminal; returns its exit status."""
+
+    def console(self, name: str) -> int:
+        """Connect the user's terminal to the container's console."""
+
+    def console_log(self, name: str) -> str | None:
+        """The end of the container's console log, None when there is none
+        (Locker sets one up when it configures the container)."""

@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import math
 import os
+import re
 import signal
 import subprocess
 from collections.abc import Sequence
@@ -126,8 +127,22 @@ class LxcRuntime:
         return tuple(e.name for e in entries if os.path.isfile(os.path.join(e.path, "config")))
 
     def create(self, name: str, source: Source, clone_from: str | None = None) -> None:
+        """Create the container. Interrupted (a signal), the command is
+        killed and what it left of the container is destroyed, so that the
+        next ``create`` starts afresh rather than finding it "exists
+        already"."""
         what = "clone" if isinstance(source, CloneSource) else "create"
-        self._lxc(create_argv(name, source, clone_from), name, what, CREATE_SECONDS)
+        try:
+            self._lxc(create_argv(name, source, clone_from), name, what, CREATE_SECONDS)
+        except LockerError:
+            raise
+        except BaseException:
+            if Path(self.lxcpath, name).exists():
+                try:
+                    self.destroy(name)
+                except BaseException:  # the second signal: leave it to lxc-destroy by hand
+                    pass
+            raise
 
     def destroy(self, name: str) -> None:
         self._lxc(["lxc-destroy", "-n", name], name, "destroy", DESTROY_SECONDS)
@@ -147,8 +162,13 @@ class LxcRuntime:
         except CommandTimedOut as err:
             raise CommandTimedOut(f"{err} LXC's log: {_tail(log)}", err.command,
                                   err.timeout) from err
-        except LockerError as err:
-            raise LockerError(f"{err} LXC's log: {_tail(log)}") from err
+        except LxcFailed as err:
+            # one line: the cause (the log's first error, else LXC's own line)
+            # and where the log is; -v shows all LXC printed
+            cause = _first_error(log) or err.cause
+            failed = LxcFailed(f"Container {name}: could not start: {cause} (LXC's log: "
+                               f"{log}; -v shows all LXC printed)", err.cause, err.output)
+            raise failed from err
 
     def stop(self, name: str, timeout: float) -> None:
         """Stop the container; lxc-stop asks init to halt and kills it
@@ -202,7 +222,8 @@ class LxcRuntime:
         path = self._config_path(name)
         text = self._read_config(name)
         block = lxcconfig.render_block(bridge, address, gateway, mounts, cgroup, hostname,
-                                       cgroup2=host_uses_cgroup2())
+                                       cgroup2=host_uses_cgroup2(),
+                                       console_log=str(self._console_log(name)))
         new = lxcconfig.rewrite(text, block, replace_hostname=hostname is not None)
         try:
             for host_dir, _ in mounts:
@@ -230,6 +251,58 @@ class LxcRuntime:
 
     def write_file(self, name: str, path: str, text: str) -> None:
         rootfs.write_text(self._rootfs(name), path, text, container=name)
+
+    # -- at the keyboard ----------------------------------------------------
+
+    def attach(self, name: str, command: Sequence[str] = ()) -> int:
+        """Run ``command`` (none: a shell) in the running container with
+        ``lxc-attach``, on the user's terminal; its exit status."""
+        return self._interactive(["lxc-attach", "-n", name,
+                                  *(["--", *command] if command else [])], name)
+
+    def console(self, name: str) -> int:
+        """The container's console (``lxc-console``; Ctrl-a q leaves it)."""
+        return self._interactive(["lxc-console", "-n", name], name)
+
+    def console_log(self, name: str, limit: int = 1 << 20) -> str | None:
+        """The end (at most ``limit`` bytes) of the console log LXC writes
+        for the container since Locker configured it; None without one."""
+        path = self._console_log(name)
+        try:
+            with open(path, "rb") as log:
+                size = os.fstat(log.fileno()).st_size
+                log.seek(max(0, size - limit))
+                data = log.read(limit)
+        except FileNotFoundError:
+            return None
+        except OSError as err:
+            raise LockerError(f"Cannot read {path}: {err.strerror}.") from err
+        return data.decode("utf-8", errors="replace")
+
+    def console_log_path(self, name: str) -> Path:
+        return self._console_log(name)
+
+    def _console_log(self, name: str) -> Path:
+        return Path(self.lxcpath, name, "console.log")
+
+    def _interactive(self, argv: list[str], name: str) -> int:
+        """Run an LXC command on the user's terminal. While it runs, the
+        terminal's Ctrl-C is the command's (it is in the same process
+        group), and a SIGTERM to Locker is passed on to it."""
+        full = [*self._prefix, argv[0], "-P", self.lxcpath, *argv[1:]]
+        try:
+            child = subprocess.Popen(full)
+        except FileNotFoundError as err:
+            raise LockerError(f"Cannot run {argv[0]}: {err.strerror}; install LXC.") from err
+        previous = {signal.SIGINT: signal.signal(signal.SIGINT, signal.SIG_IGN),
+                    signal.SIGTERM: signal.signal(
+                        signal.SIGTERM, lambda number, frame: child.send_signal(number))}
+        try:
+            status = child.wait()
+        finally:
+            for number, handler in previous.items():
+                signal.signal(number, handler)
+        return 128 - status if status < 0 else status
 
     # -- helpers ----------------------------------------------------------
 
@@ -276,9 +349,42 @@ class LxcRuntime:
             _kill(child)
             raise
         if child.returncode != 0:
-            detail = _last_lines(err or out) or f"exit status {child.returncode}"
-            raise LockerError(f"{who}: could not {what}: {printable(detail)}")
+            output = (err or out).strip()
+            cause = printable(_cause(output) or f"{argv[0]} exited with status "
+                                                f"{child.returncode} and printed nothing")
+            raise LxcFailed(f"{who}: could not {what}: {cause}", cause,
+                            "\n".join(printable(line) for line in output.splitlines()))
         return out
+
+
+class LxcFailed(LockerError):
+    """An LXC command failed: the message has the cause in one line;
+    ``details`` holds everything it printed (shown with ``-v``)."""
+
+    def __init__(self, message: str, cause: str, output: str) -> None:
+        super().__init__(message)
+        self.cause = cause
+        self.output = output
+        self.details = [line for line in output.splitlines() if line.strip()]
+
+
+#: ``lxc-start: web: tools/lxc_start.c: main: 306 `` before each message.
+_LXC_PREFIX = re.compile(r"^lxc-[\w-]+: [^:]*: [^:]*\.c: \w+: \d+ ")
+#: LXC's lines that say that it failed, not why.
+_BOILERPLATE = re.compile(
+    r"foreground mode|--logfile and --logpriority|container failed to start|"
+    r'instead of "RUNNING"|Failed to create container|Failed to clone|Error creating '
+    r"container|Failed to (?:start|stop|destroy) container", re.IGNORECASE)
+
+
+def _cause(output: str) -> str:
+    """The line of an LXC command's output that says why it failed: the
+    first that is not boilerplate, without LXC's source location."""
+    lines = [_LXC_PREFIX.sub("", line).strip() for line in output.splitlines()]
+    lines = [line for line in lines if line]
+    causes = [line for line in lines if not _BOILERPLATE.search(line)]
+    return (causes or lines or [""])[0]
+
 
 
 def _kill(child: subprocess.Popen[str]) -> None:
@@ -302,9 +408,16 @@ def _seconds(timeout: float) -> str:
     return str(max(0, math.ceil(timeout)))
 
 
-def _last_lines(text: str, count: int = 3) -> str:
-    lines = [line.strip() for line in text.strip().splitlines() if line.strip()]
-    return " ".join(lines[-count:])
+def _first_error(log: Path) -> str | None:
+    """The first error of an ``lxc-start`` log (the cause; the later ones
+    only say that the start failed), without LXC's source location."""
+    try:
+        for line in log.read_text(errors="replace").splitlines():
+            if " ERROR " in line:
+                return printable(line.rsplit(" - ", 1)[-1].strip())
+    except OSError:
+        pass
+    return None
 
 
 def _tail(log: Path) -> str:

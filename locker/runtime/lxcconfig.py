@@ -70,8 +70,10 @@ def hwaddr_for(address: IPv4Interface) -> str:
 def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
                  mounts: Sequence[tuple[str, str]] = (),
                  cgroup: Sequence[tuple[str, str]] = (),
-                 hostname: str | None = None, cgroup2: bool = False) -> list[str]:
-    """The lines of Locker's block, markers included.
+                 hostname: str | None = None, cgroup2: bool = False,
+                 console_log: str | None = None) -> list[str]:
+    """The lines of Locker's block, markers included. ``console_log``: the
+    file LXC writes the container's console to (``locker logs``).
 
     ``cgroup2`` selects ``lxc.cgroup2.KEY`` (unified hierarchy) instead of
     ``lxc.cgroup.KEY`` (v1 or hybrid hosts). Raises ConfigError for a mount
@@ -81,6 +83,9 @@ def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
     if hostname is not None:
         _check_single_line("hostname", hostname)
         lines.append(f"lxc.uts.name = {hostname}")
+    if console_log is not None:
+        _check_single_line("console log", console_log)
+        lines.append(f"lxc.console.logfile = {console_log}")
     lines += [
         "lxc.net.0.type = veth",
         f"lxc.net.0.link = {bridge}",

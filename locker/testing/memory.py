@@ -185,6 +185,10 @@ class MemoryRuntime:
     def __init__(self) -> None:
         self.containers: dict[str, MemoryContainer] = {}
         self.fail_start: set[str] = set()
+        #: what attach and console were asked to run: (name, command)
+        self.attached: list[tuple[str, tuple[str, ...]]] = []
+        self.exit_status = 0  # of every attached command
+        self.console_logs: dict[str, str] = {}
 
     def _get(self, name: str) -> MemoryContainer:
         if name not in self.containers:
@@ -248,3 +252,17 @@ class MemoryRuntime:
 
     def write_file(self, name: str, path: str, text: str) -> None:
         self._get(name).files[path] = text
+
+    def attach(self, name: str, command=()) -> int:
+        self._get(name)
+        self.attached.append((name, tuple(command)))
+        return self.exit_status
+
+    def console(self, name: str) -> int:
+        self._get(name)
+        self.attached.append((name, ("console",)))
+        return 0
+
+    def console_log(self, name: str) -> str | None:
+        self._get(name)
+        return self.console_logs.get(name)

@@ -277,18 +277,25 @@ def test_a_container_stopped_behind_lockers_back_loses_its_rules_on_ports_and_li
     assert "demo:web" not in world.ruleset_dump()
 
 
-def test_the_chosen_backend_warns_once_where_it_should_not_be_the_default(up: Demo) -> None:
+def test_the_chosen_backend_warns_once_where_it_should_not_be_the_default(
+        up: Demo, tmp_path: Path) -> None:
     """On a host whose iptables is the nf_tables variant, an explicit
-    ``--backend iptables`` works and warns once, in one sentence; nftables
-    says nothing."""
+    ``--backend iptables`` works and warns in one sentence, once per host
+    (its run directory) and command class: not on every read-only command
+    (issue 12); nftables says nothing."""
     variant = subprocess.run(["iptables", "-V"], capture_output=True, text=True).stdout
-    done = up.locker("status")
-    warnings = [line for line in done.stderr.splitlines() if "warning:" in line]
+    fresh = {"LOCKER_RUN_DIR": str(tmp_path / "run")}  # a host that has not warned yet
+
+    def warnings(*argv: str) -> list[str]:
+        done = up.world.locker(up.dir, *argv, env=fresh)
+        return [line for line in done.stderr.splitlines() if "warning:" in line]
+    first, again, changing = warnings("status"), warnings("status"), warnings("ports")
     if up.world.backend == "iptables" and "nf_tables" in variant:
-        assert len(warnings) == 1, done.stderr
-        assert "legacy" in warnings[0]
+        assert len(first) == 1 and "legacy" in first[0], first
+        assert again == [], "a second read-only command repeats the warning"
+        assert changing == first, "the first changing command says it once too"
     else:
-        assert warnings == [], done.stderr
+        assert first == again == changing == []
 
 
 def test_start_brings_the_rules_back_after_a_firewall_reload(up: Demo) -> None:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 import subprocess
 import sys
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
@@ -32,8 +33,10 @@ IP = IPv4Address
 def clean_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     """No host file, no backend variables, no colour variables from outside."""
     monkeypatch.setattr(hostconfig, "DEFAULT_PATH", tmp_path / "no-host-file.yaml")
-    for name in ("LOCKER_CONFIG", "LOCKER_BACKEND", "LOCKER_LINK_BACKEND", "NO_COLOR", "TERM"):
+    for name in ("LOCKER_CONFIG", "LOCKER_BACKEND", "LOCKER_LINK_BACKEND", "NO_COLOR", "TERM",
+                 "LOCKER_PROJECT"):
         monkeypatch.delenv(name, raising=False)
+    monkeypatch.setenv("LOCKER_RUN_DIR", str(tmp_path / "run"))  # warnings' markers
 
 
 # ------------------------------------------------------------------ parsing
@@ -409,6 +412,7 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
     the firewall and runtime they share."""
     from locker.projectfile import load_project
 
+    monkeypatch.setattr("locker.cli.privileges.is_root", lambda: True)
     firewall, link, runtime = MemoryFirewall(), MemoryLink(), MemoryRuntime()
     project = load_project(EXAMPLE, "shop")
     for name in project.container_names:
@@ -480,7 +484,9 @@ def test_select_backends_follows_the_precedence(fake_backends) -> None:
     args = parse_args(["--link-backend", "ipr2", "status"])
     warnings: list[str] = []
     firewall, link = session.select_backends(
-        args, HostConfig(firewall="nftables"), {"LOCKER_BACKEND": "iptables"}, warnings.append)
+        args, HostConfig(firewall="nftables"),
+        {"LOCKER_BACKEND": "iptables", "LOCKER_RUN_DIR": os.environ["LOCKER_RUN_DIR"]},
+        warnings.append)
     assert (firewall.name, firewall.how) == ("iptables", "environment LOCKER_BACKEND")
     assert (link.name, link.how) == ("ipr2", "command line")
     assert warnings == ["legacy!"]
@@ -527,8 +533,10 @@ def switch(argv, record, mode, environ=None):
     from locker.project import HostConfig
 
     warnings: list[str] = []
+    import os
+    environ = {"LOCKER_RUN_DIR": os.environ["LOCKER_RUN_DIR"], **(environ or {})}
     chosen = session.select_for_project(parse_args(argv), HostConfig(), record,
-                                        environ or {}, warnings.append, mode)
+                                        environ, warnings.append, mode)
     return chosen, warnings
 
 
@@ -568,4 +576,6 @@ def test_the_host_file_choosing_another_backend_is_a_switch_too(fake_backends) -
 
     with pytest.raises(ConfigError, match="'iptables' is chosen \\(host file\\)"):
         session.select_for_project(parse_args(["ports"]), HostConfig(firewall="iptables"),
-                                   recorded("nftables"), {}, print, session.ADDS)
+                                   recorded("nftables"),
+                                   {"LOCKER_RUN_DIR": os.environ["LOCKER_RUN_DIR"]}, print,
+                                   session.ADDS)

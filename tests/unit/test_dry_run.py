@@ -101,6 +101,12 @@ CASES: dict[str, tuple[Callable[[Env], None], Callable]] = {
     "cleanup": (with_orphan, lambda ctx: cleanup.cleanup(ctx)),
     "cleanup --keep-orphans": (with_orphan, lambda ctx: cleanup.cleanup(ctx, keep_orphans=True)),
     "restore": (drifted, lambda ctx: host.restore(ctx)),
+    "up": (nothing, lambda ctx: lifecycle.up(ctx, ctx.select([]))),
+    "up (some created)": (lambda env: env.runtime.create(env.ctx.lxc("web"), BUSYBOX),
+                          lambda ctx: lifecycle.up(ctx, ctx.select([]))),
+    "down": (with_orphan, lambda ctx: lifecycle.down(ctx)),
+    "down --rm": (started, lambda ctx: lifecycle.down(ctx, remove_containers=True)),
+    "rm --force": (started, lambda ctx: lifecycle.remove(ctx, ["web", "db"], force=True)),
 }
 
 

@@ -15,7 +15,7 @@ def test_valid_names(name: str) -> None:
     assert names.is_valid_name(name)
 
 
-@pytest.mark.parametrize("name", ["", "2web", "we-b", "we_b", "we b", "x" * (names.NAME_MAX + 1),
+@pytest.mark.parametrize("name", ["", "2web", "web-", "-web", "we_b", "we b", "x" * (names.NAME_MAX + 1),
                                   "wéb", "web\n"])
 def test_invalid_names(name: str) -> None:
     assert not names.is_valid_name(name)
@@ -63,7 +63,7 @@ def test_tag_text_and_round_trip(tag: Tag, text: str) -> None:
 
 @pytest.mark.parametrize("comment", [
     None, "", "LOCKER", "locker", "locker:", "locker:shop", "other:shop:masquerade",
-    "locker:shop:bogus", "locker:sh-op:masquerade", "locker:shop:web:dnat:db:extra",
+    "locker:shop:bogus", "locker:shop-:masquerade", "locker:shop:web:dnat:db:extra",
     "locker:shop:web:link:", "xlocker:shop:masquerade",
 ])
 def test_foreign_or_broken_comments_are_not_tags(comment: str | None) -> None:
@@ -107,3 +107,17 @@ def test_a_bridge_is_lockers_when_its_alias_names_the_project_of_its_name() -> N
     assert not names.is_locker_bridge("locker_shop", "locker:blog"), "another project's mark"
     assert not names.is_locker_bridge("locker_shop", None)
     assert not names.is_locker_bridge("locker_shop", "made by hand")
+
+
+@pytest.mark.parametrize("name", ["my-app", "web-1", "a-b-c", "x"])
+def test_hyphens_inside_a_name_are_valid(name: str) -> None:
+    assert names.is_valid_name(name)
+    assert names.lxc_name(name, "web").split("_") == [name, "web"]
+
+
+@pytest.mark.parametrize("text, suggestion", [
+    ("my_app", "my-app"), ("My App", "My-App"), ("2048-game", "game"), ("app.", "app"),
+    ("___", None), ("x" * 40, "x" * 32),
+])
+def test_a_name_is_suggested_for_a_bad_directory_name(text: str, suggestion) -> None:
+    assert names.suggested_name(text) == suggestion

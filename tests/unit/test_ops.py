@@ -244,7 +244,7 @@ def test_a_second_start_and_ports_change_nothing(env: Env) -> None:
     lifecycle.start(env.ctx, env.ctx.select([]))
     rules = env.firewall.rules
     assert changed(env, lambda: lifecycle.start(env.ctx, env.ctx.select([]))) == []
-    assert "web: running already" in env.said
+    assert "web: already running" in env.said
     assert ports(env) == [] and links(env) == []
     assert env.firewall.rules == rules
 
@@ -282,17 +282,16 @@ def test_start_without_ports_or_links(env: Env) -> None:
     assert env.firewall.rules.links == frozenset()
 
 
-def test_starting_a_missing_container_changes_nothing(tmp_path: Path) -> None:
+def test_start_starts_what_exists_and_reports_what_is_missing(tmp_path: Path) -> None:
     env = make_env(tmp_path)
     env.runtime.create(env.ctx.lxc("web"), BUSYBOX)
-    with pytest.raises(LockerError, match="db, cache") as caught:
+    with pytest.raises(LockerError, match="not created: db, cache") as caught:
         lifecycle.start(env.ctx, env.ctx.select([]))
+    assert caught.value.exit_status == 1
     assert "locker create" in str(caught.value)
-    assert env.link.bridges == {}
-    assert not env.link.ip_forward
-    assert env.firewall.rules == Ruleset()
-    assert env.firewall.transactions == 0
-    assert env.lxc("web").state == STOPPED
+    assert env.said[:2] == ["db: not created", "cache: not created"]
+    assert env.lxc("web").state == RUNNING
+    assert "web: started (10.1.1.2)" in env.said
 
 
 def test_one_container_failing_to_start_does_not_stop_the_others(env: Env) -> None:
@@ -415,7 +414,7 @@ def test_stop_of_a_stopped_or_frozen_container(env: Env) -> None:
     lifecycle.stop(env.ctx, ["web", "db"])
     assert env.lxc("web").state == STOPPED
     assert "web: stopped" in env.said
-    assert "db: stopped already" in env.said
+    assert "db: already stopped" in env.said
 
 
 def test_rules_of_containers_stopped_behind_lockers_back_go(env: Env) -> None:
@@ -695,18 +694,24 @@ def test_create_skips_existing_and_reports_containers_without_source(tmp_path: P
     env.runtime.create("shop_a", BUSYBOX)
     with pytest.raises(LockerError, match="^b: b has no template"):
         lifecycle.create(env.ctx, ["a", "b", "c"])
-    assert "a: exists already (shop_a)" in env.said
+    assert "a: already created (shop_a)" in env.said
     assert "shop_c" in env.runtime.containers
 
 
 def test_rm_refuses_running_containers(env: Env) -> None:
     lifecycle.start(env.ctx, ["web"])
-    with pytest.raises(LockerError, match="shop_web is running; run `locker stop web` first"):
+    with pytest.raises(LockerError, match="web: cannot remove it: it is running; run "
+                       "`locker stop web` first, or `locker rm --force web`"):
         lifecycle.remove(env.ctx, ["web", "db"])
     assert env.lxc("web").state == RUNNING
     assert "shop_db" not in env.runtime.containers
-    lifecycle.remove(env.ctx, ["db"])
-    assert "db: does not exist" in env.said
+    with pytest.raises(LockerError, match="not created: db"):
+        lifecycle.remove(env.ctx, ["db"])
+    assert "db: not created" in env.said
+    lifecycle.remove(env.ctx, ["web"], force=True)
+    assert "shop_web" not in env.runtime.containers
+    assert env.said[-2:] == ["web: stopped", "web: removed (shop_web)"] or \
+        "web: stopped" in env.said
 
 
 def test_freeze_and_unfreeze(env: Env) -> None:
@@ -714,12 +719,12 @@ def test_freeze_and_unfreeze(env: Env) -> None:
     lifecycle.freeze(env.ctx, ["web"])
     lifecycle.freeze(env.ctx, ["web"])  # frozen already: nothing to do
     assert env.lxc("web").state == FROZEN
-    with pytest.raises(LockerError, match="shop_db is stopped, not running"):
+    with pytest.raises(LockerError, match="db: cannot freeze it: it is stopped"):
         lifecycle.freeze(env.ctx, ["db"])
     lifecycle.freeze(env.ctx, ["web"], thaw=True)
     assert env.lxc("web").state == RUNNING
     assert [line for line in env.said if "frozen" in line or "thawed" in line] == [
-        "web: frozen", "web: frozen already", "web: thawed"]
+        "web: frozen", "web: already frozen", "web: thawed"]
 
 
 def test_cgroup_is_applied_to_running_containers_only(env: Env) -> None:

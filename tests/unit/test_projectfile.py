@@ -202,18 +202,39 @@ def test_containers_required(tmp_path: Path) -> None:
     assert "expected a mapping" in only_problem(tmp_path, "containers: [web]\n")
 
 
-@pytest.mark.parametrize("directory, reason", [
-    ("my-app", "not a valid project name (the file's directory name)"),
-    ("a" * 33, "at most 32 characters"),
+@pytest.mark.parametrize("directory, reason, key", [
+    ("my_app", "the file's directory name is not a valid project name", "name: my-app"),
+    ("a" * 33, "at most 32 characters", "name: " + "a" * 32),
 ])
-def test_bad_project_name_from_directory(tmp_path: Path, directory: str, reason: str) -> None:
+def test_bad_project_name_from_directory(tmp_path: Path, directory: str, reason: str,
+                                         key: str) -> None:
     path = write(tmp_path, "containers: {web: {}}\n", directory=directory)
     with pytest.raises(ConfigError) as caught:
         load_project(path)
     [found] = caught.value.problems
     assert found.startswith(f'{path}: project: "{directory}": ')
-    assert reason in found and "pass -p NAME" in found
+    assert reason in found and f"a top-level {key} in the file" in found
     assert load_project(path, "app").name == "app"
+
+
+def test_a_directory_with_a_hyphen_names_its_project(tmp_path: Path) -> None:
+    path = write(tmp_path, "containers: {web: {}}\n", directory="my-app")
+    assert load_project(path).name == "my-app"
+
+
+def test_the_name_key_names_the_project(tmp_path: Path) -> None:
+    path = write(tmp_path, "name: shop\ncontainers: {web: {}}\n", directory="my_app")
+    assert load_project(path).name == "shop"
+    assert load_project(path, "other").name == "other"
+
+
+@pytest.mark.parametrize("value", ["my_shop", "9", "[a]", '""'])
+def test_a_bad_name_key_is_reported_at_its_line(tmp_path: Path, value: str) -> None:
+    path = write(tmp_path, f"containers: {{web: {{}}}}\nname: {value}\n")
+    with pytest.raises(ConfigError) as caught:
+        load_project(path)
+    [found] = caught.value.problems
+    assert found.startswith(f"{path}:2: name: ") and "not a valid project name" in found
 
 
 def test_bad_project_name_from_option(tmp_path: Path) -> None:
@@ -238,8 +259,8 @@ def test_all_problems_at_once_in_file_order(tmp_path: Path) -> None:
         'did you mean "db"?',
         '6: containers.db.prots: unknown key; did you mean "ports"?',
         "7: containers.my_db: not a valid container name: a container name is a letter "
-        "followed by letters and digits, at most 32 characters (it becomes part of "
-        "interface names and rule comments)",
+        "followed by letters, digits and hyphens, not ending in a hyphen, at most 32 "
+        "characters (it becomes part of interface names, rule comments and hostnames)",
     ]
 
 
@@ -418,7 +439,7 @@ def test_one_source_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("yaml_text, expected", [
     ("contaners: {web: {}}\n", '1: contaners: unknown key; did you mean "containers"?'),
     ("version: 3\ncontainers: {web: {}}\n",
-     "1: version: unknown key; allowed keys: defaults, containers"),
+     "1: version: unknown key; allowed keys: name, defaults, containers"),
     ("containers:\n  web:\n    link: [db]\n",
      '3: containers.web.link: unknown key; did you mean "links"?'),
     ("defaults:\n  volume: []\ncontainers: {web: {}}\n",
@@ -449,12 +470,13 @@ def test_duplicate_keys_are_reported(tmp_path: Path) -> None:
 def test_bad_container_name(tmp_path: Path) -> None:
     found = problems(tmp_path, """\
         containers:
-          web-1: {}
+          web-: {}
           2db: {}
           "a b": {}
+          web-1: {}
         """)
     assert [line.split(": not a valid")[0] for line in found] == [
-        "2: containers.web-1", "3: containers.2db", '4: containers."a b"']
+        "2: containers.web-", "3: containers.2db", '4: containers."a b"']
 
 
 # --- hostile files: limits checked before the file is composed ------------

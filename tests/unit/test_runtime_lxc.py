@@ -183,9 +183,42 @@ def test_a_failed_start_says_what_lxc_logged(runtime: LxcRuntime, fakes: Fakes,
                                              lxcpath: Path) -> None:
     log = lxcpath / NAME / "locker-start.log"
     fakes.add("lxc-start", f"echo 'lxc-start p_web 2026 ERROR network - net.c:1 - no bridge "
-                           f"nosuchbr' > {log}\necho 'failed to start' >&2\nexit 1\n")
-    with pytest.raises(LockerError, match="could not start: failed to start.*no bridge"):
+                           f"nosuchbr' > {log}\necho 'lxc-start p_web 2026 ERROR start - "
+                           f"start.c:2 - Failed to spawn' >> {log}\n" + BOILERPLATE)
+    with pytest.raises(LockerError) as failed:
         runtime.start(NAME, 1.0)
+    assert str(failed.value) == (f"Container {NAME}: could not start: no bridge nosuchbr "
+                                 f"(LXC's log: {log}; -v shows all LXC printed)")
+    assert len(failed.value.details) == 4
+
+
+BOILERPLATE = """cat >&2 <<'END'
+lxc-start: p_web: lxccontainer.c: wait_on_daemonized_start: 870 Received container state "ABORTING" instead of "RUNNING"
+lxc-start: p_web: tools/lxc_start.c: main: 306 The container failed to start
+lxc-start: p_web: tools/lxc_start.c: main: 309 To get more details, run the container in foreground mode
+lxc-start: p_web: tools/lxc_start.c: main: 311 Additional information can be obtained by setting the --logfile and --logpriority options
+END
+exit 1
+"""
+
+
+def test_a_failed_start_without_a_log_says_lxcs_cause(runtime: LxcRuntime, fakes: Fakes,
+                                                      lxcpath: Path) -> None:
+    fakes.add("lxc-start", "echo 'lxc-start: p_web: conf.c: run: 1 No such bridge' >&2\n"
+                           + BOILERPLATE)
+    with pytest.raises(LockerError, match=r"could not start: No such bridge \(LXC's log: "):
+        runtime.start(NAME, 1.0)
+
+
+def test_a_failed_create_is_one_line_with_its_cause(runtime: LxcRuntime, fakes: Fakes) -> None:
+    from locker.project import DownloadSource
+    fakes.add("lxc-create", "echo 'ERROR: Unable to fetch GPG key from keyserver' >&2\n"
+                            "echo 'lxc-create: p_web: lxccontainer.c: create_run_template: 1627 "
+                            "Failed to create container from template' >&2\nexit 1\n")
+    with pytest.raises(LockerError) as failed:
+        runtime.create("p_new", DownloadSource("debian", "bookworm", "amd64"))
+    assert str(failed.value) == ("Container p_new: could not create: ERROR: Unable to fetch "
+                                 "GPG key from keyserver")
 
 
 def test_a_hung_stop_is_killed(runtime: LxcRuntime, fakes: Fakes) -> None:
