@@ -90,7 +90,7 @@ def _remove_bridge(ctx: Context, facts: Facts, still_up: list[str]) -> None:
             ctx.journal.change(Change(ctx.project.name, "removed", "bridge", ctx.bridge_name),
                                lambda: ctx.hooks.remove_bridge(name=ctx.bridge_name))
         else:
-            ctx.say(f"{ctx.project.name}: bridge {ctx.bridge_name} gone already")
+            ctx.say(f"{ctx.project.name}: bridge {ctx.bridge_name} already gone")
         ctx.journal.unless_dry(lambda: _forget_network(ctx, facts))
 
 
