@@ -249,3 +249,5 @@ HANDLERS: dict[str, Callable] = {
     "cgroup": cmd_cgroup, "freeze": cmd_freeze, "unfreeze": cmd_unfreeze,
     "cleanup": cmd_cleanup, "ls": cmd_ls, "restore": cmd_restore,
 }
+from locker.cli.about import cmd_completion  # noqa: E402  (locker/cli/about.py)
+HANDLERS["completion"] = cmd_completion

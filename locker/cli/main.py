@@ -33,6 +33,7 @@ COMMANDS = {
     "backends": "list the installed backends and which ones this host would use",
     "ls": "list every project of this host, from Locker's host state",
     "restore": "re-apply the network of running projects after a firewall reload or reboot",
+    "completion": "print the completion script for bash, zsh or fish",
 }
 NO_CONTAINERS = {"cleanup", "validate", "backends", "ls", "restore"}
 CHANGING = {"create", "start", "stop", "reboot", "rm", "ports", "rmports", "links",
@@ -78,7 +79,7 @@ def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
 def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
     """The global options, accepted before and after the command. After it,
     an option that is not given must not override one given before."""
-    from locker import __version__
+    from locker.cli.about import VersionAction
 
     def default(value):
         return argparse.SUPPRESS if after_command else value
@@ -104,7 +105,7 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
     add("--no-color", action="store_true", default=default(False),
         help="no colours (also when NO_COLOR is set or output is not a terminal)")
     if not after_command:
-        add("--version", action="version", version=f"locker {__version__}")
+        add("--version", action=VersionAction)
 
 
 def _seconds(text: str) -> float:
@@ -136,6 +137,9 @@ def build_parser() -> argparse.ArgumentParser:
         if name == "restore":
             sub.add_argument("projects", nargs="*", metavar="PROJECT",
                              help="only these projects (default: every one of the host state)")
+        elif name == "completion":
+            sub.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL",
+                             help="bash, zsh or fish")
         elif name not in NO_CONTAINERS:
             sub.add_argument("containers", nargs="*", metavar="CONTAINER",
                              help="limit to these containers (default: all)")
