@@ -148,19 +148,38 @@ def generate() -> dict[str, str]:
     """Each generated file's path (from the repository's root) and text."""
     import shtab
 
+    before = os.environ.get("COLUMNS")
     os.environ["COLUMNS"] = WIDTH
-    return {
-        MAN_PAGE: man_page(parser()),
-        f"{COMPLETION_DIR}/locker.bash": shtab.complete(parser(), "bash"),
-        f"{COMPLETION_DIR}/_locker": shtab.complete(parser(), "zsh"),
-        f"{COMPLETION_DIR}/locker.fish": fish(parser()),
-    }
+    try:
+        return {
+            MAN_PAGE: man_page(parser()),
+            f"{COMPLETION_DIR}/locker.bash": shtab.complete(parser(), "bash"),
+            f"{COMPLETION_DIR}/_locker": shtab.complete(parser(), "zsh"),
+            f"{COMPLETION_DIR}/locker.fish": fish(parser()),
+        }
+    finally:
+        if before is None:
+            del os.environ["COLUMNS"]
+        else:
+            os.environ["COLUMNS"] = before
+
+
+def located(path: str, root: Path = ROOT) -> Path:
+    """Where a generated file is: the man page in ``root``, the completions
+    in the ``locker`` package that is imported (the checkout's own, or an
+    installed one where the tests run against it)."""
+    if path.startswith("locker/"):
+        import locker
+
+        return Path(locker.__file__).parent / path.removeprefix("locker/")
+    return root / path
 
 
 def stale(root: Path = ROOT) -> list[str]:
     """The generated files that are missing or differ from a fresh generation."""
     return [path for path, text in generate().items()
-            if not (root / path).is_file() or (root / path).read_text(encoding="utf-8") != text]
+            if not located(path, root).is_file()
+            or located(path, root).read_text(encoding="utf-8") != text]
 
 
 def main(argv: list[str]) -> int:

@@ -49,9 +49,10 @@ def test_the_core_distribution_is_lxc_locker_with_its_version_in_one_place() -> 
     assert "version" not in project
     assert pyproject(ROOT)["tool"]["hatch"]["version"]["path"] == "locker/_version.py"
     assert re.fullmatch(r"\d+\.\d+\.\d+", locker.__version__)
-    written = [p for p in (ROOT / "locker").rglob("*.py")
+    package = Path(locker.__file__).parent
+    written = [p for p in package.rglob("*.py")
                if re.search(rf'^__version__ = "{re.escape(locker.__version__)}"', p.read_text(), re.M)]
-    assert written == [ROOT / "locker" / "_version.py"]
+    assert written == [package / "_version.py"]
 
 
 @in_checkout
