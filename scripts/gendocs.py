@@ -1,5 +1,6 @@
-"""Generate the man page locker(1) and the bash, zsh and fish completions
-from the argparse parser (``locker.cli.main.build_parser``), so that they can
+"""Generate the man page locker(1), the bash, zsh and fish completions and
+the documentation's command reference (docs/commands.rst) from the argparse
+parser (``locker.cli.main.build_parser``), so that they can
 never drift from the command line.
 
 - man page: argparse-manpage (Debian: python3-argparse-manpage), one section
@@ -22,6 +23,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 MAN_PAGE = "man/locker.1"
+COMMANDS_PAGE = "docs/commands.rst"
 COMPLETION_DIR = "locker/completions"
 # argparse wraps help text at the terminal's width: a width no line reaches
 # leaves the wrapping to man, and the output the same on every machine.
@@ -144,6 +146,47 @@ def fish(parser: argparse.ArgumentParser) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _rst_option(action: argparse.Action) -> list[str]:
+    if action.help == argparse.SUPPRESS:
+        return []
+    if action.option_strings:
+        metavar = action.metavar or (action.dest.upper() if action.nargs != 0 else None)
+        spelled = ", ".join(f"{flag} {metavar}" if metavar else flag
+                            for flag in action.option_strings)
+    else:
+        spelled = action.metavar or action.dest
+    return [f"``{spelled}``", f"   {(action.help or '').replace('*', chr(92) + '*')}", ""]
+
+
+def commands_rst(parser: argparse.ArgumentParser) -> str:
+    """docs/commands.rst: every command with its usage and options."""
+    title = "Commands"
+    lines = [".. Generated from the parser by scripts/gen-docs: do not edit.", "",
+             title, "=" * len(title), "",
+             "Every command, with the options it takes, as ``locker COMMAND --help`` "
+             "shows them. The global options are accepted before and after the command.",
+             "", "Global options", "--------------", ""]
+    for action in parser._actions:
+        if action.option_strings:
+            lines += _rst_option(action)
+    for name, summary, sub in _commands(parser):
+        heading = f"locker {name}"
+        lines += [heading, "-" * len(heading), "", summary[0].upper() + summary[1:] + ".", "",
+                  "::", ""]
+        usage = sub.format_usage().removeprefix("usage: ").strip()
+        lines += ["   " + usage, ""]
+        own = [a for a in sub._actions
+               if not a.option_strings or not (set(a.option_strings) & GLOBAL_FLAGS)]
+        for action in own:
+            if "--help" not in action.option_strings:
+                lines += _rst_option(action)
+    return "\n".join(lines).rstrip("\n") + "\n"
+
+
+GLOBAL_FLAGS = {"-v", "--verbose", "-f", "--file", "-p", "--project", "-P", "--lxcpath",
+                "--backend", "--link-backend", "--no-color"}
+
+
 def generate() -> dict[str, str]:
     """Each generated file's path (from the repository's root) and text."""
     import shtab
@@ -153,6 +196,7 @@ def generate() -> dict[str, str]:
     try:
         return {
             MAN_PAGE: man_page(parser()),
+            COMMANDS_PAGE: commands_rst(parser()),
             f"{COMPLETION_DIR}/locker.bash": shtab.complete(parser(), "bash"),
             f"{COMPLETION_DIR}/_locker": shtab.complete(parser(), "zsh"),
             f"{COMPLETION_DIR}/locker.fish": fish(parser()),
