@@ -200,3 +200,51 @@ def test_version_imports_no_plugin() -> None:
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
                           check=True, cwd=ROOT)
     assert done.stdout.strip() == ""
+
+
+# ------------------------------------------------------------------ scripts
+
+def _function(script: str, name: str) -> str:
+    """The shell function ``name`` of a script, as its text."""
+    text = (ROOT / "scripts" / script).read_text()
+    match = re.search(rf"^{name}\(\) {{.*?^}}$", text, re.M | re.S)
+    assert match, (script, name)
+    return match.group(0)
+
+
+@pytest.mark.parametrize("terminal", [False, True])
+def test_demo_writes_escape_codes_only_on_a_terminal(terminal: bool) -> None:
+    text = (ROOT / "scripts" / "demo").read_text()
+    block = re.search(r"^if \[ -t 1 \].*?^fi$", text, re.M | re.S).group(0)
+    if terminal:  # `script` gives the shell a terminal as its stdout
+        if subprocess.run(["sh", "-c", "command -v script"], capture_output=True).returncode:
+            pytest.skip("needs script(1)")
+        done = subprocess.run(["script", "-qec", f"bash -c {_sh_quote(block + '; step hello')}",
+                               "/dev/null"], capture_output=True, text=True,
+                              env={"TERM": "xterm", "PATH": "/usr/bin:/bin"})
+        assert "\033[1m== hello" in done.stdout
+    else:
+        done = subprocess.run(["bash", "-c", block + "; step hello"], capture_output=True,
+                              text=True, env={"TERM": "xterm", "PATH": "/usr/bin:/bin"})
+        assert done.stdout == "\n== hello\n"
+
+
+def _sh_quote(text: str) -> str:
+    return "'" + text.replace("'", "'\\''") + "'"
+
+
+def test_setup_sees_a_held_apt_lock(tmp_path: Path) -> None:
+    lock = tmp_path / "lock-frontend"
+    lock.write_text("")
+    check = _function("setup", "apt_is_free") + f'\napt_is_free "{lock}"'
+    assert subprocess.run(["bash", "-c", check]).returncode == 0
+    holder = subprocess.Popen(
+        [sys.executable, "-c", "import fcntl, os, sys, time\n"
+         f"fd = os.open({str(lock)!r}, os.O_RDWR); fcntl.lockf(fd, fcntl.LOCK_EX)\n"
+         "print('held', flush=True); time.sleep(30)"], stdout=subprocess.PIPE, text=True)
+    try:
+        assert holder.stdout.readline() == "held\n"
+        assert subprocess.run(["bash", "-c", check]).returncode == 1
+    finally:
+        holder.kill()
+        holder.wait()
