@@ -248,3 +248,19 @@ def test_setup_sees_a_held_apt_lock(tmp_path: Path) -> None:
     finally:
         holder.kill()
         holder.wait()
+
+
+# ------------------------------------------------------------------- debian
+
+@pytest.mark.may_skip
+def test_debian_packages_one_binary_package_per_distribution_at_the_cores_version() -> None:
+    debian = ROOT / "debian"
+    if not debian.is_dir():
+        pytest.skip("no debian/ here (an sdist)")
+    first = (debian / "changelog").read_text().splitlines()[0]
+    assert re.match(rf"lxc-locker \({re.escape(locker.__version__)}-\d+\) ", first), first
+    control = (debian / "control").read_text()
+    packages = re.findall(r"^Package: (\S+)$", control, re.M)
+    assert packages == ["python3-locker"] + [f"python3-locker-{name}" for name in PLUGINS]
+    tests = (debian / "tests" / "control").read_text()
+    assert "Restrictions: needs-root, isolation-machine" in tests
