@@ -131,12 +131,14 @@ class Bench:
     context manager: leaving it stops and destroys the containers and
     deletes the namespace and the directory."""
 
-    def __init__(self, backend_args: Sequence[str] = ()) -> None:
+    def __init__(self, backend_args: Sequence[str] = (), containers: int = CONTAINERS,
+                 ports: int = PORTS_PER_CONTAINER, project: str = PROJECT) -> None:
         self.backend_args = list(backend_args)
+        self.containers, self.ports = containers, ports
         self.ns = f"lockerbench-{uuid.uuid4().hex[:8]}"
         self.tmp = Path(tempfile.mkdtemp(prefix="lockerbench-"))
         self.lxcpath = self.tmp / "lxc"
-        self.project_dir = self.tmp / PROJECT
+        self.project_dir = self.tmp / project
         self.file = self.project_dir / "locker.yaml"
         self._ns_made = False
         self.env = dict(os.environ,
@@ -192,14 +194,14 @@ class Bench:
         self.lxcpath.mkdir()
         self.project_dir.mkdir()
         (self.tmp / "host.yaml").write_text("{}\n")
-        self.file.write_text(project_yaml())
+        self.file.write_text(project_yaml(self.containers, self.ports))
         print(f"namespace {self.ns}, lxcpath {self.lxcpath}", file=sys.stderr)
         t0 = time.perf_counter()
         timed(self.in_ns_with_cgroups(*self.locker_argv("create")), self.env)
         t1 = time.perf_counter()
         timed(self.in_ns_with_cgroups(*self.locker_argv("start", "--no-ports")), self.env)
         t2 = time.perf_counter()
-        print(f"created {CONTAINERS} containers in {t1 - t0:.1f} s, "
+        print(f"created {self.containers} containers in {t1 - t0:.1f} s, "
               f"started them in {t2 - t1:.1f} s", file=sys.stderr)
         states = self.container_states()
         if set(states.values()) != {"RUNNING"}:
@@ -263,7 +265,7 @@ def compare(bench: Bench, scenario: str, target: float,
             snapshot: Callable[[], list[str]],
             baseline_file: Callable[[list[str]], str],
             baseline_argv: Callable[[Path], list[str]],
-            repetitions: int = REPETITIONS) -> Result:
+            repetitions: int = REPETITIONS, per_forward: int = 2) -> Result:
     """Time ``locker ports`` after ``locker rmports``, ``repetitions``
     times, and the baseline tool loading the same forwards' rules from a
     file (also after ``locker rmports``, so both start from the same
@@ -273,11 +275,11 @@ def compare(bench: Bench, scenario: str, target: float,
     normalized line each, sorted; ``baseline_file(lines)`` turns the
     snapshot taken after Locker's first run into the baseline's input;
     ``baseline_argv(path)`` is the command (run in the namespace) that
-    loads it. Every run is checked: 2 rules per forward after each
+    loads it. Every run is checked: ``per_forward`` lines per forward after each
     ``ports`` and after each baseline, identical to Locker's first run,
     and none after ``rmports``.
     """
-    expected = 2 * CONTAINERS * PORTS_PER_CONTAINER
+    expected = per_forward * bench.containers * bench.ports
     locker_t = Timings("locker ports")
     baseline_t = Timings("baseline")
     rmports_t = Timings("locker rmports")
@@ -389,15 +391,18 @@ def phases(bench: Bench, repetitions: int = 3) -> None:
 
 def main_for(scenario: str, target: float, backend_args: Sequence[str],
              snapshot: Callable[[Bench], list[str]], baseline_file: Callable[[list[str]], str],
-             baseline_argv: Callable[[Path], list[str]]) -> int:
+             baseline_argv: Callable[[Path], list[str]], per_forward: int = 2) -> int:
     # SIGTERM and SIGHUP unwind like Ctrl-C, so the teardown still runs
     for signum in (signal.SIGTERM, signal.SIGHUP):
         signal.signal(signum, signal.default_int_handler)
     repetitions = int(os.environ.get("BENCH_REPETITIONS", REPETITIONS))
     profile_dir = os.environ.get("BENCH_PROFILE")
-    with Bench(backend_args) as bench:
+    forwards = int(os.environ.get("BENCH_FORWARDS", CONTAINERS * PORTS_PER_CONTAINER))
+    ports = max(1, forwards // CONTAINERS)
+    scenario = scenario.replace("1,000", f"{ports * CONTAINERS:,}")
+    with Bench(backend_args, CONTAINERS, ports) as bench:
         result = compare(bench, scenario, target, lambda: snapshot(bench), baseline_file,
-                         baseline_argv, repetitions)
+                         baseline_argv, repetitions, per_forward)
         if os.environ.get("BENCH_PHASES"):
             phases(bench)
         if profile_dir:

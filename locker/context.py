@@ -15,10 +15,11 @@ import pluggy
 
 from locker import names
 from locker.errors import ConfigError
-from locker.hostlock import host_lock
+from locker.hostlock import host_lock, project_lock
 from locker.journal import Journal
 from locker.project import Project
 from locker.runtime import Runtime
+from locker.services.dns import DnsForwarder
 from locker.state import HostState, ProjectRecord
 
 
@@ -31,6 +32,12 @@ def _ip_forwarding_off() -> bool:
         return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
     except OSError:
         return False
+
+
+def _foreign_dnats() -> list:
+    from locker import foreign
+
+    return foreign.nft_dnats() + foreign.legacy_dnats()
 
 
 def _read_host_resolv() -> str:
@@ -52,8 +59,10 @@ class Context:
     say: Callable[[str], None] = _stderr
     warn: Callable[[str], None] = _stderr
     lock: Callable[[], AbstractContextManager] = host_lock
+    project_lock: Callable[[str], AbstractContextManager] = project_lock
     host_resolv: Callable[[], str] = _read_host_resolv
     ip_forwarding_off: Callable[[], bool] = _ip_forwarding_off  # what a dry run asks
+    foreign_dnats: Callable[[], list] = _foreign_dnats  # other tools' port forwards
     host_hosts: Path = field(default_factory=lambda: Path("/etc/hosts"))
     journal: Journal = field(default_factory=Journal)
     state: HostState | None = None
@@ -62,6 +71,7 @@ class Context:
     lxcpath: str | None = None
     pool: IPv4Network | None = None
     parallel: int = 1  # containers acted on at once
+    dns: DnsForwarder | None = None  # the project's DNS forwarder; None: turned off
 
     def __post_init__(self) -> None:
         if self.journal.report is None:

@@ -35,12 +35,12 @@ STALE = "stale"
 BLOCKED = "blocked"
 ORPHAN = "orphan"
 
-BRIDGE, CHAINS, NAT, FORWARD, LINK, RULE, CONTAINER = (
-    "bridge", "chains", "nat", "forward", "link", "rule", "container")
+BRIDGE, CHAINS, NAT, FORWARD, LINK, RULE, CONTAINER, DNS = (
+    "bridge", "chains", "nat", "forward", "link", "rule", "container", "dns")
 
 #: The command that repairs each kind of item.
 REPAIRED_BY = {BRIDGE: "start", CHAINS: "ports", NAT: "start", FORWARD: "ports",
-               LINK: "links", RULE: "ports", CONTAINER: "cleanup"}
+               LINK: "links", RULE: "ports", CONTAINER: "cleanup", DNS: "start"}
 
 
 @dataclass(frozen=True)
@@ -83,6 +83,7 @@ class Found:
     rules: Ruleset
     orphans: tuple[str, ...] = ()
     blockers: tuple[Blocker, ...] = ()
+    dns: bool | None = None  # whether the DNS forwarder runs; None: turned off
 
 
 @dataclass(frozen=True)
@@ -125,22 +126,26 @@ def diff(project: Project, want: Wanted, found: Found,
     """Every item of the project with its status. ``running``: the file's
     containers that run, to say why a stale rule is stale."""
     name = project.name
-    why = _Reasons(project, frozenset(running))
+    why = _Reasons(project, frozenset(running), want)
     blocked = found.blockers[0] if found.blockers else None
     items: list[Item] = []
     items += _bridge(name, want.bridge, found.bridge)
+    if want.bridge is not None and found.dns is not None:
+        items.append(Item(DNS, IN_PLACE, "DNS forwarder", name) if found.dns else
+                     Item(DNS, MISSING, "DNS forwarder", name, "it does not run",
+                          f"locker {REPAIRED_BY[DNS]}"))
     anything = bool(want.bridge or want.forwards or want.links or found.rules.nat
                     or found.rules.forwards or found.rules.links or found.rules.partial)
     items += _chains(name, found.rules, anything)
     rules = found.rules
-    items += _compare(NAT, name, {want.bridge} if want.bridge else set(), rules.nat,
+    items += _compare(NAT, {want.bridge} if want.bridge else set(), rules.nat,
                       _of_type(rules.partial, Bridge), lambda b: name, why.nat, blocked)
-    items += _compare(FORWARD, name, want.forwards, rules.forwards,
+    items += _compare(FORWARD, want.forwards, rules.forwards,
                       _of_type(rules.partial, Forward), lambda f: f.container,
                       why.forward, blocked)
-    items += _compare(LINK, name, want.links, rules.links, _of_type(rules.partial, Link),
+    items += _compare(LINK, want.links, rules.links, _of_type(rules.partial, Link),
                       lambda k: k.container, why.link, None)
-    items += [Item(RULE, STALE, rule, _subject_of(rule),
+    items += [Item(RULE, STALE, rule, subject_of(rule),
                    "it carries Locker's tag but is not a rule Locker would write",
                    f"locker {REPAIRED_BY[RULE]}") for rule in rules.unrecognised]
     items += [Item(CONTAINER, ORPHAN, orphan, orphan,
@@ -180,8 +185,9 @@ def _chains(project: str, rules: Ruleset, anything: bool) -> list[Item]:
     return []
 
 
-def _compare(kind: str, project: str, want: Iterable, complete: Iterable, partial: Iterable,
+def _compare(kind: str, want: Iterable, complete: Iterable, partial: Iterable,
              subject, reason, blocker: Blocker | None) -> list[Item]:
+    """One item per value wanted or found, complete or partial."""
     want, complete, partial = set(want), set(complete), set(partial)
     fix = f"locker {REPAIRED_BY[kind]}"
     items = []
@@ -189,7 +195,7 @@ def _compare(kind: str, project: str, want: Iterable, complete: Iterable, partia
         if value in want and value in complete:
             if blocker is not None:
                 items.append(Item(kind, BLOCKED, value, subject(value),
-                                  f"{blocker.what} drops its traffic", blocker.fix))
+                                  blocker.what, blocker.fix))
             else:
                 items.append(Item(kind, IN_PLACE, value, subject(value)))
         elif value in want and value in partial:
@@ -207,9 +213,10 @@ def _compare(kind: str, project: str, want: Iterable, complete: Iterable, partia
 class _Reasons:
     """Why a rule that is there is not wanted."""
 
-    def __init__(self, project: Project, running: frozenset[str]) -> None:
+    def __init__(self, project: Project, running: frozenset[str], want: Wanted) -> None:
         self.project = project
         self.running = running
+        self.want = want
 
     def _container(self, name: str) -> str | None:
         if name not in self.project.container_names:
@@ -219,8 +226,12 @@ class _Reasons:
         return None
 
     def forward(self, forward: Forward) -> str:
-        return self._container(forward.container) or \
-            "the project file does not ask for it, or its container has another address"
+        moved = [f for f in self.want.forwards
+                 if (f.container, f.host_port, f.protocol, f.host_ip)
+                 == (forward.container, forward.host_port, forward.protocol, forward.host_ip)]
+        if moved:
+            return f"it should go to {moved[0].container_ip}:{moved[0].container_port}"
+        return self._container(forward.container) or "the project file does not ask for it"
 
     def link(self, link: Link) -> str:
         return (self._container(link.container) or self._container(link.peer)
@@ -230,7 +241,8 @@ class _Reasons:
         return "the bridge is gone or has another subnet"
 
 
-def _subject_of(rule: TaggedRule) -> str:
+def subject_of(rule: TaggedRule) -> str:
+    """The container a tagged rule belongs to, or its project."""
     tag = Tag.parse(rule.comment)
     return tag.container if tag is not None and tag.container else rule.project
 
@@ -259,12 +271,15 @@ class Repair:
     remove_links: tuple[Link, ...] = ()
     add_links: tuple[Link, ...] = ()
     unrecognised: tuple[TaggedRule, ...] = ()
-    entry: bool = False  # add_nat is called (also) to restore chains and jumps
+    #: MISSING or PARTIAL: Locker's chains and jumps are restored through
+    #: ``add_nat`` of ``entry_bridge`` (the backend creates them with it)
+    entry: str | None = None
+    entry_bridge: Bridge | None = None
 
     def __bool__(self) -> bool:
         return bool(self.remove_unrecognised or self.remove_nat or self.add_nat
                     or self.remove_forwards or self.add_forwards or self.remove_links
-                    or self.add_links)
+                    or self.add_links or self.entry)
 
 
 def repair(result: Diff, kinds: Collection[str], containers: Collection[str] | None = None,
@@ -281,12 +296,11 @@ def repair(result: Diff, kinds: Collection[str], containers: Collection[str] | N
 
     # The backend removes all of a project's unrecognised rules at once.
     unrecognised = result.values(RULE) if RULE in kinds else ()
-    entry = CHAINS in kinds and any(result.of(CHAINS, MISSING, PARTIAL))
-    if entry:
+    broken = result.of(CHAINS, MISSING, PARTIAL) if CHAINS in kinds else ()
+    if broken:
         kinds = set(kinds) | {NAT}  # the chains come back with the network rules
     add_nat = chosen(NAT, MISSING, PARTIAL) if NAT in kinds else ()
-    if entry and not add_nat and bridge is not None:
-        add_nat = (bridge,)
+    entry_bridge = (add_nat[0] if add_nat else bridge) if broken else None
     return Repair(
         remove_unrecognised=bool(unrecognised),
         unrecognised=unrecognised,
@@ -296,7 +310,8 @@ def repair(result: Diff, kinds: Collection[str], containers: Collection[str] | N
         add_forwards=chosen(FORWARD, MISSING, PARTIAL) if FORWARD in kinds else (),
         remove_links=chosen(LINK, STALE) if LINK in kinds else (),
         add_links=chosen(LINK, MISSING, PARTIAL) if LINK in kinds else (),
-        entry=entry and bool(add_nat),
+        entry=broken[0].status if broken and entry_bridge else None,
+        entry_bridge=entry_bridge,
     )
 
 

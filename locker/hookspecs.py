@@ -1,26 +1,57 @@
-"""The hooks a Locker plugin implements.
+"""The hooks a Locker plugin implements: the whole contract in one place.
 
 A firewall backend (entry point group ``locker.firewall``) implements every
 hook under *Firewall*; a link backend (``locker.link``) every hook under
 *Link*; an observer (``locker.plugins``) any of the hooks under *Events*.
-Exactly one firewall and one link backend are active at a time, so each
-operation hook has exactly one implementation when it is called.
+A backend may also observe events, but never implements another role's
+hooks. Exactly one firewall and one link backend are active at a time, so
+each operation hook has exactly one implementation when it is called.
+
+What the core checks when it loads a backend (a clear error names the
+plugin and the hook otherwise): the class attribute ``locker_api`` equals
+``locker.PLUGIN_API`` (the plugin API this contract describes, now 2);
+every hook of its role is implemented; no ``@hookimpl`` names a hook that
+does not exist (a misspelt one); no hook of another role is implemented.
+
+What the core guarantees, so backends need not check or lock:
+
+- Values are validated before any hook sees them: names are Locker names,
+  ports 1 to 65535, protocols in ``locker.PROTOCOLS``, addresses IPv4, a
+  bridge's name is ``locker.bridge_name(project)``. (A backend may refuse
+  an invalid value anyway; it raises ``BackendError`` and changes nothing.)
+- The host lock (``locker.hostlock``) is held around every hook call that
+  changes the kernel, together with the ``list_rules`` it was computed
+  from; two Locker commands never interleave their changes. Backends need
+  no lock of their own against Locker, only against other tools (the
+  iptables backend takes ``/run/xtables.lock``).
+- Hooks are called with keyword arguments, as ``manager.hook.NAME(...)``.
 
 Rules common to every hook that changes the kernel:
 
 - It takes a batch (possibly empty: then it does nothing) and applies it as
   one kernel transaction where the interface allows it (one nft batch, one
   libiptc commit per table). If it raises, the kernel is as it was before
-  the call.
+  the call. Where one change needs two transactions, the next call of any
+  adding or removing hook completes or undoes what a crash in between left
+  (``locker.faults.point("rules-half-applied")`` marks the place).
 - It is idempotent: adding what exists or removing what does not is not an
-  error and changes nothing.
-- It touches only what carries Locker's marks: ``locker.names.Tag``
-  comments on rules, ``locker.names.JUMP_COMMENT`` on the jumps into
-  Locker's chains, the alias ``locker.names.bridge_alias(project)`` on
-  bridges. Another tool's rules, tables, chains and interfaces keep their
-  content and their order.
-- It raises ``locker.errors.BackendError`` with a sentence an administrator
-  can act on; any other exception is reported as a bug in the plugin.
+  error and changes nothing. Adding also completes what is partly there;
+  removing also removes what is partly there.
+- Every adding hook creates Locker's chains and exactly one jump into each
+  when they are missing (``add_link`` too, not only ``add_nat``), and
+  removes duplicate jumps.
+- It touches only what carries Locker's marks: ``locker.Tag`` comments on
+  rules, ``locker.JUMP_COMMENT`` on the jumps into Locker's chains, the
+  alias ``locker.bridge_alias(project)`` on bridges. Another tool's rules,
+  tables, chains and interfaces keep their content and their order, and so
+  do another project's.
+- It raises ``locker.BackendError`` with a sentence an administrator can
+  act on; any other exception is reported as a bug in the plugin.
+
+Reading (``list_rules``): a value is listed as complete only when all of
+its rules are there, as partial when some are; rules with Locker's tag that
+Locker would not write are listed as unrecognised; ``jumps`` is True only
+when every chain and exactly one jump into each is there.
 
 Hooks marked *first result* return one value; the others return nothing.
 Backends are imported only when selected: import heavy libraries inside the
@@ -66,8 +97,14 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
     creates Locker's chains ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING``
     (and whatever else the backend's design needs, such as a postrouting
     chain) and the jumps into them, each jump once, if they are missing,
-    and removes duplicate jumps: after it, ``list_rules`` reports
-    ``jumps=True``. A bridge listed as partial gets only its missing rules.
+    and removes duplicate jumps; and, for each bridge's project, the
+    project's own chains (and maps or sets) with the one dispatch rule
+    into each (tag ``Tag(project, "dispatch")``), if the backend keeps a
+    project's rules in chains of its own: after it, ``list_rules``
+    reports ``jumps=True``. Every adding hook also moves the rules of the
+    projects it touches that are still in a backend's older layout into
+    the current one, in the same transaction. A bridge listed as partial
+    gets only its missing rules.
     """
 
 
@@ -158,9 +195,26 @@ def list_rules(project: str | None) -> Ruleset:
     reads back into a value counts for that value: see ``Ruleset``). A
     rule whose tag is Locker's but that is not a rule Locker would write
     (it cannot be parsed back, or parses to something its tag does not
-    name, or sits in the wrong chain) is listed in ``unrecognised``. ``jumps`` and ``entry_missing`` describe Locker's
-    chains and the jumps into them (see ``Ruleset``). Reads only Locker's
-    own tables or chains. *First result.*
+    name, or sits in the wrong chain) is listed in ``unrecognised``.
+    ``jumps`` and ``entry_missing`` describe Locker's chains and the jumps
+    into them (see ``Ruleset``), and, for a project that has anything in
+    the kernel, its own chains, maps or sets and the dispatch rules into
+    them, and rules of it still in an older layout (``status`` shows them;
+    the next adding hook moves them). Reads only Locker's own tables or
+    chains: for a project, only the entry points and that project's own
+    objects, as far as the kernel interface allows (the backend's README
+    says what it reads).
+
+    *One read per command.* The core calls ``list_rules(project)`` first in
+    every section it runs under its host lock (``bring_up``, ``repair``,
+    ``remove`` in ``locker.ops.network``, the removal of ``cleanup``), then
+    the changing hooks for that project. A backend may keep what that call
+    read and let those hooks work on it, kept up to date with what they
+    commit, instead of reading the kernel again; the next ``list_rules``
+    call reads the kernel anew and replaces it, so nothing read survives
+    the host lock. A changing hook called without such a read (for another
+    project, for several, or by a caller that did not list first) reads
+    the kernel itself. *First result.*
     """
 
 
@@ -326,3 +380,4 @@ LINK_HOOKS = (
     "remove_bridge", "find_bridge", "ensure_ip_forwarding",
 )
 EVENT_HOOKS = ("container_started", "container_stopped", "rules_changed", "project_cleaned")
+ALL_HOOKS = FIREWALL_HOOKS + LINK_HOOKS + EVENT_HOOKS

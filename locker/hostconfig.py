@@ -10,6 +10,9 @@ The file is ``/etc/locker/locker.yaml``, or the file named by the
     lxcpath: /var/lib/lxc
     state_dir: /var/lib/locker
     subnets: 10.200.0.0/16
+    dns_forwarder: true        # dnsmasq on each project's bridge (false: none)
+    backends:                  # settings a backend declares (its SETTINGS)
+      iptables: {lock_timeout: 30}
 
 A missing file at the default path is an empty configuration; a missing file
 named by ``LOCKER_CONFIG`` is an error, since someone asked for it. An empty
@@ -25,14 +28,14 @@ from ipaddress import IPv4Network
 from pathlib import Path
 
 from locker.errors import ConfigError
-from locker.project import HostConfig
+from locker.project import HostConfig, Setting
 from locker.subnets import pool_problem
-from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, known, read_yaml,
-                              text)
+from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, known, line_of,
+                              read_yaml, text)
 
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
-KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets")
+KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets", "backends", "dns_forwarder")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -54,9 +57,12 @@ def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
         raise ConfigError(f"{path}: no such host configuration file (named by "
                           f"{ENVIRONMENT_VARIABLE}); create it, or unset "
                           f"{ENVIRONMENT_VARIABLE}.") from None
-    values: dict[str, str | IPv4Network] = {}
+    values: dict[str, object] = {}
     for entry in known(entries(root, "", problems) if root is not None else [], KEYS, problems):
         if is_null(entry.node):
+            continue
+        if entry.key == "backends":
+            values["backends"] = _backend_settings(entry, path, problems)
             continue
         raw = text(entry.node, entry.path, problems)
         if raw is None:
@@ -69,9 +75,31 @@ def load_host_config(environ: Mapping[str, str] = os.environ) -> HostConfig:
     return HostConfig(path=path, **values)
 
 
-def _check(key: str, raw: str) -> str | IPv4Network:
+def _backend_settings(entry, path: Path, problems: Problems) -> dict[str, dict[str, Setting]]:
+    """``backends: {NAME: {SETTING: VALUE}}``: each value kept as written
+    with its place, for the backend to check (``locker.plugins.load``)."""
+    settings: dict[str, dict[str, Setting]] = {}
+    for backend in entries(entry.node, entry.path, problems):
+        if not _BACKEND.fullmatch(backend.key):
+            problems.add(backend.key_node, backend.path, "not a backend name; run "
+                         "`locker backends` to see the installed ones")
+            continue
+        own = settings.setdefault(backend.key, {})
+        for setting in entries(backend.node, backend.path, problems):
+            raw = text(setting.node, setting.path, problems)
+            if raw is not None:
+                own[setting.key] = Setting(raw, f"{path}:{line_of(setting.node)}: "
+                                                f"{setting.path}")
+    return settings
+
+
+def _check(key: str, raw: str) -> str | IPv4Network | bool:
     if key == "subnets":
         return _pool(raw)
+    if key == "dns_forwarder":
+        if raw.lower() not in ("true", "false"):
+            raise Invalid("not true or false; false turns the projects' DNS forwarder off")
+        return raw.lower() == "true"
     if key in ("lxcpath", "state_dir"):
         if not raw.startswith("/") or CONTROL.search(raw):
             example = "the directory the containers live in, like /var/lib/lxc" \

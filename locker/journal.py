@@ -33,9 +33,10 @@ class Change:
     detail: str = ""
 
     def line(self, dry_run: bool = False) -> str:
-        """``web: started (10.1.1.2)``, ``web: added forward 8080/tcp -> ...``;
-        a container's own changes do not repeat the word "container"."""
-        words = [f"would be {self.verb}" if dry_run else self.verb]
+        """``web: started (10.1.1.2)``, ``web: added forward 8080/tcp -> ...``,
+        in a dry run ``web: would start (10.1.1.2)``; a container's own
+        changes do not repeat the word "container"."""
+        words = [would(self.verb) if dry_run else self.verb]
         if self.what != CONTAINER:
             words.append(self.what)
         if self.detail:
@@ -45,6 +46,21 @@ class Change:
     def to_json(self) -> dict:
         return {"subject": self.subject, "change": self.verb, "what": self.what,
                 "detail": self.detail}
+
+
+#: The verbs changes use, past tense to infinitive.
+INFINITIVES = {
+    "added": "add", "adopted": "adopt", "brought": "bring", "configured": "configure",
+    "created": "create", "frozen": "freeze", "removed": "remove", "restored": "restore",
+    "rewrote": "rewrite", "set": "set", "started": "start", "stopped": "stop",
+    "thawed": "thaw", "left": "leave", "updated": "update",
+}
+
+
+def would(verb: str) -> str:
+    """``removed (from iptables)`` -> ``would remove (from iptables)``."""
+    first, _, rest = verb.partition(" ")
+    return " ".join(["would", INFINITIVES.get(first, first), *([rest] if rest else [])])
 
 
 @dataclass

@@ -22,8 +22,11 @@ TAG_PREFIX = "locker"
 #: Purposes a rule's tag may name. Project-wide: masquerade, outbound
 #: (bridge to elsewhere), replies (back into the bridge). Per container:
 #: dnat and forward (the two halves of a port forward), link and link-back
-#: (the two directions of a link).
-PURPOSES = ("masquerade", "outbound", "replies", "dnat", "forward", "link", "link-back")
+#: (the two directions of a link). Structural, per project: dispatch (a
+#: backend's rules that lead a project's packets into its own chains and
+#: look them up in its own maps or sets; they carry no value).
+PURPOSES = ("masquerade", "outbound", "replies", "dnat", "forward", "link", "link-back",
+            "dispatch")
 
 
 def is_valid_name(name: str) -> bool:

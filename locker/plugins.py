@@ -8,8 +8,10 @@ without importing anything, so only the selected backends are imported.
 
 from __future__ import annotations
 
+import functools
+import inspect
 import logging
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
 from typing import NamedTuple
 from importlib.metadata import entry_points
@@ -17,8 +19,9 @@ from importlib.metadata import entry_points
 import pluggy
 
 from locker import hookspecs
-from locker.errors import BackendError, BackendSelectionError
+from locker.errors import BackendError, BackendSelectionError, ConfigError
 from locker.model import Availability
+from locker.project import Setting
 
 log = logging.getLogger(__name__)
 
@@ -63,8 +66,9 @@ def installed(namespace: str) -> dict[str, str]:
     return {n: found[n] for n in preferred + sorted(set(found) - set(preferred))}
 
 
-def load(namespace: str, name: str) -> object:
-    """Import and instantiate one backend by name."""
+def load(namespace: str, name: str, settings: Mapping[str, Setting] | None = None) -> object:
+    """Import and instantiate one backend by name, with the host file's
+    settings for it (checked against the backend's ``SETTINGS``)."""
     from stevedore import driver
     from stevedore.exception import NoMatches
 
@@ -79,10 +83,43 @@ def load(namespace: str, name: str) -> object:
     except Exception as exc:
         raise BackendError(f"The {role} backend {name!r} cannot be loaded: {exc}") from exc
     factory = manager.driver
+    arguments = settings_for(role, name, factory, settings or {})
     try:
-        return factory() if isinstance(factory, type) else factory
+        return factory(**arguments) if isinstance(factory, type) else factory
     except Exception as exc:
         raise BackendError(f"The {role} backend {name!r} cannot be loaded: {exc}") from exc
+
+
+_SETTING_TYPES: dict[type, tuple[str, Callable[[str], object]]] = {
+    str: ("text", str), int: ("whole number", int), float: ("number", float),
+    bool: ("true or false", lambda text: {"true": True, "false": False}[text.lower()]),
+}
+
+
+def settings_for(role: str, name: str, factory: object,
+                 settings: Mapping[str, Setting]) -> dict[str, object]:
+    """The constructor's keyword arguments from the host file's settings.
+
+    A backend declares what it takes as a class attribute ``SETTINGS``, a
+    mapping of keyword argument to type (str, int, float or bool); the host
+    file gives them as ``backends: {NAME: {KEYWORD: VALUE}}``."""
+    declared: Mapping[str, type] = getattr(factory, "SETTINGS", {})
+    problems, arguments = [], {}
+    for key, setting in settings.items():
+        if key not in declared:
+            takes = ", ".join(sorted(declared)) or "no settings"
+            problems.append(f"{setting.where}: unknown setting of the {role} backend "
+                            f"{name!r}, which takes {takes}")
+            continue
+        what, convert = _SETTING_TYPES[declared[key]]
+        try:
+            arguments[key] = convert(setting.value)
+        except (ValueError, KeyError):
+            problems.append(f"{setting.where}: \"{setting.value}\": not a {what}")
+    if problems:
+        raise ConfigError(f"The host file's settings of the {role} backend {name!r} are "
+                          f"wrong; correct them.", problems)
+    return arguments
 
 
 def _raise(manager, entrypoint, exc) -> None:
@@ -111,13 +148,16 @@ class Selected:
 
 
 def select(namespace: str, requested: str | None, how: str,
-           warn: Callable[[str], None]) -> Selected:
+           warn: Callable[[str], None],
+           settings: Mapping[str, Mapping[str, Setting]] | None = None) -> Selected:
     """The backend to use: ``requested`` when given (``how`` says where the
-    name came from), else the first installed one that can work here."""
+    name came from), else the first installed one that can work here.
+    ``settings``: the host file's settings of each backend, by name."""
+    settings = settings or {}
     role = ROLES[namespace].role
     option = "--backend" if namespace == FIREWALL else "--link-backend"
     if requested:
-        plugin = load(namespace, requested)
+        plugin = load(namespace, requested, settings.get(requested))
         answer = availability(namespace, plugin)
         if not answer.usable:
             raise BackendError(
@@ -129,7 +169,7 @@ def select(namespace: str, requested: str | None, how: str,
     reasons = []
     for name in installed(namespace):
         try:
-            plugin = load(namespace, name)
+            plugin = load(namespace, name, settings.get(name))
         except (BackendError, BackendSelectionError) as exc:
             reasons.append(f"{name}: {exc}")
             continue
@@ -150,30 +190,110 @@ def select(namespace: str, requested: str | None, how: str,
 def register(firewall: Selected, link: Selected,
              observers: Iterable[tuple[str, object]] = (),
              warn: Callable[[str], None] = log.warning) -> pluggy.PluginManager:
-    """One PluginManager with the two backends and the observers, checked so
-    that every operation hook has exactly one implementation."""
+    """One PluginManager with the two backends and the observers, checked:
+    each backend speaks this plugin API, implements every hook of its role
+    and none of another role's, and names no hook that does not exist; every
+    operation hook has exactly one implementation. An observer that breaks
+    a rule is left out with a warning; its event hooks report what they
+    raise instead of stopping the others."""
     manager = new_manager()
-    manager.register(firewall.plugin, name=f"{FIREWALL}:{firewall.name}")
-    manager.register(link.plugin, name=f"{LINK}:{link.name}")
+    for chosen in (firewall, link):
+        check_backend(chosen.namespace, chosen.name, chosen.plugin)
+        manager.register(chosen.plugin, name=f"{chosen.namespace}:{chosen.name}")
     for name, observer in observers:
         try:
-            manager.register(observer, name=f"{OBSERVERS}:{name}")
+            check_hook_names(f"plugin {name!r}", observer)
+            manager.register(_Guarded(name, observer, warn), name=f"{OBSERVERS}:{name}")
         except Exception as exc:
             warn(f"The plugin {name!r} was not loaded: {exc}")
     check_single_implementations(manager)
     return manager
 
 
+#: The plugin API this Locker speaks. A backend says which one it was
+#: written for with a class attribute ``locker_api = 2``; the number goes up
+#: when a hook's contract changes in a way an older backend would break.
+PLUGIN_API = 2
+
+_MARKER = hookspecs.PROJECT_NAME + "_impl"  # where pluggy's hookimpl marker keeps its options
+
+
+def implemented_hooks(plugin: object) -> set[str]:
+    """The names of the plugin's attributes marked with ``@hookimpl``."""
+    return {name for name in dir(plugin)
+            if not name.startswith("_") and hasattr(getattr(plugin, name, None), _MARKER)}
+
+
+def check_hook_names(who: str, plugin: object) -> None:
+    unknown = sorted(implemented_hooks(plugin) - set(hookspecs.ALL_HOOKS))
+    if unknown:
+        raise BackendSelectionError(
+            f"The {who} marks {', '.join(unknown)} with @hookimpl, but Locker has no hook of "
+            f"that name (misspelt?). Its hooks are listed in locker.hookspecs.")
+
+
+def check_backend(namespace: str, name: str, plugin: object) -> None:
+    """The rules a backend must keep to be registered (see ``register``)."""
+    role = ROLES[namespace]
+    who = f"{role.role} backend {name!r}"
+    api = getattr(plugin, "locker_api", None)
+    if api != PLUGIN_API:
+        said = "declares no plugin API version" if api is None else f"was written for plugin API {api}"
+        raise BackendSelectionError(
+            f"The {who} {said}; this Locker speaks plugin API {PLUGIN_API} (see "
+            f"locker.hookspecs). Install a version of the backend made for it.")
+    check_hook_names(who, plugin)
+    hooks = implemented_hooks(plugin)
+    missing = sorted(set(role.hooks) - hooks)
+    if missing:
+        raise BackendSelectionError(
+            f"The {who} does not implement {', '.join(missing)}, which every {role.role} "
+            f"backend must (see locker.hookspecs).")
+    foreign = sorted(hooks - set(role.hooks) - set(hookspecs.EVENT_HOOKS))
+    if foreign:
+        raise BackendSelectionError(
+            f"The {who} implements {', '.join(foreign)}, which belong to another role; a "
+            f"backend implements its own role's hooks (and may observe events).")
+
+
+class _Guarded:
+    """An observer as registered: each of its event hooks reports what it
+    raises as a warning, so the other observers still hear of the event.
+    Hook wrappers are passed through as they are."""
+
+    def __init__(self, name: str, observer: object, warn: Callable[[str], None]) -> None:
+        self._observer = observer
+        for hook_name in implemented_hooks(observer):
+            function = getattr(observer, hook_name)
+            options = getattr(function, _MARKER)
+            if options.get("hookwrapper") or options.get("wrapper"):
+                setattr(self, hook_name, function)
+            else:
+                setattr(self, hook_name, _guard(name, hook_name, function, warn))
+
+
+def _guard(name: str, hook_name: str, function: Callable, warn: Callable[[str], None]):
+    @functools.wraps(function)
+    def guarded(*args):  # pluggy passes the arguments by position, in argnames' order
+        try:
+            return function(*args)
+        except Exception as exc:
+            warn(f"The plugin {name!r} failed on {hook_name}: {exc}")
+            return None
+    guarded.__signature__ = inspect.signature(function)  # pluggy reads the argument names
+    return guarded
+
+
 def check_single_implementations(manager: pluggy.PluginManager) -> None:
     for role in ROLES.values():
         for hook_name in role.hooks:
             impls = getattr(manager.hook, hook_name).get_hookimpls()
-            if len(impls) != 1:
-                owners = ", ".join(manager.get_name(i.plugin) for i in impls) or "none"
+            if len(impls) > 1:
+                owners = ", ".join(manager.get_name(i.plugin) for i in impls)
                 raise BackendSelectionError(
                     f"The hook {hook_name} must have exactly one implementation, "
-                    f"found {len(impls)} ({owners}). Uninstall or disable the "
-                    f"conflicting plugin.")
+                    f"found {len(impls)} ({owners}); only the {role.role} backend may "
+                    f"implement it. Uninstall or disable the other plugin.")
 
 
 def load_observers(warn: Callable[[str], None]) -> list[tuple[str, object]]:
@@ -197,13 +317,13 @@ def load_observers(warn: Callable[[str], None]) -> list[tuple[str, object]]:
 
 def emit(manager: pluggy.PluginManager, event: str, warn: Callable[[str], None],
          **kwargs) -> None:
-    """Call an event hook on every observer; an observer that raises is
-    reported and the others still hear of the event."""
-    for impl in getattr(manager.hook, event).get_hookimpls():
-        try:
-            impl.function(**{k: kwargs[k] for k in impl.argnames})
-        except Exception as exc:
-            warn(f"The plugin {manager.get_name(impl.plugin)!r} failed on {event}: {exc}")
+    """Call an event hook through pluggy (so ``tryfirst``, wrappers and
+    ``-vv`` tracing work); observers registered by ``register`` report what
+    they raise themselves. Anything that still escapes is a warning."""
+    try:
+        getattr(manager.hook, event)(**kwargs)
+    except Exception as exc:
+        warn(f"A plugin failed on {event}: {exc}")
 
 
 def trace_to(manager: pluggy.PluginManager, write: Callable[[str], None]) -> None:

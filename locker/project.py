@@ -6,7 +6,8 @@ here touches the file system or the kernel.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Mapping
+from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
@@ -109,6 +110,15 @@ class Project:
 
 
 @dataclass(frozen=True)
+class Setting:
+    """One backend setting of the host file, as written, and where
+    (``FILE:LINE: backends.NAME.KEY``), for the backend to check."""
+
+    value: str
+    where: str
+
+
+@dataclass(frozen=True)
 class HostConfig:
     """The host file: which backends this host uses, where containers
     live, and the pool of project subnets. None means "not set here"."""
@@ -119,6 +129,8 @@ class HostConfig:
     lxcpath: str | None = None
     state_dir: str | None = None
     subnets: IPv4Network | None = None
+    backends: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
+    dns_forwarder: bool = True
 
     @property
     def pool(self) -> IPv4Network:

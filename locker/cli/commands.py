@@ -49,9 +49,15 @@ def _changed(args, out: Output, ctx) -> None:
 
 
 def _run(args, out: Output, mode: str, operation: Callable) -> None:
+    """A changing command: under the project's lock (see locker.hostlock),
+    except a dry run, which changes nothing."""
     ctx = _context(args, out, mode)
     try:
-        operation(ctx)
+        if ctx.journal.dry_run:
+            operation(ctx)
+        else:
+            with ctx.project_lock(ctx.project.name, waiting=ctx.say):
+                operation(ctx)
     except BaseException:
         if args.json:  # a script still learns what was done before the failure
             _changed(args, out, ctx)
@@ -228,7 +234,11 @@ def cmd_restore(args, out: Output) -> int | None:
     for record in _records(args, out, args.projects):
         try:
             ctx = opener(record)
-            results.append(restore(ctx))
+            if args.dry_run:
+                results.append(restore(ctx))
+            else:
+                with ctx.project_lock(ctx.project.name, waiting=ctx.say):
+                    results.append(restore(ctx))
         except LockerError as exc:
             results.append(Restored(record.project, 0, error=str(exc).splitlines()[0]))
     if args.json:

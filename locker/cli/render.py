@@ -74,16 +74,19 @@ def status(out: Output, result: Status) -> None:
         out.print("containers the project file does not list:")
         for item in orphans:
             _item(out, item)
-    linked = [(c.name, h) for c in result.containers for h in c.hosts]
+    linked = [(c, h) for c in result.containers for h in c.hosts]
     if linked:
         out.print()
         out.print("names in the containers' /etc/hosts:")
-        for name, entry in linked:
-            out.print(f"  {name}: {entry.address} {printable(' '.join(entry.names))}")
+        for container, entry in linked:
+            forged = out.paint("  (marked as Locker's, but Locker did not write it)", "yellow") \
+                if entry in container.not_lockers else ""
+            out.print(f"  {container.name}: {entry.address} "
+                      f"{printable(' '.join(entry.names))}{forged}")
     for blocker in result.blockers:
         out.print()
-        out.print(out.paint(f"blocked: {printable(blocker.what)} drops the forwarded traffic; "
-                            f"fix: {printable(blocker.fix)}", "red"))
+        out.print(out.paint(f"blocked: {printable(blocker.what)}; fix: {printable(blocker.fix)}",
+                            "red"))
     for overlap in result.overlaps:
         out.print(out.paint(f"warning: the bridge's subnet overlaps {printable(overlap)}",
                             "yellow"))

@@ -16,6 +16,8 @@ from locker.hostconfig import load_host_config
 from locker.journal import Journal
 from locker.project import HostConfig, Project
 from locker.projectfile import load_project
+from locker.hostlock import run_dir
+from locker.services.dns import DnsForwarder
 from locker.state import HostState, ProjectRecord, state_dir
 
 ENV_FIREWALL = "LOCKER_BACKEND"
@@ -52,9 +54,10 @@ def host_state(host: HostConfig, warn: Callable[[str], None],
 def select_backends(args, host: HostConfig, environ: Mapping[str, str],
                     warn: Callable[[str], None]) -> tuple[plugins.Selected, plugins.Selected]:
     firewall = plugins.select(plugins.FIREWALL, *choose(args.backend, ENV_FIREWALL,
-                                                        host.firewall, environ), warn)
+                                                        host.firewall, environ), warn,
+                              host.backends)
     link = plugins.select(plugins.LINK, *choose(args.link_backend, ENV_LINK,
-                                                host.link, environ), warn)
+                                                host.link, environ), warn, host.backends)
     return firewall, link
 
 
@@ -85,14 +88,15 @@ def select_for_project(args, host: HostConfig, record: ProjectRecord | None,
         if recorded is None or requested in (None, recorded):
             name = requested or recorded
             picked[namespace] = plugins.select(
-                namespace, name, how if requested else "host state", warn)
+                namespace, name, how if requested else "host state", warn, host.backends)
             continue
         if mode == KEEPS:
             warn(f"Project {record.project}'s {role} setup was made by the {role} backend "
                  f"{recorded}; using it rather than {requested} ({how}).")
-            picked[namespace] = plugins.select(namespace, recorded, "host state", warn)
+            picked[namespace] = plugins.select(namespace, recorded, "host state", warn,
+                                               host.backends)
         elif migrate:
-            picked[namespace] = plugins.select(namespace, requested, how, warn)
+            picked[namespace] = plugins.select(namespace, requested, how, warn, host.backends)
             leaving[namespace] = recorded
         else:
             flag = "--backend" if namespace == plugins.FIREWALL else "--link-backend"
@@ -134,5 +138,6 @@ def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
     ctx = Context(project, manager, LxcRuntime(lxcpath), say=say, warn=warn, journal=journal,
                   state=state, firewall_name=firewall.name, link_name=link.name,
                   lxcpath=lxcpath, pool=host.pool,
-                  parallel=getattr(args, "parallel", None) or default_parallelism())
+                  parallel=getattr(args, "parallel", None) or default_parallelism(),
+                  dns=DnsForwarder(project.name, run_dir()) if host.dns_forwarder else None)
     return ctx, migration

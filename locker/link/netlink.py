@@ -17,7 +17,7 @@ import errno
 import importlib.util
 import socket
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from ipaddress import IPv4Network
 
 from locker import faults, subnets
@@ -33,6 +33,8 @@ NETLINK_ROUTE = 0
 class NetlinkBackend:
     """Link backend using pyroute2's ``IPRoute``; opens one rtnetlink socket
     per hook call, so it needs no state and no cleanup."""
+
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
 
     @hookimpl
     def link_availability(self) -> Availability:
@@ -92,10 +94,9 @@ class NetlinkBackend:
                               lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
                 if not link.up:
                     rtnl.set_up(link.index)
-            except BaseException:
+            except BaseException as failure:
                 if created:  # leave the kernel as it was
-                    with suppress(OSError):
-                        rtnl.delete_link(link.index)
+                    _undo_creation(rtnl, link.index, name, failure)
                 raise
             return _state_of(rtnl, _must_find(rtnl, name))
 
@@ -198,3 +199,13 @@ def _explain(exc: OSError) -> str:
     if exc.errno == errno.EOPNOTSUPP:
         return f"{reason}; this kernel lacks bridge support (load the bridge module)."
     return f"the kernel said: {reason}."
+
+
+def _undo_creation(rtnl, index: int, name: str, failure: BaseException) -> None:
+    """Delete the bridge this call created; when that fails too, say so
+    instead of hiding it behind the first failure."""
+    try:
+        rtnl.delete_link(index)
+    except OSError as undo:
+        if isinstance(failure, Exception):
+            raise rules.rollback_failed(name, failure, undo.strerror or undo) from failure

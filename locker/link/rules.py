@@ -92,3 +92,11 @@ def ensure_ipv4_forwarding() -> bool:
             f"({exc.strerror or exc}): run Locker as root, or set "
             "net.ipv4.ip_forward=1 with sysctl yourself.") from exc
     return True
+
+
+def rollback_failed(name: str, failure: BaseException, undo: BaseException) -> BackendError:
+    """The error when deleting a half-made bridge failed after ``failure``:
+    both causes, and the command that finishes the job."""
+    return BackendError(f"Setting up bridge {name!r} failed ({failure}), and deleting the "
+                        f"half-made bridge failed too ({undo}); delete it with "
+                        f"`ip link delete {name}`.")

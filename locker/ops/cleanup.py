@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+from locker import faults
 from locker.context import Context
 from locker.errors import ContainerError, LockerError, raise_all
 from locker.journal import Change
+from locker.model import Ruleset
 from locker.ops import host_names, lifecycle, network
 from locker.ops.network import Facts
 from locker.plugins import emit
@@ -27,8 +29,11 @@ def cleanup(ctx: Context, timeout: float = 30.0, keep_orphans: bool = False) -> 
     elif facts.orphans:
         lifecycle.each(list(facts.orphans), lambda n: _stop_orphan(ctx, n, timeout), failures,
                        ctx.parallel)
+    faults.point("containers-stopped")
     still_up = [n for n in facts.running if n not in stopped]
     steps = (("removing rules", lambda: _remove_rules(ctx)),
+             ("stopping the DNS forwarder",
+              lambda: None if still_up else network.stop_dns(ctx)),
              ("removing the bridge", lambda: _remove_bridge(ctx, facts, still_up)),
              ("removing the host's names", lambda: host_names.remove(ctx)))
     for what, step in steps:
@@ -69,6 +74,10 @@ def _remove_rules(ctx: Context) -> None:
                     for r in rules.unrecognised]
         ctx.journal.changes_many(changes, lambda: ctx.hooks.cleanup(project=ctx.project.name))
         ctx.journal.unless_dry(lambda: ctx.remember(forwards=(), firewall=None))
+    if changes and not ctx.journal.dry_run:
+        emit(ctx.manager, "rules_changed", ctx.warn, project=ctx.project.name,
+             added=Ruleset(), removed=Ruleset(nat=rules.nat, forwards=rules.forwards,
+                                              links=rules.links))
 
 
 def _remove_bridge(ctx: Context, facts: Facts, still_up: list[str]) -> None:

@@ -11,7 +11,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from locker import diff, planner
+from locker import diff, faults, foreign, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, raise_all
 from locker.journal import Change
@@ -104,6 +104,11 @@ def check_ports_free(ctx: Context, containers: Sequence[str]) -> None:
     if problems:
         raise ConfigError(f"{ctx.project.path}: {len(problems)} host port(s) are forwarded "
                           f"by another project already; nothing was changed.", problems)
+    ports = [(p.host_port, p.protocol) for spec in ctx.project.containers
+             if spec.name in containers for p in spec.ports]
+    if ports:
+        for warning in foreign.clashes(ports, ctx.foreign_dnats()):
+            ctx.warn(warning)
 
 
 def start(ctx: Context, containers: Sequence[str], options: StartOptions = StartOptions()) -> None:
@@ -132,11 +137,13 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     scope = None if set(containers) == set(ctx.project.container_names) else containers
     try:
         network.repair(ctx, facts, kinds, scope)
+        rules_added = True
     except LockerError as exc:
         failures.append(exc)
+        rules_added = False
     if options.add_hosts:
         host_names.write(ctx, {n: a for n, a in facts.addresses.items()})
-    if not ctx.journal.dry_run:
+    if rules_added and not ctx.journal.dry_run:  # the event says "started, its rules added"
         for name in started:
             emit(ctx.manager, "container_started", ctx.warn, project=ctx.project.name,
                  container=name, address=addresses[name].ip)
@@ -220,6 +227,7 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     failures: list[LockerError] = []
     stopped = each(containers, lambda n: stop_one(ctx, n, facts.states[n], timeout), failures,
                    ctx.parallel)
+    faults.point("containers-stopped")
     down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
         network.remove(ctx, facts, down, forwards=ports, links=links)

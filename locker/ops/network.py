@@ -3,7 +3,7 @@ changes of its rules, each done through the command's journal."""
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Collection
 from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
@@ -65,8 +65,16 @@ def read_containers(ctx: Context) -> Facts:
     return Facts(states, configured, orphans)
 
 
-def read_network(ctx: Context, facts: Facts) -> Facts:
-    """``facts`` with the bridge, the project's rules and the blockers."""
+def read_network(ctx: Context, facts: Facts, rules_only: bool = False) -> Facts:
+    """``facts`` with the bridge, the project's rules, the blockers and
+    what overlaps the subnet. ``rules_only``: a command that changes only
+    rules (``ports``, ``links``, ``stop``) reads just the rules, and takes
+    the bridge's subnet from the host state when it is recorded there."""
+    if rules_only:
+        recorded = _recorded_bridge(ctx)
+        if recorded is not None:
+            rules = ctx.hooks.list_rules(project=ctx.project.name)
+            return replace(facts, bridge=recorded, rules=rules)
     bridge = ctx.hooks.find_bridge(name=ctx.bridge_name)
     rules = ctx.hooks.list_rules(project=ctx.project.name)
     wanted_bridge = _bridge_value(ctx, bridge)
@@ -75,6 +83,16 @@ def read_network(ctx: Context, facts: Facts) -> Facts:
     overlaps = tuple(ctx.hooks.subnet_conflicts(bridge=ctx.bridge_name) or ()) \
         if wanted_bridge is not None else ()
     return replace(facts, bridge=bridge, rules=rules, blockers=blockers, overlaps=overlaps)
+
+
+def _recorded_bridge(ctx: Context) -> BridgeState | None:
+    """The bridge as the host state remembers it (saves the link backend's
+    import and read where only rules change)."""
+    record = ctx.record_now()
+    if record.subnet is None or record.bridge != ctx.bridge_name or record.creating_bridge:
+        return None
+    gateway = IPv4Interface((int(record.subnet.network_address) + 1, record.subnet.prefixlen))
+    return BridgeState(ctx.bridge_name, (gateway,), True)
 
 
 def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:
@@ -88,7 +106,8 @@ def compute_diff(ctx: Context, facts: Facts) -> Diff:
     bridge = _bridge_value(ctx, facts.bridge)
     want = diff.wanted(ctx.project, bridge, facts.addresses, facts.running)
     want = _keep_unknown(want, facts)
-    found = Found(facts.bridge, facts.rules, facts.orphans, facts.blockers)
+    dns = None if ctx.dns is None else ctx.dns.pid() is not None
+    found = Found(facts.bridge, facts.rules, facts.orphans, facts.blockers, dns)
     return diff.diff(ctx.project, want, found, facts.running)
 
 
@@ -155,13 +174,14 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
         plan = diff.repair(compute_diff(ctx, current), {diff.NAT, diff.CHAINS},
                            bridge=bridge)
         apply(ctx, plan)
+    ensure_dns(ctx, bridge)
     for overlap in current.overlaps:
         ctx.warn(f"The subnet {bridge.network} of bridge {ctx.bridge_name} overlaps "
                  f"{overlap}, which appeared after the bridge; traffic to those addresses "
                  f"may go the wrong way. Move one of them (`locker cleanup` gives the "
                  f"project a new subnet on its next start).")
     for blocker in current.blockers:
-        ctx.warn(f"{blocker.what} drops the project's forwarded traffic; fix: {blocker.fix}")
+        ctx.warn(f"{blocker.what}, so the project's forwards are dead; fix: {blocker.fix}")
     return bridge, current
 
 
@@ -172,7 +192,7 @@ def apply(ctx: Context, plan: Repair) -> None:
     journal; then tell the observers."""
     project, hooks, journal = ctx.project.name, ctx.hooks, ctx.journal
     journal.changes_many(
-        [Change(_tag_subject(r, project), "removed", "rule", f"{r.comment} ({r.location}: {r.text})")
+        [Change(diff.subject_of(r), "removed", "rule", f"{r.comment} ({r.location}: {r.text})")
          for r in plan.unrecognised],
         lambda: hooks.remove_unrecognised(project=project))
     journal.changes_many([_nat_change(b, "removed") for b in plan.remove_nat],
@@ -183,8 +203,12 @@ def apply(ctx: Context, plan: Repair) -> None:
                          lambda: hooks.remove_link(links=list(plan.remove_links)))
     nat_changes = [_nat_change(b, "added") for b in plan.add_nat]
     if plan.entry:
-        nat_changes.insert(0, Change(project, "restored", "Locker's chains and jumps"))
-    journal.changes_many(nat_changes, lambda: hooks.add_nat(bridges=list(plan.add_nat)))
+        verb = "restored" if plan.entry == diff.PARTIAL else "added"
+        nat_changes.insert(0, Change(project, verb, "Locker's chains and jumps"))
+    nat_bridges = list(plan.add_nat)
+    if plan.entry and not nat_bridges:
+        nat_bridges = [plan.entry_bridge]
+    journal.changes_many(nat_changes, lambda: hooks.add_nat(bridges=nat_bridges))
     journal.changes_many([_forward_change(f, "added") for f in plan.add_forwards],
                          lambda: hooks.add_forward(forwards=list(plan.add_forwards)))
     journal.changes_many([_link_change(k, "added") for k in plan.add_links],
@@ -196,13 +220,6 @@ def apply(ctx: Context, plan: Repair) -> None:
              removed=Ruleset(nat=frozenset(plan.remove_nat),
                              forwards=frozenset(plan.remove_forwards),
                              links=frozenset(plan.remove_links)))
-
-
-def _tag_subject(rule, project: str) -> str:
-    from locker.names import Tag
-
-    tag = Tag.parse(rule.comment)
-    return tag.container if tag is not None and tag.container else project
 
 
 def _forward_change(forward: Forward, verb: str) -> Change:
@@ -225,7 +242,7 @@ def repair(ctx: Context, facts: Facts, kinds: Collection[str],
     ``kinds`` of ``containers`` (None: all, orphans too) in place, and
     remember the forwards in the host state. Returns the facts read."""
     with ctx.lock():
-        current = read_network(ctx, facts)
+        current = read_network(ctx, facts, rules_only=True)
         result = compute_diff(ctx, current)
         plan = diff.repair(result, kinds, containers, bridge=_bridge_value(ctx, current.bridge))
         apply(ctx, plan)
@@ -233,6 +250,7 @@ def repair(ctx: Context, facts: Facts, kinds: Collection[str],
             forwards=_forwards_after(current.rules, plan),
             containers=dict(current.configured),
             firewall=ctx.firewall_name, link=ctx.link_name))
+    update_dns_names(ctx, current)
     return current
 
 
@@ -241,16 +259,61 @@ def remove(ctx: Context, facts: Facts, containers: Collection[str],
     """Under the host lock: remove every forward and link rule of
     ``containers``, also partial ones."""
     with ctx.lock():
-        current = read_network(ctx, facts)
+        current = read_network(ctx, facts, rules_only=True)
         plan = diff.removal(current.rules, containers, forwards, links)
         apply(ctx, plan)
         ctx.journal.unless_dry(lambda: ctx.remember(
             forwards=_forwards_after(current.rules, plan)))
+    update_dns_names(ctx, replace(current, states={
+        n: (STOPPED if n in containers else s) for n, s in current.states.items()}))
 
 
 def _forwards_after(rules: Ruleset, plan: Repair) -> tuple[Forward, ...]:
     kept = (set(rules.forwards) - set(plan.remove_forwards)) | set(plan.add_forwards)
     return tuple(sorted(kept, key=Forward.sort_key))
+
+
+# ------------------------------------------------------- the DNS forwarder
+
+def ensure_dns(ctx: Context, bridge: Bridge) -> None:
+    """Start the project's DNS forwarder on the bridge's address, unless it
+    runs or the host file turned it off."""
+    if ctx.dns is not None and ctx.dns.pid() is None:
+        ctx.journal.change(Change(ctx.project.name, "started", "DNS forwarder",
+                                  f"on {bridge.gateway}"),
+                           lambda: ctx.dns.start(bridge.gateway))
+
+
+def dns_names(ctx: Context, facts: Facts) -> dict[IPv4Address, tuple[str, ...]]:
+    """What the forwarder answers: each running container by its name,
+    ``NAME.PROJECT`` and fqdn."""
+    names = {}
+    for name in sorted(facts.running):
+        address = facts.addresses.get(name)
+        if address is not None:
+            fqdn = ctx.project.container(name).fqdn
+            names[address] = tuple(dict.fromkeys(
+                n for n in (fqdn, f"{name}.{ctx.project.name}", name) if n))
+    return names
+
+
+def update_dns_names(ctx: Context, facts: Facts) -> None:
+    """Give the forwarder the running containers' names, when it runs (or,
+    in a dry run, would have been started by this command)."""
+    started_now = any((c.verb, c.what) == ("started", "DNS forwarder")
+                      for c in ctx.journal.changes)
+    if ctx.dns is None or not (started_now or ctx.dns.pid() is not None):
+        return
+    names = dns_names(ctx, facts)
+    if ctx.dns.hosts_text(names) != ctx.dns.current_hosts():
+        ctx.journal.change(Change(ctx.project.name, "updated", "DNS names",
+                                  f"({len(names)} running container(s))"),
+                           lambda: ctx.dns.write_hosts(names) and ctx.dns.reload())
+
+
+def stop_dns(ctx: Context) -> None:
+    if ctx.dns is not None and ctx.dns.pid() is not None:
+        ctx.journal.change(Change(ctx.project.name, "stopped", "DNS forwarder"), ctx.dns.stop)
 
 
 def assign(ctx: Context, network: IPv4Network, facts: Facts) -> dict[str, IPv4Interface]:
@@ -289,7 +352,3 @@ def write_file(ctx: Context, name: str, path: str, make) -> None:
     if wanted != current:
         ctx.journal.change(Change(name, "rewrote", path),
                            lambda: ctx.runtime.write_file(lxc, path, wanted))
-
-
-def containers_of(values: Iterable[Forward | Link]) -> set[str]:
-    return {v.container for v in values}

@@ -27,6 +27,9 @@ class ContainerStatus:
     addresses: tuple[IPv4Address, ...]
     hosts: tuple[planner.HostsEntry, ...]
     problem: str | None = None  # why a part of it could not be read
+    #: lines of its /etc/hosts marked as Locker's that Locker would not
+    #: write now: stale, or forged by someone inside the container
+    not_lockers: tuple[planner.HostsEntry, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -58,14 +61,17 @@ def status(ctx: Context) -> Status:
         addresses: tuple[IPv4Address, ...] = ()
         hosts: tuple[planner.HostsEntry, ...] = ()
         problem = None
+        not_lockers: tuple[planner.HostsEntry, ...] = ()
         if state != ABSENT:
             try:
                 addresses = ctx.runtime.addresses(lxc) if network.is_up(state) else ()
                 hosts = tuple(planner.parse_hosts_entries(ctx.runtime.read_file(lxc, "/etc/hosts")))
             except LockerError as exc:  # one container's refusal does not hide the others
                 problem = str(exc)
+            wanted = planner.hosts_entries(ctx.project, name, facts.addresses)
+            not_lockers = tuple(h for h in hosts if h not in wanted)
         containers.append(ContainerStatus(name, lxc, state, facts.configured.get(name),
-                                          addresses, hosts, problem))
+                                          addresses, hosts, problem, not_lockers))
     return Status(ctx.project.name, ctx.bridge_name, facts.bridge, tuple(containers),
                   facts.rules, network.compute_diff(ctx, facts), facts.blockers, facts.overlaps)
 
@@ -92,8 +98,10 @@ def item_to_json(item: Item) -> dict:
 
 def to_json(result: Status) -> dict:
     """The ``status --json`` document (schema version 1; ``items``,
-    ``in_place``, ``blockers`` and the containers' ``problem`` were added
-    without changing what was there)."""
+    ``in_place``, ``blockers``, ``subnet_overlaps``, the containers'
+    ``problem`` and the hosts entries' ``written_by_locker`` were added
+    without changing what was there). Text from containers and the kernel
+    is passed as it is: JSON escapes control characters itself."""
     bridge = result.bridge
     rules = result.rules
     return {
@@ -113,7 +121,8 @@ def to_json(result: Status) -> dict:
             "state": c.state,
             "configured_address": str(c.configured) if c.configured else None,
             "addresses": [str(a) for a in c.addresses],
-            "hosts": [{"address": str(h.address), "names": list(h.names)} for h in c.hosts],
+            "hosts": [{"address": str(h.address), "names": list(h.names),
+                       "written_by_locker": h not in c.not_lockers} for h in c.hosts],
             "problem": c.problem,
         } for c in result.containers],
         "rules": {

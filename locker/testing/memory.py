@@ -23,6 +23,8 @@ from locker.subnets import DEFAULT_POOL, first_free
 class MemoryFirewall:
     """A firewall backend whose kernel is a Ruleset held in memory."""
 
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
+
     def __init__(self) -> None:
         self.rules = Ruleset()
         self.transactions = 0
@@ -105,6 +107,8 @@ class MemoryLink:
     """A link backend over a dictionary of bridges; ``used`` plays the
     networks the host can reach. A ``BridgeState`` with ``owned=False``
     plays a bridge another tool made under the project's bridge name."""
+
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
 
     def __init__(self, used: Sequence[IPv4Network] = ()) -> None:
         self.used = list(used)

@@ -6,7 +6,10 @@ loads into unrelated test runs: ``pytest -p locker.testing.pytest_plugin``,
 ``conftest.py``.
 
 - ``netns``: a fresh network namespace; the test process is inside it for
-  the duration of the test. Skips where root or ``ip`` is missing.
+  the duration of the test. Skips where root or ``ip`` is missing. The
+  namespace is entered while the test process has one thread, and the test
+  function runs in a process of its own forked from there, so every thread
+  a backend starts is inside the namespace, and none outlives the test.
 - ``netns_factory``: makes more namespaces (not entered), all deleted after
   the test.
 
@@ -19,11 +22,48 @@ on purpose carries ``@pytest.mark.may_skip``.
 from __future__ import annotations
 
 import os
+import threading
+import traceback
 from collections.abc import Iterator
 
 import pytest
 
 from locker.testing.netns import NetNS, current_netns_inode, missing_requirements
+
+
+@pytest.hookimpl(tryfirst=True)
+def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
+    """Run a test that uses ``netns`` in a child process (see the module
+    docstring): its outcome comes back through a pipe."""
+    if "netns" not in pyfuncitem.fixturenames:
+        return None
+    arguments = {name: pyfuncitem.funcargs[name] for name in pyfuncitem._fixtureinfo.argnames}
+    read_end, write_end = os.pipe()
+    child = os.fork()
+    if child == 0:
+        os.close(read_end)
+        outcome = b""
+        try:
+            pyfuncitem.obj(**arguments)
+        except pytest.skip.Exception as exc:
+            outcome = b"skip\0" + str(exc.msg).encode()
+        except BaseException as exc:  # everything goes back to the parent, which reports it
+            outcome = b"fail\0" + "".join(traceback.format_exception(exc)).encode()
+        with os.fdopen(write_end, "wb") as pipe:
+            pipe.write(outcome)
+        os._exit(0)
+    os.close(write_end)
+    with os.fdopen(read_end, "rb") as pipe:
+        outcome = pipe.read()
+    _, status = os.waitpid(child, 0)
+    kind, _, detail = outcome.partition(b"\0")
+    if kind == b"skip":
+        pytest.skip(detail.decode())
+    if kind == b"fail":
+        pytest.fail(f"in the test's own process:\n{detail.decode()}", pytrace=False)
+    if status != 0:
+        pytest.fail(f"the test's own process ended with status {status}", pytrace=False)
+    return True
 
 
 def pytest_configure(config: pytest.Config) -> None:
@@ -68,6 +108,11 @@ def netns_factory() -> Iterator:
 
 @pytest.fixture
 def netns(netns_factory) -> Iterator[NetNS]:
+    others = [t.name for t in threading.enumerate() if t is not threading.current_thread()]
+    if others:
+        pytest.fail(f"threads {others} exist before the test enters its network namespace; "
+                    f"they would stay in the machine's own. Start threads inside the test "
+                    f"or a fixture that uses netns.")
     home = current_netns_inode()
     ns = netns_factory()
     with ns.entered():

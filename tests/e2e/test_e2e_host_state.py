@@ -123,6 +123,8 @@ def test_a_project_whose_file_is_gone_is_listed_as_such(world: World, alpha: Pat
 
 def test_a_backend_switch_is_refused_and_migrate_moves_the_rules(
         world: World, alpha: Path) -> None:
+    if world.backend not in OTHER_BACKEND:
+        pytest.skip("migrates between the two shipped firewall backends")
     first, second = world.backend, OTHER_BACKEND[world.backend]
     if first == "iptables":  # nftables' accepts cannot override a legacy DROP policy
         world.host.run(["iptables-legacy", "-P", "FORWARD", "ACCEPT"])
@@ -188,3 +190,29 @@ def test_a_bridge_locker_never_meant_to_create_is_refused(world: World) -> None:
     finally:
         world.host.run(["ip", "link", "del", "locker_foreign"])
         world.locker(other, "rm")
+
+
+FOREIGN_DNAT = """\
+table ip othertool {
+    chain prerouting {
+        type nat hook prerouting priority dstnat; policy accept;
+        tcp dport 8096 dnat to 192.0.2.99:80
+    }
+}
+"""
+
+
+def test_a_dnat_of_another_tool_for_the_same_port_is_a_warning(world: World) -> None:
+    taken = world.project("taken", project(8096))
+    world.locker(taken, "create")
+    world.host.run(["nft", "-f", "-"], input=FOREIGN_DNAT)
+    try:
+        done = world.locker(taken, "start")
+        assert "Host port 8096/tcp is also forwarded by a rule of another tool" in done.stderr
+        assert "nftables table ip othertool, chain prerouting" in done.stderr
+        world.host.run(["nft", "delete", "table", "ip", "othertool"])
+        assert "another tool" not in world.locker(taken, "ports").stderr
+    finally:
+        world.host.run(["nft", "delete", "table", "ip", "othertool"], check=False)
+        world.locker(taken, "cleanup")
+        world.locker(taken, "rm")

@@ -116,6 +116,10 @@ class World:
         self._namespaces: list[NetNS] = []
         for d in (self.lxcpath, self.run_dir):
             d.mkdir(parents=True)
+        # The DNS forwarder (dnsmasq, as nobody) opens its files under the run
+        # directory by path, as it would under /run: let it pass through.
+        for d in (self.run_dir, *self.run_dir.parents):
+            d.chmod(d.stat().st_mode | 0o001)
         self.host_config.write_text("# empty: no host settings\n")
         try:
             self.host = self._namespace("e2ehost")
@@ -159,23 +163,38 @@ class World:
                               capture_output=True, text=True, check=check,
                               stdin=subprocess.DEVNULL, **kwargs)
 
+    def _locker_argv(self, argv: Sequence[str], backend: bool, env: dict[str, str] | None
+                     ) -> tuple[list[str], dict[str, str]]:
+        environment = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
+                       "LOCKER_RUN_DIR": str(self.run_dir),
+                       "LOCKER_CONFIG": str(self.host_config),
+                       "LOCKER_STATE_DIR": str(self.state_dir),
+                       "NO_COLOR": "1", "LANG": "C.UTF-8", **(env or {})}
+        options = ["-P", str(self.lxcpath),
+                   *(["--backend", self.backend, "--link-backend", self.link] if backend else [])]
+        return [str(LOCKER), *options, *argv], environment
+
     def locker(self, project_dir: Path, *argv: str, backend: bool = True,
                check: bool = True, env: dict[str, str] | None = None
                ) -> subprocess.CompletedProcess:
-        """``locker -P LXCPATH --backend B --link-backend L ARGV`` in the host namespace, run
-        from ``project_dir``; with ``check``, a non-zero exit fails the test
-        showing locker's output. ``env`` adds environment variables."""
-        env = {"PATH": "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin",
-               "LOCKER_RUN_DIR": str(self.run_dir), "LOCKER_CONFIG": str(self.host_config),
-               "LOCKER_STATE_DIR": str(self.state_dir),
-               "NO_COLOR": "1", "LANG": "C.UTF-8", **(env or {})}
-        options = ["-P", str(self.lxcpath),
-                   *(["--backend", self.backend, "--link-backend", self.link] if backend else [])]
-        done = self.in_host([str(LOCKER), *options, *argv], cwd=project_dir, env=env)
+        """``locker -P LXCPATH --backend B --link-backend L ARGV`` in the host
+        namespace, run from ``project_dir``; with ``check``, a non-zero exit
+        fails the test showing locker's output. ``env`` adds environment
+        variables."""
+        command, environment = self._locker_argv(argv, backend, env)
+        done = self.in_host(command, cwd=project_dir, env=environment)
         if check and done.returncode != 0:
             raise AssertionError(f"locker {' '.join(argv)} exited {done.returncode}\n"
                                  f"stdout: {done.stdout}\nstderr: {done.stderr}")
         return done
+
+    def locker_started(self, project_dir: Path, *argv: str,
+                       env: dict[str, str] | None = None) -> subprocess.Popen:
+        """``locker ARGV`` as above, started and not waited for: for races."""
+        command, environment = self._locker_argv(argv, True, env)
+        return subprocess.Popen([*lxc_command_prefix(self.host.name), *command],
+                                cwd=project_dir, env=environment, stdin=subprocess.DEVNULL,
+                                stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
 
     def status(self, project_dir: Path) -> dict:
         return json.loads(self.locker(project_dir, "status", "--json").stdout)
@@ -288,6 +307,11 @@ class World:
                 proc.kill()
                 proc.wait()
         self._servers.clear()
+        for pid_file in self.run_dir.glob("*/dnsmasq.pid"):  # Locker's DNS forwarders
+            try:
+                os.kill(int(pid_file.read_text().split()[0]), 15)
+            except (OSError, ValueError, IndexError):
+                pass
         if self._namespaces:
             for name in self.container_names():
                 for command in (("lxc-stop", "-n", name, "-k"), ("lxc-destroy", "-n", name, "-f")):

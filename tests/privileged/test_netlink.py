@@ -171,3 +171,37 @@ class TestNetlinkFailures:
         with pytest.raises(BackendError):
             hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         assert link_of(netns, NAME) is not None
+
+
+def test_a_privileged_test_runs_alone_in_its_namespace_with_all_its_threads(netns) -> None:
+    """Each test using ``netns`` is a process of its own, entered while it
+    has one thread: a thread it starts is in the test's namespace."""
+    import os
+    import threading
+
+    from locker.testing.netns import current_netns_inode
+
+    assert threading.active_count() == 1
+    assert os.getpid() != PYTEST_PID  # a child of the pytest process
+    found: list[int] = []
+    worker = threading.Thread(target=lambda: found.append(current_netns_inode()))
+    worker.start()
+    worker.join()
+    assert found == [os.stat(netns.path).st_ino]
+
+
+PYTEST_PID = __import__("os").getpid()
+
+
+def test_a_failed_rollback_is_reported_not_hidden(netns: NetNS, monkeypatch) -> None:
+    def refuse(self, *args):
+        raise RtnlError(errno.EINVAL, "Invalid argument")
+
+    monkeypatch.setattr(Rtnl, "set_alias", refuse)
+    monkeypatch.setattr(Rtnl, "delete_link", lambda self, index: (_ for _ in ()).throw(
+        RtnlError(errno.EBUSY, "Device or resource busy")))
+    hook = new_manager(NetlinkBackend()).hook
+    with pytest.raises(BackendError, match="deleting the half-made bridge failed too") as caught:
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+    assert f"ip link delete {NAME}" in str(caught.value)
+    assert link_of(netns, NAME) is not None  # it is there, and the message says so

@@ -256,7 +256,7 @@ INSTALLED = {
 
 @pytest.fixture
 def fake_backends(monkeypatch: pytest.MonkeyPatch) -> None:
-    def load(namespace: str, name: str) -> object:
+    def load(namespace: str, name: str, settings=None) -> object:
         if name not in INSTALLED[namespace]:
             raise plugins.BackendSelectionError(f"There is no backend named {name!r}.")
         return INSTALLED[namespace][name][1]()
@@ -351,7 +351,7 @@ def test_render_status_shows_each_item_and_what_differs() -> None:
         "  in place chains   shop: Locker's chains and jumps",
         "  in place nat      shop: network rules locker_shop 10.1.1.0/24",
         "  stale    forward  db: 5432/tcp -> 10.1.1.3:5432  (the project file does not ask "
-        "for it, or its container has another address; fix: locker ports)",
+        "for it; fix: locker ports)",
         "  missing  forward  db: 6432/tcp -> 10.1.1.3:5432  (fix: locker ports)",
         "  in place forward  web: 8080/tcp -> 10.1.1.2:80",
         "  in place link     web: to db (10.1.1.2 <-> 10.1.1.3)",
@@ -390,13 +390,15 @@ def test_render_status_of_nothing_in_colour() -> None:
 def test_render_shows_control_characters_escaped() -> None:
     stdout = io.StringIO()
     status = a_status()
-    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (),
-                             (HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",)),))
+    fake = HostsEntry(IP("6.6.6.6"), ("bank.example\x1b]0;PWNED\x07",))
+    forged = ContainerStatus("web", "shop_web", "RUNNING", None, (), (fake,),
+                             not_lockers=(fake,))
     status = Status(status.project, status.bridge_name, status.bridge, (forged,),
                     status.rules, status.diff)
     render.status(Output(False, stdout, io.StringIO()), status)
     assert "\x1b" not in stdout.getvalue()
     assert "bank.example\\x1b]0;PWNED\\x07" in stdout.getvalue()
+    assert "(marked as Locker's, but Locker did not write it)" in stdout.getvalue()
 
 
 # -------------------------------------- commands over the in-memory backends
@@ -423,7 +425,9 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
         return Context(project, plugins.new_manager(firewall, link), runtime, say=say,
                        warn=warn, lock=nullcontext, host_resolv=lambda: "",
                        host_hosts=tmp_path / "hosts", journal=journal,
-                       ip_forwarding_off=lambda: not link.ip_forward), Migration()
+                       project_lock=lambda name, waiting=None: nullcontext(),
+                       ip_forwarding_off=lambda: not link.ip_forward,
+                       foreign_dnats=lambda: []), Migration()
 
     monkeypatch.setattr(commands, "open_context", open_context)
     return firewall, runtime

@@ -129,7 +129,7 @@ def test_forwards_in_place_behind_another_tools_drop_are_blocked() -> None:
     result = diff.diff(SHOP, wanted(), Found(UP, whole(), blockers=(drop,)), ALL_RUNNING)
     assert set(statuses(result, FORWARD).values()) == {BLOCKED}
     item = result.of(FORWARD)[0]
-    assert item.fix == drop.fix and drop.what in item.reason
+    assert item.fix == drop.fix and item.reason == drop.what
     assert set(statuses(result, LINK).values()) == {IN_PLACE}
 
 
@@ -173,7 +173,7 @@ def test_repairing_the_chains_goes_through_add_nat() -> None:
     rules = whole(jumps=False, entry_missing=("chain LOCKER_FORWARD",))
     result = diff.diff(SHOP, wanted(), Found(UP, rules), ALL_RUNNING)
     plan = diff.repair(result, {FORWARD, CHAINS}, bridge=BRIDGE)
-    assert plan.entry and plan.add_nat == (BRIDGE,)
+    assert (plan.entry, plan.entry_bridge, plan.add_nat) == (PARTIAL, BRIDGE, ())
 
 
 def test_repair_removes_unrecognised_rules_and_nothing_in_place() -> None:
@@ -209,3 +209,27 @@ def test_a_host_port_another_project_forwards_is_a_conflict(theirs: Forward, cla
         assert "project blog (/srv/blog/locker.yaml)" in problems[0]
         assert "its container web" in problems[0]
         assert problems[0].startswith("/srv/shop/locker.yaml: web: port ")
+
+
+def test_restoring_a_jump_does_not_claim_to_add_network_rules_in_place() -> None:
+    rules = whole(jumps=False, entry_missing=("jump from PREROUTING to LOCKER_PREROUTING",))
+    result = diff.diff(SHOP, wanted(), Found(UP, rules), ALL_RUNNING)
+    plan = diff.repair(result, {FORWARD, CHAINS, RULE}, bridge=BRIDGE)
+    assert (plan.entry, plan.entry_bridge, plan.add_nat) == (PARTIAL, BRIDGE, ())
+    assert plan
+
+
+def test_a_forward_to_an_old_address_says_where_it_should_go() -> None:
+    old = Forward("shop", "web", 8080, IP("10.1.1.9"), 80)
+    rules = whole(forwards=frozenset({old, WEB_5353, DB_5432}))
+    result = diff.diff(SHOP, wanted(), Found(UP, rules), ALL_RUNNING)
+    item = next(i for i in result.of(FORWARD) if i.value == old)
+    assert (item.status, item.reason) == (STALE, "it should go to 10.1.1.2:80")
+
+
+def test_the_dns_forwarder_is_an_item_while_the_bridge_is_wanted() -> None:
+    running = diff.diff(SHOP, wanted(), Found(UP, whole(), dns=True), ALL_RUNNING)
+    assert [(i.kind, i.status) for i in running.of("dns")] == [("dns", IN_PLACE)]
+    down = diff.diff(SHOP, wanted(), Found(UP, whole(), dns=False), ALL_RUNNING)
+    assert [(i.status, i.fix) for i in down.of("dns")] == [(MISSING, "locker start")]
+    assert diff.diff(SHOP, wanted(), Found(UP, whole(), dns=None), ALL_RUNNING).of("dns") == ()

@@ -78,3 +78,32 @@ def test_the_package_exports_the_hookimpl_marker() -> None:
 
     assert locker.hookimpl is hookspecs.hookimpl
     assert hookspecs.hookimpl.project_name == "locker"
+
+
+def test_everything_exported_for_plugin_authors_is_documented() -> None:
+    import locker
+
+    for name in locker.__all__:
+        if name == "__version__":
+            continue
+        value = getattr(locker, name)
+        if inspect.isclass(value) or inspect.isfunction(value):
+            doc = inspect.getdoc(value)
+            assert doc and len(doc.split()) >= 5, f"locker.{name} has no docstring"
+
+
+@pytest.mark.parametrize("name", ["Availability", "Blocker", "Bridge", "BridgeState", "Forward",
+                                  "Link", "Ruleset", "TaggedRule"])
+def test_every_value_type_is_exported_and_documented(name: str) -> None:
+    import locker
+    from locker import model
+
+    assert getattr(locker, name) is getattr(model, name)
+    assert len((inspect.getdoc(getattr(model, name)) or "").split()) >= 5
+
+
+def test_the_hookspecs_state_what_the_core_guarantees() -> None:
+    """The rules a plugin author may rely on are written down where they look."""
+    doc = " ".join((hookspecs.__doc__ or "").split())
+    for promise in ("validated", "host lock", "plugin API"):
+        assert promise in doc, promise

@@ -130,3 +130,32 @@ def test_bad_pools_with_their_lines(tmp_path: Path) -> None:
         "from as ADDRESS/PREFIX, like 10.200.0.0/16",
         "2: subnets: expected a single value, found a list",
     ]
+
+
+def test_backend_settings_are_kept_with_their_place(tmp_path: Path) -> None:
+    path = tmp_path / "locker.yaml"
+    path.write_text("firewall: iptables\nbackends:\n  iptables:\n    lock_timeout: 30\n")
+    host = load_host_config({"LOCKER_CONFIG": str(path)})
+    setting = host.backends["iptables"]["lock_timeout"]
+    assert (setting.value, setting.where) == ("30", f"{path}:4: backends.iptables.lock_timeout")
+
+
+def test_backend_settings_must_be_a_mapping_per_backend(tmp_path: Path) -> None:
+    path = tmp_path / "locker.yaml"
+    path.write_text("backends:\n  Bad Name: {x: 1}\n  iptables: [1, 2]\n")
+    with pytest.raises(ConfigError) as caught:
+        load_host_config({"LOCKER_CONFIG": str(path)})
+    assert any(':2: backends."Bad Name"' in p and "not a backend name" in p
+               for p in caught.value.problems)
+    assert any(":3: backends.iptables" in p and "expected a mapping" in p
+               for p in caught.value.problems)
+
+
+def test_the_dns_forwarder_can_be_turned_off(tmp_path: Path) -> None:
+    path = tmp_path / "locker.yaml"
+    path.write_text("dns_forwarder: false\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}).dns_forwarder is False
+    path.write_text("dns_forwarder: maybe\n")
+    with pytest.raises(ConfigError) as caught:
+        load_host_config({"LOCKER_CONFIG": str(path)})
+    assert "not true or false" in caught.value.problems[0]

@@ -74,3 +74,21 @@ def test_an_unusable_run_dir_is_a_locker_error(tmp_path: Path,
     with pytest.raises(LockerError, match="LOCKER_RUN_DIR"):
         with host_lock():
             pass
+
+
+def test_a_project_lock_held_elsewhere_is_waited_for_then_refused(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    from locker.hostlock import project_lock
+
+    monkeypatch.setenv("LOCKER_RUN_DIR", str(tmp_path))
+    said: list[str] = []
+    with project_lock("shop"):
+        with pytest.raises(LockerError, match="changing project shop"):
+            with project_lock("shop", timeout=0.1, waiting=said.append):
+                pass
+        with project_lock("blog", timeout=0.1):  # another project is not held up
+            pass
+    assert said == ["another locker command is changing project shop; waiting for it "
+                    "(at most 0 s)"]
+    with project_lock("shop", timeout=0.1):  # released
+        pass

@@ -159,7 +159,7 @@ def make_env(tmp_path: Path, project: Project | None = None, *, share: Env | Non
     ctx = Context(project, manager, runtime, say=said.append, warn=warned.append, lock=lock,
                   host_resolv=lambda: HOST_RESOLV, host_hosts=tmp_path / "hosts",
                   state=state, firewall_name="memory", link_name="memory",
-                  ip_forwarding_off=lambda: not link.ip_forward)
+                  ip_forwarding_off=lambda: not link.ip_forward, foreign_dnats=lambda: [])
     return Env(ctx, firewall, link, runtime, lock, said, warned)
 
 
@@ -630,8 +630,10 @@ def test_status_json(env: Env) -> None:
     web = document["containers"][0]
     assert web == {"name": "web", "lxc_name": "shop_web", "state": "RUNNING",
                    "configured_address": "10.1.1.2/24", "addresses": ["10.1.1.2"],
-                   "hosts": [{"address": WEB, "names": ["web.example.net", "web"]},
-                             {"address": DB, "names": ["db.example.net", "db", "database"]}],
+                   "hosts": [{"address": WEB, "names": ["web.example.net", "web"],
+                              "written_by_locker": True},
+                             {"address": DB, "names": ["db.example.net", "db", "database"],
+                              "written_by_locker": True}],
                    "problem": None}
     assert document["containers"][2]["configured_address"] is None
     assert document["in_place"] is True
@@ -925,3 +927,36 @@ def test_parallel_failures_are_all_reported_together(tmp_path: Path) -> None:
         lifecycle.start(env.ctx, env.ctx.select([]))
     assert [e.container for e in caught.value.errors] == ["web", "cache"]
     assert env.lxc("db").state == RUNNING
+
+
+def test_status_marks_hosts_lines_claiming_to_be_lockers_that_it_did_not_write(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web", "db"])
+    forged = "6.6.6.6\tbank.example\x1b]0;PWNED\x07\t# locker\n"
+    env.lxc("web").files["/etc/hosts"] += forged
+    result = status(env.ctx)
+    web = result.containers[0]
+    assert [h.address for h in web.not_lockers] == [IP("6.6.6.6")]
+    document = json.dumps(to_json(result))
+    assert "\x1b" not in document and "\\u001b" in document
+    entries = to_json(result)["containers"][0]["hosts"]
+    assert [e["written_by_locker"] for e in entries] == [True, True, False]
+
+
+def test_a_container_whose_rules_failed_is_not_announced_as_started(env: Env) -> None:
+    recorder = Recorder()
+    use_firewall(env, RefusingFirewall(env.lock))
+    env.ctx.manager.register(recorder)
+    with pytest.raises(LockerError, match="the kernel said no."):
+        lifecycle.start(env.ctx, ["web"])
+    assert env.lxc("web").state == RUNNING
+    assert [e for e in recorder.events if e[0] == "started"] == []
+
+
+def test_cleanup_reports_the_rules_it_removed_to_observers(tmp_path: Path) -> None:
+    recorder = Recorder()
+    env = make_env(tmp_path, observers=(recorder,))
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    cleanup.cleanup(env.ctx)
+    last_rules = [e for e in recorder.events if e[0] == "rules"][-1]
+    assert last_rules[3].forwards == WEB_FORWARDS and last_rules[3].nat == {SHOP_BRIDGE}

@@ -10,7 +10,7 @@ import pytest
 from stevedore.extension import ExtensionManager
 
 from locker import hookimpl, plugins
-from locker.errors import BackendError, BackendSelectionError
+from locker.errors import BackendError, BackendSelectionError, ConfigError
 from locker.model import Availability
 from locker.testing.memory import MemoryFirewall, MemoryLink
 
@@ -43,7 +43,9 @@ class CrashingFirewall(MemoryFirewall):
 
 
 class SilentFirewall:
-    """Implements no availability hook at all."""
+    """Implements no hook at all."""
+
+    locker_api = plugins.PLUGIN_API
 
 
 class RaisingConstructor(MemoryFirewall):
@@ -57,6 +59,12 @@ class Meddler:
     @hookimpl
     def add_forward(self, forwards) -> None:
         pass
+
+
+class Raiser:
+    @hookimpl
+    def container_started(self, project, container, address) -> None:
+        raise RuntimeError("observer is broken")
 
 
 class Listener:
@@ -283,10 +291,104 @@ def test_an_observer_implementing_an_operation_is_refused_by_name() -> None:
     assert "locker.firewall:mem" in message and "locker.plugins:meddler" in message
 
 
-def test_a_backend_missing_a_hook_is_refused() -> None:
-    with pytest.raises(BackendSelectionError, match="found 0 \\(none\\)"):
+def test_a_backend_missing_a_hook_is_refused_naming_the_hooks() -> None:
+    class NoRemoveLink(MemoryFirewall):
+        remove_link = None
+
+    with pytest.raises(BackendSelectionError) as caught:
+        plugins.register(selected(plugins.FIREWALL, "partial", NoRemoveLink()),
+                         selected(plugins.LINK, "memlink", MemoryLink()), (), no_warning)
+    assert str(caught.value).startswith(
+        "The firewall backend 'partial' does not implement remove_link, which every "
+        "firewall backend must")
+    with pytest.raises(BackendSelectionError, match="does not implement add_forward, add_link"):
         plugins.register(selected(plugins.FIREWALL, "silent", SilentFirewall()),
                          selected(plugins.LINK, "memlink", MemoryLink()), (), no_warning)
+
+
+class Misspelt(MemoryFirewall):
+    @hookimpl
+    def project_cleand(self, project) -> None:
+        pass
+
+
+def test_a_misspelt_hookimpl_is_a_load_error_naming_it() -> None:
+    with pytest.raises(BackendSelectionError) as caught:
+        plugins.register(selected(plugins.FIREWALL, "typo", Misspelt()),
+                         selected(plugins.LINK, "memlink", MemoryLink()), (), no_warning)
+    assert "firewall backend 'typo' marks project_cleand with @hookimpl" in str(caught.value)
+    assert "misspelt?" in str(caught.value)
+
+
+def test_an_observer_with_a_misspelt_hook_is_left_out_with_a_warning() -> None:
+    class Typo:
+        @hookimpl
+        def project_cleand(self, project) -> None:
+            pass
+
+    warnings: list[str] = []
+    plugins.register(selected(plugins.FIREWALL, "mem", MemoryFirewall()),
+                     selected(plugins.LINK, "memlink", MemoryLink()), [("typo", Typo())],
+                     warnings.append)
+    assert len(warnings) == 1 and "project_cleand" in warnings[0]
+
+
+@pytest.mark.parametrize("api, said", [(None, "declares no plugin API version"),
+                                       (1, "was written for plugin API 1")])
+def test_a_backend_of_another_plugin_api_is_refused(api, said: str) -> None:
+    class Old(MemoryFirewall):
+        locker_api = api
+
+    with pytest.raises(BackendSelectionError, match=said):
+        plugins.register(selected(plugins.FIREWALL, "old", Old()),
+                         selected(plugins.LINK, "memlink", MemoryLink()), (), no_warning)
+
+
+class Early:
+    def __init__(self, heard: list[str]) -> None:
+        self.heard = heard
+
+    @hookimpl(tryfirst=True)
+    def project_cleaned(self, project: str) -> None:
+        self.heard.append("early")
+
+
+class Late:
+    def __init__(self, heard: list[str]) -> None:
+        self.heard = heard
+
+    @hookimpl(trylast=True)
+    def project_cleaned(self, project: str) -> None:
+        self.heard.append("late")
+
+
+class Wrapper:
+    def __init__(self, heard: list[str]) -> None:
+        self.heard = heard
+
+    @hookimpl(hookwrapper=True)
+    def project_cleaned(self, project: str):
+        self.heard.append("before")
+        yield
+        self.heard.append("after")
+
+
+def test_events_go_through_pluggy_with_order_wrappers_and_tracing() -> None:
+    heard: list[str] = []
+    traced: list[str] = []
+    warnings: list[str] = []
+    manager = plugins.register(
+        selected(plugins.FIREWALL, "mem", MemoryFirewall()),
+        selected(plugins.LINK, "memlink", MemoryLink()),
+        [("late", Late(heard)), ("raiser", Raiser()), ("early", Early(heard)),
+         ("wrapper", Wrapper(heard))], warnings.append)
+    plugins.trace_to(manager, traced.append)
+    plugins.emit(manager, "project_cleaned", warnings.append, project="shop")
+    plugins.emit(manager, "container_started", warnings.append, project="shop",
+                 container="web", address=None)
+    assert heard == ["before", "early", "late", "after"]
+    assert any("project_cleaned" in line for line in traced)
+    assert warnings == ["The plugin 'raiser' failed on container_started: observer is broken"]
 
 
 def test_a_backend_in_the_wrong_role_is_refused() -> None:
@@ -346,3 +448,32 @@ def test_two_distributions_with_one_backend_name_is_an_error(entry_points) -> No
                                       ("nftables", here("ManualFirewall"), "nft-fork")]
     with pytest.raises(BackendError, match="The firewall backend 'nftables' cannot be loaded"):
         plugins.select(plugins.FIREWALL, "nftables", "command line", no_warning)
+
+
+class Tunable(MemoryFirewall):
+    SETTINGS = {"table": str, "retries": int, "strict": bool}
+
+    def __init__(self, table: str = "locker", retries: int = 1, strict: bool = False) -> None:
+        super().__init__()
+        self.table, self.retries, self.strict = table, retries, strict
+
+
+def test_a_backend_gets_the_host_files_settings_checked_against_what_it_declares(
+        entry_points) -> None:
+    from locker.project import Setting
+
+    firewalls(entry_points, tunable=here("Tunable"))
+    where = "/etc/locker/locker.yaml:4: backends.tunable"
+    chosen = plugins.select(plugins.FIREWALL, "tunable", "command line", no_warning, {
+        "tunable": {"table": Setting("mine", f"{where}.table"),
+                    "retries": Setting("3", f"{where}.retries"),
+                    "strict": Setting("true", f"{where}.strict")}})
+    assert (chosen.plugin.table, chosen.plugin.retries, chosen.plugin.strict) == ("mine", 3, True)
+    with pytest.raises(ConfigError) as caught:
+        plugins.load(plugins.FIREWALL, "tunable", {
+            "tabel": Setting("x", f"{where}.tabel"), "retries": Setting("many", f"{where}.retries")})
+    assert caught.value.exit_status == 2
+    assert caught.value.problems == [
+        f"{where}.tabel: unknown setting of the firewall backend 'tunable', which takes "
+        "retries, strict, table",
+        f'{where}.retries: "many": not a whole number']

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Callable, Iterator, Sequence
-from contextlib import contextmanager, suppress
+from contextlib import contextmanager
 from ipaddress import IPv4Network
 
 from locker import faults, subnets
@@ -32,6 +32,8 @@ _VERSION = re.compile(r"iproute2-(?:ss)?([0-9][0-9.]*)")
 
 class Ipr2Backend:
     """Link backend running ``ip``; it keeps no state between hook calls."""
+
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
 
     def __init__(self) -> None:
         self._path = find_tool("ip")
@@ -96,10 +98,13 @@ class Ipr2Backend:
                               lambda: kernel.add_address(name, bridge.interface))
                 if not link.up:
                     kernel.set_up(name)
-            except BaseException:
-                if created:  # leave the kernel as it was
-                    with suppress(CommandError):
+            except BaseException as failure:
+                if created:  # leave the kernel as it was, or say why it is not
+                    try:
                         kernel.delete(name)
+                    except CommandError as undo:
+                        if isinstance(failure, Exception):
+                            raise rules.rollback_failed(name, failure, undo) from failure
                 raise
             return _state_of(kernel, _must_find(kernel, name))
 

@@ -164,6 +164,21 @@ def test_a_bridge_created_by_a_failed_call_is_removed(hook, netns: NetNS, monkey
 
 
 @pytest.mark.privileged
+def test_a_failed_rollback_is_reported_not_hidden(hook, netns: NetNS, monkeypatch) -> None:
+    def refuse(self, name, interface):
+        raise CommandError(["ip", "addr", "add", str(interface), "dev", name], "no", 2)
+
+    def cannot_delete(self, name):
+        raise CommandError(["ip", "link", "delete", name], "Device or resource busy", 2)
+
+    monkeypatch.setattr(Kernel, "add_address", refuse)
+    monkeypatch.setattr(Kernel, "delete", cannot_delete)
+    with pytest.raises(BackendError, match="deleting the half-made bridge failed too"):
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+    assert link_of(netns, NAME) is not None
+
+
+@pytest.mark.privileged
 def test_an_adopted_bridge_is_kept_when_a_call_fails(hook, netns: NetNS, monkeypatch) -> None:
     netns.run(["ip", "link", "add", NAME, "type", "bridge"])
 

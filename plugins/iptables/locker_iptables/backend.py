@@ -97,6 +97,9 @@ class IptablesBackend:
     invalidated.
     """
 
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
+    SETTINGS = {"lock_timeout": float, "retries": int}  # host file: backends: {iptables: ...}
+
     def __init__(self, lock_timeout: float = 10.0, retries: int = 5) -> None:
         self.kernel = Kernel(lock_timeout=lock_timeout, retries=retries)
 

@@ -125,11 +125,17 @@ def _run_against_writer(hook, writer: subprocess.Popen, deadline: float) -> int:
     return batches
 
 
-def _assert_all_survive(netns, prefix: str) -> None:
+def _assert_all_survive(netns, prefix: str, exactly_once: bool = True) -> None:
+    """Every rule of the other writer is there, in its order. A writer that
+    ignores the lock may itself add a rule twice (a commit it retries had
+    gone through): with ``exactly_once`` False that is its business."""
     theirs = [line for _, line in save(netns) if f"--comment {prefix}" in line]
-    assert len(theirs) == WRITER_COUNT
     numbers = [int(line.split(f"--comment {prefix}")[1].split()[0]) for line in theirs]
-    assert numbers == list(range(1, WRITER_COUNT + 1))
+    if exactly_once:
+        assert numbers == list(range(1, WRITER_COUNT + 1))
+    else:
+        assert sorted(set(numbers)) == list(range(1, WRITER_COUNT + 1))
+        assert numbers == sorted(numbers)
 
 
 @pytest.mark.privileged
@@ -196,7 +202,7 @@ def test_lockless_writer_in_parallel(backend, hook, netns) -> None:
         out, err = writer.communicate()
     assert writer.returncode == 0, err
     assert batches > 0
-    _assert_all_survive(netns, "lockless")
+    _assert_all_survive(netns, "lockless", exactly_once=False)
     print(f"{batches} Locker batches, {backend.kernel.retried} retried after EAGAIN, "
           f"{out.strip()} failed commits of the lockless writer")
 

@@ -1,117 +1,35 @@
-"""The nftables firewall backend: Locker's hooks on top of ``rules`` and
-``kernel``. Each hook call reads Locker's table once and writes at most one
-nft transaction."""
+"""The nftables firewall backend: Locker's hooks on top of ``state``,
+``layout``, ``rules`` and ``kernel``.
+
+Reads: ``list_rules(project)`` reads the project's own chains, maps and
+sets and the shared entry chains in one libnftables call, and keeps what it
+read as the backend's *view*; the changing hooks for that project that
+follow use the view instead of reading again, and keep it up to date with
+what they commit. The core calls ``list_rules`` first in every section
+under its host lock, so the view never outlives the lock: the next
+section's ``list_rules`` reads the kernel again. A changing hook without a
+view of its project (or touching several projects) reads for itself, and
+a transaction that fails on a view is retried once on a fresh read. Each
+hook writes at most one nft transaction.
+"""
 
 from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from typing import Any
 
 from locker import blockers
 from locker.errors import BackendError
 from locker.hookspecs import hookimpl
 from locker.model import Availability, Blocker, Bridge, Forward, Link, Ruleset, TaggedRule
-from locker.names import JUMP_COMMENT, Tag
 
-from locker_nftables import kernel, rules
+from locker_nftables import kernel, layout, rules
 from locker_nftables.kernel import FAMILY, TABLE, Command
+from locker_nftables.state import Found, TableState, rule_for_key
 
-
-@dataclass
-class Found:
-    """A tagged rule in Locker's table, with its key (None: not a rule
-    Locker would write)."""
-
-    rule: rules.Rule
-    expr: list
-    tag: Tag
-
-
-@dataclass
-class TableState:
-    """What Locker's table holds, as read from the kernel."""
-
-    exists: bool = False
-    chains: set[str] = field(default_factory=set)
-    found: list[Found] = field(default_factory=list)           # tagged rules
-    jumps: dict[str, list[int]] = field(default_factory=dict)  # base chain -> handles
-    stray_jumps: list[tuple[str, int]] = field(default_factory=list)  # (chain, handle)
-
-    @classmethod
-    def read(cls) -> TableState:
-        listing = kernel.list_table()
-        state = cls(exists=listing is not None)
-        bases = {base.name: base for base in rules.BASE_CHAINS}
-        for item in listing or ():
-            if "chain" in item:
-                state.chains.add(item["chain"]["name"])
-            rule = item.get("rule")
-            if rule is None:
-                continue
-            chain, comment, expr = rule["chain"], rule.get("comment"), rule.get("expr", [])
-            tag = Tag.parse(comment)
-            if comment == JUMP_COMMENT:
-                if chain in bases and bases[chain].is_jump(expr):
-                    state.jumps.setdefault(chain, []).append(rule["handle"])
-                else:
-                    state.stray_jumps.append((chain, rule["handle"]))
-            elif tag is not None:
-                key = rules.parse_rule(chain, comment, expr)
-                state.found.append(Found(rules.Rule(chain, key, comment, handle=rule["handle"]),
-                                         expr, tag))
-        return state
-
-    @property
-    def keys(self) -> set:
-        return {f.rule.key for f in self.found if f.rule.key is not None}
-
-    def with_keys(self, keys: set) -> list[Found]:
-        return [f for f in self.found if f.rule.key in keys]
-
-    def of_project(self, project: str) -> list[Found]:
-        return [f for f in self.found if f.tag.project == project]
-
-    def unrecognised(self, project: str | None = None) -> list[Found]:
-        return [f for f in self.found
-                if f.rule.key is None and project in (None, f.tag.project)]
-
-    def entry_missing(self) -> list[str]:
-        """One phrase per missing chain or jump, per duplicate jump and per
-        rule with the jump comment that is not a jump Locker writes."""
-        if not self.exists:
-            return []
-        where = f"in table {FAMILY} {TABLE}"
-        problems = [f"chain {name} {where}" for name in rules.REGULAR_CHAINS
-                    if name not in self.chains]
-        problems += [f"base chain {base.name} ({base.hook} hook) {where}"
-                     for base in rules.BASE_CHAINS if base.name not in self.chains]
-        for base in rules.BASE_CHAINS:
-            count = len(self.jumps.get(base.name, ()))
-            if count == 0:
-                problems.append(f"jump from {base.name} to {base.target}")
-            elif count > 1:
-                problems.append(f"{count - 1} duplicate jump(s) from {base.name} to {base.target}")
-        problems += [f"altered jump rule in chain {chain}" for chain, _ in self.stray_jumps]
-        return problems
-
-    @property
-    def complete(self) -> bool:
-        """Locker's chains and exactly-once jumps are all there, and no
-        other rule carries the jump comment."""
-        return self.exists and not self.entry_missing()
-
-    def setup_commands(self) -> list[Command]:
-        """Create the table, chains and missing jumps; drop duplicate and
-        altered jumps."""
-        commands = rules.table_commands()
-        for base in rules.BASE_CHAINS:
-            handles = self.jumps.get(base.name, [])
-            if not handles:
-                commands.append(rules.jump_command(base))
-            commands.extend(rules.delete_command(h, base.name) for h in handles[1:])
-        commands.extend(rules.delete_command(h, chain) for chain, h in self.stray_jumps)
-        return commands
+#: A value's piece Locker wants: its key, and the rule or the element that is it.
+Piece = tuple[Any, "rules.Rule | None", "tuple[layout.Element, ...]"]
 
 
 class NftablesBackend:
@@ -120,6 +38,8 @@ class NftablesBackend:
     Talks to the kernel only through libnftables' JSON API (the
     ``python3-nftables`` binding), imported on first use.
     """
+
+    locker_api = 2  # the plugin API it is written for (locker.plugins.PLUGIN_API)
 
     # ----------------------------------------------------------- availability
 
@@ -149,62 +69,75 @@ class NftablesBackend:
         return Availability(True, f"libnftables {version} can create tables in this kernel.",
                             details={"nftables": version, "table": f"{FAMILY} {TABLE}"})
 
+    def __init__(self) -> None:
+        self._view: TableState | None = None
+
     # ---------------------------------------------------------------- adding
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
-        self._add([r for b in bridges for r in rules.nat_rules(b)], "add network rules")
+        self._add([(r.key, r, ()) for b in bridges for r in rules.nat_rules(b)],
+                  "add network rules")
 
     @hookimpl
     def add_forward(self, forwards: Sequence[Forward]) -> None:
-        self._add([r for f in forwards for r in rules.forward_rules(f)], "add port forwards")
+        for forward in forwards:
+            rules.check_forward(forward)
+        self._add([((purpose, f), None, elements) for f in forwards
+                   for purpose, elements in layout.forward_elements(f).items()],
+                  "add port forwards")
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
-        self._add([r for k in links for r in rules.link_rules(k)], "add link rules")
+        self._add([(r.key, r, ()) for k in links for r in rules.link_rules(k)],
+                  "add link rules")
 
     # -------------------------------------------------------------- removing
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
-        wanted = {r.key for f in forwards for r in rules.forward_rules(f)}
-        self._remove(lambda state: state.with_keys(wanted), bool(wanted), "remove port forwards")
+        for forward in forwards:
+            rules.check_forward(forward)
+        wanted = {(p, f) for f in forwards for p in ("dnat", "forward")}
+        self._remove({f.project for f in forwards}, lambda state: state.with_keys(wanted),
+                     "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
         wanted = {r.key for k in links for r in rules.link_rules(k)}
-        self._remove(lambda state: state.with_keys(wanted), bool(wanted), "remove link rules")
+        self._remove({k.project for k in links}, lambda state: state.with_keys(wanted),
+                     "remove link rules")
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
         rules.nat_doomed(bridges, set())   # checks the values before anything is read
-        self._remove(lambda state: state.with_keys(rules.nat_doomed(bridges, state.keys)),
-                     bool(bridges), "remove network rules")
+        self._remove({b.project for b in bridges},
+                     lambda state: state.with_keys(rules.nat_doomed(bridges, state.keys())),
+                     "remove network rules")
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:
-        self._remove(lambda state: state.unrecognised(project), True,
+        self._remove({project}, lambda state: state.unrecognised(project),
                      f"remove the altered rules of project {project}")
 
     @hookimpl
     def cleanup(self, project: str) -> None:
-        self._remove(lambda state: state.of_project(project), True,
-                     f"remove the rules of project {project}")
+        self._remove({project}, lambda state: state.of(project),
+                     f"remove the rules of project {project}", teardown=True)
 
     # --------------------------------------------------------------- listing
 
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:
-        state = TableState.read()
-        keys = {k for k in state.keys if project is None or rules.project_of(k) == project}
-        found = rules.values(keys)
-        unrecognised = tuple(
-            TaggedRule(f.tag.project, f.rule.comment, f"{FAMILY} {TABLE} {f.rule.chain}",
-                       rules.rule_text(f.expr))
-            for f in state.unrecognised(project))
+        state = TableState.read(project)
+        self._view = state if project is not None else None
+        found = rules.values(state.keys(project))
+        unrecognised = tuple(TaggedRule(f.tag.project, f.comment, f.location, f.text)
+                             for f in state.unrecognised(project))
+        missing = tuple(state.entry_missing(project))
         return Ruleset(nat=found.nat, forwards=found.forwards, links=found.links,
-                       jumps=state.complete, partial=found.partial,
-                       unrecognised=unrecognised, entry_missing=tuple(state.entry_missing()))
+                       jumps=state.exists and not missing, partial=found.partial,
+                       unrecognised=unrecognised, entry_missing=missing)
 
     # ------------------------------------------------------------- blockers
 
@@ -230,29 +163,105 @@ class NftablesBackend:
         """Apply one transaction. The single seam tests use to inject faults."""
         kernel.run(commands, what)
 
-    def _add(self, wanted: list[rules.Rule], what: str) -> None:
+    def _state(self, projects: set[str], fresh: bool = False) -> tuple[TableState, bool]:
+        """The state to work on, and whether it is the view (not read now)."""
+        scope = next(iter(projects)) if len(projects) == 1 else None
+        if not fresh and self._view is not None and scope is not None \
+                and self._view.scope == scope:
+            return self._view, True
+        state = TableState.read(scope)
+        if self._view is not None and (scope is None or self._view.scope == scope):
+            self._view = None if scope is None else state
+        return state, False
+
+    def _add(self, wanted: list[Piece], what: str) -> None:
         if not wanted:
             return
-        state = TableState.read()
-        present = state.keys
-        commands = []
-        for rule in wanted:
-            if rule.key not in present:
-                present.add(rule.key)
-                commands.append(rule.add_command())
-        if commands or not state.complete:
-            self._commit(state.setup_commands() + commands, what)
+        projects = {rules.project_of(key) for key, _, _ in wanted}
+        state, cached = self._state(projects)
+        try:
+            self._add_to(state, projects, wanted, what)
+        except BackendError:
+            if not cached:
+                raise
+            self._view = None
+            self._add_to(self._state(projects, fresh=True)[0], projects, wanted, what)
 
-    def _remove(self, doomed: Callable[[TableState], list[Found]], anything: bool,
+    def _add_to(self, state: TableState, projects: set[str], wanted: list[Piece],
                 what: str) -> None:
-        """Delete the tagged rules ``doomed`` picks from the state read."""
-        if not anything:
+        legacy = [f for p in projects for f in state.of(p) if f.legacy]
+        present = {k for k in state.keys() if k not in {f.key for f in legacy}}
+        slots = {(e.store, e.key): f for f in state.found for e in f.elements}
+        moved = [(f.key, *rule_for_key(f.key)) for f in legacy]
+        gone = list(legacy)
+        added, commands = [], [c for f in legacy for c in f.delete]
+        for key, rule, elements in wanted + moved:
+            if key in present:
+                continue
+            present.add(key)
+            if elements:
+                for element in elements:
+                    occupant = slots.get((element.store, element.key))
+                    if occupant is not None and all(occupant is not g for g in gone):
+                        gone.append(occupant)
+                        commands.extend(occupant.delete)
+                commands.extend(element.add_command() for element in elements)
+                added.append((key, elements[0].comment,
+                              f"{FAMILY} {TABLE} map {elements[0].store}", elements))
+            else:
+                commands.append(rule.add_command())
+                added.append((key, rule.comment, f"{FAMILY} {TABLE} {rule.chain}", ()))
+        damaged = any(state.entry_missing(p) for p in projects) or not state.exists
+        if not commands and not damaged:
             return
-        state = TableState.read()
-        commands = [rules.delete_command(found.rule.handle, found.rule.chain)
-                    for found in doomed(state)]
-        if commands:
-            self._commit(state.setup_commands() + commands, what)
+        setup = state.base_setup()
+        for project in sorted(projects):
+            setup += state.project_setup(project)
+        self._commit(setup + kernel.grouped(commands), what)
+        state.committed_base()
+        for project in projects:
+            state.committed_project(project)
+        state.committed_removal(gone)
+        for item in added:
+            state.committed_addition(*item)
+
+    def _remove(self, projects: set[str], doomed: Callable[[TableState], list[Found]],
+                what: str, teardown: bool = False) -> None:
+        """Delete what ``doomed`` picks from the state, and the skeleton of
+        each project left with nothing in its own chains and stores."""
+        if not projects:
+            return
+        state, cached = self._state(projects)
+        if cached and any(state.needs_handles(p) for p in projects):
+            state, cached = self._state(projects, fresh=True)
+        try:
+            self._remove_from(state, projects, doomed, what, teardown)
+        except BackendError:
+            if not cached:
+                raise
+            self._view = None
+            self._remove_from(self._state(projects, fresh=True)[0], projects, doomed, what,
+                              teardown)
+
+    def _remove_from(self, state: TableState, projects: set[str],
+                     doomed: Callable[[TableState], list[Found]], what: str,
+                     teardown: bool) -> None:
+        gone = doomed(state)
+        commands = [c for f in gone for c in f.delete]
+        if not commands and not (teardown and any(
+                state.skeleton_of(p) for p in projects)):
+            return
+        state.committed_removal(gone)   # undone below if the kernel refuses
+        emptied = [p for p in sorted(projects) if not state.owns_rules(p)]
+        try:
+            teardowns = [c for p in emptied for c in state.project_teardown(p)]
+            self._commit(state.base_setup() + kernel.grouped(commands) + teardowns, what)
+        except BackendError:
+            state.found.extend(gone)
+            raise
+        state.committed_base()
+        for project in emptied:
+            state.committed_teardown(project)
 
 
 LEGACY_FORWARD = "iptables-legacy chain filter FORWARD"

@@ -8,16 +8,26 @@ chain                   hook (type, priority)               rules
 ``PREROUTING``          prerouting (nat, dstnat -100)       ``fib daddr type local jump LOCKER_PREROUTING``
 ``FORWARD``             forward (filter, filter 0)          ``jump LOCKER_FORWARD``
 ``POSTROUTING``         postrouting (nat, srcnat 100)       ``jump LOCKER_POSTROUTING``
-``LOCKER_PREROUTING``   regular                             the DNAT half of each forward
-``LOCKER_FORWARD``      regular                             forward accepts, links, outbound, replies
+``LOCKER_PREROUTING``   regular                             one dispatch rule per project
+``LOCKER_FORWARD``      regular                             one dispatch rule per project
 ``LOCKER_POSTROUTING``  regular                             one masquerade per project
+``LOCKER_PRE_<p>``      regular                             the project's DNAT map lookups
+``LOCKER_FWD_<p>``      regular                             its forward-set lookups, links, outbound, replies
 ======================  ==================================  =====================
 
-The jumps carry the comment ``LOCKER``; every other rule its ``Tag``. Each
-rule is identified by a *key*: its purpose and the value it was made from
-(a Forward, a Link, or the project with its network or bridge name). The
-parser rebuilds the key from the rule's matches, so adding compares keys
-(no duplicates) and removing deletes the rules whose key is asked for.
+The project's chains, maps and sets are in ``layout``; this module has the
+rules that are one per value (links, outbound, replies, masquerade) and
+the parser of every tagged rule. The jumps carry the comment ``LOCKER``;
+every other rule its ``Tag``. Each rule is identified by a *key*: its
+purpose and the value it was made from (a Forward, a Link, or the project
+with its network or bridge name). The parser rebuilds the key from the
+rule's matches, so adding compares keys (no duplicates) and removing
+deletes the rules whose key is asked for.
+
+*Old layout*: before the per-project chains, every rule sat in the shared
+chains (DNATs in ``LOCKER_PREROUTING``; forward accepts, links, outbound
+and replies in ``LOCKER_FORWARD``). ``parse_rule`` still reads such rules
+back, marked ``legacy``, so that the next adding hook moves them.
 """
 
 from __future__ import annotations
@@ -25,6 +35,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
+from functools import lru_cache
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -33,6 +44,7 @@ from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link
 from locker.names import JUMP_COMMENT, Tag, bridge_name
 
 from locker_nftables.kernel import FAMILY, TABLE, Command
+from locker_nftables.layout import fwd_chain
 
 LOCKER_PREROUTING = "LOCKER_PREROUTING"
 LOCKER_FORWARD = "LOCKER_FORWARD"
@@ -145,7 +157,21 @@ def _check_forward(forward: Forward) -> None:
         raise BackendError(f"forward {forward} needs IPv4 addresses.")
 
 
-def forward_rules(forward: Forward) -> list[Rule]:
+def check_forward(forward: Forward) -> None:
+    """Raise BackendError unless the forward can be written."""
+    _check_forward(forward)
+    _checked_names(forward.project, forward.container)
+
+
+@lru_cache(maxsize=4096)
+def _checked_names(project: str, container: str) -> None:
+    _tag(project, "dnat", container)
+
+
+def legacy_forward_rules(forward: Forward) -> list[Rule]:
+    """A forward as the old layout wrote it: a DNAT rule in
+    ``LOCKER_PREROUTING`` and an accept rule in ``LOCKER_FORWARD``. Kept to
+    read (and test) the old layout; nothing writes it any more."""
     _check_forward(forward)
     proto, container = forward.protocol, str(forward.container_ip)
     daddr = [_match("==", _payload("ip", "daddr"), str(forward.host_ip))] if forward.host_ip else []
@@ -181,10 +207,10 @@ def link_rules(link: Link) -> list[Rule]:
     if not isinstance(link.container_ip, IPv4Address) or not isinstance(link.peer_ip, IPv4Address):
         raise BackendError(f"link {link} needs IPv4 addresses.")
     return [
-        Rule(LOCKER_FORWARD, ("link", link),
+        Rule(fwd_chain(link.project), ("link", link),
              _tag(link.project, "link", link.container, link.peer),
              _accept_between(link.container_ip, link.peer_ip)),
-        Rule(LOCKER_FORWARD, ("link-back", link),
+        Rule(fwd_chain(link.project), ("link-back", link),
              _tag(link.project, "link-back", link.container, link.peer),
              _accept_between(link.peer_ip, link.container_ip)),
     ]
@@ -204,9 +230,9 @@ def nat_rules(bridge: Bridge) -> list[Rule]:
              (_match("==", _payload("ip", "saddr"), _prefix(network)),
               _match("!=", _payload("ip", "daddr"), _prefix(network)),
               {"masquerade": None})),
-        Rule(LOCKER_FORWARD, ("outbound", project, name), _tag(project, "outbound"),
+        Rule(fwd_chain(project), ("outbound", project, name), _tag(project, "outbound"),
              (_match("==", iif, name), _match("!=", oif, name), {"accept": None})),
-        Rule(LOCKER_FORWARD, ("replies", project, name), _tag(project, "replies"),
+        Rule(fwd_chain(project), ("replies", project, name), _tag(project, "replies"),
              (_match("==", oif, name),
               _match("in", {"ct": {"key": "state"}}, ["established", "related"]),
               {"accept": None})),
@@ -301,19 +327,35 @@ def _protocol(matches: dict) -> str:
     return found[0]
 
 
-def parse_rule(chain: str, comment: str | None, expr: list) -> Key | None:
-    """The key of a rule in Locker's table, or None when the rule is not a
-    well-formed tagged rule of Locker (a jump, a foreign or a damaged one)."""
+def parse_rule(chain: str, comment: str | None, expr: list) -> tuple[Key, bool] | None:
+    """The key of a rule in Locker's table and whether it sits where the
+    old layout put it (True) rather than where Locker writes it now, or
+    None when the rule is not a well-formed tagged rule of Locker in
+    either layout (a jump, a foreign, a damaged or a misplaced one)."""
     tag = Tag.parse(comment)
     if tag is None:
         return None
     try:
-        key = _parse(tag, chain, expr)
+        key = _parse(tag, expr)
     except (Unparseable, ValueError, KeyError, TypeError):
         return None
     if str(Tag(*_tag_args(key))) != comment:
         return None
-    return key
+    now, old = _chains(key[0], tag.project)
+    if chain not in (now, old):
+        return None
+    return key, chain == old
+
+
+def _chains(purpose: str, project: str) -> tuple[str | None, str | None]:
+    """Where a rule of this purpose sits now, and where the old layout put it."""
+    if purpose == "masquerade":
+        return LOCKER_POSTROUTING, None
+    if purpose == "dnat":
+        return None, LOCKER_PREROUTING
+    if purpose == "forward":
+        return None, LOCKER_FORWARD
+    return fwd_chain(project), LOCKER_FORWARD
 
 
 def _tag_args(key: Key) -> tuple:
@@ -325,13 +367,9 @@ def _tag_args(key: Key) -> tuple:
     return (key[1], purpose)
 
 
-def _parse(tag: Tag, chain: str, expr: list) -> Key:
+def _parse(tag: Tag, expr: list) -> Key:
     matches, statement = _split(expr)
     purpose = tag.purpose
-    wanted_chain = {"dnat": LOCKER_PREROUTING, "masquerade": LOCKER_POSTROUTING}.get(
-        purpose, LOCKER_FORWARD)
-    if chain != wanted_chain:
-        raise Unparseable(chain)
     if purpose == "dnat":
         proto = _protocol(matches)
         host_port = _port(_take(matches, f"{proto} dport"))

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 import subprocess
 import sys
@@ -125,20 +126,33 @@ def test_flushed_table_comes_back_on_next_add(netns: NetNS) -> None:
     assert hook.list_rules(project=None) == suite.expected(forwards=suite.FORWARDS1)
 
 
+def elements(netns: NetNS, name: str) -> list:
+    """The elements of one of Locker's maps or sets, read with ``nft -j``."""
+    listing = json.loads(nft(netns, "-j", "list", "table", "ip", "locker").stdout)
+    for item in listing["nftables"]:
+        body = item.get("map") or item.get("set")
+        if body is not None and body["name"] == name:
+            return body.get("elem", [])
+    raise AssertionError(f"no map or set {name}")
+
+
+def chain_rules(netns: NetNS, chain: str) -> list[dict]:
+    listing = json.loads(nft(netns, "-j", "-a", "list", "chain", "ip", "locker", chain).stdout)
+    return [item["rule"] for item in listing["nftables"] if "rule" in item]
+
+
 @pytest.mark.privileged
 def test_half_a_forward_is_not_listed_and_is_completed(netns: NetNS) -> None:
     hook = new_manager(NftablesBackend()).hook
     forward = suite.FORWARDS1[1]
     hook.add_forward(forwards=[forward])
-    listing = nft(netns, "-a", "list", "chain", "ip", "locker", "LOCKER_FORWARD").stdout
-    handle = next(line.rsplit("# handle ", 1)[1] for line in listing.splitlines()
-                  if ":forward" in line)
-    nft(netns, "delete", "rule", "ip", "locker", "LOCKER_FORWARD", "handle", handle)
+    nft(netns, "delete", "element", "ip", "locker", "alpha_fwdip_tcp",
+        "{ 10.1.1.2 . 443 . 8443 . 192.0.2.10 }")
     assert hook.list_rules(project=None).forwards == frozenset()
     hook.add_forward(forwards=[forward])
     assert hook.list_rules(project=None).forwards == {forward}
-    dnats = nft(netns, "list", "chain", "ip", "locker", "LOCKER_PREROUTING").stdout
-    assert dnats.count("dnat to") == 1
+    assert len(elements(netns, "alpha_dnatip_addr")) == 1
+    assert len(elements(netns, "alpha_fwdip_tcp")) == 1
 
 
 @pytest.mark.privileged
@@ -161,21 +175,39 @@ def test_libnftables_error_text_reaches_the_user(netns: NetNS) -> None:
                                       "expr": [{"accept": None}], "comment": "ok"}}}], "test")
 
 
-@pytest.mark.parametrize("rule", [
-    r for value in suite.FORWARDS1 for r in rules.forward_rules(value)
-] + [r for value in suite.LINKS1 for r in rules.link_rules(value)]
-  + rules.nat_rules(suite.BRIDGE1), ids=lambda rule: rule.comment)
+@pytest.mark.parametrize("rule", [r for value in suite.LINKS1 for r in rules.link_rules(value)]
+                         + rules.nat_rules(suite.BRIDGE1), ids=lambda rule: rule.comment)
 def test_built_rules_parse_back_to_their_key(rule: rules.Rule) -> None:
-    assert rules.parse_rule(rule.chain, rule.comment, list(rule.expr)) == rule.key
+    assert rules.parse_rule(rule.chain, rule.comment, list(rule.expr)) == (rule.key, False)
+
+
+@pytest.mark.parametrize("rule", [
+    r for value in suite.FORWARDS1 for r in rules.legacy_forward_rules(value)
+] + [r for value in suite.LINKS1 for r in rules.link_rules(value)], ids=lambda r: r.comment)
+def test_old_layout_rules_parse_back_as_legacy(rule: rules.Rule) -> None:
+    chain = "LOCKER_PREROUTING" if rule.key[0] == "dnat" else "LOCKER_FORWARD"
+    assert rules.parse_rule(chain, rule.comment, list(rule.expr)) == (rule.key, True)
+
+
+@pytest.mark.parametrize("forward", suite.FORWARDS1 + suite.FORWARDS2, ids=str)
+def test_forward_elements_parse_back(forward: Forward) -> None:
+    from locker_nftables import layout
+    for purpose, group in layout.forward_elements(forward).items():
+        store = next(s for s in layout.stores(forward.project) if s.name == group[0].store)
+        assert layout.parse_elements(forward.project, store, group) == (purpose, forward)
+        other = next(s for s in layout.stores("gamma") if s.purpose == store.purpose)
+        assert layout.parse_elements("gamma", other, group) is None
 
 
 def test_rule_with_extra_match_or_wrong_chain_is_not_parsed() -> None:
-    rule = rules.forward_rules(suite.FORWARDS1[0])[0]
+    rule = rules.legacy_forward_rules(suite.FORWARDS1[0])[0]
     extra = [{"match": {"op": "==", "left": {"meta": {"key": "iifname"}}, "right": "x"}}]
     assert rules.parse_rule(rule.chain, rule.comment, extra + list(rule.expr)) is None
     assert rules.parse_rule("LOCKER_FORWARD", rule.comment, list(rule.expr)) is None
     assert rules.parse_rule(rule.chain, "locker:other:web:dnat", list(rule.expr)) is not None
     assert rules.parse_rule(rule.chain, "locker:alpha:web:forward", list(rule.expr)) is None
+    link = rules.link_rules(suite.LINKS1[0])[0]
+    assert rules.parse_rule("LOCKER_FWD_beta", link.comment, list(link.expr)) is None
 
 
 def test_every_firewall_hook_is_implemented() -> None:
@@ -259,3 +291,17 @@ def test_host_firewalls_are_reported_and_their_chains_left_to_them(netns, monkey
     netns.run(["iptables-legacy", "-w", "-P", "FORWARD", "DROP"])
     hook = new_manager(NftablesBackend()).hook
     assert hook.find_blockers(bridges=[suite.BRIDGE1]) == list(host.blockers)
+
+
+def test_element_commands_are_merged_deletions_first() -> None:
+    def element(verb, name, elem):
+        return {verb: {"element": {"family": "ip", "table": "locker", "name": name,
+                                   "elem": [elem]}}}
+    rule = {"add": {"rule": {"family": "ip", "table": "locker", "chain": "c", "expr": []}}}
+    gone = {"delete": {"rule": {"family": "ip", "table": "locker", "chain": "c", "handle": 4}}}
+    commands = [element("add", "m", 1), rule, element("delete", "m", 2), element("add", "s", 3),
+                element("add", "m", 4), gone]
+    assert kernel.grouped(commands) == [
+        gone, element("delete", "m", 2), rule,
+        {"add": {"element": {"family": "ip", "table": "locker", "name": "m", "elem": [1, 4]}}},
+        element("add", "s", 3)]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 
@@ -70,7 +71,23 @@ class TestNftablesConformance(FirewallBackendTests):
                        for family, name in sorted(tables) if (family, name) != ("ip", "locker"))
 
     def locker_state(self, netns: NetNS) -> str:
-        return netns.run(["nft", "list", "table", "ip", "locker"], check=False).stdout
+        """``nft list table ip locker``, then each DNAT's two elements (address
+        map, port map) joined as ``KEY -> ADDRESS:PORT``, as the suite wants
+        to see the destination."""
+        text = netns.run(["nft", "list", "table", "ip", "locker"], check=False).stdout
+        if not text:
+            return text
+        stores = {}
+        for item in self._listing(netns):
+            body = item.get("map")
+            if body is not None:
+                stores[body["name"]] = {json.dumps(e[0]["elem"]["val"]): e[1]
+                                        for e in body.get("elem", [])}
+        joined = [f"dnat {name[:-len('_addr')]} {key} -> {address}:{ports[key]}"
+                  for name, addresses in sorted(stores.items()) if name.endswith("_addr")
+                  for key, address in addresses.items()
+                  for ports in [stores.get(name[:-len("_addr")] + "_port", {})] if key in ports]
+        return text + "".join(line + "\n" for line in joined)
 
     def jump_counts(self, netns: NetNS) -> Mapping[str, int]:
         counts = {base.target: 0 for base in BASE_CHAINS}
@@ -82,24 +99,58 @@ class TestNftablesConformance(FirewallBackendTests):
 
     # --------------------------------------- breaking Locker's rules (nft)
 
-    def _rules(self, netns: NetNS) -> list[dict]:
-        listing = json.loads(nft(netns, "-j", "-a", "list", "table", "ip", "locker"))
-        return [item["rule"] for item in listing["nftables"] if "rule" in item]
+    def _listing(self, netns: NetNS) -> list[dict]:
+        return json.loads(nft(netns, "-j", "-a", "list", "table", "ip", "locker"))["nftables"]
 
-    def _find(self, netns: NetNS, comment: str, nth: int = 0) -> dict:
-        return [r for r in self._rules(netns) if r.get("comment") == comment][nth]
+    def _rules(self, netns: NetNS) -> list[dict]:
+        return [item["rule"] for item in self._listing(netns) if "rule" in item]
+
+    def _pieces(self, netns: NetNS) -> list[tuple[str, list[list[str]]]]:
+        """(comment, nft delete commands) of each tagged rule, then of each
+        element (a DNAT's address element with its port element), read
+        with ``nft -j``."""
+        pieces = []
+        for rule in self._rules(netns):
+            if rule.get("comment", "").startswith("locker:"):
+                pieces.append((rule["comment"], [["delete", "rule", "ip", "locker",
+                                                  rule["chain"], "handle", str(rule["handle"])]]))
+        for item in self._listing(netns):
+            body = item.get("map") or item.get("set")
+            if body is None or body["name"].endswith("_port"):
+                continue
+            for elem in body.get("elem", []):
+                key = elem[0] if isinstance(elem, list) else elem
+                comment = key["elem"].get("comment") if "elem" in key else None
+                if not comment:
+                    continue
+                val = key["elem"]["val"]
+                text = " . ".join(str(v) for v in val["concat"])
+                names = [body["name"]]
+                if body["name"].endswith("_addr"):
+                    names.append(body["name"][:-len("_addr")] + "_port")
+                pieces.append((comment, [["delete", "element", "ip", "locker", name,
+                                          "{ " + text + " }"] for name in names]))
+        return pieces
+
+    def tag_counts(self, netns: NetNS) -> Counter:
+        return Counter(c for c, _ in self._pieces(netns) if not c.endswith(":dispatch"))
 
     def delete_locker_rule(self, netns: NetNS, comment: str, nth: int = 0) -> None:
-        rule = self._find(netns, comment, nth)
-        nft(netns, "delete", "rule", "ip", "locker", rule["chain"], "handle", str(rule["handle"]))
+        _, commands = [p for p in self._pieces(netns) if p[0] == comment][nth]
+        for command in commands:
+            nft(netns, *command)
 
     def replace_with_dnat(self, netns: NetNS, comment: str, forward: Forward,
                           nth: int = 0) -> None:
-        rule = self._find(netns, comment, nth)
-        daddr = f"ip daddr {forward.host_ip} " if forward.host_ip else ""
-        nft(netns, "replace", "rule", "ip", "locker", rule["chain"], "handle",
-            str(rule["handle"]), f"{daddr}{forward.protocol} dport {forward.host_port} dnat to "
-            f"{forward.container_ip}:{forward.container_port} comment \"{comment}\"")
+        """Replace the DNAT elements by those of ``forward`` under the same tag."""
+        self.delete_locker_rule(netns, comment, nth)
+        host = f"{forward.host_ip} . " if forward.host_ip else ""
+        prefix = f"{forward.project}_dnat{'ip' if forward.host_ip else ''}"
+        key = f"{host}{forward.protocol} . {forward.host_port} comment \"{comment}\""
+        nft(netns, "add", "element", "ip", "locker", f"{prefix}_addr",
+            f"{{ {key} : {forward.container_ip} }}")
+        nft(netns, "add", "element", "ip", "locker", f"{prefix}_port",
+            f"{{ {key} : {forward.container_port} }}")
 
     def add_tagged_rule(self, netns: NetNS, comment: str, chain: str) -> None:
         nft(netns, "add", "rule", "ip", "locker", chain, f'tcp dport 99 accept comment "{comment}"')

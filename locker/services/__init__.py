@@ -1,0 +1,1 @@
+"""Processes Locker runs for a project (the DNS forwarder)."""
