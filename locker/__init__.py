@@ -14,7 +14,7 @@ pay for pluggy.
 
 from importlib import import_module
 
-__version__ = "0.1.0"
+from locker._version import __version__
 
 _EXPORTS = {
     "Availability": "locker.model", "Blocker": "locker.model", "Bridge": "locker.model",

@@ -343,3 +343,5 @@ HANDLERS: dict[str, Callable] = {
     "up": cmd_up, "down": cmd_down, "exec": cmd_exec, "attach": cmd_attach,
     "console": cmd_console, "logs": cmd_logs,
 }
+from locker.cli.about import cmd_completion  # noqa: E402  (locker/cli/about.py)
+HANDLERS["completion"] = cmd_completion

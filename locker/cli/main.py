@@ -39,6 +39,7 @@ COMMANDS = {
     "attach": "a shell in a running container (lxc-attach)",
     "console": "the console of a running container (lxc-console; Ctrl-a q leaves it)",
     "logs": "show a container's console log",
+    "completion": "print the completion script for bash, zsh or fish",
 }
 NO_CONTAINERS = {"cleanup", "down", "validate", "backends", "ls", "restore"}
 #: Commands on exactly one container.
@@ -96,7 +97,7 @@ def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
 def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> None:
     """The global options, accepted before and after the command. After it,
     an option that is not given must not override one given before."""
-    from locker import __version__
+    from locker.cli.about import VersionAction
 
     def default(value):
         return argparse.SUPPRESS if after_command else value
@@ -123,7 +124,7 @@ def _global_options(parser: argparse.ArgumentParser, after_command: bool) -> Non
     add("--no-color", action="store_true", default=default(False),
         help="no colours (also when NO_COLOR is set or output is not a terminal)")
     if not after_command:
-        add("--version", action="version", version=f"locker {__version__}")
+        add("--version", action=VersionAction)
 
 
 def _seconds(text: str) -> float:
@@ -160,6 +161,9 @@ def build_parser() -> argparse.ArgumentParser:
             if name == "exec":
                 sub.add_argument("exec_command", nargs=argparse.REMAINDER, metavar="CMD",
                                  help="the command and its arguments, after --")
+        elif name == "completion":
+            sub.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL",
+                             help="bash, zsh or fish")
         elif name not in NO_CONTAINERS:
             sub.add_argument("containers", nargs="*", metavar="CONTAINER",
                              help="limit to these containers (default: all)")

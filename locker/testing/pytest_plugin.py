@@ -1,6 +1,9 @@
-"""pytest fixtures for Locker and its plugins (loaded through the
-``pytest11`` entry point, so a plugin's tests get them by installing
-Locker).
+"""pytest fixtures for Locker and its plugins. Opt-in, so that it never
+loads into unrelated test runs: ``pytest -p locker.testing.pytest_plugin``,
+``addopts = "-p locker.testing.pytest_plugin"`` under
+``[tool.pytest.ini_options]`` (as Locker's four distributions do), or
+``pytest_plugins = ["locker.testing.pytest_plugin"]`` in a top-level
+``conftest.py``.
 
 - ``netns``: a fresh network namespace; the test process is inside it for
   the duration of the test. Skips where root or ``ip`` is missing. The

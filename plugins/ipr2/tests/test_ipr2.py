@@ -231,6 +231,6 @@ def test_locker_backends_lists_ipr2(netns: NetNS, tmp_path: Path) -> None:
                      env={**os.environ, "LOCKER_CONFIG": str(config)})
     assert done.returncode == 0, done.stderr
     (entry,) = [b for b in json.loads(done.stdout)["link"]["backends"] if b["name"] == "ipr2"]
-    assert entry["distribution"] == "locker-ipr2"
+    assert entry["distribution"] == "lxc-locker-ipr2"
     assert entry["usable"], entry["reason"]
     assert "iproute2" in entry["reason"]
