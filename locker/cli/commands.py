@@ -215,8 +215,13 @@ def cmd_logs(args, out: Output) -> None:
 
 
 def cmd_status(args, out: Output) -> int | None:
+    from locker.cli.privileges import is_root, require_root
     from locker.ops.status import status, to_json
 
+    if not is_root():
+        if args.check:  # a verdict needs the kernel's rules
+            require_root("status --check")
+        return _status_without_root(args, out)
     ctx = _context(args, out, KEEPS)
     result = status(ctx)
     if args.json:
@@ -228,6 +233,23 @@ def cmd_status(args, out: Output) -> int | None:
     if args.check and not result.in_place:
         return EXIT_DIFFERS
     return None
+
+
+def _status_without_root(args, out: Output) -> None:
+    from locker.cli.session import host_state
+    from locker.hostconfig import load_host_config
+    from locker.ops.status import recorded_status, recorded_to_json
+    from locker.runtime.lxc import LxcRuntime
+
+    project = project_of(args)
+    host = load_host_config()
+    record = host_state(host, out.warn).load(project.name)
+    runtime = LxcRuntime(args.lxcpath or host.lxcpath or (record.lxcpath if record else None))
+    result = recorded_status(project, record, runtime)
+    if args.json:
+        out.print(json.dumps(recorded_to_json(result), indent=2))
+    else:
+        render.recorded_status(out, result)
 
 
 def _rules(command: str, keep: bool, mode: str):

@@ -2,8 +2,11 @@
 
 Every command that changes the host (its network, its LXC containers, its
 /etc/hosts, Locker's host state) or reads the kernel's firewall rules needs
-root. ``--help``, ``--version``, ``validate``, ``ls`` and ``backends`` do
-not: ``backends`` then says "needs root" rather than guessing a verdict.
+root. ``--help``, ``--version``, ``validate``, ``ls``, ``backends`` and
+``status`` do not: ``backends`` then says "needs root" rather than guessing
+a verdict, ``status`` shows what a user may read (the containers' states as
+LXC shows them, the network as the host state recorded it), and ``status
+--check``, which needs the kernel's rules, refuses.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import os
 from locker.errors import LockerError
 
 #: Commands that only read a file or the host state.
-WITHOUT_ROOT = {"validate", "ls", "backends", "completion"}
+WITHOUT_ROOT = {"validate", "ls", "backends", "completion", "status"}
 
 
 class NeedsRoot(LockerError):
@@ -28,11 +31,12 @@ def require_root(command: str) -> None:
     """Refuse, in one sentence, a command that needs root when not root."""
     if command in WITHOUT_ROOT or is_root():
         return
-    doing = {"status": "reads the kernel's firewall rules and the containers' state",
+    doing = {"status --check": "compares with the kernel's firewall rules",
              "plan": "reads the kernel's firewall rules and the containers' state",
              "logs": "reads a container's console log in LXC's directory",
              "exec": "enters a container", "attach": "enters a container",
              "console": "enters a container"}.get(
                  command, "changes the host's network and its LXC containers")
     raise NeedsRoot(f"locker {command} {doing}, which needs root: run locker as root "
-                    f"(sudo locker {command}); validate, ls and backends work without it.")
+                    f"(sudo locker {command}); validate, ls, backends and status work "
+                    f"without it.")

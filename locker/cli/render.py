@@ -154,3 +154,24 @@ def restored(out: Output, results, dry_run: bool) -> None:
         else:
             verb = "would make" if dry_run else "made"
             out.say(f"{r.project}: restored ({verb} {r.changes} change(s))")
+
+
+def recorded_status(out: Output, result) -> None:
+    """``status`` without root."""
+    record = result.record
+    out.print(f"project {out.paint(result.project, 'bold')}  (not root: the containers' "
+              f"states as LXC shows them to you, the network as Locker last recorded it)")
+    out.print()
+    out.print(f"{'CONTAINER':<16} STATE")
+    for name, state in result.containers:
+        out.print(f"{name:<16} {out.paint(state, STATE_COLOURS.get(state, 'red'))}")
+    out.print()
+    if record is None or record.subnet is None:
+        out.print("recorded network: none")
+        return
+    out.print(f"recorded network: bridge {record.bridge} {record.subnet}, backends "
+              f"{record.firewall or '-'}/{record.link or '-'}")
+    for forward in record.forwards:
+        out.print(f"  forward  {forward.container}: {forward}")
+    out.print(out.paint("the rules in the kernel can only be read as root (sudo locker status)",
+                        "dim"))

@@ -13,7 +13,10 @@ from locker.diff import Diff, Item
 from locker.errors import LockerError
 from locker.model import Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule
 from locker.ops import network
+from locker import names
+from locker.project import Project
 from locker.runtime import ABSENT
+from locker.state import ProjectRecord
 
 SCHEMA_VERSION = 1
 
@@ -152,4 +155,36 @@ def to_json(result: Status) -> dict:
         "items": [item_to_json(i) for i in result.diff.items],
         "blockers": [{"what": b.what, "fix": b.fix} for b in result.blockers],
         "subnet_overlaps": list(result.overlaps),
+    }
+
+
+@dataclass(frozen=True)
+class RecordedStatus:
+    """``status`` without root: what a user may read. The project file's
+    containers with the states the runtime lets the user see, and the
+    project's network as the host state last recorded it; the kernel's
+    rules need root."""
+
+    project: str
+    containers: tuple[tuple[str, str], ...]  # (name, state)
+    record: ProjectRecord | None
+
+
+def recorded_status(project: Project, record: ProjectRecord | None, runtime) -> RecordedStatus:
+    states = tuple((name, runtime.state(names.lxc_name(project.name, name)))
+                   for name in project.container_names)
+    return RecordedStatus(project.name, states, record)
+
+
+def recorded_to_json(result: RecordedStatus) -> dict:
+    record = result.record
+    return {
+        "schema_version": SCHEMA_VERSION,
+        "project": result.project,
+        "as_root": False,
+        "containers": [{"name": n, "state": s} for n, s in result.containers],
+        "recorded": None if record is None else {
+            "bridge": record.bridge, "subnet": str(record.subnet) if record.subnet else None,
+            "backends": {"firewall": record.firewall, "link": record.link},
+            "forwards": [str(f) for f in record.forwards]},
     }

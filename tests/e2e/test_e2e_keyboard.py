@@ -243,7 +243,8 @@ def test_without_root(world: World) -> None:
         def as_nobody(*argv: str) -> subprocess.CompletedProcess:
             return world.in_host([*nobody, str(LOCKER), *argv], cwd=readable, env=env)
 
-        for argv in (("start",), ("status",), ("--backend", "iptables", "status"), ("down",),
+        for argv in (("start",), ("status", "--check"), ("--backend", "iptables", "status",
+                                                       "--check"), ("down",),
                      ("exec", "web", "--", "true")):
             done = as_nobody(*argv)
             assert done.returncode == 1, done.stderr
@@ -256,6 +257,10 @@ def test_without_root(world: World) -> None:
         assert as_nobody("--help").returncode == 0
         done = as_nobody("ls")
         assert "bug" not in done.stderr and "Traceback" not in done.stderr
+        done = as_nobody("status")  # what a user may read
+        assert done.returncode == 0, done.stderr
+        assert "not root" in done.stdout and "web" in done.stdout
+        assert "can only be read as root" in done.stdout or "recorded network: none" in done.stdout
     finally:
         shutil.rmtree(readable)
 

@@ -345,3 +345,35 @@ def test_exec_takes_the_command_after_its_container(argv, command) -> None:
     from locker.cli.main import parse_args
     args = parse_args(argv)
     assert (args.container, args.exec_command) == ("web", command)
+
+
+def test_status_without_root_shows_what_a_user_may_read(tmp_path, monkeypatch, capsys) -> None:
+    from locker.cli import privileges
+    from locker.cli.main import main
+    from locker.model import Forward
+    from locker.state import HostState, ProjectRecord
+    from ipaddress import IPv4Address, IPv4Network
+
+    monkeypatch.setattr(privileges, "is_root", lambda: False)
+    monkeypatch.setattr("os.geteuid", lambda: 1000)
+    project_dir = tmp_path / "shop"
+    project_dir.mkdir()
+    (project_dir / "locker.yaml").write_text("containers:\n  web: {ports: ['8080:80']}\n")
+    (tmp_path / "host.yaml").write_text("# empty\n")
+    state = tmp_path / "state"
+    HostState(state, print).save(ProjectRecord(
+        "shop", str(project_dir / "locker.yaml"), bridge="locker_shop",
+        subnet=IPv4Network("10.1.1.0/24"), firewall="nftables", link="netlink",
+        forwards=(Forward("shop", "web", 8080, IPv4Address("10.1.1.2"), 80),)))
+    monkeypatch.setenv("LOCKER_CONFIG", str(tmp_path / "host.yaml"))
+    monkeypatch.setenv("LOCKER_STATE_DIR", str(state))
+    lxcpath = tmp_path / "lxc"
+    lxcpath.mkdir()
+    argv = ["-f", str(project_dir / "locker.yaml"), "-P", str(lxcpath), "status"]
+    assert main(argv) == 0
+    out = capsys.readouterr().out
+    assert "web              ABSENT" in out
+    assert "recorded network: bridge locker_shop 10.1.1.0/24, backends nftables/netlink" in out
+    assert "forward  web: 8080/tcp -> 10.1.1.2:80" in out
+    assert main([*argv, "--check"]) == 1
+    assert "which needs root" in capsys.readouterr().err
