@@ -236,7 +236,9 @@ def test_without_root(world: World) -> None:
     readable = Path(tempfile.mkdtemp(prefix="locker-e2e-public-"))  # pytest's are root's only
     try:
         os.chmod(readable, 0o755)
-        (readable / "locker.yaml").write_text("containers:\n  web:\n    template: {name: busybox}\n")
+        # named in the file: mkdtemp's random suffix may hold an "_"
+        (readable / "locker.yaml").write_text(
+            "name: public\ncontainers:\n  web:\n    template: {name: busybox}\n")
         (readable / "host.yaml").write_text("# empty\n")
         env = {**env_of(world), "LOCKER_CONFIG": str(readable / "host.yaml")}
 

@@ -50,7 +50,7 @@ def not_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
         monkeypatch.delenv(name, raising=False)
 
 
-@pytest.mark.parametrize("command", ["start", "stop", "up", "down", "status", "rm", "cleanup",
+@pytest.mark.parametrize("command", ["start", "stop", "up", "down", "rm", "cleanup",
                                      "exec", "plan", "ports"])
 def test_a_command_that_needs_root_says_so_before_anything(not_root, tmp_path, capsys,
                                                              command) -> None:
