@@ -32,8 +32,9 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link, Ruleset, TaggedRule
-from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag, bridge_name
+from locker.model import PROTOCOLS, Bridge, Forward, Link, Ruleset, TaggedRule
+from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag
+from locker.pieces import nat_bridges
 
 NAT, FILTER = "nat", "filter"
 PREROUTING, POSTROUTING, FORWARD = "LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"
@@ -302,30 +303,12 @@ def _halves(keys: set, first: str, second: str) -> tuple[set, set]:
     return ones & others, ones ^ others
 
 
-def _nat(keys: set) -> tuple[set[Bridge], set[Bridge]]:
-    """Complete and partial bridges. A project's pieces combine as: each
-    masquerade network with each bridge name an outbound or replies rule
-    names (the project's ``bridge_name`` when none does); without any
-    masquerade, each name with ``UNKNOWN_NETWORK``."""
-    complete, partial = set(), set()
-    for project in {k[1] for k in keys if k[0] in ("masquerade", "outbound", "replies")}:
-        def of(purpose: str) -> set:
-            return {k[2] for k in keys if k[0] == purpose and k[1] == project}
-        networks, outbound, replies = of("masquerade"), of("outbound"), of("replies")
-        names = (outbound | replies) or {bridge_name(project)}
-        for network in networks or {UNKNOWN_NETWORK}:
-            for name in names:
-                whole = network in networks and name in outbound and name in replies
-                (complete if whole else partial).add(Bridge(project, name, network))
-    return complete, partial
-
-
 def ruleset(keys: set, jumps: bool, unrecognised: Sequence[TaggedRule] = (),
             entry_missing: Sequence[str] = ()) -> Ruleset:
     """The Ruleset of the keys of the rules found in Locker's chains."""
     forwards, half_forwards = _halves(keys, "dnat", "forward")
     links, half_links = _halves(keys, "link", "link-back")
-    nat, half_nat = _nat(keys)
+    nat, half_nat = nat_bridges(keys)
     return Ruleset(nat=frozenset(nat), forwards=frozenset(forwards), links=frozenset(links),
                    jumps=jumps, partial=frozenset(half_forwards | half_links | half_nat),
                    unrecognised=tuple(unrecognised), entry_missing=tuple(entry_missing))

@@ -40,8 +40,9 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link
-from locker.names import JUMP_COMMENT, Tag, bridge_name
+from locker.model import PROTOCOLS, Bridge, Forward, Link
+from locker.names import JUMP_COMMENT, Tag
+from locker.pieces import nat_bridges
 
 from locker_nftables.kernel import FAMILY, TABLE, Command
 from locker_nftables.layout import fwd_chain
@@ -451,29 +452,6 @@ def _halves(keys: set, first: str, second: str) -> tuple[set, set]:
     return ones & others, ones ^ others
 
 
-def _nat(keys: set) -> tuple[set[Bridge], set[Bridge]]:
-    """Bridges whose masquerade, outbound and replies are all there, and
-    the partial ones.
-
-    A project's pieces are combined as: each masquerade network with each
-    bridge name that an outbound or a replies rule names (the project's
-    ``bridge_name`` when none does); a name with both is complete. Without
-    any masquerade, each name gives ``Bridge(project, name,
-    UNKNOWN_NETWORK)``.
-    """
-    complete, partial = set(), set()
-    for project in {k[1] for k in keys if k[0] in ("masquerade", "outbound", "replies")}:
-        def of(purpose: str) -> set:
-            return {k[2] for k in keys if k[0] == purpose and k[1] == project}
-        networks, outbound, replies = of("masquerade"), of("outbound"), of("replies")
-        names = (outbound | replies) or {bridge_name(project)}
-        for network in networks or {UNKNOWN_NETWORK}:
-            for name in names:
-                whole = network in networks and name in outbound and name in replies
-                (complete if whole else partial).add(Bridge(project, name, network))
-    return complete, partial
-
-
 def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set:
     """The keys ``remove_nat(bridges)`` deletes, given the keys found: each
     bridge's masquerade, and its outbound and replies rules unless another
@@ -488,7 +466,7 @@ def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set:
 def values(keys: set) -> Values:
     forwards, half_forwards = _halves(keys, "dnat", "forward")
     links, half_links = _halves(keys, "link", "link-back")
-    nat, half_nat = _nat(keys)
+    nat, half_nat = nat_bridges(keys)
     return Values(frozenset(nat), frozenset(forwards), frozenset(links),
                   frozenset(half_forwards | half_links | half_nat))
 
