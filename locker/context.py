@@ -40,6 +40,12 @@ def _foreign_dnats() -> list:
     return foreign.nft_dnats() + foreign.legacy_dnats()
 
 
+def _host_uses_cgroup2() -> bool:
+    from locker.runtime.lxc import host_uses_cgroup2
+
+    return host_uses_cgroup2()
+
+
 def _read_host_resolv() -> str:
     try:
         return Path("/etc/resolv.conf").read_text()
@@ -63,6 +69,7 @@ class Context:
     host_resolv: Callable[[], str] = _read_host_resolv
     ip_forwarding_off: Callable[[], bool] = _ip_forwarding_off  # what a dry run asks
     foreign_dnats: Callable[[], list] = _foreign_dnats  # other tools' port forwards
+    cgroup2: Callable[[], bool] = _host_uses_cgroup2  # the host's cgroup version
     host_hosts: Path = field(default_factory=lambda: Path("/etc/hosts"))
     journal: Journal = field(default_factory=Journal)
     state: HostState | None = None

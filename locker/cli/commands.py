@@ -70,17 +70,29 @@ def _run(args, out: Output, mode: str, operation: Callable) -> None:
 
 
 def cmd_validate(args, out: Output) -> None:
-    project = project_of(args)
+    """The file, and what this host adds: the other projects' host ports and
+    the host's cgroup version."""
+    from locker import cgroups
     from locker.cli.session import host_state
+    from locker.errors import ConfigError
     from locker.hostconfig import load_host_config
     from locker.planner import port_conflicts
-    from locker.errors import ConfigError
+    from locker.runtime.lxc import host_uses_cgroup2
 
+    project = project_of(args)
     state = host_state(load_host_config(), out.warn)
     problems = port_conflicts(project, project.container_names, state.others(project.name))
     if problems:
         raise ConfigError(f"{project.path}: {len(problems)} host port(s) are forwarded by "
                           f"another project of this host.", problems)
+    cgroup2 = host_uses_cgroup2()
+    for spec in project.containers:
+        try:
+            cgroups.for_host(spec.cgroup, cgroup2)
+        except cgroups.Refused as refused:
+            problems.append(f"{project.path}: {spec.name}: cgroup: {refused}.")
+    if problems:
+        raise ConfigError(f"{project.path}: cgroup settings this host cannot take.", problems)
     out.print(f"{project.path}: project {project.name!r}, "
               f"{len(project.containers)} container(s), no problems")
 

@@ -18,7 +18,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
 
-from locker import diff, faults, foreign, planner
+from locker import cgroups, diff, faults, foreign, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, NotCreated, raise_all
 from locker.journal import Change
@@ -146,6 +146,7 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     reported, the others started, and then the command fails (exit 1).
     ``created``: containers a dry run of ``up`` would have created, taken
     as created and stopped."""
+    cgroup_settings(ctx, containers)  # refused before anything is changed
     facts = network.read_containers(ctx)
     assumed = [n for n in created if facts.states.get(n) == ABSENT and ctx.journal.dry_run]
     facts = replace(facts, states={**facts.states, **{n: STOPPED for n in assumed}})
@@ -233,7 +234,7 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
         lambda: ctx.runtime.configure(
             lxc, bridge.name, address, bridge.gateway,
             mounts=[(v.host_dir, v.container_dir) for v in spec.volumes],
-            cgroup=spec.cgroup, hostname=_hostname(spec)))
+            cgroup=cgroup_settings(ctx, [name])[name], hostname=_hostname(spec)))
 
 
 #: The end of the line that gives a container without ``fqdn`` its own
@@ -395,6 +396,23 @@ def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
     raise_all(failures)
 
 
+def cgroup_settings(ctx: Context, containers: Sequence[str]) -> dict[str, tuple]:
+    """Each container's cgroup settings for the host's cgroup version (see
+    ``locker.cgroups``); another version's key without a counterpart is a
+    ConfigError naming the file and the container."""
+    cgroup2 = ctx.cgroup2()
+    found, problems = {}, []
+    for name in containers:
+        try:
+            found[name] = cgroups.for_host(ctx.project.container(name).cgroup, cgroup2)
+        except cgroups.Refused as refused:
+            problems.append(f"{ctx.project.path}: {name}: cgroup: {refused}.")
+    if problems:
+        raise ConfigError(f"{ctx.project.path}: cgroup settings this host cannot take; "
+                          f"nothing was changed.", problems)
+    return found
+
+
 def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
     """Set the cgroup values of running containers now; they are written to
     the container's configuration at every start."""
@@ -402,8 +420,10 @@ def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
 
     missing: list[str] = []
 
+    settings_of = cgroup_settings(ctx, containers)
+
     def one(name: str) -> None:
-        settings = ctx.project.container(name).cgroup
+        settings = settings_of[name]
         lxc = ctx.lxc(name)
         if facts.states[name] == ABSENT:
             not_created(ctx, name, missing)

@@ -431,7 +431,7 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                        host_hosts=tmp_path / "hosts", journal=journal,
                        project_lock=lambda name, waiting=None: nullcontext(),
                        ip_forwarding_off=lambda: not link.ip_forward,
-                       foreign_dnats=lambda: []), Migration()
+                       foreign_dnats=lambda: [], cgroup2=lambda: False), Migration()
 
     monkeypatch.setattr(commands, "open_context", open_context)
     return firewall, runtime

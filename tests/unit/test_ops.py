@@ -159,7 +159,8 @@ def make_env(tmp_path: Path, project: Project | None = None, *, share: Env | Non
     ctx = Context(project, manager, runtime, say=said.append, warn=warned.append, lock=lock,
                   host_resolv=lambda: HOST_RESOLV, host_hosts=tmp_path / "hosts",
                   state=state, firewall_name="memory", link_name="memory",
-                  ip_forwarding_off=lambda: not link.ip_forward, foreign_dnats=lambda: [])
+                  ip_forwarding_off=lambda: not link.ip_forward, foreign_dnats=lambda: [],
+                  cgroup2=lambda: False)
     return Env(ctx, firewall, link, runtime, lock, said, warned)
 
 
