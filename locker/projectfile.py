@@ -3,7 +3,7 @@
 Every problem in the file is reported in one run, one line each, with file,
 line, key and value (see ``locker.yamlnodes``), as a ``ConfigError``.
 
-Choices where SPEC.md is silent:
+Choices where the behaviour contract is silent (documented in docs/projectfile.rst):
 
 - ``defaults`` takes every container key except ``clone`` (a clone names one
   other container) and ``fqdn`` (it names one container).

@@ -25,7 +25,7 @@ def backends(out: Output, report: dict) -> None:
                 verdict = "needs root"
             if row["usable"] and not row["auto"]:
                 verdict += ", never picked automatically"
-            out.print(f" {mark} {row['name']:<10} {row['distribution']:<18} "
+            out.print(f" {mark} {row['name']:<10} {row['distribution']:<20} "
                       f"{out.paint(verdict, 'green' if row['usable'] else 'yellow' if row.get('needs_root') else 'red')}: "
                       f"{row['reason']}")
         if not part["backends"]:
