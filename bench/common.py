@@ -143,6 +143,7 @@ class Bench:
         self._ns_made = False
         self.env = dict(os.environ,
                         LOCKER_RUN_DIR=str(self.tmp / "run"),
+                        LOCKER_STATE_DIR=str(self.tmp / "state"),
                         LOCKER_CONFIG=str(self.tmp / "host.yaml"),
                         NO_COLOR="1")
         self.env.pop("LOCKER_BACKEND", None)

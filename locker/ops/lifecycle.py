@@ -360,9 +360,21 @@ def remove(ctx: Context, containers: Sequence[str], force: bool = False,
 
     failures: list[LockerError] = []
     each(containers, remove_one, failures, ctx.parallel)
+    _forget_if_nothing_left(ctx)
     if missing and not missing_ok:
         failures.append(NotCreated(missing))
     raise_all(failures)
+
+
+def _forget_if_nothing_left(ctx: Context) -> None:
+    """A project without containers and without a network leaves no record."""
+    if ctx.journal.dry_run or ctx.state is None:
+        return
+    record = ctx.state.load(ctx.project.name)
+    if record is not None and record.subnet is None and all(
+            ctx.runtime.state(ctx.lxc(n)) == ABSENT for n in ctx.project.container_names):
+        with ctx.lock():
+            ctx.forget()
 
 
 def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:

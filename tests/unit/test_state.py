@@ -144,3 +144,11 @@ def test_a_bridge_locker_never_meant_to_create_is_still_refused(env: Env) -> Non
     with pytest.raises(BackendError, match="exists that Locker did not create"):
         lifecycle.start(env.ctx, ["web"])
     assert env.ctx.state.load("shop") is None or not env.ctx.state.load("shop").creating_bridge
+
+
+def test_removing_the_last_container_after_cleanup_leaves_no_record(env: Env) -> None:
+    lifecycle.start(env.ctx, ["web"])
+    cleanup.cleanup(env.ctx)
+    assert env.ctx.state.load("shop") is not None  # the containers are still there
+    lifecycle.remove(env.ctx, list(env.ctx.project.container_names))
+    assert env.ctx.state.load("shop") is None
