@@ -5,22 +5,21 @@ rule), since only one of the two will get the traffic.
 Read-only and cheap: ``nft -j list chains`` and one ``list chain`` per nat
 prerouting chain of another table, and the legacy store's nat table when
 it is loaded. A tool that is not installed, or that does not answer within
-``TIMEOUT`` seconds, is passed over: this is a warning, never a refusal.
+``locker.blockers.TIMEOUT`` seconds, is passed over: this is a warning,
+never a refusal.
 """
 
 from __future__ import annotations
 
 import json
 import re
-import shutil
-import subprocess
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
+from locker import blockers
 from locker.names import TAG_PREFIX
 
-TIMEOUT = 2.0
 LOCKER_TABLE = ("ip", "locker")
 _IP_TABLES_NAMES = Path("/proc/thread-self/net/ip_tables_names")
 
@@ -37,15 +36,10 @@ class ForeignDnat:
 
 
 def run_briefly(argv: Sequence[str]) -> str | None:
-    """A command's output, or None when it is missing, fails or hangs."""
-    if shutil.which(argv[0]) is None:
-        return None
-    try:
-        done = subprocess.run(list(argv), capture_output=True, text=True, timeout=TIMEOUT,
-                              stdin=subprocess.DEVNULL, check=False)
-    except (OSError, subprocess.TimeoutExpired):
-        return None
-    return done.stdout if done.returncode == 0 else None
+    """A command's output, or None when it is missing, fails or hangs
+    (``locker.blockers.run_briefly``, which bounds every probe)."""
+    done = blockers.run_briefly(argv)
+    return done.stdout if done is not None and done.returncode == 0 else None
 
 
 def _nft_json(run: Runner, *argv: str) -> list[dict]:
