@@ -28,10 +28,9 @@ def _stderr(message: str) -> None:
 
 
 def _ip_forwarding_off() -> bool:
-    try:
-        return Path("/proc/sys/net/ipv4/ip_forward").read_text().strip() == "0"
-    except OSError:
-        return False
+    from locker.link.rules import ipv4_forwarding_off
+
+    return ipv4_forwarding_off()
 
 
 def _foreign_dnats() -> list:

@@ -77,6 +77,16 @@ def vanished(name: str) -> BackendError:
         "program deletes interfaces, then run the command again.")
 
 
+def ipv4_forwarding_off() -> bool:
+    """Whether ``net.ipv4.ip_forward`` is off (what a dry run asks instead
+    of turning it on)."""
+    try:
+        with open(IP_FORWARD) as file:
+            return file.read().strip() == "0"
+    except OSError:
+        return False
+
+
 def ensure_ipv4_forwarding() -> bool:
     """Turn on ``net.ipv4.ip_forward`` of the calling thread's network
     namespace; True when it was off."""
