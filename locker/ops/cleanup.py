@@ -63,15 +63,7 @@ def _stop_orphan(ctx: Context, name: str, timeout: float) -> None:
 def _remove_rules(ctx: Context) -> None:
     with ctx.lock():
         rules = ctx.hooks.list_rules(project=ctx.project.name)
-        changes = [network._nat_change(b, "removed") for b in sorted(rules.nat, key=str)]
-        changes += [network._forward_change(f, "removed")
-                    for f in sorted(rules.forwards, key=lambda f: f.sort_key())]
-        changes += [network._link_change(k, "removed")
-                    for k in sorted(rules.links, key=lambda k: k.sort_key())]
-        changes += [Change(ctx.project.name, "removed", "partial rules of", str(v))
-                    for v in sorted(rules.partial, key=str)]
-        changes += [Change(ctx.project.name, "removed", "rule", f"{r.comment} ({r.location})")
-                    for r in rules.unrecognised]
+        changes = network.removal_changes(ctx.project.name, rules)
         ctx.journal.changes_many(changes, lambda: ctx.hooks.cleanup(project=ctx.project.name))
         ctx.journal.unless_dry(lambda: ctx.remember(forwards=(), firewall=None))
     if changes and not ctx.journal.dry_run:

@@ -7,6 +7,7 @@ from locker import plugins
 from locker.context import Context
 from locker.errors import LockerError
 from locker.journal import Change
+from locker.ops import network
 
 
 def leave_firewall(ctx: Context, old: str) -> None:
@@ -27,10 +28,7 @@ def leave_firewall(ctx: Context, old: str) -> None:
     hook = plugins.new_manager(plugin).hook
     with ctx.lock():
         rules = hook.list_rules(project=project)
-        values = sorted(map(str, (*rules.nat, *rules.forwards, *rules.links, *rules.partial)))
-        changes = [Change(project, f"removed (from {old})", "rules of", v) for v in values]
-        changes += [Change(project, f"removed (from {old})", "rule", r.comment)
-                    for r in rules.unrecognised]
+        changes = network.removal_changes(project, rules, f"removed (from {old})")
         ctx.journal.changes_many(changes or [Change(project, "left", f"the {old} backend")],
                                  lambda: hook.cleanup(project=project))
         ctx.journal.unless_dry(lambda: _forget(ctx))

@@ -235,6 +235,19 @@ def apply(ctx: Context, plan: Repair) -> None:
                              links=frozenset(plan.remove_links)))
 
 
+def removal_changes(project: str, rules: Ruleset, verb: str = "removed") -> list[Change]:
+    """A change for everything of ``rules`` that goes at once (``cleanup``,
+    ``--migrate``): complete values, partial ones, unrecognised rules."""
+    changes = [_nat_change(b, verb) for b in sorted(rules.nat, key=str)]
+    changes += [_forward_change(f, verb) for f in sorted(rules.forwards, key=Forward.sort_key)]
+    changes += [_link_change(k, verb) for k in sorted(rules.links, key=Link.sort_key)]
+    changes += [Change(project, verb, "partial rules of", str(v))
+                for v in sorted(rules.partial, key=str)]
+    changes += [Change(diff.subject_of(r), verb, "rule", f"{r.comment} ({r.location})")
+                for r in rules.unrecognised]
+    return changes
+
+
 def _forward_change(forward: Forward, verb: str) -> Change:
     return Change(forward.container, verb, "forward", str(forward))
 
