@@ -10,13 +10,10 @@ from __future__ import annotations
 
 import statistics
 import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from world import World  # noqa: E402 (the e2e harness is not a package)
+from running import running_project
 
 PROJECT = "containers:\n  web:\n    template: {name: busybox}\n    ports: ['8080:80']\n"
 REPEAT = 7
@@ -32,20 +29,12 @@ def median_seconds(run: Callable[[], object]) -> float:
 
 
 def main() -> None:
-    world = World(Path(tempfile.mkdtemp()), "nftables", "netlink")
-    try:
-        project = world.project("fast", PROJECT)
-        world.locker(project, "create")
-        world.locker(project, "start")
+    with running_project("fast", PROJECT) as (world, project):
         bare = median_seconds(lambda: world.in_host([sys.executable, "-c", "pass"]))
         for command in ("ports", "links", "status"):
             took = median_seconds(lambda: world.locker(project, command))
             print(f"locker {command:<7} {took:.3f} s   python -c pass {bare:.3f} s   "
                   f"ratio {took / bare:.1f}")
-        world.locker(project, "cleanup")
-        world.locker(project, "rm")
-    finally:
-        world.close()
 
 
 if __name__ == "__main__":

@@ -12,16 +12,12 @@ from __future__ import annotations
 import os
 import statistics
 import subprocess
-import sys
-import tempfile
 import time
 from collections.abc import Callable
-from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "tests" / "e2e"))
-from world import World  # noqa: E402 (the e2e harness is not a package)
+from running import World, running_project
 
-from locker.testing.lxchost import lxc_command_prefix  # noqa: E402
+from locker.testing.lxchost import lxc_command_prefix
 
 COUNT = int(os.environ.get("BENCH_CONTAINERS", "10"))
 REPEAT = int(os.environ.get("BENCH_REPEAT", "3"))
@@ -45,14 +41,10 @@ def by_hand(world: World, command: str, names: list[str], *options: str) -> None
 
 
 def main() -> None:
-    world = World(Path(tempfile.mkdtemp()), "nftables", "netlink")
     names = [f"c{i}" for i in range(COUNT)]
     text = "containers:\n" + "".join(f"  {n}:\n    template: {{name: busybox}}\n"
                                      for n in names)
-    try:
-        project = world.project("bench", text)
-        world.locker(project, "create")
-        world.locker(project, "start")
+    with running_project("bench", text) as (world, project):
         lxc_names = [f"bench_{n}" for n in names]
         rows: dict[str, list[float]] = {k: [] for k in (
             "locker stop", "lxc-stop by hand", "locker start", "lxc-start by hand",
@@ -75,10 +67,6 @@ def main() -> None:
             print(f"  {locker_row:<14} {median[locker_row]:.2f} s ({min(rows[locker_row]):.2f})"
                   f"   {baseline:<18} {median[baseline]:.2f} s ({min(rows[baseline]):.2f})"
                   f"   ratio {median[locker_row] / median[baseline]:.2f}")
-        world.locker(project, "cleanup")
-        world.locker(project, "rm")
-    finally:
-        world.close()
 
 
 if __name__ == "__main__":
