@@ -13,7 +13,7 @@ fails (exit 1) naming them (``NotCreated``), in every command alike.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import TypeVar
@@ -146,7 +146,7 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     reported, the others started, and then the command fails (exit 1).
     ``created``: containers a dry run of ``up`` would have created, taken
     as created and stopped."""
-    cgroup_settings(ctx, containers)  # refused before anything is changed
+    cgroup = cgroup_settings(ctx, containers)  # refused before anything is changed
     facts = network.read_containers(ctx)
     assumed = [n for n in created if facts.states.get(n) == ABSENT and ctx.journal.dry_run]
     facts = replace(facts, states={**facts.states, **{n: STOPPED for n in assumed}})
@@ -165,7 +165,7 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     facts = replace(facts, states={**facts.states, **settled})
     to_start = [n for n, state in settled.items() if not network.is_up(state)]
     bridge, _ = network.bring_up(ctx, facts)
-    addresses = _prepare_all(ctx, bridge, facts, to_start, failures, assumed)
+    addresses = _prepare_all(ctx, bridge, facts, to_start, cgroup, failures, assumed)
     facts = replace(facts, configured={**facts.configured, **addresses})
     started = each([n for n in to_start if n in addresses],
                    lambda n: _start_one(ctx, n, addresses[n], options.timeout), failures,
@@ -212,13 +212,15 @@ def _settle(ctx: Context, name: str, state: str, options: StartOptions) -> str:
 
 
 def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str],
-                 failures: list[LockerError], assumed: Sequence[str] = ()) -> dict:
+                 cgroup: Mapping[str, tuple], failures: list[LockerError],
+                 assumed: Sequence[str] = ()) -> dict:
     """Addresses are handed out and written into the containers' configs
     under the host lock, so two commands never give one address twice; the
     files inside the containers are written after it."""
     with ctx.lock():
         addresses = network.assign(ctx, bridge.network, facts)
-        configured = each(names, lambda n: _configure(ctx, n, bridge, addresses[n]), failures)
+        configured = each(names, lambda n: _configure(ctx, n, bridge, addresses[n], cgroup[n]),
+                          failures)
     prepared = {n: addresses[n] for n in configured}
     ready = each(list(prepared),
                  lambda n: _write_files(ctx, n, bridge, facts, addresses, n not in assumed),
@@ -226,7 +228,7 @@ def _prepare_all(ctx: Context, bridge: Bridge, facts: Facts, names: Sequence[str
     return {n: prepared[n] for n in ready}
 
 
-def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
+def _configure(ctx: Context, name: str, bridge: Bridge, address, cgroup: tuple) -> None:
     spec = ctx.project.container(name)
     lxc = ctx.lxc(name)
     ctx.journal.change(
@@ -234,7 +236,7 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address) -> None:
         lambda: ctx.runtime.configure(
             lxc, bridge.name, address, bridge.gateway,
             mounts=[(v.host_dir, v.container_dir) for v in spec.volumes],
-            cgroup=cgroup_settings(ctx, [name])[name], hostname=_hostname(spec)))
+            cgroup=cgroup, hostname=_hostname(spec)))
 
 
 #: The end of the line that gives a container without ``fqdn`` its own
