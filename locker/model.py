@@ -49,12 +49,16 @@ class BridgeState:
     ``owned`` False: the bridge does not carry Locker's owner mark (its
     interface alias, ``locker.names.bridge_alias``), so another tool made
     it; Locker reports it but neither uses nor removes it.
+    ``route_localnet`` False: ``net.ipv4.conf.NAME.route_localnet`` is off
+    (a bridge of an older Locker), so ``start`` calls ``ensure_bridge``
+    again; not compared.
     """
 
     name: str
     addresses: tuple[IPv4Interface, ...]
     up: bool
     owned: bool = True
+    route_localnet: bool = field(default=True, compare=False)
 
     @property
     def network(self) -> IPv4Network | None:

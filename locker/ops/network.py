@@ -165,9 +165,11 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
             journal.unless_dry(lambda: ctx.remember(
                 creating_bridge=True, bridge=ctx.bridge_name, subnet=network))
         if found_bridge is None or not found_bridge.owned or not found_bridge.up \
-                or found_bridge.network is None:
+                or found_bridge.network is None or not found_bridge.route_localnet:
             verb = ("created" if found_bridge is None else
-                    "adopted" if not found_bridge.owned else "brought up")
+                    "adopted" if not found_bridge.owned else
+                    "brought up" if not found_bridge.up or found_bridge.network is None
+                    else "set route_localnet on")
             state = journal.change(
                 Change(ctx.project.name, verb, "bridge",
                        f"{ctx.bridge_name} {wanted_bridge.interface}"),
