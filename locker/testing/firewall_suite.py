@@ -96,9 +96,8 @@ from locker import plugins
 from locker.errors import BackendError
 from locker.model import UNKNOWN_NETWORK, Availability, Blocker, Bridge, Forward, Link, Ruleset
 from locker.names import Tag, bridge_name
-from locker.plugins import new_manager
 from locker.testing import faults, stores
-from locker.testing.contract import hook_problems
+from locker.testing.contract import BackendSuite
 from locker.testing.netns import NetNS
 from locker.testing.traffic import Lab
 
@@ -178,22 +177,13 @@ table inet hostfw {
 """
 
 
-class FirewallBackendTests:
+class FirewallBackendTests(BackendSuite):
     """The conformance tests; see the module docstring for how to subclass."""
 
-    pytestmark = [pytest.mark.privileged]
-    backend_name: str | None = None
+    namespace = plugins.FIREWALL
     rule_store: str = "nftables"
-    skips: Mapping[str, str] = {}
 
     # ------------------------------------------------ the subclass interface
-
-    def make_backend(self) -> object:
-        if not self.backend_name:
-            raise NotImplementedError(
-                f"{type(self).__name__} names no backend: set backend_name to its entry "
-                f"point in locker.firewall (or override make_backend)")
-        return plugins.load(plugins.FIREWALL, self.backend_name)
 
     @property
     def store(self) -> stores.Nft | stores.Iptables:
@@ -251,18 +241,6 @@ class FirewallBackendTests:
     # ------------------------------------------------------------- fixtures
 
     @pytest.fixture(autouse=True)
-    def declared_skips(self, request) -> None:
-        unknown = sorted(set(self.skips) - {n.removeprefix("test_") for n in dir(self)
-                                            if n.startswith("test_")})
-        if unknown:
-            pytest.fail(f"{type(self).__name__}.skips names {', '.join(unknown)}, which "
-                        f"are not tests of the suite")
-        reason = self.skips.get(request.function.__name__.removeprefix("test_"))
-        if reason:
-            request.node.add_marker(pytest.mark.may_skip)
-            pytest.skip(f"declared by {type(self).__name__}: {reason}")
-
-    @pytest.fixture(autouse=True)
     def no_host_firewalls(self, monkeypatch) -> None:
         """firewalld and ufw run in the machine's namespace, not the test's:
         ``locker.blockers.host_firewalls`` sees none of them here (their
@@ -272,28 +250,11 @@ class FirewallBackendTests:
                             lambda bridges, *args, **kwargs: blockers.HostFirewalls())
 
     @pytest.fixture
-    def backend(self, netns: NetNS, request) -> object:
-        backend = self.make_backend()
-        problems = hook_problems(plugins.FIREWALL, backend)
-        if problems and request.function.__name__ != "test_the_backend_keeps_the_contract":
-            pytest.fail("the backend breaks the hook contract:\n" + "\n".join(problems),
-                        pytrace=False)
-        return backend
-
-    @pytest.fixture
-    def hook(self, backend: object):
-        return new_manager(backend).hook
-
-    @pytest.fixture
     def populated(self, hook) -> Ruleset:
         """Two projects' nat, forwards and links in the kernel."""
         return populate(hook)
 
     # ----------------------------------------------------------------- tests
-
-    def test_the_backend_keeps_the_contract(self, backend) -> None:
-        problems = hook_problems(plugins.FIREWALL, backend)
-        assert not problems, "\n".join(problems)
 
 
     def test_availability_is_usable(self, hook) -> None:
