@@ -425,9 +425,15 @@ class FirewallBackendTests(BackendSuite):
             lambda: hook.cleanup(project=P2),
             lambda: hook.firewall_availability(),
         ]
-        for step in steps:
+        names = ["add_nat", "add_forward", "add_link", "list_rules", "remove_forward",
+                 "remove_link", "remove_unrecognised", "find_blockers", "remove_nat",
+                 "cleanup", "cleanup", "firewall_availability"]
+        for name, step in zip(names, steps):
             step()
-            assert self.foreign_state(netns) == foreign
+            after = self.foreign_state(netns)
+            assert after == foreign, (
+                f"{name} changed another tool's rules (foreign_state before, then after):\n"
+                f"{foreign}\n---\n{after}")
         self.assert_jumps_once(netns)
 
     def test_foreign_rules_do_not_list(self, hook, netns) -> None:

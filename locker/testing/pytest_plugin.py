@@ -32,6 +32,11 @@ from collections.abc import Iterator
 
 import pytest
 
+# The suites' assertions explain themselves (pytest's rewriting), also in a
+# third-party backend's test run; registered before the suites are imported.
+pytest.register_assert_rewrite("locker.testing.firewall_suite", "locker.testing.link_suite",
+                               "locker.testing.contract")
+
 from locker.testing.netns import NetNS, current_netns_inode, missing_requirements
 
 

@@ -77,3 +77,41 @@ def test_a_backend_that_forwards_no_packet_fails_the_forward_test(netns) -> None
     suite = Suite(backend)
     with pytest.raises(AssertionError, match=r"got no answer; the forward must reach"):
         suite.test_traffic_a_forward_reaches_the_container_port(new_manager(backend).hook, netns)
+
+
+class OneLineAtATime(NftCliBackend):
+    """Applies each line of a change as a transaction of its own: a failure
+    midway leaves the lines before it in the kernel."""
+
+    def _apply(self, lines, what):
+        for line in lines:
+            super()._apply([line], what)
+
+
+@pytest.mark.privileged
+def test_a_change_made_in_several_transactions_fails_the_fault_test(netns) -> None:
+    backend = OneLineAtATime()
+    suite = Suite(backend)
+    with pytest.raises(AssertionError, match=r"add_forward: its kernel transaction 2 failed, "
+                                             r"and Locker's rules changed"):
+        suite.test_failed_transaction_leaves_kernel_unchanged(new_manager(backend).hook, netns)
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("damage", [
+    ["nft", "flush", "chain", "inet", "admin", "forward"],
+    ["iptables-legacy", "-w", "-F", "ADMIN"],
+    ["iptables-nft", "-w", "-F", "NFT_ADMIN"],
+], ids=["nftables", "iptables-legacy", "iptables-nft"])
+def test_a_backend_that_touches_another_tools_rules_fails(netns, damage) -> None:
+    import subprocess
+
+    class Vandal(NftCliBackend):
+        @hookimpl
+        def add_nat(self, bridges):
+            super().add_nat(bridges)
+            subprocess.run(damage, check=True)
+
+    backend = Vandal()
+    with pytest.raises(AssertionError, match=r"add_nat changed another tool.s rules"):
+        Suite(backend).test_foreign_rules_stay_identical(new_manager(backend).hook, netns)
