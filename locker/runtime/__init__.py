@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from locker.errors import LockerError
 from locker.project import Source
@@ -42,6 +42,14 @@ class CommandTimedOut(LockerError):
         self.timeout = timeout
 
 
+class Observed(NamedTuple):
+    """One container as ``Runtime.survey`` found it: its state and, when
+    asked for and it runs, the IPv4 addresses it has now."""
+
+    state: str
+    addresses: tuple[IPv4Address, ...] = ()
+
+
 def state_reason(state: str) -> str | None:
     """Why ``state`` is UNKNOWN, or None for a known state."""
     if state != UNKNOWN:
@@ -63,6 +71,12 @@ class Runtime(Protocol):
         why, see ``state_reason``) when its state cannot be read. Never
         raises for a container that exists: an unreadable state is never
         taken for STOPPED."""
+
+    def survey(self, names: Sequence[str], addresses: bool = False) -> dict[str, Observed]:
+        """The state of each of ``names`` (as ``state`` gives it) and, with
+        ``addresses``, the IPv4 addresses of those that run (as
+        ``addresses`` gives them): what a command reads of all its
+        containers, in as few queries as the runtime can."""
 
     def names(self) -> tuple[str, ...]:
         """The LXC names of every container in the lxcpath."""
