@@ -9,7 +9,7 @@ from ipaddress import IPv4Address, IPv4Interface
 from typing import NamedTuple, Protocol
 
 from locker.errors import LockerError
-from locker.project import Source
+from locker.project import CgroupSetting, Source, VolumeSpec
 
 RUNNING = "RUNNING"
 STOPPED = "STOPPED"
@@ -89,8 +89,8 @@ class Runtime(Protocol):
         """Delete a stopped container."""
 
     def configure(self, name: str, bridge: str, address: IPv4Interface,
-                  gateway: IPv4Address, mounts: Sequence[tuple[str, str]] = (),
-                  cgroup: Sequence[tuple[str, str]] = (), hostname: str | None = None) -> None:
+                  gateway: IPv4Address, mounts: Sequence[VolumeSpec] = (),
+                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None) -> None:
         """Write the container's network (a veth on ``bridge`` with the
         static ``address`` and ``gateway``), bind mounts, cgroup settings
         and hostname into its configuration, replacing what Locker wrote
@@ -110,7 +110,7 @@ class Runtime(Protocol):
 
     def unfreeze(self, name: str) -> None: ...
 
-    def apply_cgroup(self, name: str, settings: Sequence[tuple[str, str]]) -> None:
+    def apply_cgroup(self, name: str, settings: Sequence[CgroupSetting]) -> None:
         """Set cgroup values on the running container."""
 
     def addresses(self, name: str) -> tuple[IPv4Address, ...]:

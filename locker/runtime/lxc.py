@@ -34,7 +34,8 @@ from pathlib import Path
 
 from locker.errors import LockerError
 from locker.printable import printable
-from locker.project import CloneSource, DownloadSource, Source, TemplateSource
+from locker.project import (CgroupSetting, CloneSource, DownloadSource, Source, TemplateSource,
+                            VolumeSpec)
 from locker.runtime import (ABSENT, FROZEN, RUNNING, STOPPED, CommandTimedOut, Observed,
                             UnknownState, lxcconfig, rootfs)
 
@@ -230,10 +231,10 @@ class LxcRuntime:
     def unfreeze(self, name: str) -> None:
         self._lxc(["lxc-unfreeze", "-n", name], name, "unfreeze", self._query)
 
-    def apply_cgroup(self, name: str, settings: Sequence[tuple[str, str]]) -> None:
-        for key, value in settings:
-            self._lxc(["lxc-cgroup", "-n", name, key, value], name,
-                      f"set cgroup {key}={value}", self._query)
+    def apply_cgroup(self, name: str, settings: Sequence[CgroupSetting]) -> None:
+        for setting in settings:
+            self._lxc(["lxc-cgroup", "-n", name, setting.key, setting.value], name,
+                      f"set cgroup {setting}", self._query)
 
     def addresses(self, name: str) -> tuple[IPv4Address, ...]:
         """The IPv4 addresses the container has now (no waiting), empty
@@ -247,8 +248,8 @@ class LxcRuntime:
     # -- configuration ----------------------------------------------------
 
     def configure(self, name: str, bridge: str, address: IPv4Interface,
-                  gateway: IPv4Address, mounts: Sequence[tuple[str, str]] = (),
-                  cgroup: Sequence[tuple[str, str]] = (), hostname: str | None = None) -> None:
+                  gateway: IPv4Address, mounts: Sequence[VolumeSpec] = (),
+                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None) -> None:
         """Rewrite Locker's block of the container's config file (see
         ``locker.runtime.lxcconfig``), create missing host directories of
         the bind mounts, and switch off a busybox init script's DHCP client
@@ -260,8 +261,8 @@ class LxcRuntime:
                                        console_log=str(self._console_log(name)))
         new = lxcconfig.rewrite(text, block, replace_hostname=hostname is not None)
         try:
-            for host_dir, _ in mounts:
-                os.makedirs(host_dir, exist_ok=True)
+            for mount in mounts:
+                os.makedirs(mount.host_dir, exist_ok=True)
             mode = path.stat().st_mode & 0o7777
             rootfs.atomic_write(path, new, mode)
         except OSError as err:

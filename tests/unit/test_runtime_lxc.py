@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from locker.errors import LockerError
-from locker.project import TemplateSource
+from locker.project import CgroupSetting, TemplateSource
 from locker.runtime import (ABSENT, FROZEN, RUNNING, STOPPED, UNKNOWN, CommandTimedOut,
                             lxc, state_reason)
 from locker.runtime.lxc import LxcRuntime
@@ -215,7 +215,7 @@ def test_a_hung_lxc_ls_is_killed_and_each_container_asked(runtime: LxcRuntime,
 @pytest.mark.parametrize("command, call", [
     ("lxc-freeze", lambda rt: rt.freeze(NAME)),
     ("lxc-unfreeze", lambda rt: rt.unfreeze(NAME)),
-    ("lxc-cgroup", lambda rt: rt.apply_cgroup(NAME, [("pids.max", "10")])),
+    ("lxc-cgroup", lambda rt: rt.apply_cgroup(NAME, [CgroupSetting("pids.max", "10")])),
 ])
 def test_a_hung_command_is_killed_and_named(runtime: LxcRuntime, fakes: Fakes, command: str,
                                             call: Callable[[LxcRuntime], object]) -> None:
