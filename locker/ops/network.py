@@ -82,6 +82,17 @@ def in_parallel(ctx: Context, read: Callable[[str], T], names: Sequence[str]) ->
         return list(pool.map(read, names))
 
 
+def read_all(ctx: Context, addresses: bool = False) -> Facts:
+    """``read_containers`` and ``read_network`` at once: the runtime's
+    survey (a command that mostly waits) runs in a thread of its own while
+    this one reads the kernel."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        containers = pool.submit(read_containers, ctx, addresses)
+        network = read_network(ctx, Facts({}, {}))
+        return replace(containers.result(), bridge=network.bridge, rules=network.rules,
+                       blockers=network.blockers, overlaps=network.overlaps)
+
+
 def read_network(ctx: Context, facts: Facts, rules_only: bool = False) -> Facts:
     """``facts`` with the bridge, the project's rules, the blockers and
     what overlaps the subnet. ``rules_only``: a command that changes only

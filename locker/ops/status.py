@@ -56,7 +56,7 @@ class Status:
 
 
 def status(ctx: Context) -> Status:
-    facts = network.read_network(ctx, network.read_containers(ctx, addresses=True))
+    facts = network.read_all(ctx, addresses=True)
     containers = network.in_parallel(
         ctx, lambda name: _container(ctx, name, facts), ctx.project.container_names)
     return Status(ctx.project.name, ctx.bridge_name, facts.bridge, tuple(containers),
