@@ -85,14 +85,7 @@ def cmd_validate(args, out: Output) -> None:
     if problems:
         raise ConfigError(f"{project.path}: {len(problems)} host port(s) are forwarded by "
                           f"another project of this host.", problems)
-    cgroup2 = host_uses_cgroup2()
-    for spec in project.containers:
-        try:
-            cgroups.for_host(spec.cgroup, cgroup2)
-        except cgroups.Refused as refused:
-            problems.append(f"{project.path}: {spec.name}: cgroup: {refused}.")
-    if problems:
-        raise ConfigError(f"{project.path}: cgroup settings this host cannot take.", problems)
+    cgroups.for_project(project, project.container_names, host_uses_cgroup2())
     out.print(f"{project.path}: project {project.name!r}, "
               f"{len(project.containers)} container(s), no problems")
 
