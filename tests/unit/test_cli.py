@@ -376,10 +376,11 @@ def test_plugins_json(fake_entry_points, capsys: pytest.CaptureFixture[str]) -> 
     assert [p["name"] for p in report["link"]] == ["netlink"]
 
 
-def test_plugins_needs_no_root() -> None:
-    from locker.cli import privileges
-
-    assert "plugins" in privileges.WITHOUT_ROOT
+def test_plugins_needs_no_root(fake_entry_points, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["link"][0]["name"] == "netlink"
 
 
 def test_backends_text(fake_backends, capsys: pytest.CaptureFixture[str]) -> None:
