@@ -11,7 +11,7 @@ committed before it in the same hook call must be undone by the backend.
 It works at the boundaries every backend crosses, so a backend needs no
 seam of its own:
 
-- the nftables Python binding (``nftables.Nftables.json_cmd`` and ``cmd``):
+- the nftables Python binding (``nftables.Nftables.cmd``, which ``json_cmd`` calls):
   a command deleting a rule that does not exist is appended to the batch;
 - python-iptables (``iptc.Table.commit``): a MASQUERADE rule, which the
   kernel refuses outside ``nat POSTROUTING``, is appended before the commit;
@@ -127,12 +127,7 @@ def _nftables_binding(fault: Fault) -> Iterator[None]:
         yield
         return
     cls = nftables.Nftables
-    json_cmd, cmd = cls.json_cmd, cls.cmd
-
-    def failing_json_cmd(self, json_root):
-        if is_changing_json(json_root) and fault.take():
-            json_root = poisoned_json(json_root)
-        return json_cmd(self, json_root)
+    cmd = cls.cmd  # json_cmd calls it too
 
     def failing_cmd(self, cmdline):
         try:
@@ -145,11 +140,11 @@ def _nftables_binding(fault: Fault) -> Iterator[None]:
                 cmdline = json.dumps(poisoned_json(root))
         return cmd(self, cmdline)
 
-    cls.json_cmd, cls.cmd = failing_json_cmd, failing_cmd
+    cls.cmd = failing_cmd
     try:
         yield
     finally:
-        cls.json_cmd, cls.cmd = json_cmd, cmd
+        cls.cmd = cmd
 
 
 @contextmanager
