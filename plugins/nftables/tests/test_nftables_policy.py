@@ -171,7 +171,7 @@ def test_policy_rules_and_entry_chains_as_nft_lists_them(netns: NetNS) -> None:
                       "POSTROUTING": ("nat", "postrouting", 100)}
     local = match({"fib": {"result": "type", "flags": ["daddr"]}}, "==", "local")
     assert table["rules"]["OUTPUT"] == [
-        ("LOCKER", [local, {"goto": {"target": "LOCKER_PREROUTING"}}])]
+        ("LOCKER", [local, {"jump": {"target": "LOCKER_PREROUTING"}}])]
     assert table["rules"]["INPUT"] == [("LOCKER", [{"jump": {"target": "LOCKER_INPUT"}}])]
     assert table["rules"]["LOCKER_FORWARD"][:2] == [
         ("LOCKER", [{"jump": {"target": "LOCKER_USER"}}]),
