@@ -97,7 +97,7 @@ def cmd_backends(args, out: Output) -> None:
     if args.json:
         out.print(json.dumps(report, indent=2))
     else:
-        render.backends(out, report)
+        render.backends(out, report, details=args.verbose >= 1)
 
 
 def cmd_create(args, out: Output) -> None:
@@ -370,5 +370,6 @@ HANDLERS: dict[str, Callable] = {
     "up": cmd_up, "down": cmd_down, "exec": cmd_exec, "attach": cmd_attach,
     "console": cmd_console, "logs": cmd_logs,
 }
-from locker.cli.about import cmd_completion  # noqa: E402  (locker/cli/about.py)
+from locker.cli.about import cmd_completion, cmd_plugins  # noqa: E402  (locker/cli/about.py)
 HANDLERS["completion"] = cmd_completion
+HANDLERS["plugins"] = cmd_plugins
