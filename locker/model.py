@@ -81,6 +81,8 @@ class Bridge:
         _check_ifname(self.name)
         if not isinstance(self.network, IPv4Network):
             raise Invalid(f"bridge network {self.network!r} is not an IPv4Network")
+        if not isinstance(self.isolated, bool):
+            raise Invalid(f"bridge isolated {self.isolated!r} is not True or False")
 
     @property
     def gateway(self) -> IPv4Address:

@@ -262,8 +262,6 @@ def _check_bridge(bridge: Bridge) -> None:
     if not isinstance(bridge.network, IPv4Network) or bridge.network.num_addresses < 4:
         raise BackendError(f"bridge {bridge.name} needs an IPv4 network of /30 or wider.")
     _check_bridge_name(bridge.name)
-    if not isinstance(bridge.isolated, bool):
-        raise BackendError(f"bridge {bridge.name}: isolated must be True or False.")
 
 
 def _check_bridge_name(name: object) -> None:
