@@ -276,3 +276,15 @@ def test_projects_are_apart_and_an_isolated_one_sees_only_its_gateway(
         (projects.alpha / "locker.yaml").write_text(ALPHA)
         world.locker(projects.alpha, "start")
     assert world.fetch_in("alpha_web", f"http://{HOST_IP}:9998/") == HOST_PAGE
+
+    # the host file's default applies where the project file says nothing
+    default = world.host_config.read_text()
+    world.host_config.write_text("isolated: true\n")
+    try:
+        world.locker(projects.alpha, "start")
+        assert world.fetch_in("alpha_web", f"http://{HOST_IP}:9998/") is None
+        assert world.fetch_in("alpha_web", f"http://{alpha_gateway}:9998/") == HOST_PAGE
+    finally:
+        world.host_config.write_text(default)
+        world.locker(projects.alpha, "start")
+    assert world.fetch_in("alpha_web", f"http://{HOST_IP}:9998/") == HOST_PAGE
