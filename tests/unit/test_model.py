@@ -37,6 +37,7 @@ def test_valid_values_are_made() -> None:
     (lambda: Link("shop", "web", IP, "db", None), "peer address None"),
     (lambda: Bridge("shop", "locker shop", NET), "bridge name 'locker shop'"),
     (lambda: Bridge("shop", "locker_shop_much_too_long", NET), "bridge name"),
+    (lambda: Bridge("shop", "locker_shop", NET, isolated="yes"), "bridge isolated 'yes'"),
     (lambda: Bridge("shop", "../x", NET), "bridge name '../x'"),
     (lambda: Bridge("shop", "locker_shop", "10.1.1.0/24"), "bridge network"),
     (lambda: PortSpec(8080, 0), "CONTAINER_PORT 0 is out of range"),
