@@ -18,7 +18,7 @@ import ctypes
 import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
@@ -41,6 +41,8 @@ class Entry:
     #: For a rule with Locker's tag but without a Spec: the rule as
     #: python-iptables reads it, for people.
     text: str | None = None
+    #: False for a rule read for its comment only (another project's).
+    decoded: bool = True
 
 
 # ------------------------------------------------------- the generic path
@@ -252,17 +254,25 @@ _HOST_MASK = b"\xff" * 16            # how libxt_conntrack stores a /32
 _PROTOCOLS = {0: None, 6: "tcp", 17: "udp"}
 
 
-def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool) -> list[Entry]:
+def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
+               wanted: Callable[[str | None], bool] | None = None) -> list[Entry]:
     """The rules of ``chain`` in the iptc ``table`` handle; with ``specs``
     false only comments and targets are read (built-in chains, where Locker
     only looks for its jumps), except for the jumps themselves and rules
-    with Locker's tag."""
+    with Locker's tag. Rules whose comment ``wanted`` refuses are read for
+    their comment and target only (``decoded`` False)."""
     entry_size = ctypes.sizeof(iptc.ip4tc.ipt_entry)
     entries: list[Entry] = []
     entry = table.first_rule(chain)
     while entry:
         raw = ctypes.string_at(ctypes.addressof(entry), entry.next_offset)
         target = (table.get_target(entry) or b"").decode()
+        if wanted is not None:
+            comment = _comment(raw, entry_size, entry.target_offset)
+            if not wanted(comment):
+                entries.append(Entry(len(entries), comment, target, None, raw, decoded=False))
+                entry = table.next_rule(entry)
+                continue
         if specs:
             decoded = _decode(iptc, table_name, chain, entry, raw, entry_size, target)
         else:

@@ -5,30 +5,38 @@ matches, target and comment. Locker's values (bridges, forwards, links)
 turn into specs here, and the specs read back from the kernel turn into
 values again; nothing in this module touches the kernel or imports iptc.
 
-Rules (``iptables -S`` notation)::
+Rules (``iptables -S`` notation; ``FWD_P`` and ``PRE_P`` are project P's own
+chains, ``fwd_chain(P)`` and ``pre_chain(P)``)::
 
     nat    PREROUTING          -m addrtype --dst-type LOCAL -m comment --comment LOCKER -j LOCKER_PREROUTING
     nat    POSTROUTING         -m comment --comment LOCKER -j LOCKER_POSTROUTING
     filter FORWARD             -m comment --comment LOCKER -j LOCKER_FORWARD
+    nat    LOCKER_PREROUTING   -j PRE_P                                               (dispatch)
+    filter LOCKER_FORWARD      -j FWD_P                                               (dispatch)
     nat    LOCKER_POSTROUTING  -s NET ! -d NET -j MASQUERADE                          (masquerade)
-    filter LOCKER_FORWARD      -i BR ! -o BR -j ACCEPT                                (outbound)
-    filter LOCKER_FORWARD      -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT  (replies)
-    nat    LOCKER_PREROUTING   -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
-    filter LOCKER_FORWARD      -d IP -p P --dport PORT -m conntrack --ctstate DNAT
+    filter FWD_P               -i BR ! -o BR -j ACCEPT                                (outbound)
+    filter FWD_P               -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT  (replies)
+    nat    PRE_P               -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
+    filter FWD_P               -d IP -p P --dport PORT -m conntrack --ctstate DNAT
                                [--ctorigdst HOST_IP] --ctorigdstport HPORT -j ACCEPT   (forward)
-    filter LOCKER_FORWARD      -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
+    filter FWD_P               -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
 
 Every rule but the jumps carries ``str(Tag(...))`` as its comment. A
 forward's accept lets through only traffic its own DNAT translated, as the
 nftables backend's ``ct status dnat ct original proto-dst`` does: one accept
 per forward, never shared.
+
+The old layout (before per-project chains) had the project rules in
+``LOCKER_FORWARD`` and ``LOCKER_PREROUTING`` themselves; ``parse_legacy``
+still reads them, so that the next adding hook can move them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
@@ -39,12 +47,20 @@ from locker.pieces import nat_bridges
 NAT, FILTER = "nat", "filter"
 PREROUTING, POSTROUTING, FORWARD = "LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"
 
-#: Locker's chains per table, each with the built-in chain that jumps to it.
-CHAINS: dict[str, dict[str, str]] = {
-    NAT: {PREROUTING: "PREROUTING", POSTROUTING: "POSTROUTING"},
-    FILTER: {FORWARD: "FORWARD"},
+#: Locker's shared chains per table (the entry points).
+ENTRY_CHAINS: dict[str, tuple[str, ...]] = {
+    FILTER: (FORWARD,),
+    NAT: (PREROUTING, POSTROUTING),
 }
 TABLES = (FILTER, NAT)
+
+#: iptables chain names: at most 28 characters (XT_EXTENSION_MAXNAMELEN 29
+#: with the NUL; ``iptables -N`` refuses longer ones).
+CHAIN_MAX = 28
+#: The prefix of each project's own chain, per table, and the shared chain
+#: holding the dispatch rule into it.
+PROJECT_PREFIX = {FILTER: "LOCKER_FWD_", NAT: "LOCKER_PRE_"}
+DISPATCH_CHAIN = {FILTER: FORWARD, NAT: PREROUTING}
 
 #: iptables keeps comments of up to 255 bytes plus the NUL; python-iptables
 #: cuts longer ones silently.
@@ -99,6 +115,34 @@ def check_comment(comment: str) -> None:
             f"iptables keeps only {COMMENT_MAX}; use shorter project or container names.")
 
 
+def project_chain(table: str, project: str) -> str:
+    """Project ``project``'s own chain in ``table``: ``LOCKER_FWD_<project>``
+    (filter) or ``LOCKER_PRE_<project>`` (nat) when that fits in 28
+    characters; otherwise the prefix, the project's first eight characters,
+    ``_`` and the first eight hex digits of the SHA-256 of the project name
+    (``LOCKER_FWD_averylon_1a2b3c4d``), as ``locker.names.bridge_name`` does.
+    Project names hold no ``_``, so a short form never equals a plain one."""
+    plain = PROJECT_PREFIX[table] + project
+    if len(plain) <= CHAIN_MAX:
+        return plain
+    digest = hashlib.sha256(project.encode()).hexdigest()[:8]
+    return f"{PROJECT_PREFIX[table]}{project[:8]}_{digest}"
+
+
+def fwd_chain(project: str) -> str:
+    return project_chain(FILTER, project)
+
+
+def pre_chain(project: str) -> str:
+    return project_chain(NAT, project)
+
+
+def dispatch_spec(table: str, project: str) -> Spec:
+    """The rule of the shared chain that leads into the project's own chain."""
+    return Spec(table, DISPATCH_CHAIN[table], project_chain(table, project),
+                _tag(project, "dispatch"))
+
+
 def jump_specs() -> list[Spec]:
     """The three jumps into Locker's chains."""
     return [
@@ -149,12 +193,12 @@ def _check_ifname(name: object) -> str:
 
 def outbound_spec(project: str, name: str) -> Spec:
     name = _check_ifname(name)
-    return Spec(FILTER, FORWARD, "ACCEPT", _tag(project, "outbound"),
+    return Spec(FILTER, fwd_chain(project), "ACCEPT", _tag(project, "outbound"),
                 in_iface=name, out_iface="!" + name)
 
 
 def replies_spec(project: str, name: str) -> Spec:
-    return Spec(FILTER, FORWARD, "ACCEPT", _tag(project, "replies"),
+    return Spec(FILTER, fwd_chain(project), "ACCEPT", _tag(project, "replies"),
                 out_iface=_check_ifname(name), ctstate=RELATED_ESTABLISHED)
 
 
@@ -173,7 +217,8 @@ def dnat_spec(forward: Forward) -> Spec:
     container_ip = _check_address(forward.container_ip, "Container address")
     host_ip = (None if forward.host_ip is None
                else _host(_check_address(forward.host_ip, "Host address")))
-    return Spec(NAT, PREROUTING, "DNAT", _tag(forward.project, "dnat", forward.container),
+    return Spec(NAT, pre_chain(forward.project), "DNAT",
+                _tag(forward.project, "dnat", forward.container),
                 protocol=forward.protocol, dst=host_ip,
                 dport=_check_port(forward.host_port, "Host port"),
                 to_destination=f"{container_ip}:"
@@ -183,7 +228,8 @@ def dnat_spec(forward: Forward) -> Spec:
 def accept_spec(forward: Forward) -> Spec:
     """The accept for the traffic this forward's DNAT translated (and no
     other traffic to the container's port)."""
-    return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
+    return Spec(FILTER, fwd_chain(forward.project), "ACCEPT",
+                _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port, ctstate=DNAT_STATE,
                 ctorigdst=None if forward.host_ip is None else str(forward.host_ip),
@@ -192,9 +238,10 @@ def accept_spec(forward: Forward) -> Spec:
 
 def former_accept_spec(forward: Forward) -> Spec:
     """The accept earlier versions wrote for a forward (any forwarded
-    traffic to the container's port, shared by forwards to that port).
-    Adding or removing the forward deletes it, so an upgraded host does not
-    keep letting through what the forward no longer should."""
+    traffic to the container's port, shared by forwards to that port), in
+    the shared chain where they wrote it. Adding or removing the forward
+    deletes it, so an upgraded host does not keep letting through what the
+    forward no longer should."""
     return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port)
@@ -209,10 +256,11 @@ def forward_specs(forward: Forward) -> list[Spec]:
 def link_specs(link: Link) -> list[Spec]:
     a = _host(_check_address(link.container_ip, "Container address"))
     b = _host(_check_address(link.peer_ip, "Peer address"))
+    chain = fwd_chain(link.project)
     return [
-        Spec(FILTER, FORWARD, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
+        Spec(FILTER, chain, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
              src=a, dst=b),
-        Spec(FILTER, FORWARD, "ACCEPT",
+        Spec(FILTER, chain, "ACCEPT",
              _tag(link.project, "link-back", link.container, link.peer), src=b, dst=a),
     ]
 
@@ -272,7 +320,7 @@ def parse(spec: Spec | None) -> Key | None:
     """The key of a tagged rule when it is exactly the rule Locker writes
     for that key (same table, chain, matches and tag); None otherwise."""
     tag = spec.tag if spec is not None else None
-    if tag is None:
+    if tag is None or tag.purpose not in _PURPOSES:
         return None
     to_key, to_spec = _PURPOSES[tag.purpose]
     try:
@@ -280,6 +328,32 @@ def parse(spec: Spec | None) -> Key | None:
         return key if to_spec(key) == spec else None
     except (BackendError, ValueError, TypeError, AttributeError):
         return None
+
+
+def spec_of(key: Key) -> Spec:
+    """The rule Locker writes for a key (of a rule ``parse`` read)."""
+    return _PURPOSES[key[0]][1](key)
+
+
+def legacy_chain(spec: Spec) -> str | None:
+    """Where the old layout put a rule of this spec's purpose and project,
+    when that is another chain than where it goes now."""
+    tag = spec.tag
+    if tag is None or tag.purpose not in _PURPOSES or tag.purpose == "masquerade":
+        return None
+    return PREROUTING if tag.purpose == "dnat" else FORWARD
+
+
+def parse_legacy(spec: Spec | None) -> Key | None:
+    """The key of a tagged rule of the old layout: exactly what Locker
+    writes now for that key, but in the shared chain (``LOCKER_FORWARD``,
+    ``LOCKER_PREROUTING``) instead of the project's own."""
+    if spec is None or spec.tag is None or spec.tag.purpose not in _PURPOSES:
+        return None
+    now = {"dnat": pre_chain}.get(spec.tag.purpose, fwd_chain)(spec.tag.project)
+    if legacy_chain(spec) != spec.chain or now == spec.chain:
+        return None
+    return parse(replace(spec, chain=now))
 
 
 def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set[Spec]:

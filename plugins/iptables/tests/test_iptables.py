@@ -242,6 +242,8 @@ def test_autocommit_is_restored(hook, netns) -> None:
 @pytest.mark.privileged
 @needs_legacy
 def test_one_commit_per_table(backend, hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
     commits: list[str] = []
     backend.kernel.before_commit = lambda name, table, last: commits.append(name)
     hook.add_forward(forwards=forwards(50))
@@ -261,10 +263,10 @@ def test_one_commit_per_table(backend, hook, netns) -> None:
 TO_WEB = [Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80),
           Forward("alpha", "web", 8443, IPv4Address("10.1.1.2"), 80, "tcp",
                   IPv4Address("192.0.2.10"))]
-ACCEPT_8080 = ("-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
+ACCEPT_8080 = ("-A LOCKER_FWD_alpha -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
                "--ctstate DNAT --ctorigdstport 8080 -m comment --comment "
                '"locker:alpha:web:forward" -j ACCEPT')
-ACCEPT_8443 = ("-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
+ACCEPT_8443 = ("-A LOCKER_FWD_alpha -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
                "--ctstate DNAT --ctorigdst 192.0.2.10 --ctorigdstport 8443 -m comment "
                "--comment \"locker:alpha:web:forward\" -j ACCEPT")
 FORMER_ACCEPT = ("-d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m comment --comment "
@@ -273,7 +275,7 @@ FORMER_ACCEPT = ("-d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m comment --comment "
 
 def _accepts(netns) -> list[str]:
     return [line for _, line in save(netns)
-            if line.startswith("-A LOCKER_FORWARD") and ":forward" in line]
+            if line.startswith(("-A LOCKER_FORWARD", "-A LOCKER_FWD_")) and ":forward" in line]
 
 
 @pytest.mark.privileged
@@ -296,7 +298,7 @@ def test_each_forward_accepts_only_what_its_dnat_translated(hook, netns) -> None
 @needs_legacy
 def test_a_forward_without_its_dnat_accept_is_not_reported(hook, netns) -> None:
     hook.add_forward(forwards=TO_WEB)
-    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_FORWARD", "1"])
+    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_FWD_alpha", "1"])
     assert hook.list_rules(project=None).forwards == frozenset(TO_WEB[1:])
     hook.add_forward(forwards=TO_WEB)
     assert _accepts(netns) == [ACCEPT_8443, ACCEPT_8080]
@@ -508,7 +510,9 @@ def test_a_spec_that_is_not_what_locker_writes_does_not_parse() -> None:
     assert parse(replace(spec, comment="locker:alpha:web:forward")) is None
     assert parse(replace(spec, target="ACCEPT")) is None
     assert parse(replace(spec, in_iface="eth0")) is None
-    assert parse(replace(spec, comment="locker:beta:web:dnat")) is not None   # beta's forward
+    assert parse(replace(spec, comment="locker:beta:web:dnat")) is None   # in alpha's chain
+    assert parse(replace(spec, comment="locker:beta:web:dnat",
+                         chain="LOCKER_PRE_beta")) is not None                # beta's forward
     assert parse(None) is None
 
 
