@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from helpers import foreign_dump, locker_dump, save
 from locker.errors import BackendError
-from locker.model import Bridge, Forward, Link
+from locker.model import Bridge, Forward, Link, Ruleset
 from locker.plugins import new_manager
 
 needs_legacy = pytest.mark.skipif(shutil.which("iptables-legacy") is None,
@@ -529,3 +530,320 @@ def test_host_firewalls_are_reported_and_their_chains_left_to_them(hook, netns,
     netns.run(["nft", "-f", "-"], input="table ip filter {\n chain FORWARD {\n"
               "  type filter hook forward priority 0; policy drop;\n }\n}\n")
     assert hook.find_blockers(bridges=[BRIDGE1]) == list(host.blockers)
+
+
+# -------------------------------------------- each project's own chains
+
+
+def _chains(netns) -> dict[tuple[str, str], list[str]]:
+    """(table, chain) -> the rules of that chain in ``iptables-legacy-save``
+    (without ``-A CHAIN``), every chain listed, also empty ones."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for table, line in save(netns):
+        if line.startswith(":"):
+            found[table, line[1:].split()[0]] = []
+        elif line.startswith("-A "):
+            chain, _, rest = line[3:].partition(" ")
+            found.setdefault((table, chain), []).append(rest.replace("\"", ""))
+    return found
+
+
+def _comments(rules: list[str]) -> list[str]:
+    return [shlex.split(rule)[shlex.split(rule).index("--comment") + 1] for rule in rules
+            if "--comment" in rule]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_each_project_has_chains_of_its_own_reached_by_one_dispatch_rule(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+    chains = _chains(netns)
+    assert chains["filter", "LOCKER_FORWARD"] == [
+        f"-m comment --comment locker:{p}:dispatch -j LOCKER_FWD_{p}" for p in ("alpha", "beta")]
+    assert chains["nat", "LOCKER_PREROUTING"] == [
+        f"-m comment --comment locker:{p}:dispatch -j LOCKER_PRE_{p}" for p in ("alpha", "beta")]
+    for project, forwards, links in (("alpha", suite.FORWARDS1, suite.LINKS1),
+                                     ("beta", suite.FORWARDS2, suite.LINKS2)):
+        own_filter = _comments(chains["filter", f"LOCKER_FWD_{project}"])
+        assert sorted(own_filter) == sorted(
+            [f"locker:{project}:{f.container}:forward" for f in forwards]
+            + [f"locker:{project}:{k.container}:{d}:{k.peer}" for k in links
+               for d in ("link", "link-back")]
+            + [f"locker:{project}:outbound", f"locker:{project}:replies"])
+        assert sorted(_comments(chains["nat", f"LOCKER_PRE_{project}"])) == sorted(
+            f"locker:{project}:{f.container}:dnat" for f in forwards)
+    assert _comments(chains["nat", "LOCKER_POSTROUTING"]) == [
+        "locker:alpha:masquerade", "locker:beta:masquerade"]
+
+
+def test_long_project_names_get_short_deterministic_chain_names() -> None:
+    from locker.names import NAME_MAX
+    from locker_iptables.rules import CHAIN_MAX, fwd_chain, pre_chain
+    assert fwd_chain("web") == "LOCKER_FWD_web" and pre_chain("web") == "LOCKER_PRE_web"
+    fits = "a" * (CHAIN_MAX - len("LOCKER_FWD_"))
+    assert fwd_chain(fits) == "LOCKER_FWD_" + fits
+    longest = "averylongprojectname-" + "x" * (NAME_MAX - 21)
+    twin = longest[:-1] + "y"
+    for name in (fits + "b", longest, twin):
+        short = fwd_chain(name)
+        assert len(short) == CHAIN_MAX and short.startswith("LOCKER_FWD_" + name[:8] + "_")
+        assert short == fwd_chain(name) and pre_chain(name) == "LOCKER_PRE_" + short[11:]
+    assert fwd_chain(longest) != fwd_chain(twin)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_long_project_name_works_end_to_end(hook, netns) -> None:
+    from locker.names import NAME_MAX, bridge_name
+    from locker_iptables.rules import fwd_chain, pre_chain
+    project = "p" + "0123456789" * 3 + "z"
+    assert len(project) == NAME_MAX
+    bridge = Bridge(project, bridge_name(project), IPv4Network("10.1.7.0/24"))
+    forward = Forward(project, "web", 8080, IPv4Address("10.1.7.2"), 80)
+    hook.add_nat(bridges=[bridge])
+    hook.add_forward(forwards=[forward])
+    chains = _chains(netns)
+    assert len(chains["filter", fwd_chain(project)]) == 3
+    assert len(chains["nat", pre_chain(project)]) == 1
+    assert chains["filter", "LOCKER_FORWARD"] == [
+        f"-m comment --comment locker:{project}:dispatch -j {fwd_chain(project)}"]
+    found = hook.list_rules(project=project)
+    assert (found.nat, found.forwards, found.jumps) == ({bridge}, {forward}, True)
+    hook.cleanup(project=project)
+    assert not [key for key in _chains(netns) if key[1] in (fwd_chain(project),
+                                                            pre_chain(project))]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_cleanup_deletes_the_projects_chains_and_dispatch_rules_only(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    beta = {key: rules for key, rules in _chains(netns).items() if "beta" in key[1]}
+    hook.cleanup(project="alpha")
+    chains = _chains(netns)
+    assert not [key for key in chains if "alpha" in key[1]]
+    assert not [rule for rules in chains.values() for rule in rules if "locker:alpha:" in rule]
+    assert {key: rules for key, rules in chains.items() if "beta" in key[1]} == beta
+    assert chains["filter", "LOCKER_FORWARD"] == [
+        "-m comment --comment locker:beta:dispatch -j LOCKER_FWD_beta"]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_projects_read_decodes_none_of_another_projects_rules(hook, netns,
+                                                                 monkeypatch) -> None:
+    """Issue 9.2: ``list_rules(P)`` reads the shared chains and P's own;
+    another project's rules (also its masquerade in the shared
+    LOCKER_POSTROUTING) are read for their comment only."""
+    from locker.names import Tag
+    from locker.testing import firewall_suite as suite
+    from locker_iptables import entries
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+    decoded: list[str] = []
+    for name in ("_decode", "read_rule"):
+        original = getattr(entries, name)
+
+        def spy(*args, _original=original):
+            found = _original(*args)
+            if found is not None and found[0] is not None:
+                decoded.append(found[0])
+            return found
+
+        monkeypatch.setattr(entries, name, spy)
+    assert hook.list_rules(project="alpha") == hook.list_rules(project=None).of_project("alpha")
+    decoded.clear()
+    hook.list_rules(project="alpha")
+    projects = {Tag.parse(c).project for c in decoded if Tag.parse(c)}
+    assert projects == {"alpha"}, decoded
+
+
+# ------------------------------------------------------------ old layout
+
+#: What the previous version wrote for project alpha (every rule in the
+#: shared chains), as iptables-legacy-save shows it.
+OLD_LAYOUT = """\
+*nat
+:LOCKER_PREROUTING - [0:0]
+:LOCKER_POSTROUTING - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment LOCKER -j LOCKER_PREROUTING
+-A POSTROUTING -m comment --comment LOCKER -j LOCKER_POSTROUTING
+-A LOCKER_PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment locker:alpha:web:dnat -j DNAT --to-destination 10.1.1.2:80
+-A LOCKER_PREROUTING -d 192.0.2.10/32 -p udp -m udp --dport 5353 -m comment --comment locker:alpha:dns:dnat -j DNAT --to-destination 10.1.1.3:53
+-A LOCKER_POSTROUTING -s 10.1.1.0/24 ! -d 10.1.1.0/24 -m comment --comment locker:alpha:masquerade -j MASQUERADE
+COMMIT
+*filter
+:LOCKER_FORWARD - [0:0]
+-A FORWARD -m comment --comment LOCKER -j LOCKER_FORWARD
+-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment locker:alpha:web:forward -j ACCEPT
+-A LOCKER_FORWARD -d 10.1.1.3/32 -p udp -m udp --dport 53 -m conntrack --ctstate DNAT --ctorigdst 192.0.2.10 --ctorigdstport 5353 -m comment --comment locker:alpha:dns:forward -j ACCEPT
+-A LOCKER_FORWARD -s 10.1.1.2/32 -d 10.1.1.3/32 -m comment --comment locker:alpha:web:link:dns -j ACCEPT
+-A LOCKER_FORWARD -s 10.1.1.3/32 -d 10.1.1.2/32 -m comment --comment locker:alpha:web:link-back:dns -j ACCEPT
+-A LOCKER_FORWARD -i locker_alpha ! -o locker_alpha -m comment --comment locker:alpha:outbound -j ACCEPT
+-A LOCKER_FORWARD -o locker_alpha -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment locker:alpha:replies -j ACCEPT
+COMMIT
+"""
+OLD_FORWARDS = frozenset({
+    Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80),
+    Forward("alpha", "dns", 5353, IPv4Address("10.1.1.3"), 53, "udp", IPv4Address("192.0.2.10"))})
+OLD_LINKS = frozenset({Link("alpha", "web", IPv4Address("10.1.1.2"), "dns",
+                            IPv4Address("10.1.1.3"))})
+OLD_BRIDGE = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"))
+
+
+def _old_layout(netns) -> None:
+    netns.run(["iptables-legacy-restore", "-w", "--noflush"], input=OLD_LAYOUT)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_old_layout_reads_back_and_is_named(hook, netns) -> None:
+    _old_layout(netns)
+    found = hook.list_rules(project="alpha")
+    assert (found.nat, found.forwards, found.links) == ({OLD_BRIDGE}, OLD_FORWARDS, OLD_LINKS)
+    assert found.unrecognised == () and not found.jumps
+    assert "8 rule(s) of project alpha in the old layout (shared chains), moved into its " \
+           "own chains by the next command" in found.entry_missing
+    assert "chain LOCKER_FWD_alpha of project alpha in table filter" in found.entry_missing
+    assert hook.list_rules(project="beta") == Ruleset(jumps=True)
+
+
+@pytest.mark.privileged
+@needs_legacy
+@pytest.mark.parametrize("adding", ["add_nat", "add_forward", "add_link"])
+def test_the_next_adding_hook_moves_the_old_layout(hook, netns, adding) -> None:
+    """Whichever adding hook comes first for the project (``start`` calls
+    add_nat, ``ports`` add_forward, ``links`` add_link) moves every rule of
+    the project, each table in one commit."""
+    _old_layout(netns)
+    wanted = {"add_nat": ("bridges", [OLD_BRIDGE]), "add_forward": ("forwards", []),
+              "add_link": ("links", [])}[adding]
+    argument, values = wanted
+    if not values:
+        values = sorted(OLD_FORWARDS if adding == "add_forward" else OLD_LINKS, key=str)[:1]
+    getattr(hook, adding)(**{argument: values})
+    chains = _chains(netns)
+    assert chains["filter", "LOCKER_FORWARD"] == [
+        "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
+    assert chains["nat", "LOCKER_PREROUTING"] == [
+        "-m comment --comment locker:alpha:dispatch -j LOCKER_PRE_alpha"]
+    assert len(chains["filter", "LOCKER_FWD_alpha"]) == 6
+    assert len(chains["nat", "LOCKER_PRE_alpha"]) == 2
+    assert hook.list_rules(project=None) == Ruleset(
+        nat=frozenset({OLD_BRIDGE}), forwards=OLD_FORWARDS, links=OLD_LINKS, jumps=True)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_another_projects_hook_leaves_the_old_layout_to_its_project(hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE2
+    _old_layout(netns)
+    hook.add_nat(bridges=[BRIDGE2])
+    assert len(_chains(netns)["filter", "LOCKER_FORWARD"]) == 6 + 1   # alpha's + beta's dispatch
+    found = hook.list_rules(project="alpha")
+    assert found.forwards == OLD_FORWARDS and not found.jumps
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_removing_hooks_and_cleanup_remove_old_layout_rules(hook, netns) -> None:
+    _old_layout(netns)
+    hook.remove_forward(forwards=list(OLD_FORWARDS))
+    hook.remove_link(links=list(OLD_LINKS))
+    assert not [r for rules in _chains(netns).values() for r in rules
+                if ":forward" in r or ":dnat" in r or ":link" in r]
+    hook.cleanup(project="alpha")
+    assert not [r for rules in _chains(netns).values() for r in rules if "locker:alpha:" in r]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_saved_ruleset_loads_again(hook, netns) -> None:
+    """iptables-legacy-save | iptables-legacy-restore: the same rules and
+    values come back."""
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+    project = "p" + "0123456789" * 3 + "z"
+    hook.add_nat(bridges=[Bridge(project, "lkp012_0000", IPv4Network("10.1.7.0/24"))])
+    dump = netns.run(["iptables-legacy-save"]).stdout
+    before, listed = save(netns), hook.list_rules(project=None)
+    for table in ("filter", "nat"):
+        netns.run(["iptables-legacy", "-w", "-t", table, "-F"])
+        netns.run(["iptables-legacy", "-w", "-t", table, "-X"])
+    assert hook.list_rules(project=None) == Ruleset()
+    netns.run(["iptables-legacy-restore", "-w"], input=dump)
+    assert save(netns) == before
+    assert hook.list_rules(project=None) == listed and listed.jumps
+
+
+# ------------------------------------------------------- tables it uses
+
+
+def _tables_here() -> set[str]:
+    with open("/proc/thread-self/net/ip_tables_names") as names:
+        return set(names.read().split())
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_only_the_filter_and_nat_tables_are_instantiated(hook, netns) -> None:
+    """Issue 13.5: python-iptables opens all five tables whenever it builds
+    or reads a target (``Rule.tables``); the backend touches only filter
+    and nat, and a removing hook or a read in a fresh namespace none."""
+    from locker.testing import firewall_suite as suite
+    assert _tables_here() == set()
+    hook.list_rules(project=None)
+    hook.cleanup(project="alpha")
+    hook.remove_forward(forwards=suite.FORWARDS1)
+    hook.find_blockers(bridges=[suite.BRIDGE1])
+    hook.firewall_availability()
+    assert _tables_here() == set()
+    hook.add_link(links=suite.LINKS1)
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    hook.add_forward(forwards=suite.FORWARDS1)
+    hook.list_rules(project=None)
+    hook.list_rules(project="alpha")
+    hook.remove_forward(forwards=suite.FORWARDS1[:2])
+    hook.remove_unrecognised(project="alpha")
+    hook.cleanup(project="alpha")
+    assert _tables_here() == {"filter", "nat"}
+
+
+# ---------------------------------------------------------------- EAGAIN
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_eagain_is_recognised_by_errno_not_by_its_text(backend, hook, netns,
+                                                       monkeypatch, tmp_path) -> None:
+    """Another writer (its own lock file, so it does not wait for Locker's)
+    changes the filter table between Locker's read and its commit: the
+    kernel refuses the commit with EAGAIN, whatever python-iptables' text
+    for it, and Locker retries from a fresh read."""
+    import iptc
+    from locker_iptables.lock import lock_path
+    monkeypatch.setattr(iptc.Table, "strerror", lambda self: "commit refused")
+    env = {**os.environ, "XTABLES_LOCKFILE": str(tmp_path / "other.lock")}
+    assert env["XTABLES_LOCKFILE"] != lock_path()
+    interfered = []
+
+    def interfere(name, table, last) -> None:
+        if not interfered:
+            interfered.append(name)
+            subprocess.run(["iptables-legacy", "-t", name, "-A", "INPUT" if name == "filter"
+                            else "OUTPUT", "-s", "198.51.100.9", "-j", "ACCEPT"],
+                           check=True, env=env)
+
+    backend.kernel.before_commit = interfere
+    hook.add_forward(forwards=forwards(2))
+    assert interfered == ["filter"]
+    assert hook.list_rules(project=None).forwards == frozenset(forwards(2))
+    assert ("filter", "-A INPUT -s 198.51.100.9/32 -j ACCEPT") in save(netns)
