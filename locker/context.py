@@ -17,6 +17,7 @@ from locker import names
 from locker.errors import ConfigError
 from locker.hostlock import host_lock, project_lock
 from locker.journal import Journal
+from locker.model import Bridge
 from locker.project import Project
 from locker.runtime import Runtime
 from locker.services.dns import DnsForwarder
@@ -78,6 +79,7 @@ class Context:
     pool: IPv4Network | None = None
     parallel: int = 1  # containers acted on at once
     dns: DnsForwarder | None = None  # the project's DNS forwarder; None: turned off
+    isolated_default: bool = False  # the host file's ``isolated:``
 
     def __post_init__(self) -> None:
         if self.journal.report is None:
@@ -112,6 +114,16 @@ class Context:
     @property
     def bridge_name(self) -> str:
         return names.bridge_name(self.project.name)
+
+    @property
+    def isolated(self) -> bool:
+        """Whether the project is isolated: its file's ``isolated:``, else
+        the host file's default."""
+        return self.isolated_default if self.project.isolated is None else self.project.isolated
+
+    def bridge(self, network: IPv4Network) -> Bridge:
+        """The project's bridge value on ``network``."""
+        return Bridge(self.project.name, self.bridge_name, network, self.isolated)
 
     def lxc(self, container: str) -> str:
         return names.lxc_name(self.project.name, container)

@@ -89,37 +89,62 @@ def firewall_availability() -> Availability:
 
 @hookspec
 def add_nat(bridges: Sequence[Bridge]) -> None:
-    """Ensure each project's network rules: masquerade traffic from
-    ``bridge.network`` to elsewhere, accept forwarding from the bridge
-    outward and replies back in.
+    """Ensure each project's network rules (its nat value, tag
+    ``Tag(project, PURPOSE)``):
+
+    - masquerade: traffic from ``bridge.network`` to elsewhere;
+    - outbound: accept forwarding from the bridge outward; replies: accept
+      established and related traffic back in;
+    - deny (in ``LOCKER_ISOLATION``): drop new connections into the bridge
+      from any other interface that were not DNATed (not a forward) and
+      are no replies, whatever the FORWARD policy and whatever another
+      project's rules accept;
+    - hairpin: masquerade DNATed traffic from ``bridge.network`` back into
+      it (a container reaching a forward through a host address);
+    - localhost: masquerade traffic from 127.0.0.0/8 leaving through the
+      bridge (forwards reached at 127.0.0.1 from the host itself; the link
+      backend sets ``route_localnet`` on the bridge);
+    - guard (in ``LOCKER_INPUT``): drop packets from the bridge to
+      127.0.0.0/8 that open a connection (CVE-2020-8558);
+    - isolate (in ``LOCKER_INPUT``, only when ``bridge.isolated``): drop new
+      connections from the bridge to the host's addresses other than
+      ``bridge.gateway``.
 
     Called by ``start`` once the bridge exists, and by every repair. Also
-    creates Locker's chains ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING``
-    (and whatever else the backend's design needs, such as a postrouting
-    chain) and the jumps into them, each jump once, if they are missing,
-    and removes duplicate jumps; and, for each bridge's project, the
-    project's own chains (and maps or sets) with the one dispatch rule
-    into each (tag ``Tag(project, "dispatch")``), if the backend keeps a
-    project's rules in chains of its own: after it, ``list_rules``
-    reports ``jumps=True``. Every adding hook also moves the rules of the
-    projects it touches that are still in a backend's older layout into
-    the current one, in the same transaction. A bridge listed as partial
-    gets only its missing rules.
+    creates Locker's entry points if they are missing, each jump once, and
+    removes duplicate jumps: ``LOCKER_FORWARD`` (from the forward hook),
+    whose first two rules are ``jump LOCKER_USER`` and ``jump
+    LOCKER_ISOLATION``; ``LOCKER_USER``, the administrator's chain, created
+    empty and otherwise never flushed, changed or deleted; ``LOCKER_ISOLATION``;
+    ``LOCKER_INPUT`` (from the input hook); ``LOCKER_PREROUTING`` (from
+    prerouting and from the nat output hook, for local destinations only,
+    so that forwards work from the host itself); and whatever else the
+    backend's design needs, such as a postrouting chain. The jumps carry
+    the comment ``LOCKER``. For each bridge's project, also the project's
+    own chains (and maps or sets) with the one dispatch rule into each
+    (tag ``Tag(project, "dispatch")``), if the backend keeps a project's
+    rules in chains of its own: after it, ``list_rules`` reports
+    ``jumps=True``. Every adding hook also moves the rules of the projects
+    it touches that are still in a backend's older layout into the current
+    one, in the same transaction, and adds the entry points of the current
+    layout. A bridge listed as partial gets only its missing rules.
     """
 
 
 @hookspec
 def remove_nat(bridges: Sequence[Bridge]) -> None:
     """Remove the network rules ``add_nat`` would add for these bridges,
-    also where only some of them are there (partial): the masquerade of
-    ``bridge.network``, and the outbound and replies rules of
-    ``bridge.name`` unless another masquerade of the project stays (those
-    two rules name only the bridge, so they are that network's too).
-    Called by the repair when a project's bridge moved to another subnet,
-    so that the old network's masquerade does not stay behind, and for
-    partial nat values that are not wanted (one with
-    ``model.UNKNOWN_NETWORK`` removes the outbound and replies rules when
-    no masquerade of the project is there). Keeps the chains and jumps."""
+    also where only some of them are there (partial): the masquerade and
+    hairpin of ``bridge.network`` and the isolate rule of its gateway, and
+    the rules that name only the bridge (outbound, replies, deny, localhost,
+    guard, isolate of any gateway) unless another network's masquerade or
+    hairpin of the project stays (``locker.pieces.nat_doomed``). Called by
+    the repair when a project's bridge moved to another subnet or its
+    ``isolated`` changed, so that the old value's rules do not stay behind,
+    and for partial nat values that are not wanted (one with
+    ``model.UNKNOWN_NETWORK`` removes the rules that name the bridge when
+    no masquerade or hairpin of the project is there). Keeps the chains
+    and jumps, and never touches ``LOCKER_USER``."""
 
 
 @hookspec
@@ -127,6 +152,11 @@ def add_forward(forwards: Sequence[Forward]) -> None:
     """Add port forwards: for each, a DNAT in ``LOCKER_PREROUTING`` (only for
     packets to a local address, and to ``host_ip`` when it is set) and an
     accept in ``LOCKER_FORWARD`` for the translated traffic.
+    ``LOCKER_PREROUTING`` is entered from prerouting and from the nat
+    output hook, so a forward also works for connections from the host
+    itself to a local address (``host_ip`` 127.0.0.1 too: the project's
+    localhost rule masquerades them); a DNATed connection passes the
+    project's deny rule, and is still dropped by a drop in ``LOCKER_USER``.
 
     Called by ``start`` and ``ports`` with the forwards that are missing or
     partial: of a partial forward only the missing rules are added. Creates
@@ -176,8 +206,10 @@ def remove_unrecognised(project: str) -> None:
 @hookspec
 def cleanup(project: str) -> None:
     """Remove every rule whose tag names ``project``: forwards, links and
-    the project's network rules. Keep the chains and the jumps: other
-    projects may use them. Called by ``cleanup``."""
+    the project's network rules (deny, guard and isolate included). Keep
+    the chains and the jumps: other projects may use them; never flush or
+    delete ``LOCKER_USER`` while it holds rules (nor whatever holds it,
+    such as the nftables table). Called by ``cleanup``."""
 
 
 @hookspec(firstresult=True)

@@ -11,6 +11,7 @@ The file is ``/etc/locker/locker.yaml``, or the file named by the
     state_dir: /var/lib/locker
     subnets: 10.200.0.0/16
     dns_forwarder: true        # dnsmasq on each project's bridge (false: none)
+    isolated: false            # default of the projects' isolated: key
     backends:                  # settings a backend declares (its SETTINGS)
       iptables: {lock_timeout: 30}
 
@@ -35,7 +36,8 @@ from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, know
 
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
-KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets", "backends", "dns_forwarder")
+KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets", "backends", "dns_forwarder",
+        "isolated")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -99,6 +101,12 @@ def _check(key: str, raw: str) -> str | IPv4Network | bool:
     if key == "dns_forwarder":
         if raw.lower() not in ("true", "false"):
             raise Invalid("not true or false; false turns the projects' DNS forwarder off")
+        return raw.lower() == "true"
+    if key == "isolated":
+        if raw.lower() not in ("true", "false"):
+            raise Invalid("not true or false; true keeps every project's containers from "
+                          "the host's addresses but their gateway, unless its project file "
+                          "says isolated: false")
         return raw.lower() == "true"
     if key in ("lxcpath", "state_dir"):
         if not raw.startswith("/") or CONTROL.search(raw):

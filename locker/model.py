@@ -15,15 +15,23 @@ PROTOCOLS = ("tcp", "udp")
 
 @dataclass(frozen=True)
 class Bridge:
-    """A project's bridge as Locker wants it: its name and its /24.
+    """A project's bridge as Locker wants it: its name, its /24, and
+    whether the project is isolated.
 
     The bridge holds the network's first address, which is every
-    container's gateway.
+    container's gateway. The value stands for the project's network rules
+    (its "nat" value): masquerade, outbound, replies, deny, hairpin,
+    localhost and guard, and, when ``isolated``, isolate (see
+    ``locker.hookspecs.add_nat``). ``isolated`` True: the project's
+    containers cannot open connections to the host's own addresses other
+    than their gateway (project key ``isolated: true``, host-file default
+    ``isolated:``).
     """
 
     project: str
     name: str
     network: IPv4Network
+    isolated: bool = False
 
     @property
     def gateway(self) -> IPv4Address:
@@ -41,12 +49,16 @@ class BridgeState:
     ``owned`` False: the bridge does not carry Locker's owner mark (its
     interface alias, ``locker.names.bridge_alias``), so another tool made
     it; Locker reports it but neither uses nor removes it.
+    ``route_localnet`` False: ``net.ipv4.conf.NAME.route_localnet`` is off
+    (a bridge of an older Locker), so ``start`` calls ``ensure_bridge``
+    again; not compared.
     """
 
     name: str
     addresses: tuple[IPv4Interface, ...]
     up: bool
     owned: bool = True
+    route_localnet: bool = field(default=True, compare=False)
 
     @property
     def network(self) -> IPv4Network | None:
@@ -138,9 +150,10 @@ class Blocker:
 
 Value = Bridge | Forward | Link
 
-#: The network of a partial nat value whose masquerade rule is missing: the
-#: other network rules (outbound, replies) name only the bridge, so the
-#: network cannot be rebuilt from them.
+#: The network of a partial nat value whose masquerade and hairpin rules
+#: are missing: the other network rules (outbound, replies, deny, localhost,
+#: guard, isolate) name only the bridge (and the gateway), so the network
+#: cannot be rebuilt from them.
 UNKNOWN_NETWORK = IPv4Network("0.0.0.0/32")
 
 
@@ -150,20 +163,25 @@ class Ruleset:
     the kernel.
 
     ``nat`` holds one Bridge per project whose network rules (masquerade,
-    outbound, replies) are all there; ``forwards`` and ``links`` the values
-    whose every rule is there. ``partial`` holds the values of which some
-    rules are there and some are missing (a DNAT without its accept, one
-    direction of a link, a masquerade without the outbound accept).
+    outbound, replies, deny, hairpin, localhost, guard; isolate when the
+    Bridge is ``isolated``) are all there; ``isolated`` is read back from
+    whether the isolate rule is there. ``forwards`` and ``links`` the
+    values whose every rule is there. ``partial`` holds the values of
+    which some rules are there and some are missing (a DNAT without its
+    accept, one direction of a link, a masquerade without the outbound
+    accept, a network of the previous layout without its deny rule).
 
     Each rule is read back into the value it was made for, so a rule whose
     matches were changed but still parse (a DNAT to another port) counts
     for another value: it shows as two partial values, the altered rule's
     and the one whose rule it replaced. A partial Bridge is rebuilt from a
-    project's pieces: the masquerade gives the network, the outbound or
-    replies rule the bridge name (``locker.names.bridge_name(project)``
-    when neither is there); without a masquerade the network is
-    ``UNKNOWN_NETWORK``, so such a value never equals a wanted bridge:
-    the repair removes it (``remove_nat``) and adds the wanted one.
+    project's pieces (``locker.pieces.nat_bridges``): the masquerade or
+    hairpin gives the network, the rules that name the bridge (outbound,
+    replies, deny, localhost, guard, isolate) its name
+    (``locker.names.bridge_name(project)`` when none is there); without a
+    masquerade or hairpin the network is ``UNKNOWN_NETWORK``, so such a
+    value never equals a wanted bridge: the repair removes it
+    (``remove_nat``) and adds the wanted one.
 
     ``unrecognised`` holds the rules with Locker's tag that are not what
     Locker would write (see ``TaggedRule``), in the kernel's order.

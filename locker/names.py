@@ -24,13 +24,23 @@ JUMP_COMMENT = "LOCKER"
 TAG_PREFIX = "locker"
 
 #: Purposes a rule's tag may name. Project-wide: masquerade, outbound
-#: (bridge to elsewhere), replies (back into the bridge). Per container:
+#: (bridge to elsewhere), replies (back into the bridge), deny (new
+#: connections into the bridge from elsewhere that are not forwards),
+#: hairpin (masquerade of forwarded traffic from the bridge back into it),
+#: localhost (masquerade of loopback-sourced traffic into the bridge: forwards
+#: reached at 127.0.0.1 from the host), guard (packets from the bridge to
+#: 127.0.0.0/8), isolate (new connections from the bridge to the host's
+#: addresses other than the gateway; isolated projects only). Per container:
 #: dnat and forward (the two halves of a port forward), link and link-back
 #: (the two directions of a link). Structural, per project: dispatch (a
 #: backend's rules that lead a project's packets into its own chains and
 #: look them up in its own maps or sets; they carry no value).
-PURPOSES = ("masquerade", "outbound", "replies", "dnat", "forward", "link", "link-back",
-            "dispatch")
+PURPOSES = ("masquerade", "outbound", "replies", "deny", "hairpin", "localhost", "guard",
+            "isolate", "dnat", "forward", "link", "link-back", "dispatch")
+#: The administrator's chain, in every firewall backend (like Docker's
+#: DOCKER-USER): evaluated before every accept of Locker's; Locker creates it
+#: empty when missing and never changes or deletes what is in it.
+USER_CHAIN = "LOCKER_USER"
 
 
 def is_valid_name(name: str) -> bool:

@@ -94,9 +94,13 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class Project:
+    """``isolated``: the project file's ``isolated:`` key, None when the
+    file does not set it (the host file's default applies)."""
+
     name: str
     path: Path
     containers: tuple[ContainerSpec, ...]
+    isolated: bool | None = None
 
     def container(self, name: str) -> ContainerSpec:
         for spec in self.containers:
@@ -131,6 +135,7 @@ class HostConfig:
     subnets: IPv4Network | None = None
     backends: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
     dns_forwarder: bool = True
+    isolated: bool = False  # the default of the projects' ``isolated:`` key
 
     @property
     def pool(self) -> IPv4Network:

@@ -18,7 +18,9 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
   and further ``ARG: VALUE`` pairs, passed to the template as ``--ARG VALUE``.
 - A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
-  address. A link alias may be any DNS name.
+  address, ``localhost`` is 127.0.0.1. A link alias may be any DNS name.
+- ``isolated: true|false`` (any case) at the top level; unset, the host
+  file's ``isolated`` applies (``Project.isolated`` None).
 - The project's name: ``-p NAME``, then ``LOCKER_PROJECT``, then the
   top-level ``name:`` key, then the name of the file's directory (as
   docker-compose does). A directory name that is no valid name (``my_app``)
@@ -51,7 +53,7 @@ from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec
 from locker.yamlnodes import (Entry, Invalid, Problems, entries, is_null, items, known,
                               line_of, read_yaml, text)
 
-TOP_KEYS = ("name", "defaults", "containers")
+TOP_KEYS = ("name", "isolated", "defaults", "containers")
 #: The environment variable that names the project (after -p, before the
 #: file's ``name:`` key and the directory's name).
 ENV_PROJECT = "LOCKER_PROJECT"
@@ -113,9 +115,10 @@ def load_project(path: Path, project_name: str | None = None,
     elif project_name is not None and not is_valid_name(name):
         problems.add(None, "project", f"not a valid project name ({origin}): a project name "
                      f"is {syntax.NAME_RULE}", value=name)
-    containers = _read(root, name, problems) if root is not None else []
+    containers, isolated = _read(root, name, problems) if root is not None else ([], None)
     problems.raise_if_any()
-    return Project(name=name, path=path.resolve(), containers=tuple(containers))
+    return Project(name=name, path=path.resolve(), containers=tuple(containers),
+                   isolated=isolated)
 
 
 def _name_key(root: Node | None, problems: Problems) -> str | None:
@@ -136,9 +139,25 @@ def _name_key(root: Node | None, problems: Problems) -> str | None:
     return None
 
 
-def _read(root: Node, project: str, problems: Problems) -> list[ContainerSpec]:
+def _read(root: Node, project: str,
+          problems: Problems) -> tuple[list[ContainerSpec], bool | None]:
     given = entries(root, "", problems)
     top = {entry.key: entry for entry in known(given, TOP_KEYS, problems)}
+    isolated = _scalar(top["isolated"], _boolean, problems) if "isolated" in top else None
+    return _containers(root, top, given, project, problems), isolated
+
+
+def _boolean(raw: str) -> bool:
+    """``isolated: true|false`` (any case)."""
+    if raw.lower() not in ("true", "false"):
+        raise Invalid("not true or false; true keeps the project's containers from the "
+                      "host's addresses other than their gateway (and so from other "
+                      "projects' bridges), false lets them reach them")
+    return raw.lower() == "true"
+
+
+def _containers(root: Node, top: dict[str, Entry], given: list[Entry], project: str,
+                problems: Problems) -> list[ContainerSpec]:
     defaults: Section = {}
     if "defaults" in top:
         defaults = _section(top["defaults"], DEFAULT_KEYS, problems, NOT_IN_DEFAULTS)

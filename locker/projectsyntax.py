@@ -40,12 +40,14 @@ _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 _WHITESPACE = re.compile(r"\s")
 _DOTDOT = {"HOST_DIR": "hides which directory is shared",
            "CONTAINER_DIR": "could leave the container's root file system"}
+LOCALHOST = IPv4Address("127.0.0.1")
 _PORT_FORMAT = "write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for example 8080:80"
 
 
 def parse_port(text: str) -> PortSpec:
     """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``; the protocol is
-    case-insensitive, and HOST_IP 0.0.0.0 means every address (None)."""
+    case-insensitive, HOST_IP 0.0.0.0 means every address (None), and
+    HOST_IP ``localhost`` is 127.0.0.1 (reachable from the host itself only)."""
     body, slash, proto = text.strip().partition("/")
     protocol = proto.lower() if slash else "tcp"
     if protocol not in PROTOCOLS:
@@ -75,6 +77,8 @@ def _port(text: str, what: str) -> int:
 
 
 def _host_ip(text: str) -> IPv4Address | None:
+    if text.lower() == "localhost":
+        return LOCALHOST
     try:
         address = IPv4Address(text)
     except ValueError:

@@ -187,5 +187,6 @@ def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
                   state=state, firewall_name=firewall.name, link_name=link.name,
                   lxcpath=lxcpath, pool=host.pool,
                   parallel=getattr(args, "parallel", None) or default_parallelism(),
-                  dns=DnsForwarder(project.name, run_dir()) if host.dns_forwarder else None)
+                  dns=DnsForwarder(project.name, run_dir()) if host.dns_forwarder else None,
+                  isolated_default=host.isolated)
     return ctx, migration

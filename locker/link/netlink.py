@@ -94,6 +94,7 @@ class NetlinkBackend:
                               lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
                 if not link.up:
                     rtnl.set_up(link.index)
+                rules.ensure_route_localnet(name)
             except BaseException as failure:
                 if created:  # leave the kernel as it was
                     _undo_creation(rtnl, link.index, name, failure)
@@ -154,7 +155,8 @@ def _state(rtnl, name: str) -> BridgeState | None:
 
 def _state_of(rtnl, link) -> BridgeState:
     return BridgeState(name=link.name, addresses=tuple(rtnl.ipv4_addresses(link.index)),
-                       up=link.up, owned=is_locker_bridge(link.name, link.alias))
+                       up=link.up, owned=is_locker_bridge(link.name, link.alias),
+                       route_localnet=rules.route_localnet(link.name))
 
 
 def _tolerate(code: int, action: Callable[[], object]) -> bool:

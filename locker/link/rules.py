@@ -14,6 +14,7 @@ from locker.model import Bridge
 from locker.names import BRIDGE_PREFIX, IFNAME_MAX, bridge_alias, bridge_name, is_locker_bridge
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{}/route_localnet"
 
 
 def check_name(name: str) -> None:
@@ -102,6 +103,35 @@ def ensure_ipv4_forwarding() -> bool:
             f"({exc.strerror or exc}): run Locker as root, or set "
             "net.ipv4.ip_forward=1 with sysctl yourself.") from exc
     return True
+
+
+def route_localnet(name: str) -> bool:
+    """Whether ``net.ipv4.conf.NAME.route_localnet`` is on (True when it
+    cannot be read: nothing to repair that Locker could)."""
+    try:
+        with open(ROUTE_LOCALNET.format(name)) as file:
+            return file.read().strip() != "0"
+    except OSError:
+        return True
+
+
+def ensure_route_localnet(name: str) -> None:
+    """Turn on ``net.ipv4.conf.NAME.route_localnet`` for the bridge ``name``
+    only (never ``all`` or ``default``): packets from 127.0.0.0/8 may then
+    leave through it, which forwards reached at 127.0.0.1 from the host
+    need. The firewall backend's guard rule drops what would abuse it
+    (connections from the bridge to 127.0.0.0/8, CVE-2020-8558)."""
+    path = ROUTE_LOCALNET.format(name)
+    try:
+        with open(path, "r+") as file:
+            if file.read().strip() != "0":
+                return
+            file.seek(0)
+            file.write("1\n")
+    except OSError as exc:
+        raise BackendError(
+            f"Cannot turn on route_localnet of bridge {name!r} through {path} "
+            f"({exc.strerror or exc}): run Locker as root.") from exc
 
 
 def rollback_failed(name: str, failure: BaseException, undo: BaseException) -> BackendError:

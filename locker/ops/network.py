@@ -111,7 +111,7 @@ def _recorded_bridge(ctx: Context) -> BridgeState | None:
 def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:
     if state is None or not state.owned or state.network is None:
         return None
-    return Bridge(ctx.project.name, ctx.bridge_name, state.network)
+    return ctx.bridge(state.network)
 
 
 def compute_diff(ctx: Context, facts: Facts) -> Diff:
@@ -154,7 +154,7 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
         else:
             network = ctx.hooks.allocate_subnet(bridge=ctx.bridge_name, pool=ctx.pool,
                                                 reserved=reserved)
-        wanted_bridge = Bridge(ctx.project.name, ctx.bridge_name, network)
+        wanted_bridge = ctx.bridge(network)
         if found_bridge is not None and not found_bridge.owned and not adopt:
             raise BackendError(
                 f"A bridge named {ctx.bridge_name!r} exists that Locker did not create (it "
@@ -165,9 +165,11 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
             journal.unless_dry(lambda: ctx.remember(
                 creating_bridge=True, bridge=ctx.bridge_name, subnet=network))
         if found_bridge is None or not found_bridge.owned or not found_bridge.up \
-                or found_bridge.network is None:
+                or found_bridge.network is None or not found_bridge.route_localnet:
             verb = ("created" if found_bridge is None else
-                    "adopted" if not found_bridge.owned else "brought up")
+                    "adopted" if not found_bridge.owned else
+                    "brought up" if not found_bridge.up or found_bridge.network is None
+                    else "set route_localnet on")
             state = journal.change(
                 Change(ctx.project.name, verb, "bridge",
                        f"{ctx.bridge_name} {wanted_bridge.interface}"),
@@ -175,7 +177,7 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
                 simulated=BridgeState(ctx.bridge_name, (wanted_bridge.interface,), True))
         else:
             state = found_bridge
-        bridge = Bridge(ctx.project.name, ctx.bridge_name, state.network or network)
+        bridge = ctx.bridge(state.network or network)
         journal.unless_dry(lambda: ctx.remember(
             creating_bridge=False, bridge=ctx.bridge_name, subnet=bridge.network,
             firewall=ctx.firewall_name, link=ctx.link_name))

@@ -159,3 +159,18 @@ def test_the_dns_forwarder_can_be_turned_off(tmp_path: Path) -> None:
     with pytest.raises(ConfigError) as caught:
         load_host_config({"LOCKER_CONFIG": str(path)})
     assert "not true or false" in caught.value.problems[0]
+
+
+def test_isolated_default(tmp_path: Path) -> None:
+    path = tmp_path / "host.yaml"
+    assert HostConfig().isolated is False
+    path.write_text("isolated: true\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}) == HostConfig(path=path, isolated=True)
+    path.write_text("isolated: False\n")
+    assert load_host_config({"LOCKER_CONFIG": str(path)}) == HostConfig(path=path)
+
+
+def test_isolated_must_be_true_or_false(tmp_path: Path) -> None:
+    found = problems_of(tmp_path / "host.yaml", "dns_forwarder: true\nisolated: yes please\n")
+    assert len(found) == 1
+    assert found[0].startswith("2: isolated: ") and "not true or false" in found[0], found

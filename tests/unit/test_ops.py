@@ -966,3 +966,20 @@ def test_cleanup_reports_the_rules_it_removed_to_observers(tmp_path: Path) -> No
     cleanup.cleanup(env.ctx)
     last_rules = [e for e in recorder.events if e[0] == "rules"][-1]
     assert last_rules[3].forwards == WEB_FORWARDS and last_rules[3].nat == {SHOP_BRIDGE}
+
+
+def test_isolated_comes_from_the_project_file_else_the_host_default(tmp_path: Path) -> None:
+    """The bridge value carries ``isolated``; a change of it replaces the
+    project's network rules at the next start."""
+    env = make_env(tmp_path)
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    assert env.firewall.rules.nat == {SHOP_BRIDGE}
+
+    env.ctx.isolated_default = True
+    lifecycle.start(env.ctx, ["web"])
+    assert env.firewall.rules.nat == {replace(SHOP_BRIDGE, isolated=True)}
+
+    env.ctx.project = replace(env.ctx.project, isolated=False)
+    lifecycle.start(env.ctx, ["web"])
+    assert env.firewall.rules.nat == {SHOP_BRIDGE}

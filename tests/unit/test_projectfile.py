@@ -439,7 +439,7 @@ def test_one_source_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("yaml_text, expected", [
     ("contaners: {web: {}}\n", '1: contaners: unknown key; did you mean "containers"?'),
     ("version: 3\ncontainers: {web: {}}\n",
-     "1: version: unknown key; allowed keys: name, defaults, containers"),
+     "1: version: unknown key; allowed keys: name, isolated, defaults, containers"),
     ("containers:\n  web:\n    link: [db]\n",
      '3: containers.web.link: unknown key; did you mean "links"?'),
     ("defaults:\n  volume: []\ncontainers: {web: {}}\n",
@@ -631,3 +631,26 @@ def test_one_alias_in_many_containers_clashes_once_per_container(tmp_path: Path)
         f'2: containers.{name}.ports[{i}]: "{port}": a YAML alias gives this forward to more '
         "than one container (a first); give it to one container"
         for i, port in enumerate(("8080:80", "8443:443")) for name in "bc"]
+
+
+# --- isolated and localhost -----------------------------------------------------
+
+def test_isolated_key(tmp_path: Path) -> None:
+    body = "containers:\n  web: {template: busybox}\n"
+    assert load(tmp_path, body).isolated is None
+    assert load(tmp_path, "isolated: true\n" + body).isolated is True
+    assert load(tmp_path, "isolated: FALSE\n" + body).isolated is False
+
+
+@pytest.mark.parametrize("value", ["maybe", "[true]", "1"])
+def test_isolated_must_be_true_or_false(tmp_path: Path, value: str) -> None:
+    found = only_problem(tmp_path, f"containers:\n  web: {{template: busybox}}\n"
+                                   f"isolated: {value}\n")
+    assert found.startswith("3: isolated: "), found
+
+
+def test_localhost_host_ip_is_127_0_0_1(tmp_path: Path) -> None:
+    project = load(tmp_path, 'containers:\n  web:\n    template: busybox\n'
+                             '    ports: ["localhost:8080:80", "127.0.0.1:8081:81"]\n')
+    assert [p.host_ip for p in project.container("web").ports] == [
+        IPv4Address("127.0.0.1"), IPv4Address("127.0.0.1")]

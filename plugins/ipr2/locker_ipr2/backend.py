@@ -98,6 +98,7 @@ class Ipr2Backend:
                               lambda: kernel.add_address(name, bridge.interface))
                 if not link.up:
                     kernel.set_up(name)
+                rules.ensure_route_localnet(name)
             except BaseException as failure:
                 if created:  # leave the kernel as it was, or say why it is not
                     try:
@@ -195,4 +196,5 @@ def _must_find(kernel: Kernel, name: str) -> LinkInfo:
 def _state_of(kernel: Kernel, link: LinkInfo) -> BridgeState:
     return BridgeState(name=link.name,
                        addresses=tuple(a.address for a in kernel.addresses(link.name)),
-                       up=link.up, owned=is_locker_bridge(link.name, link.alias))
+                       up=link.up, owned=is_locker_bridge(link.name, link.alias),
+                       route_localnet=rules.route_localnet(link.name))
