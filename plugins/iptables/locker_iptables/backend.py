@@ -47,11 +47,19 @@ def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec],
                 if rules.project_chain(table, p) not in view.chains]
     deletes: list[Op] = []
     inserts: list[Op] = []
+    head = view.head_in_place()
     for jump in view.table_jumps():
         found = view.jumps(jump)
-        if not found:
-            inserts.append(Op("insert", jump.chain, jump, 0))
-        deletes += [Op("delete", jump.chain, position=e.index, entry=e) for e in found[1:]]
+        if jump in rules.HEAD:
+            keep = found[:1] if head else []
+            if not keep:
+                inserts.append(Op("insert", jump.chain, jump, rules.HEAD.index(jump)))
+        else:
+            keep = found[:1]
+            if not keep:
+                inserts.insert(0, Op("insert", jump.chain, jump, 0))
+        deletes += [Op("delete", jump.chain, position=e.index, entry=e)
+                    for e in found if e not in keep]
     deletes += [Op("delete", parent, position=e.index, entry=e)
                 for parent, e in view.stray_jumps()]
     appends: list[Op] = []

@@ -68,9 +68,12 @@ def _single(params: Mapping[str, list[str]], key: str) -> str | None:
 def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
     """The Spec fields of a conntrack match with ``--ctstate`` and at most
     ``--ctorigdst ADDRESS`` and ``--ctorigdstport PORT`` besides, none
-    inverted; None for any other."""
+    inverted, or with ``! --ctstate`` alone; None for any other."""
     if "ctstate" not in params or not set(params) <= {"ctstate", "ctorigdst", "ctorigdstport"}:
         return None
+    state = params["ctstate"]
+    if len(state) == 2 and state[0] == "!" and set(params) == {"ctstate"}:
+        return {"ctstate": "!" + state[1]}
     if any(len(values) != 1 or values[0].startswith("!") for values in params.values()):
         return None
     fields: dict[str, Any] = {"ctstate": params["ctstate"][0]}
@@ -236,7 +239,9 @@ _NAT_MAP_IPS_AND_PORTS = xt.NF_NAT_RANGE_MAP_IPS | xt.NF_NAT_RANGE_PROTO_SPECIFI
 _CT_FLAGS = xt.XT_CONNTRACK_STATE | xt.XT_CONNTRACK_ORIGDST | xt.XT_CONNTRACK_ORIGDST_PORT
 #: --ctstate values this backend writes, by state_mask.
 _CT_STATES = {xt.CT_STATE_DNAT: "DNAT",
-              xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED: "RELATED,ESTABLISHED"}
+              xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED: "RELATED,ESTABLISHED",
+              xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED | xt.CT_STATE_DNAT:
+                  "RELATED,ESTABLISHED,DNAT"}
 _HOST_MASK = b"\xff" * 16            # how libxt_conntrack stores a /32
 _PROTOCOLS = {0: None, 6: "tcp", 17: "udp"}
 
@@ -358,9 +363,13 @@ def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
     ``_conntrack`` accepts, or None to leave it to python-iptables."""
     info = xt.from_bytes(xt.ConntrackMtinfo3, raw, data)
     flags = info.match_flags
-    if (info.invert_flags or not flags & xt.XT_CONNTRACK_STATE
-            or info.state_mask not in _CT_STATES or flags & ~_CT_FLAGS):
+    if (not flags & xt.XT_CONNTRACK_STATE or info.state_mask not in _CT_STATES
+            or flags & ~_CT_FLAGS):
         return None
+    if info.invert_flags:
+        if info.invert_flags != xt.XT_CONNTRACK_STATE or flags != xt.XT_CONNTRACK_STATE:
+            return None
+        return {"ctstate": "!" + _CT_STATES[info.state_mask]}
     fields: dict[str, Any] = {"ctstate": _CT_STATES[info.state_mask]}
     if flags & xt.XT_CONNTRACK_ORIGDST:
         address = bytes(info.origdst_addr)

@@ -28,7 +28,7 @@ from locker.names import JUMP_COMMENT, Tag
 from locker_iptables.entries import Entry, RuleBuilder, read_chain, restore
 from locker_iptables.loader import load_iptc, only_tables
 from locker_iptables.lock import xtables_lock
-from locker_iptables.rules import (DISPATCH_CHAIN, ENTRY_CHAINS, PROJECT_PREFIX,
+from locker_iptables.rules import (DISPATCH_CHAIN, ENTRY_CHAINS, HEAD, PROJECT_PREFIX, UNREAD_CHAINS,
                                    TABLES, Spec, dispatch_spec, jump_specs, project_chain)
 
 __all__ = ["Entry", "Kernel", "Op", "Plan", "View", "load_iptc"]
@@ -86,6 +86,14 @@ class View:
     def table_jumps(self) -> list[Spec]:
         return [j for j in jump_specs() if j.table == self.table]
 
+    def head_in_place(self) -> bool:
+        """Whether the first rules of the chain ``HEAD`` jumps from are
+        exactly ``HEAD``, in its order (only in HEAD's table)."""
+        if self.table != HEAD[0].table:
+            return True
+        first = self.chains.get(HEAD[0].chain, [])[:len(HEAD)]
+        return [(e.comment, e.spec) for e in first] == [(JUMP_COMMENT, j) for j in HEAD]
+
     def stray_jumps(self) -> list[tuple[str, Entry]]:
         """(parent chain, entry) of each rule with the jump comment that is
         not one of Locker's jumps (an altered one)."""
@@ -134,6 +142,10 @@ class View:
                 problems.append(f"{count - 1} duplicate jump(s) from {jump.chain} "
                                 f"to {jump.target}")
         problems += [f"altered jump rule in chain {parent}" for parent, _ in self.stray_jumps()]
+        if HEAD[0].chain in self.chains and not self.head_in_place() and all(
+                len(self.jumps(jump)) == 1 for jump in HEAD):
+            problems.append(f"jumps to {' and '.join(j.target for j in HEAD)} not the first "
+                            f"rules of {HEAD[0].chain}")
         return problems
 
     def project_missing(self, project: str) -> list[str]:
@@ -255,7 +267,10 @@ class Kernel:
         else:
             own = [project_chain(name, project) for project in sorted(scope)]
         for chain_name in (*ENTRY_CHAINS[name], *own):
-            if chain_name not in chains and table.is_chain(chain_name):
+            if chain_name in UNREAD_CHAINS:
+                if table.is_chain(chain_name):
+                    chains[chain_name] = []
+            elif chain_name not in chains and table.is_chain(chain_name):
                 chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=True,
                                                 wanted=wanted)
         for chain_name in sorted({j.chain for j in jump_specs() if j.table == name}):

@@ -40,18 +40,23 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link, Ruleset, TaggedRule
-from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag
-from locker.pieces import nat_bridges
+from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link, Ruleset, TaggedRule
+from locker.names import IFNAME_MAX, JUMP_COMMENT, USER_CHAIN, Tag
+from locker.pieces import nat_bridges, nat_doomed as nat_doomed_keys
 
 NAT, FILTER = "nat", "filter"
 PREROUTING, POSTROUTING, FORWARD = "LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"
+USER, ISOLATION, INPUT = USER_CHAIN, "LOCKER_ISOLATION", "LOCKER_INPUT"
 
-#: Locker's shared chains per table (the entry points).
+#: Locker's shared chains per table (the entry points). LOCKER_USER is the
+#: administrator's: created when missing, never read, changed or deleted.
 ENTRY_CHAINS: dict[str, tuple[str, ...]] = {
-    FILTER: (FORWARD,),
+    FILTER: (FORWARD, USER, ISOLATION, INPUT),
     NAT: (PREROUTING, POSTROUTING),
 }
+#: Chains whose rules Locker never reads (nor reports, nor removes).
+UNREAD_CHAINS = frozenset({USER})
+LOOPBACK = "127.0.0.0/8"
 TABLES = (FILTER, NAT)
 
 #: iptables chain names: at most 28 characters (XT_EXTENSION_MAXNAMELEN 29
@@ -69,15 +74,17 @@ COMMENT_PATTERN = re.compile(r"[A-Za-z0-9:_-]+")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RELATED_ESTABLISHED = "RELATED,ESTABLISHED"
 DNAT_STATE = "DNAT"
+NOT_REPLY = "!" + RELATED_ESTABLISHED
+NOT_REPLY_OR_DNAT = "!RELATED,ESTABLISHED,DNAT"
 
 
 @dataclass(frozen=True)
 class Spec:
     """One rule as this backend writes and reads it.
 
-    Addresses are ``a.b.c.d/len``; an address or interface prefixed with
-    ``!`` is inverted. ``dport`` implies the ``tcp``/``udp`` match of
-    ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
+    Addresses are ``a.b.c.d/len``; an address, interface or ``ctstate``
+    prefixed with ``!`` is inverted. ``dport`` implies the ``tcp``/``udp``
+    match of ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
     original destination) and ``ctorigdstport`` are the conntrack match.
     """
 
@@ -144,12 +151,23 @@ def dispatch_spec(table: str, project: str) -> Spec:
 
 
 def jump_specs() -> list[Spec]:
-    """The three jumps into Locker's chains."""
+    """The jumps into Locker's shared chains, in the order they are checked
+    and inserted: each first in its built-in chain, and the jumps to
+    LOCKER_USER and LOCKER_ISOLATION as the first two rules of
+    LOCKER_FORWARD (``HEAD``)."""
     return [
         Spec(NAT, "PREROUTING", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
+        Spec(NAT, "OUTPUT", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
         Spec(NAT, "POSTROUTING", POSTROUTING, JUMP_COMMENT),
         Spec(FILTER, "FORWARD", FORWARD, JUMP_COMMENT),
+        Spec(FILTER, "INPUT", INPUT, JUMP_COMMENT),
+        *HEAD,
     ]
+
+
+#: The first rules of LOCKER_FORWARD, in this order: the administrator's
+#: chain before any accept of Locker's, then every project's deny rule.
+HEAD = (Spec(FILTER, FORWARD, USER, JUMP_COMMENT), Spec(FILTER, FORWARD, ISOLATION, JUMP_COMMENT))
 
 
 def _host(address: IPv4Address) -> str:
@@ -177,11 +195,31 @@ def _check_port(value: object, what: str) -> int:
     return value
 
 
-def masquerade_spec(project: str, network: IPv4Network) -> Spec:
+def _check_network(network: object) -> IPv4Network:
     if not isinstance(network, IPv4Network):
         raise BackendError(f"Bridge network {network!r} is not an IPv4 network.")
+    return network
+
+
+def masquerade_spec(project: str, network: IPv4Network) -> Spec:
+    network = _check_network(network)
     return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "masquerade"),
                 src=str(network), dst="!" + str(network))
+
+
+def hairpin_spec(project: str, network: IPv4Network) -> Spec:
+    """Masquerade of forwarded (DNATed) traffic from the subnet back into it:
+    a container reaching a forward through a host address gets replies."""
+    network = _check_network(network)
+    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "hairpin"),
+                src=str(network), dst=str(network), ctstate=DNAT_STATE)
+
+
+def localhost_spec(project: str, name: str) -> Spec:
+    """Masquerade of loopback-sourced traffic leaving through the bridge: a
+    forward reached at 127.0.0.1 from the host itself."""
+    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "localhost"),
+                src=LOOPBACK, out_iface=_check_ifname(name))
 
 
 def _check_ifname(name: object) -> str:
@@ -202,12 +240,40 @@ def replies_spec(project: str, name: str) -> Spec:
                 out_iface=_check_ifname(name), ctstate=RELATED_ESTABLISHED)
 
 
+def deny_spec(project: str, name: str) -> Spec:
+    """Drop new connections into the bridge from any other interface that
+    were not DNATed (forwards) and are no replies (in LOCKER_ISOLATION,
+    before every project's accepts)."""
+    name = _check_ifname(name)
+    return Spec(FILTER, ISOLATION, "DROP", _tag(project, "deny"),
+                in_iface="!" + name, out_iface=name, ctstate=NOT_REPLY_OR_DNAT)
+
+
+def guard_spec(project: str, name: str) -> Spec:
+    """Drop connections from the bridge to 127.0.0.0/8 (CVE-2020-8558: the
+    bridge has route_localnet on)."""
+    return Spec(FILTER, INPUT, "DROP", _tag(project, "guard"),
+                dst=LOOPBACK, in_iface=_check_ifname(name), ctstate=NOT_REPLY)
+
+
+def isolate_spec(project: str, name: str, gateway: IPv4Address) -> Spec:
+    """Drop new connections from the bridge to the host's addresses other
+    than the gateway (isolated projects)."""
+    gateway = _check_address(gateway, "Gateway address")
+    return Spec(FILTER, INPUT, "DROP", _tag(project, "isolate"),
+                dst="!" + _host(gateway), in_iface=_check_ifname(name), ctstate=NOT_REPLY)
+
+
 def nat_specs(bridge: Bridge) -> list[Spec]:
-    """Masquerade, outbound and replies rules of a project's bridge."""
-    _check_ifname(bridge.name)
-    return [masquerade_spec(bridge.project, bridge.network),
-            outbound_spec(bridge.project, bridge.name),
-            replies_spec(bridge.project, bridge.name)]
+    """Every network rule of a project's bridge (its nat value)."""
+    project, name, network = bridge.project, _check_ifname(bridge.name), bridge.network
+    specs = [masquerade_spec(project, network), hairpin_spec(project, network),
+             localhost_spec(project, name), outbound_spec(project, name),
+             replies_spec(project, name), deny_spec(project, name),
+             guard_spec(project, name)]
+    if bridge.isolated:
+        specs.append(isolate_spec(project, name, bridge.gateway))
+    return specs
 
 
 def dnat_spec(forward: Forward) -> Spec:
@@ -305,10 +371,21 @@ def _link(tag: Tag, spec: Spec) -> Key:
 _PURPOSES = {
     "masquerade": (lambda tag, spec: ("masquerade", tag.project, IPv4Network(spec.src)),
                    lambda key: masquerade_spec(key[1], key[2])),
+    "hairpin": (lambda tag, spec: ("hairpin", tag.project, IPv4Network(spec.src)),
+                lambda key: hairpin_spec(key[1], key[2])),
+    "localhost": (lambda tag, spec: ("localhost", tag.project, spec.out_iface),
+                  lambda key: localhost_spec(key[1], key[2])),
     "outbound": (lambda tag, spec: ("outbound", tag.project, spec.in_iface),
                  lambda key: outbound_spec(key[1], key[2])),
     "replies": (lambda tag, spec: ("replies", tag.project, spec.out_iface),
                 lambda key: replies_spec(key[1], key[2])),
+    "deny": (lambda tag, spec: ("deny", tag.project, spec.out_iface),
+             lambda key: deny_spec(key[1], key[2])),
+    "guard": (lambda tag, spec: ("guard", tag.project, spec.in_iface),
+              lambda key: guard_spec(key[1], key[2])),
+    "isolate": (lambda tag, spec: ("isolate", tag.project,
+                                   (spec.in_iface, _bare_ip((spec.dst or "")[1:]))),
+                lambda key: isolate_spec(key[1], *key[2])),
     "dnat": (_forward_from_dnat, lambda key: dnat_spec(key[1])),
     "forward": (_forward_from_accept, lambda key: accept_spec(key[1])),
     "link": (_link, lambda key: link_specs(key[1])[0]),
@@ -335,11 +412,15 @@ def spec_of(key: Key) -> Spec:
     return _PURPOSES[key[0]][1](key)
 
 
+#: Purposes whose rules sit in the project's own chains.
+_OWN_CHAIN = frozenset({"dnat", "forward", "link", "link-back", "outbound", "replies"})
+
+
 def legacy_chain(spec: Spec) -> str | None:
     """Where the old layout put a rule of this spec's purpose and project,
     when that is another chain than where it goes now."""
     tag = spec.tag
-    if tag is None or tag.purpose not in _PURPOSES or tag.purpose == "masquerade":
+    if tag is None or tag.purpose not in _OWN_CHAIN:
         return None
     return PREROUTING if tag.purpose == "dnat" else FORWARD
 
@@ -350,21 +431,28 @@ def parse_legacy(spec: Spec | None) -> Key | None:
     ``LOCKER_PREROUTING``) instead of the project's own."""
     if spec is None or spec.tag is None or spec.tag.purpose not in _PURPOSES:
         return None
+    if legacy_chain(spec) != spec.chain:
+        return None
     now = {"dnat": pre_chain}.get(spec.tag.purpose, fwd_chain)(spec.tag.project)
-    if legacy_chain(spec) != spec.chain or now == spec.chain:
+    if now == spec.chain:
         return None
     return parse(replace(spec, chain=now))
 
 
 def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set[Spec]:
-    """The specs ``remove_nat(bridges)`` deletes, given the keys found: each
-    bridge's masquerade, and its outbound and replies rules unless another
-    masquerade of the project stays (they are that network's rules too:
-    one bridge name per project)."""
-    masquerades = {("masquerade", b.project, b.network) for b in bridges}
-    staying = {k[1] for k in keys if k[0] == "masquerade" and k not in masquerades}
-    return {s for b in bridges for s in nat_specs(b)
-            if s.target == "MASQUERADE" or b.project not in staying}
+    """The specs ``remove_nat(bridges)`` deletes, given the keys found
+    (``locker.pieces.nat_doomed``); checks the bridges' values first."""
+    for bridge in bridges:
+        _check_ifname(bridge.name)
+        if bridge.network != UNKNOWN_NETWORK:
+            _check_network(bridge.network)
+    doomed = set()
+    for key in nat_doomed_keys(bridges, keys):
+        try:
+            doomed.add(spec_of(key))
+        except (BackendError, TypeError, ValueError):
+            continue     # a key of UNKNOWN_NETWORK: no rule of it can be there
+    return doomed
 
 
 def key_project(key: Key) -> str:
@@ -400,7 +488,8 @@ def spec_text(spec: Spec) -> str:
     if spec.dst_type:
         words.append(f"-m addrtype --dst-type {spec.dst_type}")
     if spec.ctstate:
-        words.append(f"-m conntrack --ctstate {spec.ctstate}")
+        words.append(f"-m conntrack ! --ctstate {spec.ctstate[1:]}" if spec.ctstate.startswith("!")
+                     else f"-m conntrack --ctstate {spec.ctstate}")
         if spec.ctorigdst:
             words.append(f"--ctorigdst {spec.ctorigdst}")
         if spec.ctorigdstport is not None:
