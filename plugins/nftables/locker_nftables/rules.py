@@ -6,28 +6,46 @@ Layout of table ``ip locker`` (IPv4 only, like Locker's networks):
 chain                   hook (type, priority)               rules
 ======================  ==================================  =====================
 ``PREROUTING``          prerouting (nat, dstnat -100)       ``fib daddr type local jump LOCKER_PREROUTING``
+``OUTPUT``              output (nat, dstnat -100)           ``fib daddr type local goto LOCKER_PREROUTING``
 ``FORWARD``             forward (filter, filter 0)          ``jump LOCKER_FORWARD``
+``INPUT``               input (filter, filter 0)            ``jump LOCKER_INPUT``
 ``POSTROUTING``         postrouting (nat, srcnat 100)       ``jump LOCKER_POSTROUTING``
 ``LOCKER_PREROUTING``   regular                             one dispatch rule per project
-``LOCKER_FORWARD``      regular                             one dispatch rule per project
-``LOCKER_POSTROUTING``  regular                             one masquerade per project
+``LOCKER_FORWARD``      regular                             ``jump LOCKER_USER``, ``jump LOCKER_ISOLATION``,
+                                                            then one dispatch rule per project
+``LOCKER_USER``         regular                             the administrator's; never touched
+``LOCKER_ISOLATION``    regular                             one deny per project
+``LOCKER_INPUT``        regular                             one guard per project, an isolate per isolated one
+``LOCKER_POSTROUTING``  regular                             masquerade, hairpin, localhost per project
 ``LOCKER_PRE_<p>``      regular                             the project's DNAT map lookups
 ``LOCKER_FWD_<p>``      regular                             its forward-set lookups, links, outbound, replies
 ======================  ==================================  =====================
 
-The project's chains, maps and sets are in ``layout``; this module has the
-rules that are one per value (links, outbound, replies, masquerade) and
-the parser of every tagged rule. The jumps carry the comment ``LOCKER``;
-every other rule its ``Tag``. Each rule is identified by a *key*: its
-purpose and the value it was made from (a Forward, a Link, or the project
-with its network or bridge name). The parser rebuilds the key from the
-rule's matches, so adding compares keys (no duplicates) and removing
-deletes the rules whose key is asked for.
+``OUTPUT`` makes forwards work from the host itself (its one rule is a
+``goto``, which in a chain of one rule is the same as a jump: the chain's
+policy accept follows either way; it keeps "one jump into each chain"
+true of ``LOCKER_PREROUTING``).
 
-*Old layout*: before the per-project chains, every rule sat in the shared
+The project's chains, maps and sets are in ``layout``; this module has the
+rules that are one per value (links and a project's network rules) and
+the parser of every tagged rule: a table (``PARSERS``) from a tag's purpose
+to the function that reads the rule's matches back into its value. The
+jumps carry the comment ``LOCKER``; every other rule its ``Tag``. Each rule
+is identified by a *key*: its purpose and the value it was made from (a
+Forward, a Link, or for a network rule the project with its network, its
+bridge name, or its bridge name and gateway, as ``locker.pieces`` has
+them). The parser rebuilds the key from the rule's matches, so adding
+compares keys (no duplicates) and removing deletes the rules whose key is
+asked for.
+
+*Old layouts*: before the per-project chains, every rule sat in the shared
 chains (DNATs in ``LOCKER_PREROUTING``; forward accepts, links, outbound
 and replies in ``LOCKER_FORWARD``). ``parse_rule`` still reads such rules
-back, marked ``legacy``, so that the next adding hook moves them.
+back, marked ``legacy``, so that the next adding hook moves them. Before
+the network policy there were no deny, hairpin, localhost, guard or isolate
+rules and no ``OUTPUT``, ``INPUT``, ``LOCKER_USER``, ``LOCKER_ISOLATION``,
+``LOCKER_INPUT``: the nat values read as partial and the entry points as
+missing, and the next adding hook adds them.
 """
 
 from __future__ import annotations
@@ -40,8 +58,9 @@ from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link
-from locker.names import JUMP_COMMENT, Tag
+from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link
+from locker import pieces
+from locker.names import JUMP_COMMENT, USER_CHAIN, Tag
 from locker.pieces import nat_bridges
 
 from locker_nftables.kernel import FAMILY, TABLE, Command
@@ -50,6 +69,10 @@ from locker_nftables.layout import fwd_chain
 LOCKER_PREROUTING = "LOCKER_PREROUTING"
 LOCKER_FORWARD = "LOCKER_FORWARD"
 LOCKER_POSTROUTING = "LOCKER_POSTROUTING"
+LOCKER_USER = USER_CHAIN
+LOCKER_ISOLATION = "LOCKER_ISOLATION"
+LOCKER_INPUT = "LOCKER_INPUT"
+LOOPBACK = IPv4Network("127.0.0.0/8")
 
 
 @dataclass(frozen=True)
@@ -60,11 +83,12 @@ class BaseChain:
     prio: int
     target: str
     only_local: bool = False  # jump only for packets to a local address
+    verb: str = "jump"
 
     def jump_expr(self) -> list[dict]:
         expr = [_match("==", {"fib": {"result": "type", "flags": ["daddr"]}}, "local")] \
             if self.only_local else []
-        return expr + [{"jump": {"target": self.target}}]
+        return expr + [{self.verb: {"target": self.target}}]
 
     def is_jump(self, expr: list) -> bool:
         """Whether a rule of this chain is exactly Locker's jump (counters
@@ -76,8 +100,15 @@ BASE_CHAINS = (
     BaseChain("PREROUTING", "nat", "prerouting", -100, LOCKER_PREROUTING, only_local=True),
     BaseChain("FORWARD", "filter", "forward", 0, LOCKER_FORWARD),
     BaseChain("POSTROUTING", "nat", "postrouting", 100, LOCKER_POSTROUTING),
+    BaseChain("INPUT", "filter", "input", 0, LOCKER_INPUT),
+    BaseChain("OUTPUT", "nat", "output", -100, LOCKER_PREROUTING, only_local=True,
+              verb="goto"),
 )
-REGULAR_CHAINS = (LOCKER_PREROUTING, LOCKER_FORWARD, LOCKER_POSTROUTING)
+REGULAR_CHAINS = (LOCKER_PREROUTING, LOCKER_FORWARD, LOCKER_POSTROUTING, LOCKER_USER,
+                  LOCKER_ISOLATION, LOCKER_INPUT)
+#: The first rules of ``LOCKER_FORWARD``, in this order, comment ``LOCKER``.
+LEADING_JUMPS = (LOCKER_USER, LOCKER_ISOLATION)
+
 
 Key = tuple  # (purpose, value)
 
@@ -126,6 +157,18 @@ def table_commands() -> list[Command]:
 def jump_command(base: BaseChain) -> Command:
     return {"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": base.name,
                              "expr": base.jump_expr(), "comment": JUMP_COMMENT}}}
+
+
+def leading_jump_expr(target: str) -> list[dict]:
+    return [{"jump": {"target": target}}]
+
+
+def leading_jump_commands() -> list[Command]:
+    """Insert ``jump LOCKER_USER`` and ``jump LOCKER_ISOLATION`` at the head
+    of ``LOCKER_FORWARD``, in that order (the last inserted comes first)."""
+    return [{"insert": {"rule": {"family": FAMILY, "table": TABLE, "chain": LOCKER_FORWARD,
+                                 "expr": leading_jump_expr(target), "comment": JUMP_COMMENT}}}
+            for target in reversed(LEADING_JUMPS)]
 
 
 def delete_command(handle: int, chain: str) -> Command:
@@ -218,26 +261,76 @@ def link_rules(link: Link) -> list[Rule]:
 
 
 
+def _check_bridge(bridge: Bridge) -> None:
+    if not isinstance(bridge.network, IPv4Network) or bridge.network.num_addresses < 4:
+        raise BackendError(f"bridge {bridge.name} needs an IPv4 network of /30 or wider.")
+    _check_bridge_name(bridge.name)
+    if not isinstance(bridge.isolated, bool):
+        raise BackendError(f"bridge {bridge.name}: isolated must be True or False.")
+
+
+def _check_bridge_name(name: object) -> None:
+    if not isinstance(name, str) or not 1 <= len(name) <= 15 \
+            or not all(c.isascii() and (c.isalnum() or c == "_") for c in name):
+        raise BackendError(f"invalid bridge name {name!r}: 1 to 15 letters, digits or '_'.")
+
+
+_IIF, _OIF = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
+_CT_STATE, _CT_STATUS = {"ct": {"key": "state"}}, {"ct": {"key": "status"}}
+#: "not established or related" as a flag test (``ct state ! established,related``);
+#: ``ct state != {...}`` would need an anonymous set.
+_NEW = _match("!", _CT_STATE, ["established", "related"])
+_SADDR, _DADDR = _payload("ip", "saddr"), _payload("ip", "daddr")
+
+
+def _nat_expr(purpose: str, value: Any) -> tuple:
+    """The matches and statement of a project's network rule."""
+    if purpose == "masquerade":
+        return (_match("==", _SADDR, _prefix(value)), _match("!=", _DADDR, _prefix(value)),
+                {"masquerade": None})
+    if purpose == "hairpin":
+        return (_match("==", _SADDR, _prefix(value)), _match("==", _DADDR, _prefix(value)),
+                _match("in", _CT_STATUS, "dnat"), {"masquerade": None})
+    if purpose == "outbound":
+        return (_match("==", _IIF, value), _match("!=", _OIF, value), {"accept": None})
+    if purpose == "replies":
+        return (_match("==", _OIF, value),
+                _match("in", _CT_STATE, ["established", "related"]), {"accept": None})
+    if purpose == "deny":
+        # "ct status ! dnat" is a flag test; "ct status != dnat" compares the whole word
+        return (_match("==", _OIF, value), _match("!=", _IIF, value), _NEW,
+                _match("!", _CT_STATUS, "dnat"), {"drop": None})
+    if purpose == "localhost":
+        return (_match("==", _SADDR, _prefix(LOOPBACK)), _match("==", _OIF, value),
+                {"masquerade": None})
+    if purpose == "guard":
+        return (_match("==", _IIF, value), _match("==", _DADDR, _prefix(LOOPBACK)), _NEW,
+                {"drop": None})
+    if purpose == "isolate":
+        name, gateway = value
+        return (_match("==", _IIF, name), _match("!=", _DADDR, str(gateway)), _NEW,
+                {"drop": None})
+    raise AssertionError(purpose)
+
+
+#: Where each network rule sits, in the order ``nat_rules`` writes them.
+NAT_CHAINS = {"masquerade": LOCKER_POSTROUTING, "hairpin": LOCKER_POSTROUTING,
+              "localhost": LOCKER_POSTROUTING, "outbound": None, "replies": None,
+              "deny": LOCKER_ISOLATION, "guard": LOCKER_INPUT, "isolate": LOCKER_INPUT}
+
+
+def nat_rule(key: Key) -> Rule:
+    """The rule of a network rule's key ``(purpose, project, value)``."""
+    purpose, project, value = key
+    chain = NAT_CHAINS[purpose] or fwd_chain(project)
+    return Rule(chain, key, _tag(project, purpose), _nat_expr(purpose, value))
+
+
 def nat_rules(bridge: Bridge) -> list[Rule]:
-    if not isinstance(bridge.network, IPv4Network):
-        raise BackendError(f"bridge {bridge.name} needs an IPv4 network.")
-    if not isinstance(bridge.name, str) or not 1 <= len(bridge.name) <= 15 \
-            or not all(c.isascii() and (c.isalnum() or c == "_") for c in bridge.name):
-        raise BackendError(f"invalid bridge name {bridge.name!r}: 1 to 15 letters, digits or '_'.")
-    project, name, network = bridge.project, bridge.name, bridge.network
-    iif, oif = {"meta": {"key": "iifname"}}, {"meta": {"key": "oifname"}}
-    return [
-        Rule(LOCKER_POSTROUTING, ("masquerade", project, network), _tag(project, "masquerade"),
-             (_match("==", _payload("ip", "saddr"), _prefix(network)),
-              _match("!=", _payload("ip", "daddr"), _prefix(network)),
-              {"masquerade": None})),
-        Rule(fwd_chain(project), ("outbound", project, name), _tag(project, "outbound"),
-             (_match("==", iif, name), _match("!=", oif, name), {"accept": None})),
-        Rule(fwd_chain(project), ("replies", project, name), _tag(project, "replies"),
-             (_match("==", oif, name),
-              _match("in", {"ct": {"key": "state"}}, ["established", "related"]),
-              {"accept": None})),
-    ]
+    _check_bridge(bridge)
+    keys = pieces.nat_keys(bridge)
+    return [nat_rule(key) for purpose in NAT_CHAINS for key in sorted(keys, key=str)
+            if key[0] == purpose]
 
 
 # ----------------------------------------------------------- rules -> values
@@ -334,12 +427,17 @@ def parse_rule(chain: str, comment: str | None, expr: list) -> tuple[Key, bool] 
     None when the rule is not a well-formed tagged rule of Locker in
     either layout (a jump, a foreign, a damaged or a misplaced one)."""
     tag = Tag.parse(comment)
-    if tag is None:
+    if tag is None or tag.purpose not in PARSERS:
         return None
     try:
-        key = _parse(tag, expr)
+        matches, statement = _split(expr)
+        value = PARSERS[tag.purpose](tag, matches, statement)
+        if matches:
+            raise Unparseable(matches)
     except (Unparseable, ValueError, KeyError, TypeError):
         return None
+    key = (tag.purpose, tag.project, value) if tag.purpose in pieces.NAT_PURPOSES \
+        else (tag.purpose, value)
     if str(Tag(*_tag_args(key))) != comment:
         return None
     now, old = _chains(key[0], tag.project)
@@ -350,8 +448,8 @@ def parse_rule(chain: str, comment: str | None, expr: list) -> tuple[Key, bool] 
 
 def _chains(purpose: str, project: str) -> tuple[str | None, str | None]:
     """Where a rule of this purpose sits now, and where the old layout put it."""
-    if purpose == "masquerade":
-        return LOCKER_POSTROUTING, None
+    if purpose in NAT_CHAINS and NAT_CHAINS[purpose] is not None:
+        return NAT_CHAINS[purpose], None
     if purpose == "dnat":
         return None, LOCKER_PREROUTING
     if purpose == "forward":
@@ -368,68 +466,132 @@ def _tag_args(key: Key) -> tuple:
     return (key[1], purpose)
 
 
-def _parse(tag: Tag, expr: list) -> Key:
-    matches, statement = _split(expr)
-    purpose = tag.purpose
-    if purpose == "dnat":
-        proto = _protocol(matches)
-        host_port = _port(_take(matches, f"{proto} dport"))
-        host_ip = _take(matches, "ip daddr", optional=True)
-        target = statement.get("dnat")
-        if not isinstance(target, dict) or set(target) != {"addr", "port"}:
-            raise Unparseable(statement)
-        value: Any = Forward(tag.project, tag.container, host_port, _address(target["addr"]),
-                             _port(target["port"]), proto,
-                             None if host_ip is None else _address(host_ip))
-    elif purpose == "forward":
-        _expect_accept(statement)
-        proto = _protocol(matches)
-        container_port = _port(_take(matches, f"{proto} dport"))
-        container_ip = _address(_take(matches, "ip daddr"))
-        if _words(_take(matches, "ct status", ("in", "=="))) != {"dnat"}:
-            raise Unparseable("ct status")
-        host_port = _port(_take(matches, "ct original proto-dst"))
-        host_ip = _take(matches, "ct original ip daddr", optional=True)
-        value = Forward(tag.project, tag.container, host_port, container_ip, container_port,
-                        proto, None if host_ip is None else _address(host_ip))
-    elif purpose in ("link", "link-back"):
-        _expect_accept(statement)
-        source = _address(_take(matches, "ip saddr"))
-        destination = _address(_take(matches, "ip daddr"))
-        if purpose == "link-back":
-            source, destination = destination, source
-        value = Link(tag.project, tag.container, source, tag.peer, destination)
-    elif purpose == "masquerade":
-        if "masquerade" not in statement:
-            raise Unparseable(statement)
-        network = _network(_take(matches, "ip saddr"))
-        if _network(_take(matches, "ip daddr", ("!=",))) != network:
-            raise Unparseable("ip daddr")
-        value = network
-    elif purpose == "outbound":
-        _expect_accept(statement)
-        name = _take(matches, "meta iifname")
-        if _take(matches, "meta oifname", ("!=",)) != name or not isinstance(name, str):
-            raise Unparseable(name)
-        value = name
-    elif purpose == "replies":
-        _expect_accept(statement)
-        name = _take(matches, "meta oifname")
-        if _words(_take(matches, "ct state", ("in", "=="))) != {"established", "related"} \
-                or not isinstance(name, str):
-            raise Unparseable(name)
-        value = name
-    else:
-        raise Unparseable(purpose)
-    if matches:
-        raise Unparseable(matches)
-    if purpose in ("masquerade", "outbound", "replies"):
-        return (purpose, tag.project, value)
-    return (purpose, value)
+# Each parser takes the tag, the rule's matches by left side (it takes out
+# those it reads: any left over make the rule unrecognised) and its one
+# statement, and returns the value.
+
+def _parse_dnat(tag: Tag, matches: dict, statement: dict) -> Forward:
+    proto = _protocol(matches)
+    host_port = _port(_take(matches, f"{proto} dport"))
+    host_ip = _take(matches, "ip daddr", optional=True)
+    target = statement.get("dnat")
+    if not isinstance(target, dict) or set(target) != {"addr", "port"}:
+        raise Unparseable(statement)
+    return Forward(tag.project, tag.container, host_port, _address(target["addr"]),
+                   _port(target["port"]), proto,
+                   None if host_ip is None else _address(host_ip))
 
 
-def _expect_accept(statement: dict) -> None:
-    if statement != {"accept": None}:
+def _parse_forward(tag: Tag, matches: dict, statement: dict) -> Forward:
+    _expect(statement, "accept")
+    proto = _protocol(matches)
+    container_port = _port(_take(matches, f"{proto} dport"))
+    container_ip = _address(_take(matches, "ip daddr"))
+    if _words(_take(matches, "ct status", ("in", "=="))) != {"dnat"}:
+        raise Unparseable("ct status")
+    host_port = _port(_take(matches, "ct original proto-dst"))
+    host_ip = _take(matches, "ct original ip daddr", optional=True)
+    return Forward(tag.project, tag.container, host_port, container_ip, container_port,
+                   proto, None if host_ip is None else _address(host_ip))
+
+
+def _parse_link(tag: Tag, matches: dict, statement: dict) -> Link:
+    _expect(statement, "accept")
+    source = _address(_take(matches, "ip saddr"))
+    destination = _address(_take(matches, "ip daddr"))
+    if tag.purpose == "link-back":
+        source, destination = destination, source
+    return Link(tag.project, tag.container, source, tag.peer, destination)
+
+
+def _parse_masquerade(tag: Tag, matches: dict, statement: dict) -> IPv4Network:
+    _expect(statement, "masquerade")
+    network = _network(_take(matches, "ip saddr"))
+    if _network(_take(matches, "ip daddr", ("!=",))) != network:
+        raise Unparseable("ip daddr")
+    return network
+
+
+def _parse_hairpin(tag: Tag, matches: dict, statement: dict) -> IPv4Network:
+    _expect(statement, "masquerade")
+    network = _network(_take(matches, "ip saddr"))
+    if _network(_take(matches, "ip daddr")) != network \
+            or _words(_take(matches, "ct status", ("in", "=="))) != {"dnat"}:
+        raise Unparseable("hairpin")
+    return network
+
+
+def _parse_outbound(tag: Tag, matches: dict, statement: dict) -> str:
+    _expect(statement, "accept")
+    name = _name(_take(matches, "meta iifname"))
+    if _take(matches, "meta oifname", ("!=",)) != name:
+        raise Unparseable(name)
+    return name
+
+
+def _parse_replies(tag: Tag, matches: dict, statement: dict) -> str:
+    _expect(statement, "accept")
+    name = _name(_take(matches, "meta oifname"))
+    if _words(_take(matches, "ct state", ("in", "=="))) != {"established", "related"}:
+        raise Unparseable(name)
+    return name
+
+
+def _take_new(matches: dict) -> None:
+    """``ct state ! established,related``."""
+    if _words(_take(matches, "ct state", ("!",))) != {"established", "related"}:
+        raise Unparseable("ct state")
+
+
+def _parse_deny(tag: Tag, matches: dict, statement: dict) -> str:
+    _expect(statement, "drop")
+    name = _name(_take(matches, "meta oifname"))
+    if _take(matches, "meta iifname", ("!=",)) != name \
+            or _words(_take(matches, "ct status", ("!",))) != {"dnat"}:
+        raise Unparseable(name)
+    _take_new(matches)
+    return name
+
+
+def _parse_localhost(tag: Tag, matches: dict, statement: dict) -> str:
+    _expect(statement, "masquerade")
+    if _network(_take(matches, "ip saddr")) != LOOPBACK:
+        raise Unparseable("ip saddr")
+    return _name(_take(matches, "meta oifname"))
+
+
+def _parse_guard(tag: Tag, matches: dict, statement: dict) -> str:
+    _expect(statement, "drop")
+    if _network(_take(matches, "ip daddr")) != LOOPBACK:
+        raise Unparseable("ip daddr")
+    _take_new(matches)
+    return _name(_take(matches, "meta iifname"))
+
+
+def _parse_isolate(tag: Tag, matches: dict, statement: dict) -> tuple[str, IPv4Address]:
+    _expect(statement, "drop")
+    gateway = _address(_take(matches, "ip daddr", ("!=",)))
+    _take_new(matches)
+    return _name(_take(matches, "meta iifname")), gateway
+
+
+PARSERS = {
+    "dnat": _parse_dnat, "forward": _parse_forward,
+    "link": _parse_link, "link-back": _parse_link,
+    "masquerade": _parse_masquerade, "hairpin": _parse_hairpin,
+    "outbound": _parse_outbound, "replies": _parse_replies, "deny": _parse_deny,
+    "localhost": _parse_localhost, "guard": _parse_guard, "isolate": _parse_isolate,
+}
+
+
+def _name(value: Any) -> str:
+    if not isinstance(value, str):
+        raise Unparseable(value)
+    return value
+
+
+def _expect(statement: dict, verdict: str) -> None:
+    if statement != {verdict: None}:
         raise Unparseable(statement)
 
 
@@ -453,14 +615,14 @@ def _halves(keys: set, first: str, second: str) -> tuple[set, set]:
 
 
 def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set:
-    """The keys ``remove_nat(bridges)`` deletes, given the keys found: each
-    bridge's masquerade, and its outbound and replies rules unless another
-    masquerade of the project stays (they are that network's rules too:
-    one bridge name per project)."""
-    doomed = {r.key for b in bridges for r in nat_rules(b) if r.key[0] == "masquerade"}
-    staying = {k[1] for k in keys if k[0] == "masquerade" and k not in doomed}
-    return doomed | {r.key for b in bridges if b.project not in staying
-                     for r in nat_rules(b) if r.key[0] != "masquerade"}
+    """The keys ``remove_nat(bridges)`` deletes, given the keys found (see
+    ``locker.pieces.nat_doomed``); checks the bridges first."""
+    for bridge in bridges:
+        if bridge.network != UNKNOWN_NETWORK:
+            _check_bridge(bridge)
+        else:
+            _check_bridge_name(bridge.name)
+    return pieces.nat_doomed(bridges, keys)
 
 
 def values(keys: set) -> Values:

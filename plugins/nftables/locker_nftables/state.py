@@ -5,10 +5,8 @@ to date with what the backend commits itself."""
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Network
 from typing import Any
 
-from locker.model import Bridge
 from locker.names import JUMP_COMMENT, Tag
 
 from locker_nftables import kernel, layout, rules
@@ -49,6 +47,8 @@ class TableState:
     stray_jumps: list[tuple[str, int]] = field(default_factory=list)
     skeleton: dict[tuple, list[int | None]] = field(default_factory=dict)  # structural -> handles
     stray_skeleton: list[tuple[str, str, int]] = field(default_factory=list)  # project, chain, h
+    #: the jumps at the head of LOCKER_FORWARD: (target, handle, position in the chain)
+    leading: list[tuple[str, int | None, int]] = field(default_factory=list)
 
     # ------------------------------------------------------------- reading
 
@@ -80,6 +80,7 @@ class TableState:
         state = cls(exists=exists, scope=scope)
         bases = {base.name: base for base in rules.BASE_CHAINS}
         listed: dict[str, list[layout.Element]] = {}
+        positions: dict[str, int] = {}
         for item in objects:
             if "chain" in item:
                 state.chains.add(item["chain"]["name"])
@@ -87,7 +88,9 @@ class TableState:
                 body = item.get("map") or item.get("set")
                 listed[body["name"]] = layout.elements_of(item)
             elif "rule" in item:
-                state._rule(item["rule"], bases)
+                chain = item["rule"]["chain"]
+                positions[chain] = positions.get(chain, -1) + 1
+                state._rule(item["rule"], bases, positions[chain])
         for name, elements in listed.items():
             state._store(name, elements, listed)
         return state
@@ -125,12 +128,16 @@ class TableState:
                                     f"{FAMILY} {TABLE} {spec.kind} {name}", text,
                                     [e.delete_command() for e in group], elements=group))
 
-    def _rule(self, rule: dict, bases: dict) -> None:
+    def _rule(self, rule: dict, bases: dict, position: int) -> None:
         chain, comment, expr = rule["chain"], rule.get("comment"), rule.get("expr", [])
         handle = rule["handle"]
+        if chain == rules.LOCKER_USER:
+            return  # the administrator's: never read, reported or changed
         if comment == JUMP_COMMENT:
             if chain in bases and bases[chain].is_jump(expr):
                 self.jumps.setdefault(chain, []).append(handle)
+            elif chain == rules.LOCKER_FORWARD and (target := _leading_target(expr)):
+                self.leading.append((target, handle, position))
             else:
                 self.stray_jumps.append((chain, handle))
             return
@@ -201,9 +208,31 @@ class TableState:
                 problems.append(f"jump from {base.name} to {base.target}")
             elif count > 1:
                 problems.append(f"{count - 1} duplicate jump(s) from {base.name} to {base.target}")
+        problems += self._leading_missing()
         problems += [f"altered jump rule in chain {chain}" for chain, _ in self.stray_jumps]
         for name in sorted(self.projects() if project is None else {project}):
             problems += self._project_missing(name)
+        return problems
+
+    def leading_in_place(self) -> bool:
+        return [(t, i) for t, _, i in self.leading] == [
+            (t, i) for i, t in enumerate(rules.LEADING_JUMPS)]
+
+    def _leading_missing(self) -> list[str]:
+        if self.leading_in_place() or rules.LOCKER_FORWARD not in self.chains:
+            return [] if self.leading_in_place() else [
+                f"jump from {rules.LOCKER_FORWARD} to {t}" for t in rules.LEADING_JUMPS]
+        problems = []
+        for target in rules.LEADING_JUMPS:
+            count = sum(1 for t, _, _ in self.leading if t == target)
+            if count == 0:
+                problems.append(f"jump from {rules.LOCKER_FORWARD} to {target}")
+            elif count > 1:
+                problems.append(f"{count - 1} duplicate jump(s) from {rules.LOCKER_FORWARD} "
+                                f"to {target}")
+        if not problems:
+            problems.append(f"jumps to {' and '.join(rules.LEADING_JUMPS)} not first in "
+                            f"{rules.LOCKER_FORWARD}, in this order")
         return problems
 
     def _project_missing(self, project: str) -> list[str]:
@@ -248,6 +277,10 @@ class TableState:
             commands.extend(rules.delete_command(h, base.name) for h in handles[1:]
                             if h is not None)
         commands.extend(rules.delete_command(h, chain) for chain, h in self.stray_jumps)
+        if not self.leading_in_place():
+            commands.extend(rules.delete_command(h, rules.LOCKER_FORWARD)
+                            for _, h, _ in self.leading if h is not None)
+            commands.extend(rules.leading_jump_commands())
         return commands
 
     def project_setup(self, project: str) -> list[Command]:
@@ -296,6 +329,8 @@ class TableState:
         for base in rules.BASE_CHAINS:
             self.jumps[base.name] = self.jumps.get(base.name, [None])[:1] or [None]
         self.stray_jumps = []
+        if not self.leading_in_place():
+            self.leading = [(t, None, i) for i, t in enumerate(rules.LEADING_JUMPS)]
 
     def committed_project(self, project: str) -> None:
         self.chains |= {layout.pre_chain(project), layout.fwd_chain(project)}
@@ -338,10 +373,11 @@ def rule_for_key(key: Any) -> tuple[rules.Rule | None, tuple[layout.Element, ...
         return None, layout.forward_elements(value)[purpose]
     if purpose in ("link", "link-back"):
         return next(r for r in rules.link_rules(value) if r.key == key), ()
-    project = key[1]
-    if purpose == "masquerade":
-        bridge = Bridge(project, "x", key[2])
-    else:
-        bridge = Bridge(project, key[2], IPv4Network("10.0.0.0/24"))
-    return next(r for r in rules.nat_rules(bridge) if r.key[0] == purpose), ()
+    return rules.nat_rule(key), ()
 
+
+def _leading_target(expr: list) -> str | None:
+    """The target of one of the jumps at the head of LOCKER_FORWARD, if
+    ``expr`` is exactly one."""
+    bare = [e for e in expr if "counter" not in e]
+    return next((t for t in rules.LEADING_JUMPS if bare == rules.leading_jump_expr(t)), None)
