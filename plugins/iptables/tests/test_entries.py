@@ -116,9 +116,10 @@ def test_reading_bytes_agrees_with_python_iptables(filled) -> None:
                 assert (entry.comment, entry.target, entry.spec) == expected, entry
                 compared += 1
                 specs += [entry.spec] if entry.spec else []
-    # Locker's own: masquerade, a DNAT and an accept per forward, outbound,
-    # replies, 2 links, 2 dispatch rules.
-    assert compared == 7 + 2 * len(FORWARDS) + len(ODD_NAT) + len(ODD_FILTER)
+    # Locker's own: a DNAT and an accept per forward; masquerade, hairpin,
+    # localhost, outbound, replies, deny, guard; 2 links; 2 dispatch rules;
+    # the jumps to LOCKER_USER and LOCKER_ISOLATION.
+    assert compared == 13 + 2 * len(FORWARDS) + len(ODD_NAT) + len(ODD_FILTER)
     found = ruleset({parse(spec) for spec in specs} - {None}, jumps=True)
     assert found.forwards == frozenset(FORWARDS)
     assert found.nat == frozenset({BRIDGE}) and found.links == frozenset({LINK})
@@ -154,9 +155,12 @@ def test_built_entries_are_those_of_python_iptables(netns) -> None:
     iptc, nat = tables["nat"]
     for chain in ("LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_PRE_alpha"):
         nat.create_chain(chain)
-    for chain in ("LOCKER_FORWARD", "LOCKER_FWD_alpha"):
+    for chain in ("LOCKER_FORWARD", "LOCKER_FWD_alpha", "LOCKER_USER", "LOCKER_ISOLATION",
+                  "LOCKER_INPUT"):
         tables["filter"][1].create_chain(chain)
-    specs = (rules.jump_specs() + rules.nat_specs(BRIDGE) + rules.link_specs(LINK)
+    from dataclasses import replace
+    specs = (rules.jump_specs() + rules.nat_specs(replace(BRIDGE, isolated=True))
+             + rules.link_specs(LINK)
              + [rules.dispatch_spec(t, "alpha") for t in rules.TABLES]
              + [s for f in FORWARDS for s in rules.forward_specs(f)])
     builder = RuleBuilder(iptc)

@@ -292,7 +292,7 @@ def test_each_forward_accepts_only_what_its_dnat_translated(hook, netns) -> None
     assert _accepts(netns) == [ACCEPT_8443]
     assert hook.list_rules(project=None).forwards == frozenset(TO_WEB[1:])
     hook.remove_forward(forwards=TO_WEB[1:])
-    assert [line for _, line in save(netns) if line.startswith("-A LOCKER_")] == []
+    assert [line for _, line in save(netns) if "locker:alpha:" in line] == []
 
 
 @pytest.mark.privileged
@@ -352,7 +352,8 @@ def test_duplicate_jumps_are_reduced_to_one(hook, netns) -> None:
     assert not hook.list_rules(project=None).jumps
     hook.add_forward(forwards=forwards(1))
     assert jumps(netns) == {"LOCKER_FORWARD": 1, "LOCKER_PREROUTING": 1,
-                            "LOCKER_POSTROUTING": 1}
+                            "LOCKER_PREROUTING from OUTPUT": 1, "LOCKER_POSTROUTING": 1,
+                            "LOCKER_USER": 1, "LOCKER_ISOLATION": 1, "LOCKER_INPUT": 1}
     assert hook.list_rules(project=None).jumps
 
 
@@ -488,11 +489,14 @@ def _keyed_specs() -> list[tuple[object, object]]:
     for link in suite.LINKS1:
         there, back = rules.link_specs(link)
         pairs += [(there, ("link", link)), (back, ("link-back", link))]
-    bridge = suite.BRIDGE1
-    masquerade, outbound, replies = rules.nat_specs(bridge)
-    pairs += [(masquerade, ("masquerade", bridge.project, bridge.network)),
-              (outbound, ("outbound", bridge.project, bridge.name)),
-              (replies, ("replies", bridge.project, bridge.name))]
+    from dataclasses import replace
+
+    from locker.pieces import nat_keys
+    isolated = replace(suite.BRIDGE1, isolated=True)
+    keys = sorted(nat_keys(isolated), key=str)
+    by_purpose = {key[0]: key for key in keys}
+    pairs += [(spec, by_purpose[spec.tag.purpose]) for spec in rules.nat_specs(isolated)]
+    assert len(pairs) == 2 * (len(suite.FORWARDS1) + len(suite.LINKS1)) + len(keys)
     return pairs
 
 
@@ -535,6 +539,11 @@ def test_host_firewalls_are_reported_and_their_chains_left_to_them(hook, netns,
 # -------------------------------------------- each project's own chains
 
 
+#: The first two rules of LOCKER_FORWARD.
+HEAD = ["-m comment --comment LOCKER -j LOCKER_USER",
+        "-m comment --comment LOCKER -j LOCKER_ISOLATION"]
+
+
 def _chains(netns) -> dict[tuple[str, str], list[str]]:
     """(table, chain) -> the rules of that chain in ``iptables-legacy-save``
     (without ``-A CHAIN``), every chain listed, also empty ones."""
@@ -561,7 +570,7 @@ def test_each_project_has_chains_of_its_own_reached_by_one_dispatch_rule(hook, n
     hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
     hook.add_link(links=suite.LINKS1 + suite.LINKS2)
     chains = _chains(netns)
-    assert chains["filter", "LOCKER_FORWARD"] == [
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
         f"-m comment --comment locker:{p}:dispatch -j LOCKER_FWD_{p}" for p in ("alpha", "beta")]
     assert chains["nat", "LOCKER_PREROUTING"] == [
         f"-m comment --comment locker:{p}:dispatch -j LOCKER_PRE_{p}" for p in ("alpha", "beta")]
@@ -576,7 +585,12 @@ def test_each_project_has_chains_of_its_own_reached_by_one_dispatch_rule(hook, n
         assert sorted(_comments(chains["nat", f"LOCKER_PRE_{project}"])) == sorted(
             f"locker:{project}:{f.container}:dnat" for f in forwards)
     assert _comments(chains["nat", "LOCKER_POSTROUTING"]) == [
-        "locker:alpha:masquerade", "locker:beta:masquerade"]
+        f"locker:{p}:{purpose}" for p in ("alpha", "beta")
+        for purpose in ("masquerade", "hairpin", "localhost")]
+    assert _comments(chains["filter", "LOCKER_ISOLATION"]) == [
+        "locker:alpha:deny", "locker:beta:deny"]
+    assert _comments(chains["filter", "LOCKER_INPUT"]) == [
+        "locker:alpha:guard", "locker:beta:guard"]
 
 
 def test_long_project_names_get_short_deterministic_chain_names() -> None:
@@ -608,7 +622,7 @@ def test_a_long_project_name_works_end_to_end(hook, netns) -> None:
     chains = _chains(netns)
     assert len(chains["filter", fwd_chain(project)]) == 3
     assert len(chains["nat", pre_chain(project)]) == 1
-    assert chains["filter", "LOCKER_FORWARD"] == [
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
         f"-m comment --comment locker:{project}:dispatch -j {fwd_chain(project)}"]
     found = hook.list_rules(project=project)
     assert (found.nat, found.forwards, found.jumps) == ({bridge}, {forward}, True)
@@ -629,7 +643,7 @@ def test_cleanup_deletes_the_projects_chains_and_dispatch_rules_only(hook, netns
     assert not [key for key in chains if "alpha" in key[1]]
     assert not [rule for rules in chains.values() for rule in rules if "locker:alpha:" in rule]
     assert {key: rules for key, rules in chains.items() if "beta" in key[1]} == beta
-    assert chains["filter", "LOCKER_FORWARD"] == [
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
         "-m comment --comment locker:beta:dispatch -j LOCKER_FWD_beta"]
 
 
@@ -667,7 +681,8 @@ def test_a_projects_read_decodes_none_of_another_projects_rules(hook, netns,
 # ------------------------------------------------------------ old layout
 
 #: What the previous version wrote for project alpha (every rule in the
-#: shared chains), as iptables-legacy-save shows it.
+#: shared chains, no policy rules nor their entry chains), as
+#: iptables-legacy-save shows it.
 OLD_LAYOUT = """\
 *nat
 :LOCKER_PREROUTING - [0:0]
@@ -706,12 +721,16 @@ def _old_layout(netns) -> None:
 def test_the_old_layout_reads_back_and_is_named(hook, netns) -> None:
     _old_layout(netns)
     found = hook.list_rules(project="alpha")
-    assert (found.nat, found.forwards, found.links) == ({OLD_BRIDGE}, OLD_FORWARDS, OLD_LINKS)
+    assert (found.forwards, found.links) == (OLD_FORWARDS, OLD_LINKS)
+    assert found.nat == frozenset() and found.partial == {OLD_BRIDGE}   # no policy rules
     assert found.unrecognised == () and not found.jumps
     assert "8 rule(s) of project alpha in the old layout (shared chains), moved into its " \
            "own chains by the next command" in found.entry_missing
     assert "chain LOCKER_FWD_alpha of project alpha in table filter" in found.entry_missing
-    assert hook.list_rules(project="beta") == Ruleset(jumps=True)
+    beta = hook.list_rules(project="beta")    # the entry points of the previous layout
+    assert {"chain LOCKER_USER in table filter", "jump from OUTPUT to LOCKER_PREROUTING"} \
+        <= set(beta.entry_missing)
+    assert not [p for p in beta.entry_missing if "alpha" in p]
 
 
 @pytest.mark.privileged
@@ -729,14 +748,16 @@ def test_the_next_adding_hook_moves_the_old_layout(hook, netns, adding) -> None:
         values = sorted(OLD_FORWARDS if adding == "add_forward" else OLD_LINKS, key=str)[:1]
     getattr(hook, adding)(**{argument: values})
     chains = _chains(netns)
-    assert chains["filter", "LOCKER_FORWARD"] == [
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
         "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
     assert chains["nat", "LOCKER_PREROUTING"] == [
         "-m comment --comment locker:alpha:dispatch -j LOCKER_PRE_alpha"]
     assert len(chains["filter", "LOCKER_FWD_alpha"]) == 6
     assert len(chains["nat", "LOCKER_PRE_alpha"]) == 2
+    complete = adding == "add_nat"    # the others leave the policy rules to add_nat
     assert hook.list_rules(project=None) == Ruleset(
-        nat=frozenset({OLD_BRIDGE}), forwards=OLD_FORWARDS, links=OLD_LINKS, jumps=True)
+        nat=frozenset({OLD_BRIDGE} if complete else ()), forwards=OLD_FORWARDS,
+        links=OLD_LINKS, jumps=True, partial=frozenset(() if complete else {OLD_BRIDGE}))
 
 
 @pytest.mark.privileged
@@ -745,7 +766,7 @@ def test_another_projects_hook_leaves_the_old_layout_to_its_project(hook, netns)
     from locker.testing.firewall_suite import BRIDGE2
     _old_layout(netns)
     hook.add_nat(bridges=[BRIDGE2])
-    assert len(_chains(netns)["filter", "LOCKER_FORWARD"]) == 6 + 1   # alpha's + beta's dispatch
+    assert len(_chains(netns)["filter", "LOCKER_FORWARD"]) == 2 + 6 + 1   # + beta's dispatch
     found = hook.list_rules(project="alpha")
     assert found.forwards == OLD_FORWARDS and not found.jumps
 
