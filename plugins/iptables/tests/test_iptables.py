@@ -868,3 +868,106 @@ def test_eagain_is_recognised_by_errno_not_by_its_text(backend, hook, netns,
     assert interfered == ["filter"]
     assert hook.list_rules(project=None).forwards == frozenset(forwards(2))
     assert ("filter", "-A INPUT -s 198.51.100.9/32 -j ACCEPT") in save(netns)
+
+
+# ---------------------------------------------------------- network policy
+
+ISOLATED = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"), isolated=True)
+POLICY_RULES = {
+    ("filter", "INPUT"): ["-m comment --comment LOCKER -j LOCKER_INPUT"],
+    ("nat", "OUTPUT"): ["-m addrtype --dst-type LOCAL -m comment --comment LOCKER "
+                        "-j LOCKER_PREROUTING"],
+    ("filter", "LOCKER_ISOLATION"): [
+        "! -i locker_alpha -o locker_alpha -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT "
+        "-m comment --comment locker:alpha:deny -j DROP"],
+    ("filter", "LOCKER_INPUT"): [
+        "-d 127.0.0.0/8 -i locker_alpha -m conntrack ! --ctstate RELATED,ESTABLISHED "
+        "-m comment --comment locker:alpha:guard -j DROP",
+        "! -d 10.1.1.1/32 -i locker_alpha -m conntrack ! --ctstate RELATED,ESTABLISHED "
+        "-m comment --comment locker:alpha:isolate -j DROP"],
+    ("nat", "LOCKER_POSTROUTING"): [
+        "-s 10.1.1.0/24 ! -d 10.1.1.0/24 -m comment --comment locker:alpha:masquerade "
+        "-j MASQUERADE",
+        "-s 10.1.1.0/24 -d 10.1.1.0/24 -m conntrack --ctstate DNAT -m comment --comment "
+        "locker:alpha:hairpin -j MASQUERADE",
+        "-s 127.0.0.0/8 -o locker_alpha -m comment --comment locker:alpha:localhost "
+        "-j MASQUERADE"],
+    ("filter", "LOCKER_USER"): [],
+}
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_policy_rules_are_where_the_design_puts_them(hook, netns) -> None:
+    hook.add_nat(bridges=[ISOLATED])
+    chains = _chains(netns)
+    assert {key: chains[key] for key in POLICY_RULES} == POLICY_RULES
+    assert chains["filter", "LOCKER_FORWARD"][:2] == HEAD
+    assert hook.list_rules(project="alpha") == Ruleset(nat=frozenset({ISOLATED}), jumps=True)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_isolated_is_read_back_from_the_isolate_rule(hook, netns) -> None:
+    from dataclasses import replace
+    hook.add_nat(bridges=[ISOLATED])
+    number = next(i for i, rule in enumerate(_chains(netns)["filter", "LOCKER_INPUT"], 1)
+                  if ":isolate" in rule)
+    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_INPUT", str(number)])
+    assert hook.list_rules(project="alpha").nat == {replace(ISOLATED, isolated=False)}
+    hook.add_nat(bridges=[ISOLATED])
+    assert hook.list_rules(project="alpha").nat == {ISOLATED}
+    hook.remove_nat(bridges=[ISOLATED])
+    assert [r for rules in _chains(netns).values() for r in rules if "locker:alpha:" in r] == []
+
+
+#: What an administrator puts in LOCKER_USER: a drop of a forward's
+#: traffic, a rule that even carries a tag of Locker's, a return.
+ADMIN_RULES = [["-d", "10.1.1.2/32", "-p", "tcp", "--dport", "80", "-j", "DROP"],
+               ["-s", "192.0.2.99/32", "-m", "comment", "--comment", "locker:alpha:deny",
+                "-j", "DROP"],
+               ["-j", "RETURN"]]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_locker_user_is_never_changed_nor_reported(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    for rule in ADMIN_RULES:
+        netns.run(["iptables-legacy", "-w", "-A", "LOCKER_USER", *rule])
+    admin = _chains(netns)["filter", "LOCKER_USER"]
+    assert len(admin) == 3
+    assert hook.list_rules(project=None) == Ruleset(nat=frozenset({suite.BRIDGE1}), jumps=True)
+    hook.add_forward(forwards=suite.FORWARDS1)
+    hook.add_link(links=suite.LINKS1)
+    hook.remove_unrecognised(project="alpha")
+    hook.remove_forward(forwards=suite.FORWARDS1)
+    hook.remove_nat(bridges=[suite.BRIDGE1])
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    hook.cleanup(project="alpha")
+    chains = _chains(netns)
+    assert chains["filter", "LOCKER_USER"] == admin
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_rule_put_before_the_head_of_locker_forward_is_named_and_the_head_restored(
+        hook, netns) -> None:
+    """LOCKER_USER and LOCKER_ISOLATION must be the first two rules of
+    LOCKER_FORWARD, before every accept; a rule inserted above them is
+    named, and the next adding hook puts them first again."""
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
+    netns.run(["iptables-legacy", "-w", "-I", "LOCKER_FORWARD", "1", "-s", "192.0.2.1/32",
+               "-j", "ACCEPT"])
+    found = hook.list_rules(project="alpha")
+    assert not found.jumps
+    assert found.entry_missing == ("jumps to LOCKER_USER and LOCKER_ISOLATION not the first "
+                                   "rules of LOCKER_FORWARD",)
+    hook.add_link(links=[Link("alpha", "web", IPv4Address("10.1.1.2"), "db",
+                              IPv4Address("10.1.1.3"))])
+    assert _chains(netns)["filter", "LOCKER_FORWARD"] == HEAD + [
+        "-s 192.0.2.1/32 -j ACCEPT", "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
+    assert hook.list_rules(project="alpha").jumps
