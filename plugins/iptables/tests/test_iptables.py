@@ -971,3 +971,151 @@ def test_a_rule_put_before_the_head_of_locker_forward_is_named_and_the_head_rest
     assert _chains(netns)["filter", "LOCKER_FORWARD"] == HEAD + [
         "-s 192.0.2.1/32 -j ACCEPT", "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
     assert hook.list_rules(project="alpha").jumps
+
+
+# ------------------------------------------------- the policy on packets
+
+ECHO = """
+import http.server, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.client_address[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Echo)
+print("ready", flush=True)
+server.serve_forever()
+"""
+FETCH = """
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as answer:
+        print(answer.read().decode())
+except OSError:
+    print("unreachable")
+"""
+POLICY_BRIDGE = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"))
+WEB = Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80)
+
+
+class Wire:
+    """The test namespace as the host, with Locker's bridge ``locker_alpha``
+    (10.1.1.1/24, route_localnet on, as the link backends set it), two
+    "container" namespaces on it (10.1.1.2, serving on port 80, and its
+    sibling 10.1.1.3) and a LAN neighbour (192.0.2.2) that routes
+    10.1.1.0/24 through the host (192.0.2.1)."""
+
+    def __init__(self, host, factory) -> None:
+        self.host, self.container, self.neighbour = host, factory("lkc"), factory("lkn")
+        self.sibling = factory("lks")
+        self.servers: list[subprocess.Popen] = []
+        run = host.run
+        run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        run(["ip", "link", "add", "locker_alpha", "type", "bridge"])
+        run(["ip", "addr", "add", "10.1.1.1/24", "dev", "locker_alpha"])
+        run(["ip", "link", "set", "locker_alpha", "up"])
+        run(["sysctl", "-qw", "net.ipv4.conf.locker_alpha.route_localnet=1"])
+        for ns, here, there, address, route in (
+                (self.container, "vc", "vch", "10.1.1.2/24", ["default", "via", "10.1.1.1"]),
+                (self.sibling, "vs", "vsh", "10.1.1.3/24", ["default", "via", "10.1.1.1"]),
+                (self.neighbour, "vn", "vnh", "192.0.2.2/24", ["10.1.1.0/24", "via", "192.0.2.1"])):
+            run(["ip", "link", "add", there, "type", "veth", "peer", "name", here,
+                 "netns", ns.name])
+            run(["ip", "link", "set", there, "up"])
+            ns.run(["ip", "addr", "add", address, "dev", here])
+            ns.run(["ip", "link", "set", here, "up"])
+            ns.run(["ip", "route", "add", *route])
+        run(["ip", "link", "set", "vch", "master", "locker_alpha"])
+        run(["ip", "link", "set", "vsh", "master", "locker_alpha"])
+        run(["ip", "addr", "add", "192.0.2.1/24", "dev", "vnh"])
+        self.serve(self.container, "10.1.1.2", 80)
+
+    def serve(self, ns, address: str, port: int) -> None:
+        server = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", ECHO,
+                                   address, str(port)], stdout=subprocess.PIPE, text=True)
+        self.servers.append(server)
+        assert server.stdout.readline().strip() == "ready"
+
+    def fetch(self, ns, url: str) -> str:
+        """The client address the server saw, or "unreachable"."""
+        return ns.run([sys.executable, "-c", FETCH, url]).stdout.strip()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def wire(netns, netns_factory):
+    made = Wire(netns, netns_factory)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_routed_neighbour_reaches_only_forwards_and_a_drop_in_locker_user_wins(
+        hook, netns, wire) -> None:
+    direct, forwarded = "http://10.1.1.2:80/", "http://192.0.2.1:8080/"
+    assert wire.fetch(wire.neighbour, direct) == "192.0.2.2"     # FORWARD policy accept
+    hook.add_nat(bridges=[POLICY_BRIDGE])
+    hook.add_forward(forwards=[WEB])
+    assert wire.fetch(wire.neighbour, direct) == "unreachable"   # deny
+    assert wire.fetch(wire.neighbour, forwarded) == "192.0.2.2"  # the forward
+    drop = ["-d", "10.1.1.2/32", "-p", "tcp", "--dport", "80", "-j", "DROP"]
+    netns.run(["iptables-legacy", "-w", "-A", "LOCKER_USER", *drop])
+    assert wire.fetch(wire.neighbour, forwarded) == "unreachable"
+    hook.add_nat(bridges=[POLICY_BRIDGE])                        # the next start / ports
+    hook.add_forward(forwards=[WEB])
+    assert wire.fetch(wire.neighbour, forwarded) == "unreachable"
+    assert _chains(netns)["filter", "LOCKER_USER"] == [" ".join(drop[:2]) + " -p tcp -m tcp "
+                                                       "--dport 80 -j DROP"]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_forwards_work_from_the_host_itself_and_from_the_containers(hook, netns,
+                                                                     wire) -> None:
+    """nat OUTPUT into LOCKER_PREROUTING (the host's own connections, also
+    to 127.0.0.1 with the localhost masquerade), and the hairpin
+    masquerade (a container reaching its sibling's forward through a host
+    address; its own needs the bridge port's hairpin mode, which is the
+    link's business)."""
+    hook.add_nat(bridges=[POLICY_BRIDGE])
+    hook.add_forward(forwards=[WEB, Forward("alpha", "web", 8081, IPv4Address("10.1.1.2"), 80,
+                                            "tcp", IPv4Address("127.0.0.1"))])
+    assert wire.fetch(netns, "http://192.0.2.1:8080/") == "192.0.2.1"
+    assert wire.fetch(netns, "http://127.0.0.1:8080/") == "10.1.1.1"
+    assert wire.fetch(netns, "http://127.0.0.1:8081/") == "10.1.1.1"
+    assert wire.fetch(wire.sibling, "http://192.0.2.1:8080/") == "10.1.1.1"
+    assert wire.fetch(wire.neighbour, "http://192.0.2.1:8081/") == "unreachable"
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_guard_and_isolate_keep_the_bridge_off_the_hosts_own_services(hook, netns,
+                                                                      wire) -> None:
+    """A container that routes 127.0.0.1 through its gateway does not reach
+    a host service on 127.0.0.1 (guard); an isolated project's container
+    reaches the host only at its gateway (isolate)."""
+    wire.serve(netns, "127.0.0.1", 9000)
+    wire.serve(netns, "0.0.0.0", 9001)
+    wire.container.run(["ip", "addr", "del", "127.0.0.1/8", "dev", "lo"])
+    wire.container.run(["ip", "route", "add", "127.0.0.1/32", "via", "10.1.1.1"])
+    for interface in ("all", "vc"):     # it sends to and accepts replies from 127.0.0.1
+        wire.container.run(["sysctl", "-qw", f"net.ipv4.conf.{interface}.route_localnet=1"])
+    assert wire.fetch(wire.container, "http://127.0.0.1:9000/") == "10.1.1.2"   # before
+    hook.add_nat(bridges=[POLICY_BRIDGE])
+    assert wire.fetch(wire.container, "http://127.0.0.1:9000/") == "unreachable"
+    assert wire.fetch(wire.container, "http://192.0.2.1:9001/") == "10.1.1.2"
+    isolated = Bridge("alpha", "locker_alpha", POLICY_BRIDGE.network, isolated=True)
+    hook.add_nat(bridges=[isolated])
+    assert wire.fetch(wire.container, "http://192.0.2.1:9001/") == "unreachable"
+    assert wire.fetch(wire.container, "http://10.1.1.1:9001/") == "10.1.1.2"
