@@ -170,12 +170,18 @@ class IptablesBackend:
     """Firewall backend ``iptables``: Locker's rules in the legacy iptables
     tables through python-iptables (``iptc``).
 
-    Chains: ``LOCKER_PREROUTING`` and ``LOCKER_POSTROUTING`` (nat) and
-    ``LOCKER_FORWARD`` (filter), each entered by a jump with the comment
-    ``LOCKER`` placed first in ``PREROUTING`` (local destinations only),
-    ``POSTROUTING`` and ``FORWARD``. Each hook call is one commit per table
-    changed, under the xtables lock; see ``locker_iptables.rules`` for the
-    rules themselves.
+    Shared chains: ``LOCKER_PREROUTING`` and ``LOCKER_POSTROUTING`` (nat),
+    ``LOCKER_FORWARD``, ``LOCKER_USER``, ``LOCKER_ISOLATION`` and
+    ``LOCKER_INPUT`` (filter), each entered by a jump with the comment
+    ``LOCKER`` placed first in ``PREROUTING`` and nat ``OUTPUT`` (local
+    destinations only), ``POSTROUTING``, ``FORWARD`` and ``INPUT``, and
+    for ``LOCKER_USER`` and ``LOCKER_ISOLATION`` as the first two rules of
+    ``LOCKER_FORWARD``. Each project's forwards, links, outbound and
+    replies rules are in its own ``LOCKER_FWD_<p>`` / ``LOCKER_PRE_<p>``,
+    reached by one dispatch rule each. Each hook call reads the shared
+    chains and the own chains of the projects it is about, and is one
+    commit per table changed, under the xtables lock; see
+    ``locker_iptables.rules`` for the rules themselves.
 
     ``lock_timeout``: seconds to wait for ``/run/xtables.lock``;
     ``retries``: attempts of a commit that another writer's change
