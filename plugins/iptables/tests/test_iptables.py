@@ -1119,3 +1119,23 @@ def test_guard_and_isolate_keep_the_bridge_off_the_hosts_own_services(hook, netn
     hook.add_nat(bridges=[isolated])
     assert wire.fetch(wire.container, "http://192.0.2.1:9001/") == "unreachable"
     assert wire.fetch(wire.container, "http://10.1.1.1:9001/") == "10.1.1.2"
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_duplicate_and_altered_dispatch_rules_are_named_and_replaced(hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
+    netns.run(["iptables-legacy", "-w", "-N", "ELSEWHERE"])
+    for target in ("LOCKER_FWD_alpha", "ELSEWHERE"):
+        netns.run(["iptables-legacy", "-w", "-A", "LOCKER_FORWARD", "-m", "comment",
+                   "--comment", "locker:alpha:dispatch", "-j", target])
+    found = hook.list_rules(project="alpha")
+    assert not found.jumps and found.nat == {BRIDGE1}
+    assert set(found.entry_missing) == {
+        "1 duplicate dispatch rule(s) jump LOCKER_FWD_alpha in chain LOCKER_FORWARD",
+        "altered dispatch rule of project alpha in chain LOCKER_FORWARD"}
+    hook.add_nat(bridges=[BRIDGE1])
+    assert _chains(netns)["filter", "LOCKER_FORWARD"] == HEAD + [
+        "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
+    assert hook.list_rules(project="alpha").jumps
