@@ -53,13 +53,18 @@ def _errno_location() -> Any:
 
 
 def commit(table: Any) -> None:
-    """Commit an iptc table, raising CommitFailed with libiptc's errno
-    (python-iptables' own ``commit`` gives only a message)."""
+    """Commit an iptc table, raising CommitFailed with the errno that
+    ``iptc_commit`` left (python-iptables' ``Table.commit`` raises with a
+    message only; it reads nothing between the failed call and its
+    ``strerror``, which leaves errno as it is)."""
     errno_at = _errno_location()()
     errno_at[0] = 0
-    if table._iptc.iptc_commit(table._handle) != 1:
+    try:
+        table.commit()
+    except load_iptc().IPTCError as err:
         code = errno_at[0]
-        raise CommitFailed(table.name, code, os.strerror(code) if code else "unknown error")
+        raise CommitFailed(table.name, code, f"{err} (errno {code}: "
+                           f"{os.strerror(code) if code else 'none'})") from None
 
 
 @dataclass
