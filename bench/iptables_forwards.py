@@ -1,4 +1,3 @@
-#!/work/main/.venv/bin/python
 """Benchmark: ``locker --backend iptables ports`` adding 1,000 port
 forwards (10 running busybox containers x 100 ports) end to end, against
 ``iptables-legacy-restore --noflush`` loading the same 2,000 rules.

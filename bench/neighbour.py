@@ -1,4 +1,3 @@
-#!/work/wt-layout/.venv/bin/python
 """Benchmark: a small project's commands beside a big neighbour.
 
 A project of 1 running busybox container with 10 forwards (project

@@ -1,4 +1,3 @@
-#!/work/wt-layout/.venv/bin/python
 """Benchmark: ``locker ports`` adding 1,000 port forwards (10 running
 busybox containers x 100 ports; ``BENCH_FORWARDS=100|5000`` for the other
 sizes) through the nftables backend, end to end, against ``nft -f``

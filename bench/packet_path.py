@@ -1,4 +1,3 @@
-#!/work/wt-layout/.venv/bin/python
 """Benchmark: the cost of a new TCP connection through Locker's rules.
 
 Three namespaces made for the run: a client, a router holding the rules

@@ -14,6 +14,9 @@ from __future__ import annotations
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
+from locker.errors import ConfigError
+from locker.project import CgroupSetting, Project
+
 
 def _same(value: str) -> str:
     return value
@@ -72,22 +75,40 @@ class Refused(ValueError):
     """A setting of the other cgroup version without a counterpart."""
 
 
-def for_host(settings: Sequence[tuple[str, str]], cgroup2: bool) -> tuple[tuple[str, str], ...]:
+def for_host(settings: Sequence[CgroupSetting], cgroup2: bool) -> tuple[CgroupSetting, ...]:
     """``settings`` as the host's cgroup version takes them; raises
     ``Refused`` naming the first key that cannot be mapped."""
     other = V1_TO_V2 if cgroup2 else V2_TO_V1
     version, theirs = ("v2", "v1") if cgroup2 else ("v1", "v2")
     mapped = []
-    for key, value in settings:
+    for setting in settings:
+        key, value = setting.key, setting.value
         counterpart = other.get(key)
         if counterpart is None:
-            mapped.append((key, value))
+            mapped.append(setting)
         elif isinstance(counterpart, Counterpart):
             try:
-                mapped.append((counterpart.key, counterpart.convert(value)))
+                mapped.append(CgroupSetting(counterpart.key, counterpart.convert(value)))
             except ValueError:
                 raise Refused(f"{key}={value!r}: not a number, which {key} takes") from None
         else:
             raise Refused(f"{key} is a cgroup {theirs} setting and this host uses cgroup "
                           f"{version}; {counterpart}")
     return tuple(mapped)
+
+
+def for_project(project: Project, containers: Sequence[str],
+                cgroup2: bool) -> dict[str, tuple[CgroupSetting, ...]]:
+    """Each container's settings as the host takes them; a setting of the
+    other version without a counterpart is a ConfigError naming the file
+    and every container that has one, raised before anything changes."""
+    found, problems = {}, []
+    for name in containers:
+        try:
+            found[name] = for_host(project.container(name).cgroup, cgroup2)
+        except Refused as refused:
+            problems.append(f"{project.path}: {name}: cgroup: {refused}.")
+    if problems:
+        raise ConfigError(f"{project.path}: cgroup settings this host cannot take; "
+                          f"nothing was changed.", problems)
+    return found

@@ -10,6 +10,11 @@ class LockerError(Exception):
     exit_status = 1
 
 
+class Invalid(ValueError):
+    """A value breaks its grammar; the message says what is wrong and what
+    to do, without the place (the caller adds that)."""
+
+
 class ConfigError(LockerError):
     """Bad usage, or a bad project or host file (exit status 2)."""
 

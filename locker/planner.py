@@ -56,8 +56,8 @@ class HostsEntry:
     address: IPv4Address
     names: tuple[str, ...]
 
-    def line(self) -> str:
-        return f"{self.address}\t{' '.join(self.names)}\t{HOSTS_MARK}"
+    def line(self, mark: str = HOSTS_MARK) -> str:
+        return f"{self.address}\t{' '.join(self.names)}\t{mark}"
 
 
 def hosts_entries(project: Project, container: str, addresses: Mapping[str, IPv4Address],
@@ -77,17 +77,33 @@ def hosts_entries(project: Project, container: str, addresses: Mapping[str, IPv4
     return entries
 
 
+def host_entries(project: Project, addresses: Mapping[str, IPv4Address]) -> list[HostsEntry]:
+    """The lines for the project's containers in the host's own /etc/hosts
+    (``start --add-hosts``): each container's fqdn and ``NAME.PROJECT``."""
+    return [HostsEntry(ip, _unique(*(n for n in (project.container(name).fqdn,
+                                                 f"{name}.{project.name}") if n)))
+            for name, ip in addresses.items()]
+
+
+def host_hosts_mark(project: str) -> str:
+    """What ends the project's lines in the host's /etc/hosts."""
+    return f"{HOSTS_MARK}:{project}"
+
+
 def _unique(*names: str) -> tuple[str, ...]:
     return tuple(dict.fromkeys(names))
 
 
-def hosts_file(current: str | None, entries: Sequence[HostsEntry]) -> str:
-    """``current`` with every line Locker wrote before replaced by ``entries``;
-    the other lines keep their content and order."""
-    kept = [line for line in (current or "").splitlines() if not line.endswith(HOSTS_MARK)]
-    if not any(line.split()[:1] == ["127.0.0.1"] for line in kept):
+def hosts_file(current: str | None, entries: Sequence[HostsEntry], mark: str = HOSTS_MARK,
+               localhost: bool = True) -> str:
+    """``current`` with every line ending in ``mark`` (the lines Locker
+    wrote before) replaced by ``entries``; the other lines keep their
+    content and order. ``localhost``: add a ``127.0.0.1 localhost`` line
+    where there is none (a container's file; not the host's)."""
+    kept = [line for line in (current or "").splitlines() if not line.endswith(mark)]
+    if localhost and not any(line.split()[:1] == ["127.0.0.1"] for line in kept):
         kept.insert(0, "127.0.0.1\tlocalhost")
-    return "\n".join(kept + [entry.line() for entry in entries]) + "\n"
+    return "\n".join(kept + [entry.line(mark) for entry in entries]) + "\n"
 
 
 def parse_hosts_entries(text: str | None) -> list[HostsEntry]:

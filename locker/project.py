@@ -6,12 +6,24 @@ here touches the file system or the kernel.
 
 from __future__ import annotations
 
+import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
+from locker.errors import Invalid
 from locker.subnets import DEFAULT_POOL
+
+#: Characters that break a line or a config file: C0 and C1 controls and
+#: the Unicode line and paragraph separators.
+CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
+#: A cgroup controller file as LXC takes it after ``lxc.cgroup[2].``:
+#: ``memory.max``, ``cpu.shares``, ``memory.limit_in_bytes``.
+CGROUP_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
+_WHITESPACE = re.compile(r"\s")
+_DOTDOT = {"HOST_DIR": "hides which directory is shared",
+           "CONTAINER_DIR": "could leave the container's root file system"}
 
 
 @dataclass(frozen=True)
@@ -41,10 +53,48 @@ class LinkSpec:
 @dataclass(frozen=True)
 class VolumeSpec:
     """``HOST_DIR:CONTAINER_DIR`` with ``$project``, ``$name``, ``$fqdn``
-    already replaced."""
+    already replaced. Made only valid (else ``Invalid``): both paths
+    absolute, without ``..``, whitespace or control characters (an LXC mount
+    entry separates its fields by spaces), the container's directory not
+    its root."""
 
     host_dir: str
     container_dir: str
+
+    def __post_init__(self) -> None:
+        for what, path in (("HOST_DIR", self.host_dir), ("CONTAINER_DIR", self.container_dir)):
+            if not path.startswith("/"):
+                raise Invalid(f'{what} "{path}" is not an absolute path; start it with /')
+            if _WHITESPACE.search(path) or CONTROL.search(path):
+                raise Invalid(f'{what} "{path}" contains whitespace or control characters, '
+                              "which LXC mount entries cannot hold; rename the directory")
+            if ".." in path.split("/"):
+                raise Invalid(f'{what} "{path}" contains "..", which {_DOTDOT[what]}; '
+                              "give a plain absolute path")
+        if not any(part not in ("", ".") for part in self.container_dir.split("/")):
+            raise Invalid(f'CONTAINER_DIR "{self.container_dir}" is the container\'s root '
+                          "directory, which cannot be mounted over; give a directory inside it")
+
+
+@dataclass(frozen=True)
+class CgroupSetting:
+    """``KEY=VALUE`` as it goes into an LXC config line
+    (``lxc.cgroup[2].KEY = VALUE``). Made only valid (else ``Invalid``):
+    a controller file name, and a value on one line."""
+
+    key: str
+    value: str
+
+    def __post_init__(self) -> None:
+        if not CGROUP_KEY.fullmatch(self.key):
+            raise Invalid(f'"{self.key}" is not a cgroup key; give a controller file name in '
+                          "lower case like memory.max or cpu.shares")
+        if not self.value.strip() or CONTROL.search(self.value):
+            raise Invalid(f"the value of {self.key} is empty or holds control characters; "
+                          "give it on one line")
+
+    def __str__(self) -> str:
+        return f"{self.key}={self.value}"
 
 
 @dataclass(frozen=True)
@@ -89,7 +139,7 @@ class ContainerSpec:
     fqdn: str | None = None
     dns: tuple[str, ...] = ()
     volumes: tuple[VolumeSpec, ...] = ()
-    cgroup: tuple[tuple[str, str], ...] = ()
+    cgroup: tuple[CgroupSetting, ...] = ()
 
 
 @dataclass(frozen=True)

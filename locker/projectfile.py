@@ -239,7 +239,7 @@ def _section(entry: Entry, allowed: tuple[str, ...], problems: Problems,
             section[key] = _list(key_entry, _LIST_PARSERS[key], problems)
     seen: dict[str, Located] = {}
     for located in section.get("cgroup", []):
-        key = located.value[0]
+        key = located.value.key
         if key in seen:
             problems.add(located.node, located.path, f"{key} is set twice in this list "
                          f"(also at line {line_of(seen[key].node)}); keep one",
@@ -346,7 +346,7 @@ def _merge(defaults: Section, own: Section) -> Section:
     """Own keys replace default keys; cgroup settings merge by their key."""
     merged = {**defaults, **own}
     if "cgroup" in defaults and "cgroup" in own:
-        settings = {located.value[0]: located
+        settings = {located.value.key: located
                     for located in defaults["cgroup"] + own["cgroup"]}
         merged["cgroup"] = list(settings.values())
     return merged

@@ -15,8 +15,8 @@ from ipaddress import IPv4Address
 from string import Template
 
 from locker.names import NAME_MAX, is_valid_name
-from locker.project import LinkSpec, PortSpec, VolumeSpec
-from locker.yamlnodes import CONTROL, Invalid
+from locker.errors import Invalid
+from locker.project import CONTROL, CgroupSetting, LinkSpec, PortSpec, VolumeSpec
 
 PROTOCOLS = ("tcp", "udp")
 DNS_WORDS = ("$bridge", "$copy")
@@ -25,9 +25,6 @@ NAME_RULE = (f"a letter followed by letters, digits and hyphens, not ending in a
              f"at most {NAME_MAX} characters (it becomes part of interface names, rule "
              "comments and hostnames)")
 
-#: A cgroup controller file as LXC takes it after ``lxc.cgroup[2].``:
-#: ``memory.max``, ``cpu.shares``, ``memory.limit_in_bytes``.
-CGROUP_KEY = re.compile(r"[a-z][a-z0-9_]*(?:\.[a-z0-9_]+)+")
 #: An LXC container's name for ``clone``; never taken for an option.
 LXC_NAME = re.compile(r"[A-Za-z0-9_][A-Za-z0-9_.-]*")
 #: A template's name and its argument keys (``--KEY VALUE``).
@@ -37,9 +34,6 @@ DOWNLOAD_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 
 _DIGITS = re.compile(r"[0-9]+")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
-_WHITESPACE = re.compile(r"\s")
-_DOTDOT = {"HOST_DIR": "hides which directory is shared",
-           "CONTAINER_DIR": "could leave the container's root file system"}
 LOCALHOST = IPv4Address("127.0.0.1")
 _PORT_FORMAT = "write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for example 8080:80"
 
@@ -161,47 +155,17 @@ def substitute_volume(host: str, container: str, variables: dict[str, str]) -> V
         except ValueError:
             raise Invalid(f"a lone $ in {what}; write $$ for a dollar sign") from None
         paths.append(path)
-    return check_volume(paths[0], paths[1])
+    return VolumeSpec(paths[0], paths[1])
 
 
-def check_volume(host_dir: str, container_dir: str) -> VolumeSpec:
-    """Both paths absolute, without ``..``, whitespace or control
-    characters (an LXC mount entry separates its fields by spaces), and
-    the container's directory not its root."""
-    for what, path in (("HOST_DIR", host_dir), ("CONTAINER_DIR", container_dir)):
-        if not path.startswith("/"):
-            raise Invalid(f'{what} "{path}" is not an absolute path; start it with /')
-        if _WHITESPACE.search(path) or CONTROL.search(path):
-            raise Invalid(f'{what} "{path}" contains whitespace or control characters, '
-                          "which LXC mount entries cannot hold; rename the directory")
-        if ".." in path.split("/"):
-            raise Invalid(f'{what} "{path}" contains "..", which {_DOTDOT[what]}; '
-                          "give a plain absolute path")
-    if not any(part not in ("", ".") for part in container_dir.split("/")):
-        raise Invalid(f'CONTAINER_DIR "{container_dir}" is the container\'s root directory, '
-                      "which cannot be mounted over; give a directory inside it")
-    return VolumeSpec(host_dir=host_dir, container_dir=container_dir)
-
-
-def parse_cgroup(text: str) -> tuple[str, str]:
+def parse_cgroup(text: str) -> CgroupSetting:
     """``key=value``: a controller key like ``memory.max`` and a value on
     one line (it goes into the container's config as ``lxc.cgroup*.KEY``)."""
     key, equals, value = text.partition("=")
     key, value = key.strip(), value.strip()
     if not equals or not value:
         raise Invalid("expected key=value, for example memory.max=200M")
-    return check_cgroup(key, value)
-
-
-def check_cgroup(key: str, value: str) -> tuple[str, str]:
-    """A cgroup setting as it goes into an LXC config line."""
-    if not CGROUP_KEY.fullmatch(key):
-        raise Invalid(f'"{key}" is not a cgroup key; give a controller file name in lower '
-                      "case like memory.max or cpu.shares")
-    if not value.strip() or CONTROL.search(value):
-        raise Invalid(f"the value of {key} is empty or holds control characters; "
-                      "give it on one line")
-    return key, value
+    return CgroupSetting(key, value)
 
 
 def check_lxc_name(text: str) -> str:

@@ -41,13 +41,11 @@ from yaml.events import (AliasEvent, CollectionEndEvent, CollectionStartEvent, N
                          ScalarEvent)
 from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
-from locker.errors import ConfigError
+from locker.errors import ConfigError, Invalid
+from locker.project import CONTROL
 
 NULL_TAG = "tag:yaml.org,2002:null"
 _PLAIN_KEY = re.compile(r"[A-Za-z0-9_$-]+")
-#: Characters that break a line or a config file: C0 and C1 controls and
-#: the Unicode line and paragraph separators.
-CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]")
 
 #: The largest file read: real project files are a few KiB.
 MAX_FILE_BYTES = 1 << 20
@@ -58,11 +56,6 @@ MAX_DEPTH = 64
 MAX_NODES = 30_000
 #: The most problems listed; the others are counted.
 MAX_SHOWN = 100
-
-
-class Invalid(ValueError):
-    """A value breaks its grammar; the message says what is wrong and what
-    to do, without the place (the caller adds that)."""
 
 
 def line_of(node: Node) -> int:

@@ -1,5 +1,7 @@
-"""``locker backends``: every installed backend, whether it can work here,
-and which one this host would use."""
+"""``locker backends``: every installed backend, whether it can work here
+(with what its availability check found, ``Availability.details``), and
+which one this host would use, chosen by ``locker.plugins.select`` as every
+other command chooses it."""
 
 from __future__ import annotations
 
@@ -12,6 +14,8 @@ from locker.cli.session import ENV_FIREWALL, ENV_LINK, choose
 from locker.errors import LockerError
 from locker.hostconfig import load_host_config
 
+NEEDS_ROOT = "its check of this host can only run as root; run locker backends as root"
+
 
 def survey(args, warn: Callable[[str], None],
            environ: Mapping[str, str] = os.environ) -> dict:
@@ -23,40 +27,33 @@ def survey(args, warn: Callable[[str], None],
     report = {}
     root = privileges.is_root()
     for namespace, (requested, how) in wanted.items():
-        rows = []
-        for name, dist in plugins.installed(namespace).items():
-            if not root:  # its check would fail for want of root, not of the host
-                rows.append({"name": name, "distribution": dist, "usable": False,
-                             "auto": False, "needs_root": True,
-                             "reason": "its check of this host can only run as "
-                                       "root; run locker backends as root",
-                             "warning": None})
-                continue
-            try:
-                answer = plugins.availability(namespace, plugins.load(namespace, name))
-                row = {"name": name, "distribution": dist, "usable": answer.usable,
-                       "auto": answer.auto, "reason": answer.reason,
-                       "warning": answer.warning}
-            except LockerError as exc:
-                row = {"name": name, "distribution": dist, "usable": False, "auto": False,
-                       "reason": str(exc), "warning": None}
-            rows.append(row)
+        rows = [_row(namespace, name, dist, root, host.backends.get(name))
+                for name, dist in plugins.installed(namespace).items()]
         report[plugins.ROLES[namespace].role] = {
-            "backends": rows, "selected": _selected(rows, requested, how)}
+            "backends": rows,
+            "selected": _selected(namespace, requested, how, root, host.backends)}
     return report
 
 
-def _selected(rows: list[dict], requested: str | None, how: str) -> dict:
-    if any(r.get("needs_root") for r in rows):
+def _row(namespace: str, name: str, dist: str, root: bool, settings) -> dict:
+    row = {"name": name, "distribution": dist, "usable": False, "auto": False,
+           "reason": NEEDS_ROOT, "warning": None, "details": {}}
+    if not root:  # its check would fail for want of root, not of the host
+        return {**row, "needs_root": True}
+    try:
+        answer = plugins.availability(namespace, plugins.load(namespace, name, settings))
+    except LockerError as exc:
+        return {**row, "reason": str(exc)}
+    return {**row, "usable": answer.usable, "auto": answer.auto, "reason": answer.reason,
+            "warning": answer.warning, "details": dict(answer.details)}
+
+
+def _selected(namespace: str, requested: str | None, how: str, root: bool,
+              settings) -> dict:
+    if not root:
         return {"name": requested, "how": how, "error": "needs root"}
-    if requested:
-        row = next((r for r in rows if r["name"] == requested), None)
-        if row is None:
-            return {"name": requested, "how": how, "error": "not installed"}
-        if not row["usable"]:
-            return {"name": requested, "how": how, "error": row["reason"]}
-        return {"name": requested, "how": how, "error": None}
-    row = next((r for r in rows if r["usable"] and r["auto"]), None)
-    if row is None:
-        return {"name": None, "how": how, "error": "no installed backend can work here"}
-    return {"name": row["name"], "how": how, "error": None}
+    try:
+        chosen = plugins.select(namespace, requested, how, lambda warning: None, settings)
+    except LockerError as exc:
+        return {"name": requested, "how": how, "error": str(exc)}
+    return {"name": chosen.name, "how": chosen.how, "error": None}

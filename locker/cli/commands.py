@@ -85,14 +85,7 @@ def cmd_validate(args, out: Output) -> None:
     if problems:
         raise ConfigError(f"{project.path}: {len(problems)} host port(s) are forwarded by "
                           f"another project of this host.", problems)
-    cgroup2 = host_uses_cgroup2()
-    for spec in project.containers:
-        try:
-            cgroups.for_host(spec.cgroup, cgroup2)
-        except cgroups.Refused as refused:
-            problems.append(f"{project.path}: {spec.name}: cgroup: {refused}.")
-    if problems:
-        raise ConfigError(f"{project.path}: cgroup settings this host cannot take.", problems)
+    cgroups.for_project(project, project.container_names, host_uses_cgroup2())
     out.print(f"{project.path}: project {project.name!r}, "
               f"{len(project.containers)} container(s), no problems")
 
@@ -104,7 +97,7 @@ def cmd_backends(args, out: Output) -> None:
     if args.json:
         out.print(json.dumps(report, indent=2))
     else:
-        render.backends(out, report)
+        render.backends(out, report, details=args.verbose >= 1)
 
 
 def cmd_create(args, out: Output) -> None:
@@ -377,5 +370,6 @@ HANDLERS: dict[str, Callable] = {
     "up": cmd_up, "down": cmd_down, "exec": cmd_exec, "attach": cmd_attach,
     "console": cmd_console, "logs": cmd_logs,
 }
-from locker.cli.about import cmd_completion  # noqa: E402  (locker/cli/about.py)
+from locker.cli.about import cmd_completion, cmd_plugins  # noqa: E402  (locker/cli/about.py)
 HANDLERS["completion"] = cmd_completion
+HANDLERS["plugins"] = cmd_plugins

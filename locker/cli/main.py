@@ -33,6 +33,8 @@ COMMANDS = {
     "cleanup": "stop all containers, remove the project's rules and its bridge",
     "validate": "check the project file and report every problem",
     "backends": "list the installed backends and which ones this host would use",
+    "plugins": "list every installed plugin (backends and observers) with its distribution "
+               "and version",
     "ls": "list every project of this host, from Locker's host state",
     "restore": "re-apply the network of running projects after a firewall reload or reboot",
     "exec": "run a command in a running container: exec CONTAINER -- CMD [ARG ...]",
@@ -41,7 +43,7 @@ COMMANDS = {
     "logs": "show a container's console log",
     "completion": "print the completion script for bash, zsh or fish",
 }
-NO_CONTAINERS = {"cleanup", "down", "validate", "backends", "ls", "restore"}
+NO_CONTAINERS = {"cleanup", "down", "validate", "backends", "plugins", "ls", "restore"}
 #: Commands on exactly one container.
 ONE_CONTAINER = {"exec", "attach", "console", "logs"}
 CHANGING = {"up", "down", "create", "start", "stop", "reboot", "rm", "ports", "rmports",
@@ -89,7 +91,7 @@ def _command_options() -> list[tuple[tuple[str, ...], set[str], dict]]:
         (("--dry-run", "-n"), CHANGING,
          dict(dest="dry_run", action="store_true",
               help="print the changes this command would make, and make none")),
-        (("--json",), {"status", "backends", "ls", "plan"} | CHANGING,
+        (("--json",), {"status", "backends", "plugins", "ls", "plan"} | CHANGING,
          dict(action="store_true", help="machine-readable output")),
     ]
 

@@ -16,7 +16,7 @@ import os
 from locker.errors import LockerError
 
 #: Commands that only read a file or the host state.
-WITHOUT_ROOT = {"validate", "ls", "backends", "completion", "status"}
+WITHOUT_ROOT = {"validate", "ls", "backends", "plugins", "completion", "status"}
 
 
 class NeedsRoot(LockerError):
@@ -38,5 +38,5 @@ def require_root(command: str) -> None:
              "console": "enters a container"}.get(
                  command, "changes the host's network and its LXC containers")
     raise NeedsRoot(f"locker {command} {doing}, which needs root: run locker as root "
-                    f"(sudo locker {command}); validate, ls, backends and status work "
+                    f"(sudo locker {command}); validate, ls, backends, plugins and status work "
                     f"without it.")

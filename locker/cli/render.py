@@ -14,7 +14,9 @@ STATE_COLOURS = {"RUNNING": "green", "STOPPED": "red", "FROZEN": "yellow", "ABSE
                  "UNKNOWN": "red"}
 
 
-def backends(out: Output, report: dict) -> None:
+def backends(out: Output, report: dict, details: bool = False) -> None:
+    """The ``locker backends`` report; ``details`` (-v): also what each
+    availability check found (``Availability.details``)."""
     for role, part in report.items():
         out.print(out.paint(f"{role} backends:", "bold"))
         chosen = part["selected"]["name"]
@@ -28,6 +30,9 @@ def backends(out: Output, report: dict) -> None:
             out.print(f" {mark} {row['name']:<10} {row['distribution']:<20} "
                       f"{out.paint(verdict, 'green' if row['usable'] else 'yellow' if row.get('needs_root') else 'red')}: "
                       f"{row['reason']}")
+            if details:
+                for key, value in row.get("details", {}).items():
+                    out.print(f"       {key}: {value}")
         if not part["backends"]:
             out.print("   (none installed)")
         selected = part["selected"]

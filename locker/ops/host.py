@@ -33,7 +33,7 @@ def summarize(record: ProjectRecord, open_project: Callable[[ProjectRecord], Con
                               problem="its project file is gone")
     try:
         ctx = open_project(record)
-        facts = network.read_network(ctx, network.read_containers(ctx))
+        facts = network.read_all(ctx)
         result = network.compute_diff(ctx, facts)
     except Exception as exc:  # one broken project must not hide the others
         return ProjectSummary(record, True, problem=str(exc).splitlines()[0])

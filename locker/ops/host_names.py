@@ -26,12 +26,7 @@ from locker.runtime.rootfs import atomic_write
 
 def write(ctx: Context, ips: Mapping[str, IPv4Address]) -> None:
     """Replace the project's lines with one per container in ``ips``."""
-    lines = []
-    for name, ip in ips.items():
-        fqdn = ctx.project.container(name).fqdn
-        names = " ".join(n for n in (fqdn, f"{name}.{ctx.project.name}") if n)
-        lines.append(f"{ip}\t{names}\t{_mark(ctx)}")
-    _replace(ctx, lines)
+    _replace(ctx, planner.host_entries(ctx.project, ips))
 
 
 def remove(ctx: Context) -> None:
@@ -39,11 +34,7 @@ def remove(ctx: Context) -> None:
     _replace(ctx, [])
 
 
-def _mark(ctx: Context) -> str:
-    return f"{planner.HOSTS_MARK}:{ctx.project.name}"
-
-
-def _replace(ctx: Context, lines: list[str]) -> None:
+def _replace(ctx: Context, entries: list[planner.HostsEntry]) -> None:
     """Under the host lock and atomically, so that two projects at once keep
     each other's lines; a file that would not change is not rewritten."""
     with ctx.lock():
@@ -51,11 +42,11 @@ def _replace(ctx: Context, lines: list[str]) -> None:
             current = ctx.host_hosts.read_text()
         except FileNotFoundError:
             current = ""
-        kept = [line for line in current.splitlines() if not line.endswith(_mark(ctx))]
-        wanted = "\n".join(kept + lines) + "\n"
-        if wanted != current and (lines or current):
+        wanted = planner.hosts_file(current, entries, planner.host_hosts_mark(ctx.project.name),
+                                    localhost=False)
+        if wanted != current and (entries or current):
             ctx.journal.change(Change(ctx.project.name, "rewrote", "the host's hosts file",
-                                      f"({len(lines)} line(s) of the project)"),
+                                      f"({len(entries)} line(s) of the project)"),
                                lambda: write_hosts(ctx.host_hosts, wanted))
 
 

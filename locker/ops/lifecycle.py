@@ -235,7 +235,7 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address, cgroup: tuple) 
         Change(name, "configured", "container", f"(address {address} on {bridge.name})"),
         lambda: ctx.runtime.configure(
             lxc, bridge.name, address, bridge.gateway,
-            mounts=[(v.host_dir, v.container_dir) for v in spec.volumes],
+            mounts=spec.volumes,
             cgroup=cgroup, hostname=_hostname(spec)))
 
 
@@ -412,19 +412,8 @@ def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
 
 def cgroup_settings(ctx: Context, containers: Sequence[str]) -> dict[str, tuple]:
     """Each container's cgroup settings for the host's cgroup version (see
-    ``locker.cgroups``); another version's key without a counterpart is a
-    ConfigError naming the file and the container."""
-    cgroup2 = ctx.cgroup2()
-    found, problems = {}, []
-    for name in containers:
-        try:
-            found[name] = cgroups.for_host(ctx.project.container(name).cgroup, cgroup2)
-        except cgroups.Refused as refused:
-            problems.append(f"{ctx.project.path}: {name}: cgroup: {refused}.")
-    if problems:
-        raise ConfigError(f"{ctx.project.path}: cgroup settings this host cannot take; "
-                          f"nothing was changed.", problems)
-    return found
+    ``locker.cgroups.for_project``)."""
+    return cgroups.for_project(ctx.project, containers, ctx.cgroup2())
 
 
 def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
@@ -443,7 +432,7 @@ def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
             not_created(ctx, name, missing)
         elif settings and network.is_up(facts.states[name]):
             ctx.journal.change(
-                Change(name, "set", "cgroup", ", ".join(f"{k}={v}" for k, v in settings)),
+                Change(name, "set", "cgroup", ", ".join(str(s) for s in settings)),
                 lambda: ctx.runtime.apply_cgroup(lxc, settings))
 
     failures: list[LockerError] = []

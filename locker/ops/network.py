@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import dataclass, field, replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from typing import TypeVar
 
@@ -40,6 +40,8 @@ class Facts:
     rules: Ruleset = Ruleset()
     blockers: tuple[Blocker, ...] = ()
     overlaps: tuple[str, ...] = ()  # what has come to overlap the bridge's subnet
+    #: the addresses the running containers have now, when read (``status``)
+    live: dict[str, tuple[IPv4Address, ...]] = field(default_factory=dict)
 
     @property
     def running(self) -> frozenset[str]:
@@ -55,19 +57,21 @@ class Facts:
         return {n: a.ip for n, a in self.configured.items() if a is not None}
 
 
-def read_containers(ctx: Context) -> Facts:
+def read_containers(ctx: Context, addresses: bool = False) -> Facts:
     """States and configured addresses of the file's containers, and the
-    names of the orphans: one runtime query per container, up to
-    ``ctx.parallel`` at once."""
+    names of the orphans: one survey of the runtime for all of them, which
+    with ``addresses`` also reads the addresses the running ones have."""
     names = ctx.project.container_names
-    states = dict(zip(names, in_parallel(ctx, lambda n: ctx.runtime.state(ctx.lxc(n)), names)))
+    survey = ctx.runtime.survey([ctx.lxc(n) for n in names], addresses)
+    states = {n: survey[ctx.lxc(n)].state for n in names}
+    live = {n: survey[ctx.lxc(n)].addresses for n in names} if addresses else {}
     configured = {name: ctx.runtime.configured_address(ctx.lxc(name))
                   for name, state in states.items() if state != ABSENT}
     prefix = ctx.lxc("")
     orphans = tuple(sorted(
         lxc[len(prefix):] for lxc in ctx.runtime.names()
         if lxc.startswith(prefix) and lxc[len(prefix):] not in ctx.project.container_names))
-    return Facts(states, configured, orphans)
+    return Facts(states, configured, orphans, live=live)
 
 
 def in_parallel(ctx: Context, read: Callable[[str], T], names: Sequence[str]) -> list[T]:
@@ -76,6 +80,17 @@ def in_parallel(ctx: Context, read: Callable[[str], T], names: Sequence[str]) ->
         return [read(name) for name in names]
     with ThreadPoolExecutor(max_workers=min(ctx.parallel, len(names))) as pool:
         return list(pool.map(read, names))
+
+
+def read_all(ctx: Context, addresses: bool = False) -> Facts:
+    """``read_containers`` and ``read_network`` at once: the runtime's
+    survey (a command that mostly waits) runs in a thread of its own while
+    this one reads the kernel."""
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        containers = pool.submit(read_containers, ctx, addresses)
+        network = read_network(ctx, Facts({}, {}))
+        return replace(containers.result(), bridge=network.bridge, rules=network.rules,
+                       blockers=network.blockers, overlaps=network.overlaps)
 
 
 def read_network(ctx: Context, facts: Facts, rules_only: bool = False) -> Facts:

@@ -56,7 +56,7 @@ class Status:
 
 
 def status(ctx: Context) -> Status:
-    facts = network.read_network(ctx, network.read_containers(ctx))
+    facts = network.read_all(ctx, addresses=True)
     containers = network.in_parallel(
         ctx, lambda name: _container(ctx, name, facts), ctx.project.container_names)
     return Status(ctx.project.name, ctx.bridge_name, facts.bridge, tuple(containers),
@@ -72,7 +72,7 @@ def _container(ctx: Context, name: str, facts: network.Facts) -> ContainerStatus
     not_lockers: tuple[planner.HostsEntry, ...] = ()
     if state != ABSENT:
         try:
-            addresses = ctx.runtime.addresses(lxc) if network.is_up(state) else ()
+            addresses = facts.live.get(name, ())
             hosts = tuple(planner.parse_hosts_entries(ctx.runtime.read_file(lxc, "/etc/hosts")))
         except LockerError as exc:  # one container's refusal does not hide the others
             problem = str(exc)

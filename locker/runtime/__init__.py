@@ -6,10 +6,10 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
-from typing import Protocol
+from typing import NamedTuple, Protocol
 
 from locker.errors import LockerError
-from locker.project import Source
+from locker.project import CgroupSetting, Source, VolumeSpec
 
 RUNNING = "RUNNING"
 STOPPED = "STOPPED"
@@ -42,6 +42,14 @@ class CommandTimedOut(LockerError):
         self.timeout = timeout
 
 
+class Observed(NamedTuple):
+    """One container as ``Runtime.survey`` found it: its state and, when
+    asked for and it runs, the IPv4 addresses it has now."""
+
+    state: str
+    addresses: tuple[IPv4Address, ...] = ()
+
+
 def state_reason(state: str) -> str | None:
     """Why ``state`` is UNKNOWN, or None for a known state."""
     if state != UNKNOWN:
@@ -64,6 +72,12 @@ class Runtime(Protocol):
         raises for a container that exists: an unreadable state is never
         taken for STOPPED."""
 
+    def survey(self, names: Sequence[str], addresses: bool = False) -> dict[str, Observed]:
+        """The state of each of ``names`` (as ``state`` gives it) and, with
+        ``addresses``, the IPv4 addresses of those that run (as
+        ``addresses`` gives them): what a command reads of all its
+        containers, in as few queries as the runtime can."""
+
     def names(self) -> tuple[str, ...]:
         """The LXC names of every container in the lxcpath."""
 
@@ -75,8 +89,8 @@ class Runtime(Protocol):
         """Delete a stopped container."""
 
     def configure(self, name: str, bridge: str, address: IPv4Interface,
-                  gateway: IPv4Address, mounts: Sequence[tuple[str, str]] = (),
-                  cgroup: Sequence[tuple[str, str]] = (), hostname: str | None = None) -> None:
+                  gateway: IPv4Address, mounts: Sequence[VolumeSpec] = (),
+                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None) -> None:
         """Write the container's network (a veth on ``bridge`` with the
         static ``address`` and ``gateway``), bind mounts, cgroup settings
         and hostname into its configuration, replacing what Locker wrote
@@ -96,7 +110,7 @@ class Runtime(Protocol):
 
     def unfreeze(self, name: str) -> None: ...
 
-    def apply_cgroup(self, name: str, settings: Sequence[tuple[str, str]]) -> None:
+    def apply_cgroup(self, name: str, settings: Sequence[CgroupSetting]) -> None:
         """Set cgroup values on the running container."""
 
     def addresses(self, name: str) -> tuple[IPv4Address, ...]:

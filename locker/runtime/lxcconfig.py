@@ -15,9 +15,8 @@ import re
 from collections.abc import Sequence
 from ipaddress import IPv4Address, IPv4Interface
 
-from locker import projectsyntax
 from locker.errors import ConfigError
-from locker.yamlnodes import Invalid
+from locker.project import CgroupSetting, VolumeSpec
 
 BEGIN = "# >>> locker: this block is rewritten by Locker; edit the project file instead"
 END = "# <<< locker"
@@ -68,16 +67,17 @@ def hwaddr_for(address: IPv4Interface) -> str:
 
 
 def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
-                 mounts: Sequence[tuple[str, str]] = (),
-                 cgroup: Sequence[tuple[str, str]] = (),
+                 mounts: Sequence[VolumeSpec] = (),
+                 cgroup: Sequence[CgroupSetting] = (),
                  hostname: str | None = None, cgroup2: bool = False,
                  console_log: str | None = None) -> list[str]:
     """The lines of Locker's block, markers included. ``console_log``: the
     file LXC writes the container's console to (``locker logs``).
 
     ``cgroup2`` selects ``lxc.cgroup2.KEY`` (unified hierarchy) instead of
-    ``lxc.cgroup.KEY`` (v1 or hybrid hosts). Raises ConfigError for a mount
-    or cgroup setting that cannot be written into an LXC config line.
+    ``lxc.cgroup.KEY`` (v1 or hybrid hosts). Mounts and cgroup settings
+    are valid by their types (``locker.project``); raises ConfigError for
+    a hostname or log path that would not stay on its line.
     """
     lines = [BEGIN]
     if hostname is not None:
@@ -96,27 +96,18 @@ def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
         f"lxc.net.0.ipv4.address = {address.with_prefixlen} {address.network.broadcast_address}",
         f"lxc.net.0.ipv4.gateway = {gateway}",
     ]
-    for host_dir, container_dir in mounts:
-        lines.append(f"lxc.mount.entry = {mount_entry(host_dir, container_dir)}")
+    for mount in mounts:
+        lines.append(f"lxc.mount.entry = {mount_entry(mount)}")
     prefix = "lxc.cgroup2" if cgroup2 else "lxc.cgroup"
-    for key, value in cgroup:
-        try:
-            projectsyntax.check_cgroup(key, value)
-        except Invalid as error:
-            raise ConfigError(f"cgroup setting {key}={value!r}: {error}.") from None
-        lines.append(f"{prefix}.{key} = {value.strip()}")
+    for setting in cgroup:
+        lines.append(f"{prefix}.{setting.key} = {setting.value.strip()}")
     lines.append(END)
     return lines
 
 
-def mount_entry(host_dir: str, container_dir: str) -> str:
+def mount_entry(mount: VolumeSpec) -> str:
     """An fstab-style bind mount entry, the target relative to the rootfs."""
-    try:
-        projectsyntax.check_volume(host_dir, container_dir)
-    except Invalid as error:
-        raise ConfigError(f"volume {host_dir}:{container_dir}: {error}.") from None
-    target = container_dir.strip("/")
-    return f"{host_dir} {target} none bind,create=dir 0 0"
+    return f"{mount.host_dir} {mount.container_dir.strip('/')} none bind,create=dir 0 0"
 
 
 def rewrite(text: str, block: Sequence[str], replace_hostname: bool) -> str:

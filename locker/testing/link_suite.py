@@ -9,23 +9,26 @@ drives it.
 
 How to use it (the whole test module of a backend)::
 
-    import pytest
     from locker.testing.link_suite import LinkBackendTests
 
-    @pytest.mark.privileged
-    class TestMyBackend(LinkBackendTests):
-        def make_backend(self):
-            from locker_mine import MyBackend
-            return MyBackend()
 
-The interface a subclass provides (methods, no constructor):
+    class TestMine(LinkBackendTests):
+        backend_name = "mine"       # its entry point in locker.link
 
-``make_backend() -> object`` (required)
-    A new plugin object. Called once per test, after the test process has
-    entered the test's network namespace, so a backend that opens kernel
-    sockets in its constructor opens them there, and one that runs commands
-    (``ip``, ``brctl``) runs them there too: child processes inherit the
-    namespace of the thread that starts them.
+``backend_name`` and ``skips`` work as in the firewall suite
+(``locker.testing.firewall_suite``): the backend is loaded by name, its
+hooks are checked against the contract before any test drives it (every
+hook of the role, marked ``@hookimpl``, with the hookspec's arguments,
+``locker_api`` declared), and a declared skip skips also under
+``LOCKER_TESTS_NO_SKIP=1``. Methods a subclass may override:
+
+``make_backend() -> object``
+    A new plugin object (default: ``load(LINK, backend_name)``). Called
+    once per test, after the test process has entered the test's network
+    namespace, so a backend that opens kernel sockets in its constructor
+    opens them there, and one that runs commands (``ip``, ``brctl``) runs
+    them there too: child processes inherit the namespace of the thread
+    that starts them.
 ``add_non_bridge(netns, name) -> None`` (optional)
     Create an interface called ``name`` that is not a bridge. The default
     makes a ``dummy`` interface, or a ``veth`` pair (peer ``<name>p``, name
@@ -43,7 +46,11 @@ tools' interfaces (with the messages of ``locker.link.rules``); the subnet
 choice on real routing tables (addresses on down interfaces, routes of
 every table and type, default routes and split default routes such as
 OpenVPN's def1 pair, a routed 10.0.0.0/8, host and blackhole routes,
-reservations, a moved pool); ``subnet_conflicts``; IPv4 forwarding.
+reservations, a moved pool); ``subnet_conflicts``; IPv4 forwarding; and
+real traffic (``locker.testing.traffic``) over a bridge the backend made:
+two namespaces on it reach each other and the bridge's address, and once
+``ensure_ip_forwarding`` ran, a namespace beyond the host is reached
+through it.
 
 Everything the suite checks in the kernel it reads with ``ip -j`` inside the
 namespace, never through the backend under test. Bridges "of Locker's" that
@@ -64,9 +71,11 @@ import pytest
 from locker.errors import BackendError
 from locker.model import Availability, Bridge, BridgeState
 from locker.names import bridge_alias, bridge_name
-from locker.plugins import new_manager
+from locker import plugins
 from locker.subnets import DEFAULT_POOL
+from locker.testing.contract import BackendSuite
 from locker.testing.netns import NetNS
+from locker.testing.traffic import Lab
 
 PROJECT = "alpha"
 NAME = bridge_name(PROJECT)
@@ -170,13 +179,12 @@ def write_ip_forward(netns: NetNS, value: str) -> None:
     netns.run(["sh", "-c", f"echo {value} > {IP_FORWARD}"])
 
 
-class LinkBackendTests:
+class LinkBackendTests(BackendSuite):
     """The conformance tests; see the module docstring for how to subclass."""
 
-    # ------------------------------------------------ the subclass interface
+    namespace = plugins.LINK
 
-    def make_backend(self) -> object:
-        raise NotImplementedError("the subclass returns the plugin object")
+    # ------------------------------------------------ the subclass interface
 
     def add_non_bridge(self, netns: NetNS, name: str) -> None:
         if netns.run(["ip", "link", "add", name, "type", "dummy"], check=False).returncode:
@@ -193,14 +201,6 @@ class LinkBackendTests:
             netns.run(["ip", "link", "set", name, "up"])
 
     # ------------------------------------------------------------- fixtures
-
-    @pytest.fixture
-    def backend(self, netns: NetNS) -> object:
-        return self.make_backend()
-
-    @pytest.fixture
-    def hook(self, backend: object):
-        return new_manager(backend).hook
 
     @pytest.fixture
     def foreign(self, netns: NetNS) -> tuple[str, ...]:
@@ -683,3 +683,27 @@ class LinkBackendTests:
         write_ip_forward(netns, "1")
         assert hook.ensure_ip_forwarding() is False
         assert read_ip_forward(netns) == "1"
+
+    # -------------------------------------------------------------- traffic
+
+    def test_traffic_passes_over_the_backends_bridge(self, hook, netns: NetNS) -> None:
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        gateway = str(BRIDGE.gateway)
+        with Lab(netns) as lab:
+            lab.wire("web", "vweb", None, ["10.1.1.2/24"], gateway=gateway, master=NAME)
+            lab.wire("db", "vdb", None, ["10.1.1.3/24"], gateway=gateway, master=NAME)
+            lab.wire("outside", "uplink", "192.0.2.1/24", ["192.0.2.2/24"],
+                     routes=["10.1.1.0/24 via 192.0.2.1"])
+            lab.serve("db", "db", "tcp/5432")
+            lab.serve("host", "host", "tcp/7000")
+            lab.serve("outside", "outside", "tcp/9000")
+            for address, port, who in (("10.1.1.3", 5432, "db"), (gateway, 7000, "host")):
+                answer = lab.call("web", "tcp", address, port)
+                assert answer and answer.split()[0] == who, (
+                    f"over the bridge {NAME} ({state}), 10.1.1.2 calling {address}:{port} "
+                    f"got {answer!r}; the bridge must join what is plugged into it")
+            hook.ensure_ip_forwarding()
+            answer = lab.call("web", "tcp", "192.0.2.2", 9000)
+            assert answer and answer.split() == ["outside", "9000", "10.1.1.2"], (
+                f"after ensure_ip_forwarding, 10.1.1.2 calling 192.0.2.2:9000 through the "
+                f"host got {answer!r}")

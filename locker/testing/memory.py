@@ -16,7 +16,7 @@ from locker.hookspecs import hookimpl
 from locker.model import Availability, Blocker, Bridge, BridgeState, Forward, Link, Ruleset
 from locker.names import bridge_name
 from locker.project import CloneSource, Source
-from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
+from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED, Observed
 from locker.subnets import DEFAULT_POOL, first_free
 
 
@@ -197,6 +197,12 @@ class MemoryRuntime:
 
     def state(self, name: str) -> str:
         return self.containers[name].state if name in self.containers else ABSENT
+
+    def survey(self, names, addresses: bool = False) -> dict[str, Observed]:
+        return {name: Observed(self.state(name),
+                               self.addresses(name) if addresses and name in self.containers
+                               else ())
+                for name in names}
 
     def names(self) -> tuple[str, ...]:
         return tuple(sorted(self.containers))

@@ -13,6 +13,10 @@ loads into unrelated test runs: ``pytest -p locker.testing.pytest_plugin``,
 - ``netns_factory``: makes more namespaces (not entered), all deleted after
   the test.
 
+Options: ``--locker-firewall NAME`` and ``--locker-link NAME`` choose the
+backends a backend-agnostic suite runs against (Locker's end-to-end tests,
+``tests/e2e``, read them: ``backends_from_options``).
+
 With ``LOCKER_TESTS_NO_SKIP=1`` in the environment (Locker's CI sets it), a
 skipped test fails instead, so that a machine missing a tool or a kernel
 feature cannot pass the run quietly; a test whose requirement is optional
@@ -27,6 +31,11 @@ import traceback
 from collections.abc import Iterator
 
 import pytest
+
+# The suites' assertions explain themselves (pytest's rewriting), also in a
+# third-party backend's test run; registered before the suites are imported.
+pytest.register_assert_rewrite("locker.testing.firewall_suite", "locker.testing.link_suite",
+                               "locker.testing.contract")
 
 from locker.testing.netns import NetNS, current_netns_inode, missing_requirements
 
@@ -64,6 +73,27 @@ def pytest_pyfunc_call(pyfuncitem: pytest.Function) -> bool | None:
     if status != 0:
         pytest.fail(f"the test's own process ended with status {status}", pytrace=False)
     return True
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    group = parser.getgroup("locker", "Locker's test kit")
+    group.addoption("--locker-firewall", metavar="NAME", default=None,
+                    help="the installed firewall backend (entry point in locker.firewall) "
+                         "that backend-agnostic suites such as Locker's tests/e2e run against")
+    group.addoption("--locker-link", metavar="NAME", default=None,
+                    help="the installed link backend (entry point in locker.link) that "
+                         "backend-agnostic suites run against")
+
+
+def backends_from_options(config: pytest.Config,
+                          pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """``pairs`` (firewall, link) with the firewall and the link backend the
+    options name put in: both given, the one pair; one given, each pair
+    with it in its place (without repeats); none, ``pairs`` as they are."""
+    firewall = config.getoption("locker_firewall", default=None)
+    link = config.getoption("locker_link", default=None)
+    chosen = [(firewall or f, link or l) for f, l in pairs]
+    return list(dict.fromkeys(chosen))
 
 
 def pytest_configure(config: pytest.Config) -> None:

@@ -1,7 +1,9 @@
 """End-to-end tests: the installed ``locker`` command against real busybox
 LXC containers, once per firewall backend (``--backend nftables`` and
 ``--backend iptables``) and link backend (``--link-backend netlink`` and
-``--link-backend ipr2``): four worlds.
+``--link-backend ipr2``): four worlds. ``pytest tests/e2e --locker-firewall
+NAME --locker-link NAME`` runs them against any installed backends instead
+(see ``world_pairs``).
 
 The world (``world.World``, one per test module and pair of backends):
 
@@ -42,19 +44,38 @@ from collections.abc import Iterator
 
 import pytest
 
-from world import FIREWALL_PAIRS, World, missing_requirements
+from locker.testing.pytest_plugin import backends_from_options
+from world import EXAMPLE_PAIR, EXAMPLE_TESTS, FIREWALL_PAIRS, World, missing_requirements
+
 
 def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
     if "world" in metafunc.fixturenames:
-        # A module runs in the worlds it names (WORLDS), else once per
-        # firewall backend with the built-in link backend; LOCKER_E2E_BACKENDS
-        # (FIREWALL:LINK, e.g. "mine:netlink") runs every module with that
-        # pair alone, which is how a third-party backend runs this suite.
-        chosen = os.environ.get("LOCKER_E2E_BACKENDS")
-        pairs = [tuple(chosen.split(":", 1))] if chosen else \
-            getattr(metafunc.module, "WORLDS", FIREWALL_PAIRS)
+        pairs = world_pairs(metafunc.config, getattr(metafunc.module, "WORLDS", FIREWALL_PAIRS))
+        if metafunc.function.__name__ in EXAMPLE_TESTS and not chosen_backends(metafunc.config):
+            pairs = pairs + [EXAMPLE_PAIR]
         metafunc.parametrize("world", pairs, ids=["-".join(p) for p in pairs],
                              indirect=True, scope="module")
+
+
+def world_pairs(config: pytest.Config, pairs: list[tuple[str, str]]) -> list[tuple[str, str]]:
+    """The (firewall, link) worlds a module runs in. A module names its own
+    (WORLDS), else it runs once per shipped firewall backend with the
+    built-in link backend. ``--locker-firewall NAME`` and ``--locker-link
+    NAME`` (options of Locker's pytest plugin) put any installed backend in
+    their place: that is how a third-party backend runs this suite, and the
+    shipped ones take the same path. ``LOCKER_E2E_BACKENDS=FIREWALL:LINK``
+    is the same as giving both options."""
+    chosen = os.environ.get("LOCKER_E2E_BACKENDS")
+    if chosen:
+        firewall, _, link = chosen.partition(":")
+        pairs = [(firewall, link or "netlink")]
+    return backends_from_options(config, pairs)
+
+
+def chosen_backends(config: pytest.Config) -> bool:
+    """Whether the run names its backends (options or LOCKER_E2E_BACKENDS)."""
+    return bool(os.environ.get("LOCKER_E2E_BACKENDS") or config.getoption("locker_firewall")
+                or config.getoption("locker_link"))
 
 
 def backend_problem(world: World) -> str | None:
@@ -68,7 +89,8 @@ def backend_problem(world: World) -> str | None:
         found = {b["name"]: b for b in listing[role]["backends"]}
         entry = found.get(name)
         if entry is None:
-            folder = f"plugins/{name}" if name != "netlink" else "."
+            folder = {"netlink": ".", "nftables": "plugins/nftables", "iptables":
+                      "plugins/iptables", "ipr2": "plugins/ipr2"}.get(name, "its distribution")
             return f"the {name} {role} backend is not installed (pip install -e {folder})"
         if not entry["usable"]:
             return f"the {name} {role} backend cannot work here: {entry['reason']}"

@@ -56,7 +56,7 @@ def test_cleanup_removes_its_project_only_and_keeps_the_chains(world: World) -> 
     assert _lines_of(after, "alpha") == []
     for chain in ("LOCKER_FORWARD", "LOCKER_PREROUTING"):
         assert chain in _chains(after), after
-        assert (f"jump {chain}" if world.backend == "nftables" else f"-j {chain}") in after
+        assert (f"jump {chain}" if world.rules_via_nft else f"-j {chain}") in after
     assert world.fetch_outside(f"http://{HOST_IP}:8081/") is None
 
     # beta: untouched, rule for rule (with nftables: handle for handle)

@@ -304,12 +304,7 @@ def test_start_brings_the_rules_back_after_a_firewall_reload(up: Demo) -> None:
     missing without restarting them."""
     world = up.world
     before = up.status()["rules"]
-    if world.backend == "nftables":
-        world.host.run(["nft", "flush", "ruleset"])
-    else:
-        for table in ("filter", "nat"):
-            world.host.run(["iptables-legacy", "-t", table, "-F"])
-            world.host.run(["iptables-legacy", "-t", table, "-X"])
+    world.wipe_rules()
     wiped = up.status()["rules"]
     assert wiped["forwards"] == wiped["links"] == wiped["nat"] == []
     assert world.fetch_outside(f"http://{HOST_IP}:8080/") is None

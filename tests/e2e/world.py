@@ -38,6 +38,21 @@ LINK_BACKENDS = ("netlink", "ipr2")
 #: backend; the link backends' differences are the link suite's business.
 ALL_PAIRS = [(firewall, link) for link in LINK_BACKENDS for firewall in BACKENDS]
 FIREWALL_PAIRS = [(firewall, "netlink") for firewall in BACKENDS]
+#: The example backend (examples/locker-nftcli) runs these tests of the main
+#: scenario in the default run too, besides the shipped pairs (the whole
+#: suite runs against it with ``--locker-firewall nftcli``).
+EXAMPLE_PAIR = ("nftcli", "netlink")
+EXAMPLE_TESTS = (
+    "test_a_forward_reaches_the_server_in_the_container",
+    "test_a_forward_with_host_ip_answers_on_that_address_only",
+    "test_containers_reach_the_outside_masqueraded_behind_the_host",
+    "test_a_linked_alias_resolves_and_answers_inside_the_container",
+    "test_stop_removes_the_containers_forwards_and_links",
+)
+#: Firewall backends whose rules live in the legacy iptables store; every
+#: other one (the shipped nftables backend, the example) keeps them in
+#: nftables.
+IPTABLES_LEGACY_BACKENDS = ("iptables",)
 HOST_IP = "192.0.2.1"
 HOST_IP2 = "192.0.2.10"
 OUTSIDE_IP = "192.0.2.2"
@@ -255,10 +270,25 @@ class World:
 
     # -- the kernel's state ---------------------------------------------------
 
+    @property
+    def rules_via_nft(self) -> bool:
+        """Whether the firewall backend keeps its rules in nftables."""
+        return self.backend not in IPTABLES_LEGACY_BACKENDS
+
+    def wipe_rules(self) -> None:
+        """What a firewall reload that flushes everything does (Debian's
+        nftables.service flushes the ruleset)."""
+        if self.rules_via_nft:
+            self.host.run(["nft", "flush", "ruleset"])
+            return
+        for table in ("filter", "nat"):
+            self.host.run(["iptables-legacy", "-t", table, "-F"])
+            self.host.run(["iptables-legacy", "-t", table, "-X"])
+
     def ruleset_dump(self) -> str:
         """The backend's raw rules in the host namespace, with rule handles
         (nftables), without the timestamps (iptables)."""
-        if self.backend == "nftables":
+        if self.rules_via_nft:
             done = self.host.run(["nft", "-a", "list", "ruleset"])
             return done.stdout
         done = self.host.run(["iptables-legacy-save"])

@@ -10,7 +10,7 @@ import pytest
 from locker import cgroups
 from locker.errors import ConfigError
 from locker.ops import lifecycle
-from locker.project import ContainerSpec, Project, TemplateSource
+from locker.project import CgroupSetting, ContainerSpec, Project, TemplateSource
 from test_ops import make_env
 
 
@@ -25,7 +25,8 @@ from test_ops import make_env
     ((("cpu.shares", "512"),), False, (("cpu.shares", "512"),)),
 ])
 def test_the_other_versions_keys_are_mapped(settings, cgroup2, expected) -> None:
-    assert cgroups.for_host(settings, cgroup2) == expected
+    mapped = cgroups.for_host([CgroupSetting(*s) for s in settings], cgroup2)
+    assert mapped == tuple(CgroupSetting(*s) for s in expected)
 
 
 @pytest.mark.parametrize(("key", "cgroup2", "says"), [
@@ -35,21 +36,21 @@ def test_the_other_versions_keys_are_mapped(settings, cgroup2, expected) -> None
 ])
 def test_keys_without_a_counterpart_are_refused_with_what_to_write(key, cgroup2, says) -> None:
     with pytest.raises(cgroups.Refused, match="this host uses cgroup") as caught:
-        cgroups.for_host(((key, "1"),), cgroup2)
+        cgroups.for_host((CgroupSetting(key, "1"),), cgroup2)
     assert says in str(caught.value)
 
 
 def test_start_writes_the_hosts_keys_and_refuses_before_changing_anything(tmp_path: Path) -> None:
     project = Project("shop", tmp_path / "locker.yaml", (
-        ContainerSpec("web", TemplateSource("busybox"), cgroup=(("cpu.shares", "512"),)),))
+        ContainerSpec("web", TemplateSource("busybox"), cgroup=(CgroupSetting("cpu.shares", "512"),)),))
     env = make_env(tmp_path, project)
     env.ctx.cgroup2 = lambda: True
     env.create_all()
     lifecycle.start(env.ctx, ["web"])
-    assert env.lxc("web").config["cgroup"] == (("cpu.weight", "20"),)
+    assert env.lxc("web").config["cgroup"] == (CgroupSetting("cpu.weight", "20"),)
 
     refused = Project("blog", tmp_path / "blog.yaml", (
-        ContainerSpec("web", TemplateSource("busybox"), cgroup=(("cpu.cfs_quota_us", "5"),)),))
+        ContainerSpec("web", TemplateSource("busybox"), cgroup=(CgroupSetting("cpu.cfs_quota_us", "5"),)),))
     other = make_env(tmp_path / "b", refused)
     other.ctx.cgroup2 = lambda: True
     other.create_all()

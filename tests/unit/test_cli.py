@@ -247,7 +247,8 @@ class UnusableLink(MemoryLink):
 class ManualFirewall(MemoryFirewall):
     @hookimpl
     def firewall_availability(self) -> Availability:
-        return Availability(True, "legacy tables", auto=False, warning="legacy!")
+        return Availability(True, "legacy tables", auto=False, warning="legacy!",
+                            details={"variant": "legacy", "rules": "3"})
 
 
 INSTALLED = {
@@ -276,7 +277,8 @@ def test_backends_json(fake_backends, capsys: pytest.CaptureFixture[str]) -> Non
                                               "error": None}
     assert report["firewall"]["backends"][1] == {
         "name": "iptables", "distribution": "locker-iptables", "usable": True, "auto": False,
-        "reason": "legacy tables", "warning": "legacy!"}
+        "reason": "legacy tables", "warning": "legacy!",
+        "details": {"variant": "legacy", "rules": "3"}}
     assert report["link"]["selected"] == {"name": "ipr2", "how": "auto-detection", "error": None}
     assert report["link"]["backends"][0]["usable"] is False
     assert report["link"]["backends"][0]["reason"] == "the kernel has no bridges."
@@ -288,10 +290,97 @@ def test_backends_report_the_requested_ones(fake_backends, monkeypatch: pytest.M
     assert main(["backends", "--json", "--backend", "pf"]) == 0
     report = json.loads(capsys.readouterr().out)
     assert report["firewall"]["selected"] == {"name": "pf", "how": "command line",
-                                              "error": "not installed"}
-    assert report["link"]["selected"] == {"name": "netlink",
-                                          "how": "environment LOCKER_LINK_BACKEND",
-                                          "error": "the kernel has no bridges."}
+                                              "error": "There is no backend named 'pf'."}
+    assert report["link"]["selected"] == {
+        "name": "netlink", "how": "environment LOCKER_LINK_BACKEND",
+        "error": "The link backend 'netlink' (environment LOCKER_LINK_BACKEND) cannot work "
+                 "on this host: the kernel has no bridges."}
+
+
+def test_backends_choose_as_every_command_does(fake_backends, monkeypatch: pytest.MonkeyPatch,
+                                               capsys: pytest.CaptureFixture[str]) -> None:
+    """The backend `backends` says this host would use is locker.plugins.select's
+    choice, asked with the host file's settings."""
+    asked = []
+    select = plugins.select
+
+    def recording(namespace, requested, how, warn, settings=None):
+        asked.append((namespace, requested, how, settings))
+        return select(namespace, requested, how, warn, settings)
+
+    monkeypatch.setattr(plugins, "select", recording)
+    assert main(["backends", "--json", "--backend", "iptables"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["firewall"]["selected"] == {"name": "iptables", "how": "command line",
+                                              "error": None}
+    assert [a[:3] for a in asked] == [(plugins.FIREWALL, "iptables", "command line"),
+                                      (plugins.LINK, None, "auto-detection")]
+
+
+def test_backends_verbose_shows_what_each_check_found(fake_backends,
+                                                      capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["backends", "--no-color"]) == 0
+    assert "variant: legacy" not in capsys.readouterr().out
+    assert main(["backends", "-v", "--no-color"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    at = next(i for i, line in enumerate(lines) if line.startswith("   iptables"))
+    assert lines[at + 1:at + 3] == ["       variant: legacy", "       rules: 3"]
+
+
+# ----------------------------------------------------------------- plugins
+
+class FakeEntryPoint:
+    def __init__(self, group: str, name: str, value: str, dist: str, version: str) -> None:
+        self.group, self.name, self.value = group, name, value
+        self.dist = type("Dist", (), {"name": dist, "version": version})()
+
+
+FAKE_ENTRY_POINTS = [
+    FakeEntryPoint("locker.firewall", "nftables", "locker_nftables:NftablesBackend",
+                   "lxc-locker-nftables", "0.1.0"),
+    FakeEntryPoint("locker.firewall", "acme", "acme_fw:Acme", "acme-locker-fw", "2.3"),
+    FakeEntryPoint("locker.link", "netlink", "locker.link.netlink:NetlinkBackend",
+                   "lxc-locker", "0.1.0"),
+    FakeEntryPoint("locker.plugins", "audit", "audit_log:Observer", "locker-audit", "1.0"),
+]
+
+
+@pytest.fixture
+def fake_entry_points(monkeypatch: pytest.MonkeyPatch) -> None:
+    import importlib.metadata
+
+    monkeypatch.setattr(importlib.metadata, "entry_points", lambda group: [
+        ep for ep in FAKE_ENTRY_POINTS if ep.group == group])
+
+
+def test_plugins_lists_backends_and_observers(fake_entry_points,
+                                              capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--no-color"]) == 0
+    assert capsys.readouterr().out.splitlines() == [
+        "firewall backends:",
+        "  acme      acme-locker-fw 2.3         acme_fw:Acme",
+        "  nftables  lxc-locker-nftables 0.1.0  locker_nftables:NftablesBackend",
+        "link backends:",
+        "  netlink  lxc-locker 0.1.0  locker.link.netlink:NetlinkBackend",
+        "observers:",
+        "  audit  locker-audit 1.0  audit_log:Observer",
+    ]
+
+
+def test_plugins_json(fake_entry_points, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["plugins", "--json"]) == 0
+    report = json.loads(capsys.readouterr().out)
+    assert report["observers"] == [{"name": "audit", "distribution": "locker-audit",
+                                    "version": "1.0", "entry_point": "audit_log:Observer"}]
+    assert [p["name"] for p in report["firewall"]] == ["acme", "nftables"]
+    assert [p["name"] for p in report["link"]] == ["netlink"]
+
+
+def test_plugins_needs_no_root(fake_entry_points, monkeypatch: pytest.MonkeyPatch,
+                               capsys: pytest.CaptureFixture[str]) -> None:
+    monkeypatch.setattr(os, "geteuid", lambda: 1000)
+    assert main(["plugins", "--json"]) == 0
+    assert json.loads(capsys.readouterr().out)["link"][0]["name"] == "netlink"
 
 
 def test_backends_text(fake_backends, capsys: pytest.CaptureFixture[str]) -> None:

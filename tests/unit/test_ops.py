@@ -23,8 +23,8 @@ from locker.ops import cleanup, lifecycle
 from locker.ops.lifecycle import StartOptions
 from locker.ops.status import SCHEMA_VERSION, status, to_json
 from locker.planner import HostsEntry
-from locker.project import (CloneSource, ContainerSpec, LinkSpec, PortSpec, Project,
-                            TemplateSource, VolumeSpec)
+from locker.project import (CgroupSetting, CloneSource, ContainerSpec, LinkSpec, PortSpec,
+                            Project, TemplateSource, VolumeSpec)
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
 from locker.testing.memory import MemoryFirewall, MemoryLink, MemoryRuntime
 
@@ -119,7 +119,7 @@ def shop_project(path: Path, name: str = "shop") -> Project:
                       links=(LinkSpec("db", "database"),), fqdn="web.example.net",
                       dns=("192.0.2.99", "$bridge", "$copy"),
                       volumes=(VolumeSpec("/srv/log", "/var/log"),),
-                      cgroup=(("cpu.shares", "512"),)),
+                      cgroup=(CgroupSetting("cpu.shares", "512"),)),
         ContainerSpec("db", BUSYBOX, ports=(PortSpec(5432 if name == "shop" else 6432, 5432),),
                       fqdn="db.example.net"),
         ContainerSpec("cache", BUSYBOX, links=(LinkSpec("db"),)),
@@ -229,8 +229,8 @@ def test_start_writes_what_the_container_finds_at_boot(env: Env) -> None:
         "127.0.0.1\tlocalhost\n"
         "10.1.1.2\tweb.example.net web\t# locker\n"
         "10.1.1.3\tdb.example.net db database\t# locker\n")
-    assert web.config["mounts"] == (("/srv/log", "/var/log"),)
-    assert web.config["cgroup"] == (("cpu.shares", "512"),)
+    assert web.config["mounts"] == (VolumeSpec("/srv/log", "/var/log"),)
+    assert web.config["cgroup"] == (CgroupSetting("cpu.shares", "512"),)
     assert web.config["hostname"] == "web"
     assert "/etc/resolv.conf" not in env.lxc("db").files  # no dns: the image's own
 
@@ -731,7 +731,7 @@ def test_freeze_and_unfreeze(env: Env) -> None:
 def test_cgroup_is_applied_to_running_containers_only(env: Env) -> None:
     lifecycle.start(env.ctx, ["web"])
     lifecycle.apply_cgroup(env.ctx, ["web", "db"])
-    assert env.lxc("web").config["applied_cgroup"] == (("cpu.shares", "512"),)
+    assert env.lxc("web").config["applied_cgroup"] == (CgroupSetting("cpu.shares", "512"),)
     assert "applied_cgroup" not in env.lxc("db").config
     assert "web: set cgroup cpu.shares=512" in env.said
 

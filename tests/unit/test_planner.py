@@ -141,6 +141,23 @@ def test_hosts_file_with_no_entries_removes_lockers_lines() -> None:
     assert planner.hosts_file(current, []) == "127.0.0.1 localhost\n"
 
 
+def test_the_hosts_own_file_gets_name_dot_project_and_fqdn_under_the_projects_mark() -> None:
+    entries = planner.host_entries(SHOP, {"web": IP("10.1.1.2"), "cache": IP("10.1.1.4")})
+    assert entries == [HostsEntry(IP("10.1.1.2"), ("web.example.net", "web.shop")),
+                       HostsEntry(IP("10.1.1.4"), ("cache.shop",))]
+    mark = planner.host_hosts_mark("shop")
+    current = ("127.0.1.1 me\n"
+               "10.1.1.9\told.shop\t# locker:shop\n"
+               "10.2.2.2\tweb.other\t# locker:other\n"
+               "10.1.1.3\tdb\t# locker\n")
+    assert planner.hosts_file(current, entries, mark, localhost=False) == (
+        "127.0.1.1 me\n"
+        "10.2.2.2\tweb.other\t# locker:other\n"
+        "10.1.1.3\tdb\t# locker\n"
+        "10.1.1.2\tweb.example.net web.shop\t# locker:shop\n"
+        "10.1.1.4\tcache.shop\t# locker:shop\n")
+
+
 def test_parse_hosts_entries_round_trip() -> None:
     entries = planner.hosts_entries(SHOP, "web", ADDRS)
     text = planner.hosts_file("127.0.0.1 localhost\n10.9.9.9 foreign\n", entries)

@@ -3,7 +3,12 @@ points: no installed plugin is ever loaded here."""
 
 from __future__ import annotations
 
+import os
+import re
+import subprocess
+import sys
 from importlib.metadata import EntryPoint
+from pathlib import Path
 from types import SimpleNamespace
 
 import pytest
@@ -477,3 +482,112 @@ def test_a_backend_gets_the_host_files_settings_checked_against_what_it_declares
         f"{where}.tabel: unknown setting of the firewall backend 'tunable', which takes "
         "retries, strict, table",
         f'{where}.retries: "many": not a whole number']
+
+
+# ------------------------------------- the suites' contract check (locker.testing)
+
+class LacksRemoveLink(MemoryFirewall):
+    remove_link = None  # as if never written
+
+
+class UnmarkedCleanup(MemoryFirewall):
+    def cleanup(self, project):  # no @hookimpl: Locker would never call it
+        super().cleanup(project)
+
+
+class WrongArguments(MemoryFirewall):
+    @hookimpl
+    def add_forward(self, forward):  # the hookspec says forwards
+        super().add_forward([forward])
+
+
+def test_the_contract_check_passes_a_complete_backend() -> None:
+    from locker.testing.contract import hook_problems
+
+    assert hook_problems(plugins.FIREWALL, MemoryFirewall()) == []
+    assert hook_problems(plugins.LINK, MemoryLink()) == []
+
+
+@pytest.mark.parametrize("broken, said", [
+    (LacksRemoveLink, "lacks the hook remove_link(links)"),
+    (UnmarkedCleanup, "has cleanup but it is not marked @hookimpl"),
+    (WrongArguments, "add_forward takes (forward); the hookspec says (forwards)"),
+])
+def test_the_suites_name_what_breaks_the_contract(broken, said: str) -> None:
+    from locker.testing.firewall_suite import FirewallBackendTests
+
+    suite = FirewallBackendTests()
+    with pytest.raises(AssertionError, match=re.escape(said)):
+        suite.test_the_backend_keeps_the_contract(broken())
+
+
+def test_the_contract_check_needs_the_plugin_api() -> None:
+    from locker.testing.contract import hook_problems
+
+    class Unversioned(MemoryFirewall):
+        locker_api = None
+
+    assert any("declares no plugin API version" in p
+               for p in hook_problems(plugins.FIREWALL, Unversioned()))
+
+
+SKIPPING_SUITE = """
+from locker.testing.firewall_suite import FirewallBackendTests
+from locker.testing.memory import MemoryFirewall
+
+
+class TestDeclared(FirewallBackendTests):
+    skips = SKIPS
+
+    def make_backend(self):
+        return MemoryFirewall()
+"""
+
+
+def run_suite(tmp_path: Path, skips: str, *args: str) -> subprocess.CompletedProcess:
+    (tmp_path / "test_declared.py").write_text(SKIPPING_SUITE.replace("SKIPS", skips))
+    return subprocess.run(
+        [sys.executable, "-m", "pytest", "-q", "-p", "locker.testing.pytest_plugin",
+         "-p", "no:cacheprovider", "--rootdir", str(tmp_path), str(tmp_path), *args],
+        capture_output=True, text=True, env={**os.environ, "LOCKER_TESTS_NO_SKIP": "1"})
+
+
+def test_a_declared_skip_skips_also_where_skips_are_forbidden(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, '{"failed_transaction_leaves_kernel_unchanged": "no kernel"}',
+                     "-k", "failed_transaction", "-rs")
+    assert "1 skipped" in done.stdout and "failed" not in done.stdout, done.stdout
+    assert "declared by TestDeclared: no kernel" in done.stdout
+
+
+def test_a_declared_skip_of_no_such_test_fails_naming_it(tmp_path: Path) -> None:
+    done = run_suite(tmp_path, '{"failed_batch": "old name"}', "-k", "failed_transaction")
+    assert "1 error" in done.stdout and done.returncode == 1, done.stdout
+    assert "TestDeclared.skips names failed_batch, which are not tests of the suite" \
+        in done.stdout
+
+
+# ------------------------------------------------ the README's ten-line test file
+
+def test_the_readme_shows_the_example_backends_whole_test_file() -> None:
+    """The README's plugin author section shows, verbatim, the example
+    backend's conformance test file, and that file is at most ten lines."""
+    root = Path(__file__).resolve().parents[2]
+    readme = (root / "README.md").read_text()
+    test_file = root / "examples/locker-nftcli/tests/test_nftcli_conformance.py"
+    text = test_file.read_text()
+    section = readme[readme.index("## Writing a plugin"):]
+    shown = re.search(r"```python\n(.*?)```", section, re.S)
+    assert shown, "the README's plugin section shows no python block"
+    assert shown.group(1) == text
+    assert len(text.splitlines()) <= 10
+
+
+@pytest.mark.parametrize("path", [
+    "plugins/nftables/tests/test_nftables_conformance.py",
+    "plugins/iptables/tests/test_iptables_conformance.py",
+    "plugins/ipr2/tests/test_ipr2_conformance.py",
+    "examples/locker-nftcli/tests/test_nftcli_conformance.py",
+])
+def test_a_backends_conformance_test_file_is_at_most_ten_lines(path: str) -> None:
+    root = Path(__file__).resolve().parents[2]
+    assert len((root / path).read_text().splitlines()) <= 10

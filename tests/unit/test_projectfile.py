@@ -13,8 +13,8 @@ from pathlib import Path
 import pytest
 
 from locker.errors import ConfigError
-from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec, PortSpec,
-                            TemplateSource, VolumeSpec)
+from locker.project import (CgroupSetting, CloneSource, ContainerSpec, DownloadSource, LinkSpec,
+                            PortSpec, TemplateSource, VolumeSpec)
 from locker.projectfile import MAX_ENTRIES, load_project
 from locker.yamlnodes import MAX_DEPTH, MAX_FILE_BYTES, MAX_NODES, MAX_SHOWN
 
@@ -69,11 +69,11 @@ def test_spec_example_loads_into_values(tmp_path: Path) -> None:
         dns=("192.0.2.53", "$bridge", "$copy"),
         volumes=(VolumeSpec("/srv/shop/web/log", "/var/log"),),
         # cgroup merges per setting: the default memory limit stays
-        cgroup=(("memory.limit_in_bytes", "200000000"), ("cpu.shares", "512")),
+        cgroup=(CgroupSetting("memory.limit_in_bytes", "200000000"), CgroupSetting("cpu.shares", "512")),
     )
     assert project.container("db") == ContainerSpec(
         name="db", source=TemplateSource("busybox"), dns=("$bridge", "$copy"),
-        cgroup=(("memory.limit_in_bytes", "200000000"),))
+        cgroup=(CgroupSetting("memory.limit_in_bytes", "200000000"),))
 
 
 def test_unquoted_ports_keep_their_text(tmp_path: Path) -> None:
@@ -124,7 +124,7 @@ def test_defaults_merge(tmp_path: Path) -> None:
     assert a == ContainerSpec(
         name="a", source=TemplateSource("busybox"), dns=(),
         volumes=(VolumeSpec("/srv/proj/a", "/data"),),
-        cgroup=(("memory.max", "2G"), ("cpu.weight", "100")))
+        cgroup=(CgroupSetting("memory.max", "2G"), CgroupSetting("cpu.weight", "100")))
     assert b.source == DownloadSource("debian", "bookworm", "amd64", "default")
     assert b.dns == ("$bridge",) and b.ports == (PortSpec(8081, 80),)
     assert c.source == CloneSource("b")
@@ -411,7 +411,7 @@ def test_lower_case_cgroup_keys_load(tmp_path: Path) -> None:
           web:
             cgroup: ["memory.max=100M", "cpu.shares=512", "memory.limit_in_bytes=2e8"]
         """)
-    assert [key for key, _ in project.container("web").cgroup] == [
+    assert [setting.key for setting in project.container("web").cgroup] == [
         "memory.max", "cpu.shares", "memory.limit_in_bytes"]
 
 

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from locker.errors import LockerError
-from locker.project import TemplateSource
+from locker.project import CgroupSetting, TemplateSource
 from locker.runtime import (ABSENT, FROZEN, RUNNING, STOPPED, UNKNOWN, CommandTimedOut,
                             lxc, state_reason)
 from locker.runtime.lxc import LxcRuntime
@@ -145,12 +145,77 @@ def test_addresses_of_a_running_container(runtime: LxcRuntime, fakes: Fakes) -> 
     assert runtime.addresses(NAME) == (IPv4Address("10.1.1.2"),)
 
 
+# -- survey: one lxc-ls for all containers ---------------------------------------------
+
+def add_container(lxcpath: Path, name: str) -> None:
+    (lxcpath / name).mkdir()
+    (lxcpath / name / "config").write_text("lxc.uts.name = x\n")
+
+
+def test_a_survey_asks_lxc_ls_once_for_all_containers(runtime: LxcRuntime, fakes: Fakes,
+                                                      lxcpath: Path) -> None:
+    add_container(lxcpath, "p_db")
+    add_container(lxcpath, "p_cache")
+    fakes.add("lxc-ls", "printf 'NAME    STATE   IPV4\n"
+                        "p_web   RUNNING 10.1.1.2, 10.0.3.7\n"
+                        "p_db    STOPPED -\n"
+                        "p_cache FROZEN  10.1.1.4\n'\n")
+    found = runtime.survey([NAME, "p_db", "p_cache", "p_gone"], addresses=True)
+    assert found == {
+        NAME: (RUNNING, (IPv4Address("10.1.1.2"), IPv4Address("10.0.3.7"))),
+        "p_db": (STOPPED, ()),
+        "p_cache": (FROZEN, (IPv4Address("10.1.1.4"),)),
+        "p_gone": (ABSENT, ()),
+    }
+    calls = fakes.calls()
+    assert len(calls) == 1 and calls[0].split()[:6] == [
+        "lxc-ls", "-P", runtime.lxcpath, "-f", "-F", "NAME,STATE,IPV4"]
+    assert calls[0].split()[-2:] == ["--filter", "^(p_web|p_db|p_cache)$"]
+
+
+def test_a_survey_of_states_only_does_not_ask_for_addresses(runtime: LxcRuntime,
+                                                            fakes: Fakes) -> None:
+    fakes.add("lxc-ls", "printf 'NAME  STATE\np_web RUNNING\n'\n")
+    assert runtime.survey([NAME]) == {NAME: (RUNNING, ())}
+    assert "NAME,STATE " in fakes.calls()[0] + " "
+
+
+@pytest.mark.parametrize("listed, why", [("p_web BOGUS -", "'BOGUS'"),
+                                         ("p_other RUNNING -", "did not list it")])
+def test_a_container_lxc_ls_does_not_show_well_is_unknown_not_stopped(
+        runtime: LxcRuntime, fakes: Fakes, listed: str, why: str) -> None:
+    fakes.add("lxc-ls", f"printf 'NAME STATE IPV4\\n{listed}\\n'\n")
+    state = runtime.survey([NAME], addresses=True)[NAME].state
+    assert state == UNKNOWN and state != STOPPED
+    reason = state_reason(state) or ""
+    assert NAME in reason and why in reason
+
+
+def test_a_failing_lxc_ls_asks_each_container_on_its_own(runtime: LxcRuntime, fakes: Fakes,
+                                                         lxcpath: Path) -> None:
+    add_container(lxcpath, "p_db")
+    fakes.add("lxc-ls", "echo 'lxc-ls: broken' >&2\nexit 1\n")
+    fakes.add("lxc-info", 'case "$*" in *p_db*) exit 1;; *-sH*) echo RUNNING;; '
+                          '*) echo 10.1.1.2;; esac\n')
+    found = runtime.survey([NAME, "p_db"], addresses=True)
+    assert found[NAME] == (RUNNING, (IPv4Address("10.1.1.2"),))
+    assert found["p_db"].state == UNKNOWN
+
+
+def test_a_hung_lxc_ls_is_killed_and_each_container_asked(runtime: LxcRuntime,
+                                                          fakes: Fakes) -> None:
+    fakes.add("lxc-ls", HANG)
+    fakes.add("lxc-info", "echo STOPPED\n")
+    assert runtime.survey([NAME]) == {NAME: (STOPPED, ())}
+    assert_gone(fakes.hung_child())
+
+
 # -- bounded commands -----------------------------------------------------------------
 
 @pytest.mark.parametrize("command, call", [
     ("lxc-freeze", lambda rt: rt.freeze(NAME)),
     ("lxc-unfreeze", lambda rt: rt.unfreeze(NAME)),
-    ("lxc-cgroup", lambda rt: rt.apply_cgroup(NAME, [("pids.max", "10")])),
+    ("lxc-cgroup", lambda rt: rt.apply_cgroup(NAME, [CgroupSetting("pids.max", "10")])),
 ])
 def test_a_hung_command_is_killed_and_named(runtime: LxcRuntime, fakes: Fakes, command: str,
                                             call: Callable[[LxcRuntime], object]) -> None:

@@ -1,0 +1,5 @@
+"""An example firewall backend for Locker, driving the ``nft`` command."""
+
+from locker_nftcli.backend import NftCliBackend
+
+__all__ = ["NftCliBackend"]
