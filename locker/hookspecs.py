@@ -15,10 +15,13 @@ does not exist (a misspelt one); no hook of another role is implemented.
 
 What the core guarantees, so backends need not check or lock:
 
-- Values are validated before any hook sees them: names are Locker names,
-  ports 1 to 65535, protocols in ``locker.PROTOCOLS``, addresses IPv4, a
-  bridge's name is ``locker.bridge_name(project)``. (A backend may refuse
-  an invalid value anyway; it raises ``BackendError`` and changes nothing.)
+- Values are valid by construction: ``Bridge``, ``Forward`` and ``Link``
+  check themselves when made (``locker.model``), so an invalid one never
+  exists: names are Locker names, ports 1 to 65535, protocols in
+  ``locker.PROTOCOLS``, addresses IPv4, a bridge's name an interface name
+  (the core gives ``locker.bridge_name(project)``). A backend reading the
+  kernel treats a rule that does not make a valid value (``Invalid``, a
+  ValueError) as unrecognised.
 - The host lock (``locker.hostlock``) is held around every hook call that
   changes the kernel, together with the ``list_rules`` it was computed
   from; two Locker commands never interleave their changes. Backends need

@@ -3,6 +3,13 @@
 Hooks take and return only these types, never backend objects, so that a
 backend can be tested on its own and the planner can compare what is wanted
 with what is found by plain equality.
+
+Each value checks itself when it is made: a Bridge, Forward or Link that
+exists is valid (names as ``locker.names`` allows them, ports 1 to 65535,
+protocols in ``PROTOCOLS``, IPv4 addresses), and making an invalid one
+raises ``locker.errors.Invalid`` (a ValueError) saying what is wrong. This
+is the one place where these values are validated: the project file's
+grammar, the planner and every backend rely on it.
 """
 
 from __future__ import annotations
@@ -10,7 +17,43 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 
+from locker.errors import Invalid
+from locker.names import IFNAME_MAX, is_valid_name
+
 PROTOCOLS = ("tcp", "udp")
+_IFNAME_FORBIDDEN = frozenset("/:") | frozenset(chr(c) for c in range(33))
+
+
+def check_port(port: object, what: str = "port") -> int:
+    """``port`` when it is a port number (an int from 1 to 65535)."""
+    if isinstance(port, bool) or not isinstance(port, int):
+        raise Invalid(f"{what} {port!r} is not a number; use a port from 1 to 65535")
+    if not 1 <= port <= 65535:
+        raise Invalid(f"{what} {port} is out of range; use a port from 1 to 65535")
+    return port
+
+
+def check_protocol(protocol: object) -> str:
+    if protocol not in PROTOCOLS:
+        raise Invalid(f"protocol {protocol!r} is not supported; use tcp or udp")
+    return protocol  # type: ignore[return-value]
+
+
+def _check_name(name: object, what: str) -> None:
+    if not isinstance(name, str) or not is_valid_name(name):
+        raise Invalid(f"{what} {name!r} is not a valid Locker name")
+
+
+def _check_address(address: object, what: str) -> None:
+    if not isinstance(address, IPv4Address):
+        raise Invalid(f"{what} {address!r} is not an IPv4Address")
+
+
+def _check_ifname(name: object) -> None:
+    if (not isinstance(name, str) or not 0 < len(name.encode()) <= IFNAME_MAX
+            or name in (".", "..") or any(c in _IFNAME_FORBIDDEN for c in name)):
+        raise Invalid(f"bridge name {name!r} is not an interface name (1 to {IFNAME_MAX} "
+                      "bytes, no whitespace, / or :)")
 
 
 @dataclass(frozen=True)
@@ -32,6 +75,12 @@ class Bridge:
     name: str
     network: IPv4Network
     isolated: bool = False
+
+    def __post_init__(self) -> None:
+        _check_name(self.project, "project")
+        _check_ifname(self.name)
+        if not isinstance(self.network, IPv4Network):
+            raise Invalid(f"bridge network {self.network!r} is not an IPv4Network")
 
     @property
     def gateway(self) -> IPv4Address:
@@ -80,6 +129,16 @@ class Forward:
     protocol: str = "tcp"
     host_ip: IPv4Address | None = None
 
+    def __post_init__(self) -> None:
+        _check_name(self.project, "project")
+        _check_name(self.container, "container")
+        check_port(self.host_port, "host port")
+        check_port(self.container_port, "container port")
+        check_protocol(self.protocol)
+        _check_address(self.container_ip, "container address")
+        if self.host_ip is not None:
+            _check_address(self.host_ip, "host address")
+
     def sort_key(self) -> tuple:
         return (self.project, self.container, self.protocol, self.host_port,
                 int(self.host_ip or 0), int(self.container_ip), self.container_port)
@@ -101,6 +160,13 @@ class Link:
     container_ip: IPv4Address
     peer: str
     peer_ip: IPv4Address
+
+    def __post_init__(self) -> None:
+        _check_name(self.project, "project")
+        _check_name(self.container, "container")
+        _check_name(self.peer, "peer")
+        _check_address(self.container_ip, "container address")
+        _check_address(self.peer_ip, "peer address")
 
     def sort_key(self) -> tuple:
         return (self.project, self.container, self.peer,

@@ -13,6 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from locker.errors import Invalid
+from locker.model import check_port, check_protocol
 from locker.subnets import DEFAULT_POOL
 
 #: Characters that break a line or a config file: C0 and C1 controls and
@@ -34,6 +35,11 @@ class PortSpec:
     container_port: int
     protocol: str = "tcp"
     host_ip: IPv4Address | None = None
+
+    def __post_init__(self) -> None:
+        check_port(self.host_port, "HOST_PORT")
+        check_port(self.container_port, "CONTAINER_PORT")
+        check_protocol(self.protocol)
 
     def clashes_with(self, other: PortSpec) -> bool:
         """Same port and protocol on an address both would listen on."""

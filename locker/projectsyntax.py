@@ -16,9 +16,9 @@ from string import Template
 
 from locker.names import NAME_MAX, is_valid_name
 from locker.errors import Invalid
+from locker.model import PROTOCOLS
 from locker.project import CONTROL, CgroupSetting, LinkSpec, PortSpec, VolumeSpec
 
-PROTOCOLS = ("tcp", "udp")
 DNS_WORDS = ("$bridge", "$copy")
 VOLUME_VARIABLES = ("project", "name", "fqdn")
 NAME_RULE = (f"a letter followed by letters, digits and hyphens, not ending in a hyphen, "
@@ -64,10 +64,7 @@ def _port(text: str, what: str) -> int:
                       "give one forward per port")
     if not _DIGITS.fullmatch(text):
         raise Invalid(f'{what} "{text}" is not a number; {_PORT_FORMAT}')
-    port = int(text)
-    if not 1 <= port <= 65535:
-        raise Invalid(f"{what} {port} is out of range; use a port from 1 to 65535")
-    return port
+    return int(text)  # its range is PortSpec's to check
 
 
 def _host_ip(text: str) -> IPv4Address | None:

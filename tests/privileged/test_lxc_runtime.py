@@ -23,7 +23,7 @@ from pathlib import Path
 import pytest
 
 from locker.errors import LockerError
-from locker.project import CloneSource, TemplateSource
+from locker.project import CgroupSetting, CloneSource, TemplateSource, VolumeSpec
 from locker.runtime import ABSENT, FROZEN, RUNNING, STOPPED
 from locker.runtime.lxc import LxcRuntime
 from locker.runtime.rootfs import ContainerFileRefused
@@ -139,14 +139,14 @@ def test_busybox_comes_up_with_its_static_address_and_keeps_it(env: Env) -> None
 
 def test_freeze_unfreeze_and_cgroup_settings(env: Env) -> None:
     rt = env.runtime
-    env.busybox("p_app", 3, cgroup=[("pids.max", "100")])
+    env.busybox("p_app", 3, cgroup=[CgroupSetting("pids.max", "100")])
     assert "pids.max = 100" in Path(env.lxcpath, "p_app", "config").read_text()
     rt.start("p_app", TIMEOUT)
     assert env.lxc("lxc-cgroup", "-n", "p_app", "pids.max").stdout.strip() == "100"
-    rt.apply_cgroup("p_app", [("pids.max", "50")])
+    rt.apply_cgroup("p_app", [CgroupSetting("pids.max", "50")])
     assert env.lxc("lxc-cgroup", "-n", "p_app", "pids.max").stdout.strip() == "50"
     with pytest.raises(LockerError, match="p_app.*no.such.key"):
-        rt.apply_cgroup("p_app", [("no.such.key", "1")])
+        rt.apply_cgroup("p_app", [CgroupSetting("no.such.key", "1")])
 
     rt.freeze("p_app")
     assert rt.state("p_app") == FROZEN
@@ -166,7 +166,7 @@ def test_freeze_unfreeze_and_cgroup_settings(env: Env) -> None:
 def test_files_in_rootfs_and_bind_volume(env: Env, tmp_path: Path) -> None:
     rt = env.runtime
     volume = tmp_path / "srv" / "p" / "web" / "data"  # configure creates it
-    env.busybox("p_web", 2, mounts=[(str(volume), "/srv/data")])
+    env.busybox("p_web", 2, mounts=[VolumeSpec(str(volume), "/srv/data")])
     assert volume.is_dir()
     hosts = "127.0.0.1 localhost\n10.1.1.3 db.example.net db\n"
     rt.write_file("p_web", "/etc/hosts", hosts)

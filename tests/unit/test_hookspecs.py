@@ -105,5 +105,5 @@ def test_every_value_type_is_exported_and_documented(name: str) -> None:
 def test_the_hookspecs_state_what_the_core_guarantees() -> None:
     """The rules a plugin author may rely on are written down where they look."""
     doc = " ".join((hookspecs.__doc__ or "").split())
-    for promise in ("validated", "host lock", "plugin API"):
+    for promise in ("valid by construction", "host lock", "plugin API"):
         assert promise in doc, promise
