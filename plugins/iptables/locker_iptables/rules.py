@@ -40,7 +40,7 @@ from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, UNKNOWN_NETWORK, Bridge, Forward, Link, Ruleset, TaggedRule
+from locker.model import Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import IFNAME_MAX, JUMP_COMMENT, USER_CHAIN, Tag
 from locker.pieces import nat_bridges, nat_doomed as nat_doomed_keys
 
@@ -183,26 +183,7 @@ def _tag(project: str, purpose: str, container: str | None = None,
                            "letters and digits, at most 32 characters.") from None
 
 
-def _check_address(value: object, what: str) -> IPv4Address:
-    if not isinstance(value, IPv4Address):
-        raise BackendError(f"{what} {value!r} is not an IPv4 address.")
-    return value
-
-
-def _check_port(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise BackendError(f"{what} {value!r} is not a port number from 1 to 65535.")
-    return value
-
-
-def _check_network(network: object) -> IPv4Network:
-    if not isinstance(network, IPv4Network):
-        raise BackendError(f"Bridge network {network!r} is not an IPv4 network.")
-    return network
-
-
 def masquerade_spec(project: str, network: IPv4Network) -> Spec:
-    network = _check_network(network)
     return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "masquerade"),
                 src=str(network), dst="!" + str(network))
 
@@ -210,7 +191,6 @@ def masquerade_spec(project: str, network: IPv4Network) -> Spec:
 def hairpin_spec(project: str, network: IPv4Network) -> Spec:
     """Masquerade of forwarded (DNATed) traffic from the subnet back into it:
     a container reaching a forward through a host address gets replies."""
-    network = _check_network(network)
     return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "hairpin"),
                 src=str(network), dst=str(network), ctstate=DNAT_STATE)
 
@@ -259,7 +239,6 @@ def guard_spec(project: str, name: str) -> Spec:
 def isolate_spec(project: str, name: str, gateway: IPv4Address) -> Spec:
     """Drop new connections from the bridge to the host's addresses other
     than the gateway (isolated projects)."""
-    gateway = _check_address(gateway, "Gateway address")
     return Spec(FILTER, INPUT, "DROP", _tag(project, "isolate"),
                 dst="!" + _host(gateway), in_iface=_check_ifname(name), ctstate=NOT_REPLY)
 
@@ -277,18 +256,11 @@ def nat_specs(bridge: Bridge) -> list[Spec]:
 
 
 def dnat_spec(forward: Forward) -> Spec:
-    if forward.protocol not in PROTOCOLS:
-        raise BackendError(f"Protocol {forward.protocol!r} of forward {forward.host_port} "
-                           f"is not one of {', '.join(PROTOCOLS)}.")
-    container_ip = _check_address(forward.container_ip, "Container address")
-    host_ip = (None if forward.host_ip is None
-               else _host(_check_address(forward.host_ip, "Host address")))
+    host_ip = None if forward.host_ip is None else _host(forward.host_ip)
     return Spec(NAT, pre_chain(forward.project), "DNAT",
                 _tag(forward.project, "dnat", forward.container),
-                protocol=forward.protocol, dst=host_ip,
-                dport=_check_port(forward.host_port, "Host port"),
-                to_destination=f"{container_ip}:"
-                               f"{_check_port(forward.container_port, 'Container port')}")
+                protocol=forward.protocol, dst=host_ip, dport=forward.host_port,
+                to_destination=f"{forward.container_ip}:{forward.container_port}")
 
 
 def accept_spec(forward: Forward) -> Spec:
@@ -314,14 +286,13 @@ def former_accept_spec(forward: Forward) -> Spec:
 
 
 def forward_specs(forward: Forward) -> list[Spec]:
-    """The forward's DNAT and accept (checked: raises BackendError on bad
-    values)."""
+    """The forward's DNAT and accept (the values check themselves when they
+    are made: ``locker.model``)."""
     return [dnat_spec(forward), accept_spec(forward)]
 
 
 def link_specs(link: Link) -> list[Spec]:
-    a = _host(_check_address(link.container_ip, "Container address"))
-    b = _host(_check_address(link.peer_ip, "Peer address"))
+    a, b = _host(link.container_ip), _host(link.peer_ip)
     chain = fwd_chain(link.project)
     return [
         Spec(FILTER, chain, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
@@ -441,18 +412,10 @@ def parse_legacy(spec: Spec | None) -> Key | None:
 
 def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set[Spec]:
     """The specs ``remove_nat(bridges)`` deletes, given the keys found
-    (``locker.pieces.nat_doomed``); checks the bridges' values first."""
+    (``locker.pieces.nat_doomed``)."""
     for bridge in bridges:
         _check_ifname(bridge.name)
-        if bridge.network != UNKNOWN_NETWORK:
-            _check_network(bridge.network)
-    doomed = set()
-    for key in nat_doomed_keys(bridges, keys):
-        try:
-            doomed.add(spec_of(key))
-        except (BackendError, TypeError, ValueError):
-            continue     # a key of UNKNOWN_NETWORK: no rule of it can be there
-    return doomed
+    return {spec_of(key) for key in nat_doomed_keys(bridges, keys)}
 
 
 def key_project(key: Key) -> str:
