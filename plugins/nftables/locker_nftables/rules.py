@@ -6,7 +6,7 @@ Layout of table ``ip locker`` (IPv4 only, like Locker's networks):
 chain                   hook (type, priority)               rules
 ======================  ==================================  =====================
 ``PREROUTING``          prerouting (nat, dstnat -100)       ``fib daddr type local jump LOCKER_PREROUTING``
-``OUTPUT``              output (nat, dstnat -100)           ``fib daddr type local goto LOCKER_PREROUTING``
+``OUTPUT``              output (nat, dstnat -100)           ``fib daddr type local jump LOCKER_PREROUTING``
 ``FORWARD``             forward (filter, filter 0)          ``jump LOCKER_FORWARD``
 ``INPUT``               input (filter, filter 0)            ``jump LOCKER_INPUT``
 ``POSTROUTING``         postrouting (nat, srcnat 100)       ``jump LOCKER_POSTROUTING``
@@ -21,10 +21,9 @@ chain                   hook (type, priority)               rules
 ``LOCKER_FWD_<p>``      regular                             its forward-set lookups, links, outbound, replies
 ======================  ==================================  =====================
 
-``OUTPUT`` makes forwards work from the host itself (its one rule is a
-``goto``, which in a chain of one rule is the same as a jump: the chain's
-policy accept follows either way; it keeps "one jump into each chain"
-true of ``LOCKER_PREROUTING``).
+``OUTPUT`` makes forwards work from the host itself: ``LOCKER_PREROUTING``
+is the one chain entered by two jumps (from ``PREROUTING`` and ``OUTPUT``);
+every other is entered by one.
 
 The project's chains, maps and sets are in ``layout``; this module has the
 rules that are one per value (links and a project's network rules) and
@@ -83,12 +82,11 @@ class BaseChain:
     prio: int
     target: str
     only_local: bool = False  # jump only for packets to a local address
-    verb: str = "jump"
 
     def jump_expr(self) -> list[dict]:
         expr = [_match("==", {"fib": {"result": "type", "flags": ["daddr"]}}, "local")] \
             if self.only_local else []
-        return expr + [{self.verb: {"target": self.target}}]
+        return expr + [{"jump": {"target": self.target}}]
 
     def is_jump(self, expr: list) -> bool:
         """Whether a rule of this chain is exactly Locker's jump (counters
@@ -101,8 +99,7 @@ BASE_CHAINS = (
     BaseChain("FORWARD", "filter", "forward", 0, LOCKER_FORWARD),
     BaseChain("POSTROUTING", "nat", "postrouting", 100, LOCKER_POSTROUTING),
     BaseChain("INPUT", "filter", "input", 0, LOCKER_INPUT),
-    BaseChain("OUTPUT", "nat", "output", -100, LOCKER_PREROUTING, only_local=True,
-              verb="goto"),
+    BaseChain("OUTPUT", "nat", "output", -100, LOCKER_PREROUTING, only_local=True),
 )
 REGULAR_CHAINS = (LOCKER_PREROUTING, LOCKER_FORWARD, LOCKER_POSTROUTING, LOCKER_USER,
                   LOCKER_ISOLATION, LOCKER_INPUT)

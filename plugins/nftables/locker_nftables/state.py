@@ -219,21 +219,18 @@ class TableState:
             (t, i) for i, t in enumerate(rules.LEADING_JUMPS)]
 
     def _leading_missing(self) -> list[str]:
-        if self.leading_in_place() or rules.LOCKER_FORWARD not in self.chains:
-            return [] if self.leading_in_place() else [
-                f"jump from {rules.LOCKER_FORWARD} to {t}" for t in rules.LEADING_JUMPS]
-        problems = []
+        """What is wrong with the jumps that must begin LOCKER_FORWARD."""
+        if self.leading_in_place():
+            return []
+        chain, problems = rules.LOCKER_FORWARD, []
         for target in rules.LEADING_JUMPS:
             count = sum(1 for t, _, _ in self.leading if t == target)
             if count == 0:
-                problems.append(f"jump from {rules.LOCKER_FORWARD} to {target}")
+                problems.append(f"jump from {chain} to {target}")
             elif count > 1:
-                problems.append(f"{count - 1} duplicate jump(s) from {rules.LOCKER_FORWARD} "
-                                f"to {target}")
-        if not problems:
-            problems.append(f"jumps to {' and '.join(rules.LEADING_JUMPS)} not first in "
-                            f"{rules.LOCKER_FORWARD}, in this order")
-        return problems
+                problems.append(f"{count - 1} duplicate jump(s) from {chain} to {target}")
+        return problems or [f"jumps to {' and '.join(rules.LEADING_JUMPS)} not first in "
+                            f"{chain}, in this order"]
 
     def _project_missing(self, project: str) -> list[str]:
         mine = self.of(project)
