@@ -357,12 +357,7 @@ class Iptables:
                 and "-j" in r[3]]
 
     def jump_counts(self, netns: NetNS) -> dict[str, int]:
-        """Jumps per target chain; the nat OUTPUT jump into
-        LOCKER_PREROUTING (forwards from the host itself) counts apart."""
-        return dict(Counter(
-            target if parent != "OUTPUT" else f"{target} from {parent}"
-            for _, parent, _, words in self.jumps(netns)
-            for target in [words[words.index("-j") + 1]]))
+        return dict(Counter(words[words.index("-j") + 1] for *_, words in self.jumps(netns)))
 
     def _jump(self, netns: NetNS, chain: str) -> tuple[str, str, int, list[str]]:
         return next(r for r in self.jumps(netns) if r[3][r[3].index("-j") + 1] == chain)
