@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Callable, Iterable, Mapping, Sequence, Set
 
 from locker import blockers
@@ -11,65 +12,140 @@ from locker.names import Tag
 
 from locker_iptables import availability, nfside, rules
 from locker_iptables.kernel import Entry, Kernel, Op, View
-from locker_iptables.rules import CHAINS, Spec
+from locker_iptables.rules import ENTRY_CHAINS, Spec
 
 
-def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec] = frozenset()) -> list[Op]:
-    """Create Locker's chains and jumps of this table if missing (each jump
-    inserted first in its built-in chain; duplicate and altered jumps are
-    dropped), delete the rules of Locker's chains that are ``stale``, then
-    append the missing specs. Deletions come first, while the positions
-    read are still valid."""
-    creates: list[Op] = [Op("create", chain) for chain in CHAINS[view.table]
-                         if chain not in view.chains]
+def _now(entry: Entry) -> Spec | None:
+    """The spec of the current layout that a decoded entry stands for: its
+    own, or for a rule of the old layout the one that replaces it."""
+    if rules.parse(entry.spec) is None:
+        key = rules.parse_legacy(entry.spec)
+        if key is not None:
+            return rules.spec_of(key)
+    return entry.spec
+
+
+def _deletes(ops: Iterable[Op]) -> list[Op]:
+    """Rule deletions once each, last first per chain so that positions
+    stay valid."""
+    unique = {(op.chain, op.position): op for op in ops}
+    return sorted(unique.values(), key=lambda op: (op.chain, -op.position))
+
+
+def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec],
+            projects: Set[str]) -> list[Op]:
+    """Create Locker's shared chains and jumps of this table if missing
+    (each jump inserted first in its parent chain; duplicate and altered
+    jumps are dropped), and each project's own chain with exactly one
+    dispatch rule into it; delete the rules that are ``stale``, move the
+    projects' rules of the old layout into their own chains, then append
+    the missing specs. Deletions come first, while the positions read are
+    still valid."""
+    table = view.table
+    creates = [Op("create", chain) for chain in ENTRY_CHAINS[table] if chain not in view.chains]
+    creates += [Op("create", rules.project_chain(table, p)) for p in sorted(projects)
+                if rules.project_chain(table, p) not in view.chains]
     deletes: list[Op] = []
     inserts: list[Op] = []
-    for chain, parent in CHAINS[view.table].items():
-        jumps = view.jumps(chain)
-        if not jumps:
-            jump = next(j for j in rules.jump_specs() if j.target == chain)
-            inserts.append(Op("insert", jump.chain, jump, 0))
-        deletes += [Op("delete", parent, position=extra.index, entry=extra)
-                    for extra in jumps[1:]]
+    head = view.head_in_place()
+    for jump in view.table_jumps():
+        found = view.jumps(jump)
+        if jump in rules.HEAD:
+            keep = found[:1] if head else []
+            if not keep:
+                inserts.append(Op("insert", jump.chain, jump, rules.HEAD.index(jump)))
+        else:
+            keep = found[:1]
+            if not keep:
+                inserts.insert(0, Op("insert", jump.chain, jump, 0))
+        deletes += [Op("delete", jump.chain, position=e.index, entry=e)
+                    for e in found if e not in keep]
     deletes += [Op("delete", parent, position=e.index, entry=e)
                 for parent, e in view.stray_jumps()]
-    deletes += _delete(view, lambda e: e.spec in stale)
-    present = {e.spec for _, e in view.locker_entries() if e.spec and e.spec not in stale}
-    appends = [Op("append", spec.chain, spec) for spec in rules.unique(specs)
-               if spec.table == view.table and spec not in present]
-    return creates + sorted(deletes, key=lambda op: (op.chain, -op.position)) + inserts + appends
+    appends: list[Op] = []
+    for project in sorted(projects):
+        exact, altered = view.dispatches(project)
+        shared = rules.DISPATCH_CHAIN[table]
+        deletes += [Op("delete", shared, position=e.index, entry=e) for e in exact[1:] + altered]
+        if not exact:
+            appends.append(Op("append", shared, rules.dispatch_spec(table, project)))
+    moved: list[Spec] = []
+    present: set[Spec] = set()
+    for chain, entry, tag in view.tagged():
+        legacy = tag.project in projects and rules.parse_legacy(entry.spec) is not None
+        if entry.spec in stale or legacy:
+            deletes.append(Op("delete", chain, position=entry.index, entry=entry))
+            if legacy:
+                moved.append(_now(entry))
+        elif entry.spec is not None:
+            present.add(entry.spec)
+    appends += [Op("append", spec.chain, spec) for spec in rules.unique([*specs, *moved])
+                if spec.table == table and spec not in present]
+    return creates + _deletes(deletes) + inserts + appends
 
 
-def _delete(view: View, doomed: Callable[[Entry], bool]) -> list[Op]:
-    """Delete the rules that ``doomed`` picks, in Locker's chains and the
-    built-in chains read with them, last first so that positions stay
-    valid."""
-    ops = [Op("delete", chain, position=e.index, entry=e)
-           for chain, e in view.all_entries() if doomed(e)]
-    return sorted(ops, key=lambda op: (op.chain, -op.position))
+def _removal(views: Mapping[str, View], doomed: Callable[[Entry], bool],
+             teardown: Set[str] = frozenset(),
+             when_empty: Set[str] = frozenset()) -> dict[str, list[Op]]:
+    """Delete the decoded rules that ``doomed`` picks, in Locker's chains
+    and the built-in chains read with them; then tear down the own chains
+    (and dispatch rules) of the projects in ``teardown``, and of those in
+    ``when_empty`` that this removal leaves without any rule."""
+    picked = {t: [(chain, e) for chain, e in v.all_entries() if e.decoded and doomed(e)]
+              for t, v in views.items()}
+    gone = {id(e) for found in picked.values() for _, e in found}
+    torn = set(teardown)
+    for project in when_empty:
+        mine = [e for v in views.values() for _, e, tag in v.tagged()
+                if tag.project == project and tag.purpose != "dispatch"]
+        if mine and all(id(e) in gone for e in mine):
+            torn.add(project)
+    plans: dict[str, list[Op]] = {}
+    for table, view in views.items():
+        deletes = [Op("delete", chain, position=e.index, entry=e) for chain, e in picked[table]]
+        dropped: list[Op] = []
+        for project in sorted(torn):
+            chain = rules.project_chain(table, project)
+            exact, altered = view.dispatches(project)
+            deletes += [Op("delete", rules.DISPATCH_CHAIN[table], position=e.index, entry=e)
+                        for e in exact + altered]
+            if chain in view.chains:
+                deletes += [Op("delete", chain, position=e.index, entry=e)
+                            for e in view.chains[chain]]
+                dropped.append(Op("delete_chain", chain))
+        plans[table] = _deletes(deletes) + dropped
+    return plans
 
 
 def _tagged(entry: Entry, project: str | None = None) -> Tag | None:
-    tag = Tag.parse(entry.comment)
+    tag = Tag.parse(entry.comment) if entry.decoded else None
     return tag if tag is not None and project in (None, tag.project) else None
 
 
 def _unrecognised(entry: Entry, project: str | None = None) -> bool:
-    return _tagged(entry, project) is not None and rules.parse(entry.spec) is None
+    tag = _tagged(entry, project)
+    return (tag is not None and tag.purpose != "dispatch" and rules.parse(entry.spec) is None
+            and rules.parse_legacy(entry.spec) is None)
+
+
+def _key(entry: Entry) -> rules.Key | None:
+    return rules.parse(entry.spec) or rules.parse_legacy(entry.spec)
 
 
 def _keys(views: Mapping[str, View]) -> set:
-    return {rules.parse(e.spec) for v in views.values() for _, e in v.all_entries()} - {None}
+    return {_key(e) for v in views.values() for _, e, _ in v.tagged()} - {None}
 
 
 def _read_ruleset(views: Mapping[str, View]) -> Ruleset:
-    keys, unrecognised = set(), []
+    keys, unrecognised, legacy = set(), [], Counter()
     for view in views.values():
-        for chain, entry in view.all_entries():
-            tag = _tagged(entry)
-            if tag is None:
+        for chain, entry, tag in view.tagged():
+            if tag.purpose == "dispatch":
                 continue
             key = rules.parse(entry.spec)
+            if key is None:
+                key = rules.parse_legacy(entry.spec)
+                legacy[tag.project] += key is not None
             if key is not None:
                 keys.add(key)
                 continue
@@ -78,19 +154,34 @@ def _read_ruleset(views: Mapping[str, View]) -> Ruleset:
                                            f"iptables-legacy {view.table} {chain}", text or ""))
     anything = any(view.anything() for view in views.values())
     missing = [p for view in views.values() for p in view.entry_missing()] if anything else []
+    for project in sorted({rules.key_project(k) for k in keys}):
+        missing += [p for view in views.values() for p in view.project_missing(project)]
+        if legacy[project]:
+            missing.append(f"{legacy[project]} rule(s) of project {project} in the old layout "
+                           "(shared chains), moved into its own chains by the next command")
     return rules.ruleset(keys, anything and not missing, unrecognised, missing)
+
+
+def _projects(values: Iterable[Bridge | Forward | Link]) -> frozenset[str]:
+    return frozenset(v.project for v in values)
 
 
 class IptablesBackend:
     """Firewall backend ``iptables``: Locker's rules in the legacy iptables
     tables through python-iptables (``iptc``).
 
-    Chains: ``LOCKER_PREROUTING`` and ``LOCKER_POSTROUTING`` (nat) and
-    ``LOCKER_FORWARD`` (filter), each entered by a jump with the comment
-    ``LOCKER`` placed first in ``PREROUTING`` (local destinations only),
-    ``POSTROUTING`` and ``FORWARD``. Each hook call is one commit per table
-    changed, under the xtables lock; see ``locker_iptables.rules`` for the
-    rules themselves.
+    Shared chains: ``LOCKER_PREROUTING`` and ``LOCKER_POSTROUTING`` (nat),
+    ``LOCKER_FORWARD``, ``LOCKER_USER``, ``LOCKER_ISOLATION`` and
+    ``LOCKER_INPUT`` (filter), each entered by a jump with the comment
+    ``LOCKER`` placed first in ``PREROUTING`` and nat ``OUTPUT`` (local
+    destinations only), ``POSTROUTING``, ``FORWARD`` and ``INPUT``, and
+    for ``LOCKER_USER`` and ``LOCKER_ISOLATION`` as the first two rules of
+    ``LOCKER_FORWARD``. Each project's forwards, links, outbound and
+    replies rules are in its own ``LOCKER_FWD_<p>`` / ``LOCKER_PRE_<p>``,
+    reached by one dispatch rule each. Each hook call reads the shared
+    chains and the own chains of the projects it is about, and is one
+    commit per table changed, under the xtables lock; see
+    ``locker_iptables.rules`` for the rules themselves.
 
     ``lock_timeout``: seconds to wait for ``/run/xtables.lock``;
     ``retries``: attempts of a commit that another writer's change
@@ -107,71 +198,78 @@ class IptablesBackend:
     def firewall_availability(self) -> Availability:
         return availability.availability()
 
-    def _add(self, specs: Sequence[Spec], stale: Set[Spec] = frozenset()) -> None:
+    def _add(self, specs: Sequence[Spec], projects: Set[str],
+             stale: Set[Spec] = frozenset()) -> None:
         self.kernel.transact(
-            lambda views: {t: _ensure(v, specs, stale) for t, v in views.items()})
+            lambda views: {t: _ensure(v, specs, stale, projects) for t, v in views.items()},
+            scope=projects)
+
+    def _remove(self, doomed: Set[Spec], projects: Set[str]) -> None:
+        self.kernel.transact(
+            lambda views: _removal(views, lambda e: _now(e) in doomed, when_empty=projects),
+            scope=projects, create=False)
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
         specs = [s for b in bridges for s in rules.nat_specs(b)]
         if specs:
-            self._add(specs)
+            self._add(specs, _projects(bridges))
 
     @hookimpl
     def add_forward(self, forwards: Sequence[Forward]) -> None:
         specs = [s for f in forwards for s in rules.forward_specs(f)]
         if specs:
-            self._add(specs, {rules.former_accept_spec(f) for f in forwards})
+            self._add(specs, _projects(forwards), {rules.former_accept_spec(f) for f in forwards})
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
         specs = [s for k in links for s in rules.link_specs(k)]
         if specs:
-            self._add(specs)
+            self._add(specs, _projects(links))
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
         doomed = {s for f in forwards for s in rules.forward_specs(f)}
         doomed |= {rules.former_accept_spec(f) for f in forwards}
         if doomed:
-            self.kernel.transact(lambda views: {
-                t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()})
+            self._remove(doomed, _projects(forwards))
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
         doomed = {s for k in links for s in rules.link_specs(k)}
         if doomed:
-            self.kernel.transact(lambda views: {
-                t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()})
+            self._remove(doomed, _projects(links))
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
         if not rules.nat_doomed(bridges, set()):    # also checks the values first
             return
+        projects = _projects(bridges)
 
         def plan(views: Mapping[str, View]) -> dict[str, list[Op]]:
             doomed = rules.nat_doomed(bridges, _keys(views))
-            return {t: _delete(v, lambda e: e.spec in doomed) for t, v in views.items()}
+            return _removal(views, lambda e: _now(e) in doomed, when_empty=projects)
 
-        self.kernel.transact(plan)
+        self.kernel.transact(plan, scope=projects, create=False)
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:
-        self.kernel.transact(lambda views: {
-            t: _delete(v, lambda e: _unrecognised(e, project)) for t, v in views.items()})
+        self.kernel.transact(
+            lambda views: _removal(views, lambda e: _unrecognised(e, project)),
+            scope={project}, create=False)
 
     @hookimpl
     def cleanup(self, project: str) -> None:
-        def mine(entry: Entry) -> bool:
-            tag = Tag.parse(entry.comment)
-            return tag is not None and tag.project == project
-
-        self.kernel.transact(lambda views: {t: _delete(v, mine) for t, v in views.items()})
+        self.kernel.transact(
+            lambda views: _removal(views, lambda e: _tagged(e, project) is not None,
+                                   teardown={project}),
+            scope={project}, create=False)
 
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:
-        found = _read_ruleset(self.kernel.read())
-        return found if project is None else found.of_project(project)
+        if project is None:
+            return _read_ruleset(self.kernel.read())
+        return _read_ruleset(self.kernel.read({project})).of_project(project)
 
     @hookimpl
     def find_blockers(self, bridges: Sequence[Bridge]) -> list[Blocker]:

@@ -15,15 +15,15 @@ table handle, its extensions' parsers and its rule serialisation.
 from __future__ import annotations
 
 import ctypes
-import struct
 from dataclasses import dataclass, field
 from functools import lru_cache
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv4Network
 from typing import Any
 
 from locker.names import JUMP_COMMENT, Tag
 
+from locker_iptables import xtables as xt
 from locker_iptables.rules import Spec, check_comment
 
 
@@ -41,6 +41,8 @@ class Entry:
     #: For a rule with Locker's tag but without a Spec: the rule as
     #: python-iptables reads it, for people.
     text: str | None = None
+    #: False for a rule read for its comment only (another project's).
+    decoded: bool = True
 
 
 # ------------------------------------------------------- the generic path
@@ -66,9 +68,12 @@ def _single(params: Mapping[str, list[str]], key: str) -> str | None:
 def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
     """The Spec fields of a conntrack match with ``--ctstate`` and at most
     ``--ctorigdst ADDRESS`` and ``--ctorigdstport PORT`` besides, none
-    inverted; None for any other."""
+    inverted, or with ``! --ctstate`` alone; None for any other."""
     if "ctstate" not in params or not set(params) <= {"ctstate", "ctorigdst", "ctorigdstport"}:
         return None
+    state = params["ctstate"]
+    if len(state) == 2 and state[0] == "!" and set(params) == {"ctstate"}:
+        return {"ctstate": "!" + state[1]}
     if any(len(values) != 1 or values[0].startswith("!") for values in params.values()):
         return None
     fields: dict[str, Any] = {"ctstate": params["ctstate"][0]}
@@ -229,40 +234,37 @@ def _reparse(module: Any, *parameters: tuple[str, str]) -> None:
 # ----------------------------------------------------------------- reading
 
 
-_HEADER = struct.Struct("=H29sB")   # xt_entry_match / xt_entry_target: size, name, revision
-_TCP = struct.Struct("=4H4B")       # struct xt_tcp: spts[2], dpts[2], option, flg_mask, flg_cmp, invflags
-_UDP = struct.Struct("=4HB")        # struct xt_udp: spts[2], dpts[2], invflags
-_NAT_FLAGS = struct.Struct("=I")    # nf_nat_range(2).flags, then min_addr, max_addr (16 bytes each)
-_NAT_PORTS = struct.Struct("!HH")   # min_proto, max_proto (network order)
-_NAT_MAP_IPS_AND_PORTS = 0x1 | 0x2  # NF_NAT_RANGE_MAP_IPS | NF_NAT_RANGE_PROTO_SPECIFIED
-_COMMENT_MAX = 256                  # struct xt_comment_info: char comment[256]
-# struct xt_conntrack_mtinfo3 (revision 3), from origdst_addr: origdst_addr
-# and origdst_mask (16 bytes each), then from offset 136: l4proto,
-# origsrc_port, origdst_port, replsrc_port, repldst_port, match_flags,
-# invert_flags, state_mask, status_mask, origsrc_port_high,
-# origdst_port_high (revision 3 keeps ports in host order).
-_CONNTRACK_ORIGDST = 32
-_CONNTRACK_TAIL = struct.Struct("=H4H4H2H")
-_CONNTRACK_TAIL_AT = 136
-_CT_STATE, _CT_ORIGDST, _CT_ORIGDST_PORT = 1 << 0, 1 << 3, 1 << 9
-#: --ctstate values this backend writes, by state_mask
-#: (ESTABLISHED 1 << 1, RELATED 1 << 2, DNAT 1 << (IP_CT_NUMBER + 2) = 1 << 7).
-_CT_STATES = {1 << 7: "DNAT", (1 << 1) | (1 << 2): "RELATED,ESTABLISHED"}
+_HEADER_SIZE = ctypes.sizeof(xt.EntryHeader)
+_NAT_MAP_IPS_AND_PORTS = xt.NF_NAT_RANGE_MAP_IPS | xt.NF_NAT_RANGE_PROTO_SPECIFIED
+_CT_FLAGS = xt.XT_CONNTRACK_STATE | xt.XT_CONNTRACK_ORIGDST | xt.XT_CONNTRACK_ORIGDST_PORT
+#: --ctstate values this backend writes, by state_mask.
+_CT_STATES = {xt.CT_STATE_DNAT: "DNAT",
+              xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED: "RELATED,ESTABLISHED",
+              xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED | xt.CT_STATE_DNAT:
+                  "RELATED,ESTABLISHED,DNAT"}
 _HOST_MASK = b"\xff" * 16            # how libxt_conntrack stores a /32
 _PROTOCOLS = {0: None, 6: "tcp", 17: "udp"}
 
 
-def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool) -> list[Entry]:
+def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
+               wanted: Callable[[str | None], bool] | None = None) -> list[Entry]:
     """The rules of ``chain`` in the iptc ``table`` handle; with ``specs``
     false only comments and targets are read (built-in chains, where Locker
     only looks for its jumps), except for the jumps themselves and rules
-    with Locker's tag."""
+    with Locker's tag. Rules whose comment ``wanted`` refuses are read for
+    their comment and target only (``decoded`` False)."""
     entry_size = ctypes.sizeof(iptc.ip4tc.ipt_entry)
     entries: list[Entry] = []
     entry = table.first_rule(chain)
     while entry:
         raw = ctypes.string_at(ctypes.addressof(entry), entry.next_offset)
         target = (table.get_target(entry) or b"").decode()
+        if wanted is not None:
+            comment = _comment(raw, entry_size, entry.target_offset)
+            if not wanted(comment):
+                entries.append(Entry(len(entries), comment, target, None, raw, decoded=False))
+                entry = table.next_rule(entry)
+                continue
         if specs:
             decoded = _decode(iptc, table_name, chain, entry, raw, entry_size, target)
         else:
@@ -318,13 +320,13 @@ def _describe(rule: Any, chain: str) -> str:
 def _matches(raw: bytes, start: int, end: int) -> Iterator[tuple[bytes, int, int]]:
     """(name, revision, offset of the data) of each match in ``raw``."""
     while start < end:
-        size, name, revision = _HEADER.unpack_from(raw, start)
-        yield name.split(b"\0", 1)[0], revision, start + _HEADER.size
+        name, revision, size = xt.header_at(raw, start)
+        yield name, revision, start + _HEADER_SIZE
         start += size
 
 
 def _comment_at(raw: bytes, data: int) -> str | None:
-    text = raw[data:data + _COMMENT_MAX].split(b"\0", 1)[0]
+    text = xt.from_bytes(xt.CommentInfo, raw, data).comment
     return text.decode(errors="replace") or None
 
 
@@ -338,44 +340,46 @@ def _comment(raw: bytes, start: int, end: int) -> str | None:
 
 def _dport(name: bytes, raw: bytes, data: int) -> int | None:
     """The port of a ``--dport N`` tcp/udp match that has nothing else."""
-    if name == b"tcp":
-        sport_lo, sport_hi, dport_lo, dport_hi, *rest = _TCP.unpack_from(raw, data)
-    else:
-        sport_lo, sport_hi, dport_lo, dport_hi, *rest = _UDP.unpack_from(raw, data)
-    if (sport_lo, sport_hi) != (0, 0xFFFF) or dport_lo != dport_hi or any(rest):
+    match = xt.from_bytes(xt.Tcp if name == b"tcp" else xt.Udp, raw, data)
+    rest = ((match.option, match.flg_mask, match.flg_cmp, match.invflags)
+            if name == b"tcp" else (match.invflags,))
+    if tuple(match.spts) != (0, 0xFFFF) or match.dpts[0] != match.dpts[1] or any(rest):
         return None
-    return dport_lo
+    return match.dpts[0]
 
 
 def _destination(raw: bytes, data: int) -> str | None:
     """``A.B.C.D:PORT`` of a DNAT target to one address and port, or None."""
-    (flags,) = _NAT_FLAGS.unpack_from(raw, data)
-    low, high = raw[data + 4:data + 20], raw[data + 20:data + 36]
-    port_lo, port_hi = _NAT_PORTS.unpack_from(raw, data + 36)
-    if flags != _NAT_MAP_IPS_AND_PORTS or low != high or any(low[4:]) or port_lo != port_hi:
+    nat = xt.from_bytes(xt.NatRange, raw, data)
+    low, high = bytes(nat.min_addr), bytes(nat.max_addr)
+    if (nat.flags != _NAT_MAP_IPS_AND_PORTS or low != high or any(low[4:])
+            or nat.min_proto != nat.max_proto):
         return None
-    return f"{IPv4Address(low[:4])}:{port_lo}"
+    return f"{IPv4Address(low[:4])}:{nat.min_proto}"
 
 
 def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
     """The Spec fields of a conntrack (revision 3) match of the shape
     ``_conntrack`` accepts, or None to leave it to python-iptables."""
-    (_l4proto, _sport, dport, _rsport, _rdport, flags, invert, state, _status,
-     _sport_high, dport_high) = _CONNTRACK_TAIL.unpack_from(raw, data + _CONNTRACK_TAIL_AT)
-    if (invert or not flags & _CT_STATE or state not in _CT_STATES
-            or flags & ~(_CT_STATE | _CT_ORIGDST | _CT_ORIGDST_PORT)):
+    info = xt.from_bytes(xt.ConntrackMtinfo3, raw, data)
+    flags = info.match_flags
+    if (not flags & xt.XT_CONNTRACK_STATE or info.state_mask not in _CT_STATES
+            or flags & ~_CT_FLAGS):
         return None
-    fields: dict[str, Any] = {"ctstate": _CT_STATES[state]}
-    if flags & _CT_ORIGDST:
-        address = raw[data + _CONNTRACK_ORIGDST:data + _CONNTRACK_ORIGDST + 16]
-        mask = raw[data + _CONNTRACK_ORIGDST + 16:data + _CONNTRACK_ORIGDST + 32]
-        if mask != _HOST_MASK or any(address[4:]):
+    if info.invert_flags:
+        if info.invert_flags != xt.XT_CONNTRACK_STATE or flags != xt.XT_CONNTRACK_STATE:
+            return None
+        return {"ctstate": "!" + _CT_STATES[info.state_mask]}
+    fields: dict[str, Any] = {"ctstate": _CT_STATES[info.state_mask]}
+    if flags & xt.XT_CONNTRACK_ORIGDST:
+        address = bytes(info.origdst_addr)
+        if bytes(info.origdst_mask) != _HOST_MASK or any(address[4:]):
             return None
         fields["ctorigdst"] = str(IPv4Address(address[:4]))
-    if flags & _CT_ORIGDST_PORT:
-        if dport != dport_high:
+    if flags & xt.XT_CONNTRACK_ORIGDST_PORT:
+        if info.origdst_port != info.origdst_port_high:
             return None
-        fields["ctorigdstport"] = dport
+        fields["ctorigdstport"] = info.origdst_port
     return fields
 
 
@@ -403,10 +407,9 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             fields.update(conntrack)
         else:
             return None
-    _size, name, revision = _HEADER.unpack_from(raw, entry.target_offset)
-    name = name.split(b"\0", 1)[0]
+    name, revision, _size = xt.header_at(raw, entry.target_offset)
     if name == b"DNAT" and revision in (1, 2):
-        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER.size)
+        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE)
         if fields["to_destination"] is None:
             return None
     elif name:
@@ -432,9 +435,8 @@ def restore(iptc: Any, table: Any, chain: str, entry: Entry, position: int) -> N
     or jump is an offset in the old table); libiptc takes ``ACCEPT``, ``DROP``,
     ``RETURN`` or a chain's name there, as python-iptables' Rule does."""
     buffer = bytearray(entry.raw)
-    offset = iptc.ip4tc.ipt_entry.target_offset.offset
-    (target_offset,) = struct.unpack_from("=H", buffer, offset)
-    _size, name, _revision = _HEADER.unpack_from(buffer, target_offset)
-    if not name.split(b"\0", 1)[0]:
-        struct.pack_into("=29s", buffer, target_offset + 2, entry.target.encode())
+    target_offset = iptc.ip4tc.ipt_entry.from_buffer(buffer).target_offset
+    header = xt.EntryHeader.from_buffer(buffer, target_offset)
+    if not header.name:
+        header.name = entry.target.encode()
     table.insert_entry(chain, (ctypes.c_ubyte * len(buffer)).from_buffer(buffer), position)

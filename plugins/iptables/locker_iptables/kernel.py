@@ -11,56 +11,101 @@ for its duration and restores it afterwards.
 from __future__ import annotations
 
 import ctypes
+import errno
+import os
 import threading
 import time
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
+from functools import lru_cache
 from typing import Any
 
 from locker import faults
 from locker.errors import BackendError
-from locker.names import JUMP_COMMENT
+from locker.names import JUMP_COMMENT, Tag
 
 from locker_iptables.entries import Entry, RuleBuilder, read_chain, restore
-from locker_iptables.loader import load_iptc
+from locker_iptables.loader import load_iptc, only_tables
 from locker_iptables.lock import xtables_lock
-from locker_iptables.rules import CHAINS, TABLES, Spec, jump_specs
+from locker_iptables.rules import (DISPATCH_CHAIN, ENTRY_CHAINS, HEAD, PROJECT_PREFIX, UNREAD_CHAINS,
+                                   TABLES, Spec, dispatch_spec, jump_specs, project_chain)
 
 __all__ = ["Entry", "Kernel", "Op", "Plan", "View", "load_iptc"]
 
-EAGAIN_TEXT = "Resource temporarily unavailable"
 _PROCESS_LOCK = threading.RLock()
+
+
+class CommitFailed(Exception):
+    """``iptc_commit`` refused a table: ``errno`` is the kernel's reason
+    (``EAGAIN``: another writer replaced the table since it was read)."""
+
+    def __init__(self, table: str, errno_value: int, text: str) -> None:
+        super().__init__(f"can't commit the {table} table: {text}")
+        self.errno = errno_value
+
+
+@lru_cache(maxsize=1)
+def _errno_location() -> Any:
+    location = ctypes.CDLL(None).__errno_location
+    location.restype = ctypes.POINTER(ctypes.c_int)
+    return location
+
+
+def commit(table: Any) -> None:
+    """Commit an iptc table, raising CommitFailed with the errno that
+    ``iptc_commit`` left (python-iptables' ``Table.commit`` raises with a
+    message only; it reads nothing between the failed call and its
+    ``strerror``, which leaves errno as it is)."""
+    errno_at = _errno_location()()
+    errno_at[0] = 0
+    try:
+        table.commit()
+    except load_iptc().IPTCError as err:
+        code = errno_at[0]
+        raise CommitFailed(table.name, code, f"{err} (errno {code}: "
+                           f"{os.strerror(code) if code else 'none'})") from None
 
 
 @dataclass
 class View:
     """The chains of one table that matter to Locker, as read at the start
-    of a transaction: Locker's own chains and the built-ins jumping to them."""
+    of a transaction: Locker's shared chains, the built-ins jumping to
+    them, and the own chains of the projects in ``scope`` (of every project
+    when ``scope`` is None). Entries of other projects in the shared
+    chains are read for their comment only (``Entry.decoded`` False)."""
 
     table: str
     chains: dict[str, list[Entry]]
+    scope: frozenset[str] | None = None
 
-    def jumps(self, chain: str) -> list[Entry]:
-        """Locker's jumps into ``chain``: exactly the rule ``jump_specs``
-        gives, in the built-in chain."""
-        parent = CHAINS[self.table][chain]
-        wanted = next(j for j in jump_specs() if j.target == chain)
-        return [e for e in self.chains.get(parent, ())
-                if e.comment == JUMP_COMMENT and e.spec == wanted]
+    def in_scope(self, project: str) -> bool:
+        return self.scope is None or project in self.scope
+
+    def jumps(self, jump: Spec) -> list[Entry]:
+        """Locker's jumps ``jump`` (one of ``jump_specs``): exactly that
+        rule, in its parent chain."""
+        return [e for e in self.chains.get(jump.chain, ())
+                if e.comment == JUMP_COMMENT and e.spec == jump]
+
+    def table_jumps(self) -> list[Spec]:
+        return [j for j in jump_specs() if j.table == self.table]
+
+    def head_in_place(self) -> bool:
+        """Whether the first rules of the chain ``HEAD`` jumps from are
+        exactly ``HEAD``, in its order (only in HEAD's table)."""
+        if self.table != HEAD[0].table:
+            return True
+        first = self.chains.get(HEAD[0].chain, [])[:len(HEAD)]
+        return [(e.comment, e.spec) for e in first] == [(JUMP_COMMENT, j) for j in HEAD]
 
     def stray_jumps(self) -> list[tuple[str, Entry]]:
-        """(built-in chain, entry) of each rule with the jump comment that is
+        """(parent chain, entry) of each rule with the jump comment that is
         not one of Locker's jumps (an altered one)."""
-        exact = {id(e) for chain in CHAINS[self.table] for e in self.jumps(chain)}
-        return [(parent, e) for parent in sorted(set(CHAINS[self.table].values()))
-                for e in self.chains.get(parent, ())
+        exact = {id(e) for jump in self.table_jumps() for e in self.jumps(jump)}
+        parents = sorted({j.chain for j in self.table_jumps()})
+        return [(parent, e) for parent in parents for e in self.chains.get(parent, ())
                 if e.comment == JUMP_COMMENT and id(e) not in exact]
-
-    def locker_entries(self) -> Iterator[tuple[str, Entry]]:
-        for chain in CHAINS[self.table]:
-            for entry in self.chains.get(chain, ()):
-                yield chain, entry
 
     def all_entries(self) -> Iterator[tuple[str, Entry]]:
         """The entries of every chain read: Locker's and the built-ins
@@ -69,24 +114,67 @@ class View:
             for entry in entries:
                 yield chain, entry
 
+    def tagged(self) -> Iterator[tuple[str, Entry, Tag]]:
+        """(chain, entry, tag) of every decoded entry with Locker's tag."""
+        for chain, entries in self.chains.items():
+            for entry in entries:
+                if entry.decoded:
+                    tag = Tag.parse(entry.comment)
+                    if tag is not None:
+                        yield chain, entry, tag
+
+    def dispatches(self, project: str) -> tuple[list[Entry], list[Entry]]:
+        """The project's exact dispatch rules in this table's shared chain,
+        and its altered ones (its dispatch tag, another rule)."""
+        wanted = dispatch_spec(self.table, project)
+        exact, altered = [], []
+        for entry in self.chains.get(DISPATCH_CHAIN[self.table], ()):
+            tag = Tag.parse(entry.comment) if entry.decoded else None
+            if tag is not None and tag.purpose == "dispatch" and tag.project == project:
+                (exact if entry.spec == wanted else altered).append(entry)
+        return exact, altered
+
     def entry_missing(self) -> list[str]:
-        """One phrase per missing chain or jump and per duplicate jump of
-        this table."""
-        problems = []
-        for chain, parent in CHAINS[self.table].items():
-            if chain not in self.chains:
-                problems.append(f"chain {chain} in table {self.table}")
-            count = len(self.jumps(chain))
+        """One phrase per missing shared chain or jump and per duplicate
+        jump of this table."""
+        problems = [f"chain {chain} in table {self.table}"
+                    for chain in ENTRY_CHAINS[self.table] if chain not in self.chains]
+        for jump in self.table_jumps():
+            count = len(self.jumps(jump))
             if count == 0:
-                problems.append(f"jump from {parent} to {chain}")
+                problems.append(f"jump from {jump.chain} to {jump.target}")
             elif count > 1:
-                problems.append(f"{count - 1} duplicate jump(s) from {parent} to {chain}")
+                problems.append(f"{count - 1} duplicate jump(s) from {jump.chain} "
+                                f"to {jump.target}")
         problems += [f"altered jump rule in chain {parent}" for parent, _ in self.stray_jumps()]
+        if HEAD[0].chain in self.chains and not self.head_in_place() and all(
+                len(self.jumps(jump)) == 1 for jump in HEAD):
+            problems.append(f"jumps to {' and '.join(j.target for j in HEAD)} not the first "
+                            f"rules of {HEAD[0].chain}")
+        return problems
+
+    def project_missing(self, project: str) -> list[str]:
+        """One phrase per missing piece of the project's own chain in this
+        table and its dispatch rule."""
+        chain = project_chain(self.table, project)
+        shared = DISPATCH_CHAIN[self.table]
+        problems = []
+        if chain not in self.chains:
+            problems.append(f"chain {chain} of project {project} in table {self.table}")
+        exact, altered = self.dispatches(project)
+        if not exact:
+            problems.append(f"dispatch rule jump {chain} in chain {shared}")
+        elif len(exact) > 1:
+            problems.append(f"{len(exact) - 1} duplicate dispatch rule(s) jump {chain} "
+                            f"in chain {shared}")
+        problems += [f"altered dispatch rule of project {project} in chain {shared}"
+                     for _ in altered]
         return problems
 
     def anything(self) -> bool:
         """Some of Locker's chains or jumps are in this table."""
-        return any(chain in self.chains or self.jumps(chain) for chain in CHAINS[self.table])
+        return (any(chain in self.chains for chain in ENTRY_CHAINS[self.table])
+                or any(self.jumps(jump) for jump in self.table_jumps()))
 
 
 # ---------------------------------------------------------------- changes
@@ -95,8 +183,9 @@ class View:
 @dataclass(frozen=True)
 class Op:
     """One change to a table: ``create`` a chain, ``insert`` a spec at
-    ``position``, ``append`` a spec, or ``delete`` the rule at ``position``
-    (``entry`` is kept for the rollback)."""
+    ``position``, ``append`` a spec, ``delete`` the rule at ``position``
+    (``entry`` is kept for the rollback), or ``delete_chain`` an empty
+    chain nothing jumps to any more."""
 
     kind: str
     chain: str
@@ -114,6 +203,13 @@ def _tables_present() -> set[str] | None:
             return set(names.read().split())
     except OSError:
         return None
+
+
+def _present(names: Sequence[str]) -> list[str]:
+    """Those of the tables that exist in this network namespace (all of
+    them when that cannot be told)."""
+    present = _tables_present()
+    return [n for n in names if present is None or n in present]
 
 
 class Kernel:
@@ -146,7 +242,8 @@ class Kernel:
                 table.autocommit = False
                 tables[name] = table
                 table.refresh()
-            yield tables
+            with only_tables(iptc, list(tables)):
+                yield tables
         except iptc.IPTCError as err:
             raise BackendError(f"Cannot read the iptables tables: {err}; check that "
                                "the ip_tables kernel module is available.") from None
@@ -159,39 +256,65 @@ class Kernel:
                     pass
                 table.autocommit = saved[name]
 
-    def _view(self, name: str, table: Any) -> View:
+    def _view(self, name: str, table: Any, scope: frozenset[str] | None) -> View:
         iptc = load_iptc()
-        chains: dict[str, list[Entry]] = {}
-        for chain_name in CHAINS[name]:
-            if table.is_chain(chain_name):
-                chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=True)
-        for chain_name in CHAINS[name].values():
-            if table.is_chain(chain_name):
-                chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=False)
-        return View(name, chains)
 
-    def read(self) -> dict[str, View]:
-        """Locker's chains and the built-in chains jumping to them. Tables
-        not yet instantiated in this namespace read as empty (reading
-        does not create them)."""
-        present = _tables_present()
-        names = [n for n in TABLES if present is None or n in present]
+        def wanted(comment: str | None) -> bool:
+            if scope is None or comment is None or comment == JUMP_COMMENT:
+                return True
+            tag = Tag.parse(comment)
+            return tag is None or tag.project in scope
+
+        chains: dict[str, list[Entry]] = {}
+        if scope is None:
+            prefix = PROJECT_PREFIX[name]
+            own = [c.name for c in table.chains if c.name.startswith(prefix)]
+        else:
+            own = [project_chain(name, project) for project in sorted(scope)]
+        for chain_name in (*ENTRY_CHAINS[name], *own):
+            if chain_name in UNREAD_CHAINS:
+                if table.is_chain(chain_name):
+                    chains[chain_name] = []
+            elif chain_name not in chains and table.is_chain(chain_name):
+                chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=True,
+                                                wanted=wanted)
+        for chain_name in sorted({j.chain for j in jump_specs() if j.table == name}):
+            if chain_name not in chains and table.is_chain(chain_name):
+                chains[chain_name] = read_chain(iptc, name, table, chain_name, specs=False,
+                                                wanted=wanted)
+        return View(name, chains, scope)
+
+    def read(self, scope: Iterable[str] | None = None) -> dict[str, View]:
+        """Locker's shared chains, the built-in chains jumping to them and
+        the own chains of the projects in ``scope`` (every project's when
+        None). Tables not yet instantiated in this namespace read as empty
+        (reading does not create them)."""
+        scope = None if scope is None else frozenset(scope)
+        names = _present(TABLES)
         with _PROCESS_LOCK, self._tables(names) as tables:
-            views = {name: self._view(name, table) for name, table in tables.items()}
+            views = {name: self._view(name, table, scope) for name, table in tables.items()}
         for name in TABLES:
-            views.setdefault(name, View(name, {}))
+            views.setdefault(name, View(name, {}, scope))
         return views
 
-    def transact(self, plan: Plan) -> None:
-        """Read the tables, let ``plan`` say what to change, and commit each
-        changed table once, under the xtables lock. A commit that fails
-        because another writer changed the table in between is undone and
-        retried; any other failure undoes what was committed and raises
-        BackendError. ``plan`` may raise BackendError before anything changes."""
+    def transact(self, plan: Plan, scope: Iterable[str] | None = None,
+                 create: bool = True) -> None:
+        """Read the tables (as ``read(scope)``), let ``plan`` say what to
+        change, and commit each changed table once, under the xtables lock.
+        ``create`` False: a plan that only removes, so tables not yet
+        instantiated are left so (they hold nothing to remove). A commit
+        that fails because another writer changed the table in between is
+        undone and retried; any other failure undoes what was committed and
+        raises BackendError. ``plan`` may raise BackendError before anything
+        changes."""
         iptc = load_iptc()
-        with _PROCESS_LOCK, xtables_lock(self.lock_timeout), self._tables(TABLES) as tables:
+        scope = None if scope is None else frozenset(scope)
+        names = TABLES if create else _present(TABLES)
+        with _PROCESS_LOCK, xtables_lock(self.lock_timeout), self._tables(names) as tables:
             for attempt in range(1, self.retries + 1):
-                views = {name: self._view(name, table) for name, table in tables.items()}
+                views = {name: self._view(name, table, scope) for name, table in tables.items()}
+                for name in TABLES:
+                    views.setdefault(name, View(name, {}, scope))
                 ops = {name: list(o) for name, o in plan(views).items() if o}
                 if not ops:
                     return
@@ -203,8 +326,8 @@ class Kernel:
                         f"python-iptables could not build a rule ({err}); nothing was "
                         "changed. Check that the iptables extensions (libxt_*.so) are "
                         "installed and XTABLES_LIBDIR points at them.") from None
-                except iptc.IPTCError as err:
-                    if EAGAIN_TEXT in str(err) and attempt < self.retries:
+                except CommitFailed as err:
+                    if err.errno == errno.EAGAIN and attempt < self.retries:
                         self.retried += 1
                         time.sleep(self.backoff * attempt)
                         for table in tables.values():
@@ -214,8 +337,12 @@ class Kernel:
                         f"iptables refused Locker's change ({err}); nothing was changed. "
                         + ("Another program keeps changing the tables without taking "
                            "the xtables lock; try again when it is done."
-                           if EAGAIN_TEXT in str(err) else
+                           if err.errno == errno.EAGAIN else
                            "Check `dmesg` for the kernel's reason.")) from None
+                except iptc.IPTCError as err:
+                    raise BackendError(
+                        f"iptables refused Locker's change ({err}); nothing was changed. "
+                        "Check `dmesg` for the kernel's reason.") from None
 
     def _commit_all(self, iptc: Any, tables: Mapping[str, Any],
                     ops: Mapping[str, Sequence[Op]]) -> None:
@@ -227,7 +354,7 @@ class Kernel:
                 journal = self._apply(iptc, table, ops[name])
                 if self.before_commit:
                     self.before_commit(name, table, name == names[-1])
-                table.commit()
+                commit(table)
                 done.append((name, journal))
                 table.refresh()
                 if name != names[-1]:
@@ -250,6 +377,8 @@ class Kernel:
                 table.append_entry(op.chain, builder.entry(op.spec))
             elif op.kind == "delete":
                 _delete_at(table, op.chain, op.position)
+            elif op.kind == "delete_chain":
+                table.delete_chain(op.chain)
             else:
                 raise ValueError(f"unknown op {op.kind}")
             journal.append(op)
@@ -265,12 +394,12 @@ class Kernel:
                     table.refresh()
                     for op in reversed(journal):
                         _revert(iptc, name, table, op)
-                    table.commit()
+                    commit(table)
                     table.refresh()
                     break
-                except iptc.IPTCError as err:
+                except (CommitFailed, iptc.IPTCError) as err:
                     table.refresh()
-                    if EAGAIN_TEXT in str(err) and attempt < self.retries:
+                    if getattr(err, "errno", None) == errno.EAGAIN and attempt < self.retries:
                         time.sleep(self.backoff * attempt)
                         continue
                     raise BackendError(
@@ -295,6 +424,9 @@ def _revert(iptc: Any, name: str, table: Any, op: Op) -> None:
         if chain is not None:
             table.flush_entries(op.chain)
             table.delete_chain(op.chain)
+    elif op.kind == "delete_chain":
+        if chain is None:
+            table.create_chain(op.chain)
     elif op.kind in ("insert", "append") and chain is not None:
         for entry in read_chain(iptc, name, table, op.chain, specs=True):
             if entry.spec == op.spec:

@@ -23,7 +23,7 @@ import os
 import sys
 import sysconfig
 import types
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import Any
 
@@ -99,3 +99,22 @@ def load_iptc() -> Any:
             f"python-iptables cannot be loaded ({err}); install python3-iptables and "
             "iptables, or set XTABLES_LIBDIR to the directory holding libxt_*.so.") from None
     return iptc
+
+
+@contextmanager
+def only_tables(iptc: Any, names: Sequence[str]) -> Iterator[None]:
+    """While the ``with`` block runs, python-iptables looks for chains only
+    in the tables ``names`` (those Locker opened).
+
+    Each ``Target`` it builds or reads asks ``Rule.tables`` whether its name
+    is a chain, and that property opens all five tables (``Table.ALL``):
+    ``iptc_init`` of ``raw``, ``mangle`` and ``security`` instantiates
+    those tables in the kernel (their modules loaded, their empty chains in
+    every packet's path) although Locker never uses them."""
+    rule_class = iptc.ip4tc.Rule
+    saved = rule_class.__dict__["tables"]
+    rule_class.tables = property(lambda _rule: [iptc.Table(name) for name in names])
+    try:
+        yield
+    finally:
+        rule_class.tables = saved

@@ -5,46 +5,67 @@ matches, target and comment. Locker's values (bridges, forwards, links)
 turn into specs here, and the specs read back from the kernel turn into
 values again; nothing in this module touches the kernel or imports iptc.
 
-Rules (``iptables -S`` notation)::
+Rules (``iptables -S`` notation; ``FWD_P`` and ``PRE_P`` are project P's own
+chains, ``fwd_chain(P)`` and ``pre_chain(P)``)::
 
     nat    PREROUTING          -m addrtype --dst-type LOCAL -m comment --comment LOCKER -j LOCKER_PREROUTING
     nat    POSTROUTING         -m comment --comment LOCKER -j LOCKER_POSTROUTING
     filter FORWARD             -m comment --comment LOCKER -j LOCKER_FORWARD
+    nat    LOCKER_PREROUTING   -j PRE_P                                               (dispatch)
+    filter LOCKER_FORWARD      -j FWD_P                                               (dispatch)
     nat    LOCKER_POSTROUTING  -s NET ! -d NET -j MASQUERADE                          (masquerade)
-    filter LOCKER_FORWARD      -i BR ! -o BR -j ACCEPT                                (outbound)
-    filter LOCKER_FORWARD      -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT  (replies)
-    nat    LOCKER_PREROUTING   -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
-    filter LOCKER_FORWARD      -d IP -p P --dport PORT -m conntrack --ctstate DNAT
+    filter FWD_P               -i BR ! -o BR -j ACCEPT                                (outbound)
+    filter FWD_P               -o BR -m conntrack --ctstate RELATED,ESTABLISHED -j ACCEPT  (replies)
+    nat    PRE_P               -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
+    filter FWD_P               -d IP -p P --dport PORT -m conntrack --ctstate DNAT
                                [--ctorigdst HOST_IP] --ctorigdstport HPORT -j ACCEPT   (forward)
-    filter LOCKER_FORWARD      -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
+    filter FWD_P               -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
 
 Every rule but the jumps carries ``str(Tag(...))`` as its comment. A
 forward's accept lets through only traffic its own DNAT translated, as the
 nftables backend's ``ct status dnat ct original proto-dst`` does: one accept
 per forward, never shared.
+
+The old layout (before per-project chains) had the project rules in
+``LOCKER_FORWARD`` and ``LOCKER_PREROUTING`` themselves; ``parse_legacy``
+still reads them, so that the next adding hook can move them.
 """
 
 from __future__ import annotations
 
+import hashlib
 import re
 from collections.abc import Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from ipaddress import IPv4Address, IPv4Network
 
 from locker.errors import BackendError
-from locker.model import PROTOCOLS, Bridge, Forward, Link, Ruleset, TaggedRule
-from locker.names import IFNAME_MAX, JUMP_COMMENT, Tag
-from locker.pieces import nat_bridges
+from locker.model import Bridge, Forward, Link, Ruleset, TaggedRule
+from locker.names import IFNAME_MAX, JUMP_COMMENT, USER_CHAIN, Tag
+from locker.pieces import nat_bridges, nat_doomed as nat_doomed_keys
 
 NAT, FILTER = "nat", "filter"
 PREROUTING, POSTROUTING, FORWARD = "LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"
+USER, ISOLATION, INPUT = USER_CHAIN, "LOCKER_ISOLATION", "LOCKER_INPUT"
 
-#: Locker's chains per table, each with the built-in chain that jumps to it.
-CHAINS: dict[str, dict[str, str]] = {
-    NAT: {PREROUTING: "PREROUTING", POSTROUTING: "POSTROUTING"},
-    FILTER: {FORWARD: "FORWARD"},
+#: Locker's shared chains per table (the entry points). LOCKER_USER is the
+#: administrator's: created when missing, never read, changed or deleted.
+ENTRY_CHAINS: dict[str, tuple[str, ...]] = {
+    FILTER: (FORWARD, USER, ISOLATION, INPUT),
+    NAT: (PREROUTING, POSTROUTING),
 }
+#: Chains whose rules Locker never reads (nor reports, nor removes).
+UNREAD_CHAINS = frozenset({USER})
+LOOPBACK = "127.0.0.0/8"
 TABLES = (FILTER, NAT)
+
+#: iptables chain names: at most 28 characters (XT_EXTENSION_MAXNAMELEN 29
+#: with the NUL; ``iptables -N`` refuses longer ones).
+CHAIN_MAX = 28
+#: The prefix of each project's own chain, per table, and the shared chain
+#: holding the dispatch rule into it.
+PROJECT_PREFIX = {FILTER: "LOCKER_FWD_", NAT: "LOCKER_PRE_"}
+DISPATCH_CHAIN = {FILTER: FORWARD, NAT: PREROUTING}
 
 #: iptables keeps comments of up to 255 bytes plus the NUL; python-iptables
 #: cuts longer ones silently.
@@ -53,15 +74,17 @@ COMMENT_PATTERN = re.compile(r"[A-Za-z0-9:_-]+")
 IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RELATED_ESTABLISHED = "RELATED,ESTABLISHED"
 DNAT_STATE = "DNAT"
+NOT_REPLY = "!" + RELATED_ESTABLISHED
+NOT_REPLY_OR_DNAT = "!RELATED,ESTABLISHED,DNAT"
 
 
 @dataclass(frozen=True)
 class Spec:
     """One rule as this backend writes and reads it.
 
-    Addresses are ``a.b.c.d/len``; an address or interface prefixed with
-    ``!`` is inverted. ``dport`` implies the ``tcp``/``udp`` match of
-    ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
+    Addresses are ``a.b.c.d/len``; an address, interface or ``ctstate``
+    prefixed with ``!`` is inverted. ``dport`` implies the ``tcp``/``udp``
+    match of ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
     original destination) and ``ctorigdstport`` are the conntrack match.
     """
 
@@ -99,13 +122,52 @@ def check_comment(comment: str) -> None:
             f"iptables keeps only {COMMENT_MAX}; use shorter project or container names.")
 
 
+def project_chain(table: str, project: str) -> str:
+    """Project ``project``'s own chain in ``table``: ``LOCKER_FWD_<project>``
+    (filter) or ``LOCKER_PRE_<project>`` (nat) when that fits in 28
+    characters; otherwise the prefix, the project's first eight characters,
+    ``_`` and the first eight hex digits of the SHA-256 of the project name
+    (``LOCKER_FWD_averylon_1a2b3c4d``), as ``locker.names.bridge_name`` does.
+    Project names hold no ``_``, so a short form never equals a plain one."""
+    plain = PROJECT_PREFIX[table] + project
+    if len(plain) <= CHAIN_MAX:
+        return plain
+    digest = hashlib.sha256(project.encode()).hexdigest()[:8]
+    return f"{PROJECT_PREFIX[table]}{project[:8]}_{digest}"
+
+
+def fwd_chain(project: str) -> str:
+    return project_chain(FILTER, project)
+
+
+def pre_chain(project: str) -> str:
+    return project_chain(NAT, project)
+
+
+def dispatch_spec(table: str, project: str) -> Spec:
+    """The rule of the shared chain that leads into the project's own chain."""
+    return Spec(table, DISPATCH_CHAIN[table], project_chain(table, project),
+                _tag(project, "dispatch"))
+
+
 def jump_specs() -> list[Spec]:
-    """The three jumps into Locker's chains."""
+    """The jumps into Locker's shared chains, in the order they are checked
+    and inserted: each first in its built-in chain, and the jumps to
+    LOCKER_USER and LOCKER_ISOLATION as the first two rules of
+    LOCKER_FORWARD (``HEAD``)."""
     return [
         Spec(NAT, "PREROUTING", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
+        Spec(NAT, "OUTPUT", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
         Spec(NAT, "POSTROUTING", POSTROUTING, JUMP_COMMENT),
         Spec(FILTER, "FORWARD", FORWARD, JUMP_COMMENT),
+        Spec(FILTER, "INPUT", INPUT, JUMP_COMMENT),
+        *HEAD,
     ]
+
+
+#: The first rules of LOCKER_FORWARD, in this order: the administrator's
+#: chain before any accept of Locker's, then every project's deny rule.
+HEAD = (Spec(FILTER, FORWARD, USER, JUMP_COMMENT), Spec(FILTER, FORWARD, ISOLATION, JUMP_COMMENT))
 
 
 def _host(address: IPv4Address) -> str:
@@ -121,23 +183,23 @@ def _tag(project: str, purpose: str, container: str | None = None,
                            "letters and digits, at most 32 characters.") from None
 
 
-def _check_address(value: object, what: str) -> IPv4Address:
-    if not isinstance(value, IPv4Address):
-        raise BackendError(f"{what} {value!r} is not an IPv4 address.")
-    return value
-
-
-def _check_port(value: object, what: str) -> int:
-    if isinstance(value, bool) or not isinstance(value, int) or not 1 <= value <= 65535:
-        raise BackendError(f"{what} {value!r} is not a port number from 1 to 65535.")
-    return value
-
-
 def masquerade_spec(project: str, network: IPv4Network) -> Spec:
-    if not isinstance(network, IPv4Network):
-        raise BackendError(f"Bridge network {network!r} is not an IPv4 network.")
     return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "masquerade"),
                 src=str(network), dst="!" + str(network))
+
+
+def hairpin_spec(project: str, network: IPv4Network) -> Spec:
+    """Masquerade of forwarded (DNATed) traffic from the subnet back into it:
+    a container reaching a forward through a host address gets replies."""
+    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "hairpin"),
+                src=str(network), dst=str(network), ctstate=DNAT_STATE)
+
+
+def localhost_spec(project: str, name: str) -> Spec:
+    """Masquerade of loopback-sourced traffic leaving through the bridge: a
+    forward reached at 127.0.0.1 from the host itself."""
+    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "localhost"),
+                src=LOOPBACK, out_iface=_check_ifname(name))
 
 
 def _check_ifname(name: object) -> str:
@@ -149,41 +211,63 @@ def _check_ifname(name: object) -> str:
 
 def outbound_spec(project: str, name: str) -> Spec:
     name = _check_ifname(name)
-    return Spec(FILTER, FORWARD, "ACCEPT", _tag(project, "outbound"),
+    return Spec(FILTER, fwd_chain(project), "ACCEPT", _tag(project, "outbound"),
                 in_iface=name, out_iface="!" + name)
 
 
 def replies_spec(project: str, name: str) -> Spec:
-    return Spec(FILTER, FORWARD, "ACCEPT", _tag(project, "replies"),
+    return Spec(FILTER, fwd_chain(project), "ACCEPT", _tag(project, "replies"),
                 out_iface=_check_ifname(name), ctstate=RELATED_ESTABLISHED)
 
 
+def deny_spec(project: str, name: str) -> Spec:
+    """Drop new connections into the bridge from any other interface that
+    were not DNATed (forwards) and are no replies (in LOCKER_ISOLATION,
+    before every project's accepts)."""
+    name = _check_ifname(name)
+    return Spec(FILTER, ISOLATION, "DROP", _tag(project, "deny"),
+                in_iface="!" + name, out_iface=name, ctstate=NOT_REPLY_OR_DNAT)
+
+
+def guard_spec(project: str, name: str) -> Spec:
+    """Drop connections from the bridge to 127.0.0.0/8 (CVE-2020-8558: the
+    bridge has route_localnet on)."""
+    return Spec(FILTER, INPUT, "DROP", _tag(project, "guard"),
+                dst=LOOPBACK, in_iface=_check_ifname(name), ctstate=NOT_REPLY)
+
+
+def isolate_spec(project: str, name: str, gateway: IPv4Address) -> Spec:
+    """Drop new connections from the bridge to the host's addresses other
+    than the gateway (isolated projects)."""
+    return Spec(FILTER, INPUT, "DROP", _tag(project, "isolate"),
+                dst="!" + _host(gateway), in_iface=_check_ifname(name), ctstate=NOT_REPLY)
+
+
 def nat_specs(bridge: Bridge) -> list[Spec]:
-    """Masquerade, outbound and replies rules of a project's bridge."""
-    _check_ifname(bridge.name)
-    return [masquerade_spec(bridge.project, bridge.network),
-            outbound_spec(bridge.project, bridge.name),
-            replies_spec(bridge.project, bridge.name)]
+    """Every network rule of a project's bridge (its nat value)."""
+    project, name, network = bridge.project, _check_ifname(bridge.name), bridge.network
+    specs = [masquerade_spec(project, network), hairpin_spec(project, network),
+             localhost_spec(project, name), outbound_spec(project, name),
+             replies_spec(project, name), deny_spec(project, name),
+             guard_spec(project, name)]
+    if bridge.isolated:
+        specs.append(isolate_spec(project, name, bridge.gateway))
+    return specs
 
 
 def dnat_spec(forward: Forward) -> Spec:
-    if forward.protocol not in PROTOCOLS:
-        raise BackendError(f"Protocol {forward.protocol!r} of forward {forward.host_port} "
-                           f"is not one of {', '.join(PROTOCOLS)}.")
-    container_ip = _check_address(forward.container_ip, "Container address")
-    host_ip = (None if forward.host_ip is None
-               else _host(_check_address(forward.host_ip, "Host address")))
-    return Spec(NAT, PREROUTING, "DNAT", _tag(forward.project, "dnat", forward.container),
-                protocol=forward.protocol, dst=host_ip,
-                dport=_check_port(forward.host_port, "Host port"),
-                to_destination=f"{container_ip}:"
-                               f"{_check_port(forward.container_port, 'Container port')}")
+    host_ip = None if forward.host_ip is None else _host(forward.host_ip)
+    return Spec(NAT, pre_chain(forward.project), "DNAT",
+                _tag(forward.project, "dnat", forward.container),
+                protocol=forward.protocol, dst=host_ip, dport=forward.host_port,
+                to_destination=f"{forward.container_ip}:{forward.container_port}")
 
 
 def accept_spec(forward: Forward) -> Spec:
     """The accept for the traffic this forward's DNAT translated (and no
     other traffic to the container's port)."""
-    return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
+    return Spec(FILTER, fwd_chain(forward.project), "ACCEPT",
+                _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port, ctstate=DNAT_STATE,
                 ctorigdst=None if forward.host_ip is None else str(forward.host_ip),
@@ -192,27 +276,28 @@ def accept_spec(forward: Forward) -> Spec:
 
 def former_accept_spec(forward: Forward) -> Spec:
     """The accept earlier versions wrote for a forward (any forwarded
-    traffic to the container's port, shared by forwards to that port).
-    Adding or removing the forward deletes it, so an upgraded host does not
-    keep letting through what the forward no longer should."""
+    traffic to the container's port, shared by forwards to that port), in
+    the shared chain where they wrote it. Adding or removing the forward
+    deletes it, so an upgraded host does not keep letting through what the
+    forward no longer should."""
     return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port)
 
 
 def forward_specs(forward: Forward) -> list[Spec]:
-    """The forward's DNAT and accept (checked: raises BackendError on bad
-    values)."""
+    """The forward's DNAT and accept (the values check themselves when they
+    are made: ``locker.model``)."""
     return [dnat_spec(forward), accept_spec(forward)]
 
 
 def link_specs(link: Link) -> list[Spec]:
-    a = _host(_check_address(link.container_ip, "Container address"))
-    b = _host(_check_address(link.peer_ip, "Peer address"))
+    a, b = _host(link.container_ip), _host(link.peer_ip)
+    chain = fwd_chain(link.project)
     return [
-        Spec(FILTER, FORWARD, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
+        Spec(FILTER, chain, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
              src=a, dst=b),
-        Spec(FILTER, FORWARD, "ACCEPT",
+        Spec(FILTER, chain, "ACCEPT",
              _tag(link.project, "link-back", link.container, link.peer), src=b, dst=a),
     ]
 
@@ -257,10 +342,21 @@ def _link(tag: Tag, spec: Spec) -> Key:
 _PURPOSES = {
     "masquerade": (lambda tag, spec: ("masquerade", tag.project, IPv4Network(spec.src)),
                    lambda key: masquerade_spec(key[1], key[2])),
+    "hairpin": (lambda tag, spec: ("hairpin", tag.project, IPv4Network(spec.src)),
+                lambda key: hairpin_spec(key[1], key[2])),
+    "localhost": (lambda tag, spec: ("localhost", tag.project, spec.out_iface),
+                  lambda key: localhost_spec(key[1], key[2])),
     "outbound": (lambda tag, spec: ("outbound", tag.project, spec.in_iface),
                  lambda key: outbound_spec(key[1], key[2])),
     "replies": (lambda tag, spec: ("replies", tag.project, spec.out_iface),
                 lambda key: replies_spec(key[1], key[2])),
+    "deny": (lambda tag, spec: ("deny", tag.project, spec.out_iface),
+             lambda key: deny_spec(key[1], key[2])),
+    "guard": (lambda tag, spec: ("guard", tag.project, spec.in_iface),
+              lambda key: guard_spec(key[1], key[2])),
+    "isolate": (lambda tag, spec: ("isolate", tag.project,
+                                   (spec.in_iface, _bare_ip((spec.dst or "")[1:]))),
+                lambda key: isolate_spec(key[1], *key[2])),
     "dnat": (_forward_from_dnat, lambda key: dnat_spec(key[1])),
     "forward": (_forward_from_accept, lambda key: accept_spec(key[1])),
     "link": (_link, lambda key: link_specs(key[1])[0]),
@@ -272,7 +368,7 @@ def parse(spec: Spec | None) -> Key | None:
     """The key of a tagged rule when it is exactly the rule Locker writes
     for that key (same table, chain, matches and tag); None otherwise."""
     tag = spec.tag if spec is not None else None
-    if tag is None:
+    if tag is None or tag.purpose not in _PURPOSES:
         return None
     to_key, to_spec = _PURPOSES[tag.purpose]
     try:
@@ -282,15 +378,44 @@ def parse(spec: Spec | None) -> Key | None:
         return None
 
 
+def spec_of(key: Key) -> Spec:
+    """The rule Locker writes for a key (of a rule ``parse`` read)."""
+    return _PURPOSES[key[0]][1](key)
+
+
+#: Purposes whose rules sit in the project's own chains.
+_OWN_CHAIN = frozenset({"dnat", "forward", "link", "link-back", "outbound", "replies"})
+
+
+def legacy_chain(spec: Spec) -> str | None:
+    """Where the old layout put a rule of this spec's purpose and project,
+    when that is another chain than where it goes now."""
+    tag = spec.tag
+    if tag is None or tag.purpose not in _OWN_CHAIN:
+        return None
+    return PREROUTING if tag.purpose == "dnat" else FORWARD
+
+
+def parse_legacy(spec: Spec | None) -> Key | None:
+    """The key of a tagged rule of the old layout: exactly what Locker
+    writes now for that key, but in the shared chain (``LOCKER_FORWARD``,
+    ``LOCKER_PREROUTING``) instead of the project's own."""
+    if spec is None or spec.tag is None or spec.tag.purpose not in _PURPOSES:
+        return None
+    if legacy_chain(spec) != spec.chain:
+        return None
+    now = {"dnat": pre_chain}.get(spec.tag.purpose, fwd_chain)(spec.tag.project)
+    if now == spec.chain:
+        return None
+    return parse(replace(spec, chain=now))
+
+
 def nat_doomed(bridges: Sequence[Bridge], keys: set) -> set[Spec]:
-    """The specs ``remove_nat(bridges)`` deletes, given the keys found: each
-    bridge's masquerade, and its outbound and replies rules unless another
-    masquerade of the project stays (they are that network's rules too:
-    one bridge name per project)."""
-    masquerades = {("masquerade", b.project, b.network) for b in bridges}
-    staying = {k[1] for k in keys if k[0] == "masquerade" and k not in masquerades}
-    return {s for b in bridges for s in nat_specs(b)
-            if s.target == "MASQUERADE" or b.project not in staying}
+    """The specs ``remove_nat(bridges)`` deletes, given the keys found
+    (``locker.pieces.nat_doomed``)."""
+    for bridge in bridges:
+        _check_ifname(bridge.name)
+    return {spec_of(key) for key in nat_doomed_keys(bridges, keys)}
 
 
 def key_project(key: Key) -> str:
@@ -326,7 +451,8 @@ def spec_text(spec: Spec) -> str:
     if spec.dst_type:
         words.append(f"-m addrtype --dst-type {spec.dst_type}")
     if spec.ctstate:
-        words.append(f"-m conntrack --ctstate {spec.ctstate}")
+        words.append(f"-m conntrack ! --ctstate {spec.ctstate[1:]}" if spec.ctstate.startswith("!")
+                     else f"-m conntrack --ctstate {spec.ctstate}")
         if spec.ctorigdst:
             words.append(f"--ctorigdst {spec.ctorigdst}")
         if spec.ctorigdstport is not None:

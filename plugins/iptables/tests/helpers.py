@@ -37,9 +37,14 @@ def locker_dump(netns: NetNS) -> str:
 
 
 def jumps(netns: NetNS) -> dict[str, int]:
+    """How many jump rules (comment LOCKER) lead into each of Locker's
+    chains; the nat OUTPUT jump into LOCKER_PREROUTING counts apart, as
+    ``LOCKER_PREROUTING from OUTPUT``."""
     counts: dict[str, int] = {}
     for _, line in save(netns):
-        match = re.search(r"--comment LOCKER -j (LOCKER_\w+)", line)
-        if match and not line.startswith("-A LOCKER_"):
-            counts[match.group(1)] = counts.get(match.group(1), 0) + 1
+        match = re.search(r"^-A (\w+) .*--comment LOCKER -j (LOCKER_\w+)$", line)
+        if match:
+            parent, target = match.groups()
+            key = f"{target} from {parent}" if parent == "OUTPUT" else target
+            counts[key] = counts.get(key, 0) + 1
     return counts

@@ -74,8 +74,8 @@ def filled(netns):
     hook.add_nat(bridges=[BRIDGE])
     hook.add_forward(forwards=FORWARDS)
     hook.add_link(links=[LINK])
-    for table, chain, rules in (("nat", "LOCKER_PREROUTING", ODD_NAT),
-                                ("filter", "LOCKER_FORWARD", ODD_FILTER)):
+    for table, chain, rules in (("nat", "LOCKER_PRE_alpha", ODD_NAT),
+                                ("filter", "LOCKER_FWD_alpha", ODD_FILTER)):
         for rule in rules:
             argv = rule.replace("-o ! lo", "! -o lo").split()
             netns.run(["iptables-legacy", "-w", "-t", table, "-A", chain, *argv,
@@ -85,20 +85,25 @@ def filled(netns):
 
 def _tables():
     from locker_iptables.kernel import load_iptc
+    from locker_iptables.loader import only_tables
     iptc = load_iptc()
-    for name in ("nat", "filter"):
-        table = iptc.Table(name)
-        table.refresh()
-        yield iptc, name, table
+    with only_tables(iptc, ["nat", "filter"]):
+        for name in ("nat", "filter"):
+            table = iptc.Table(name)
+            table.refresh()
+            yield iptc, name, table
+
+
+def _locker_chains(table) -> list[str]:
+    return [chain.name for chain in table.chains if chain.name.startswith("LOCKER_")]
 
 
 def test_reading_bytes_agrees_with_python_iptables(filled) -> None:
     from locker_iptables.entries import read_chain, read_rule
-    from locker_iptables.rules import CHAINS
     from locker_iptables.rules import parse, ruleset
     compared, specs = 0, []
     for iptc, name, table in _tables():
-        for chain in CHAINS[name]:
+        for chain in _locker_chains(table):
             for entry in read_chain(iptc, name, table, chain, specs=True):
                 generic = table.first_rule(chain)
                 for _ in range(entry.index):
@@ -111,9 +116,10 @@ def test_reading_bytes_agrees_with_python_iptables(filled) -> None:
                 assert (entry.comment, entry.target, entry.spec) == expected, entry
                 compared += 1
                 specs += [entry.spec] if entry.spec else []
-    # Locker's own: masquerade, a DNAT and an accept per forward, outbound,
-    # replies, 2 links.
-    assert compared == 5 + 2 * len(FORWARDS) + len(ODD_NAT) + len(ODD_FILTER)
+    # Locker's own: a DNAT and an accept per forward; masquerade, hairpin,
+    # localhost, outbound, replies, deny, guard; 2 links; 2 dispatch rules;
+    # the jumps to LOCKER_USER and LOCKER_ISOLATION.
+    assert compared == 13 + 2 * len(FORWARDS) + len(ODD_NAT) + len(ODD_FILTER)
     found = ruleset({parse(spec) for spec in specs} - {None}, jumps=True)
     assert found.forwards == frozenset(FORWARDS)
     assert found.nat == frozenset({BRIDGE}) and found.links == frozenset({LINK})
@@ -135,9 +141,8 @@ def test_lockers_rules_are_read_from_their_bytes(filled, monkeypatch) -> None:
     read_rule = entries.read_rule
     monkeypatch.setattr(entries, "read_rule", spy)
     for iptc, name, table in _tables():
-        for chain in ("LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"):
-            if table.is_chain(chain):
-                entries.read_chain(iptc, name, table, chain, specs=True)
+        for chain in _locker_chains(table):
+            entries.read_chain(iptc, name, table, chain, specs=True)
     purposes = {tag.purpose for tag in generic if tag is not None}
     assert "masquerade" in purposes
     assert not purposes & {"forward", "replies", "outbound", "link", "link-back"}, purposes
@@ -148,10 +153,15 @@ def test_built_entries_are_those_of_python_iptables(netns) -> None:
     from locker_iptables.entries import RuleBuilder, build_rule
     tables = {name: (iptc, table) for iptc, name, table in _tables()}
     iptc, nat = tables["nat"]
-    nat.create_chain("LOCKER_PREROUTING")
-    nat.create_chain("LOCKER_POSTROUTING")
-    tables["filter"][1].create_chain("LOCKER_FORWARD")
-    specs = (rules.jump_specs() + rules.nat_specs(BRIDGE) + rules.link_specs(LINK)
+    for chain in ("LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_PRE_alpha"):
+        nat.create_chain(chain)
+    for chain in ("LOCKER_FORWARD", "LOCKER_FWD_alpha", "LOCKER_USER", "LOCKER_ISOLATION",
+                  "LOCKER_INPUT"):
+        tables["filter"][1].create_chain(chain)
+    from dataclasses import replace
+    specs = (rules.jump_specs() + rules.nat_specs(replace(BRIDGE, isolated=True))
+             + rules.link_specs(LINK)
+             + [rules.dispatch_spec(t, "alpha") for t in rules.TABLES]
              + [s for f in FORWARDS for s in rules.forward_specs(f)])
     builder = RuleBuilder(iptc)
     for spec in specs * 2:  # the second round reuses every prototype
@@ -167,8 +177,7 @@ def test_a_deleted_rule_is_restored_as_it_was(filled) -> None:
     for iptc, name, table in _tables():
         table.autocommit = False
         try:
-            for chain in ("PREROUTING", "POSTROUTING", "FORWARD", "LOCKER_PREROUTING",
-                          "LOCKER_FORWARD"):
+            for chain in ["PREROUTING", "POSTROUTING", "FORWARD", *_locker_chains(table)]:
                 if not table.is_chain(chain):
                     continue
                 for entry in read_chain(iptc, name, table, chain, specs=False):

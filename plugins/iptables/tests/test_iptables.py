@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import shlex
 import shutil
 import subprocess
 import sys
@@ -15,7 +16,7 @@ import pytest
 
 from helpers import foreign_dump, locker_dump, save
 from locker.errors import BackendError
-from locker.model import Bridge, Forward, Link
+from locker.model import Bridge, Forward, Link, Ruleset
 from locker.plugins import new_manager
 
 needs_legacy = pytest.mark.skipif(shutil.which("iptables-legacy") is None,
@@ -242,6 +243,8 @@ def test_autocommit_is_restored(hook, netns) -> None:
 @pytest.mark.privileged
 @needs_legacy
 def test_one_commit_per_table(backend, hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
     commits: list[str] = []
     backend.kernel.before_commit = lambda name, table, last: commits.append(name)
     hook.add_forward(forwards=forwards(50))
@@ -261,10 +264,10 @@ def test_one_commit_per_table(backend, hook, netns) -> None:
 TO_WEB = [Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80),
           Forward("alpha", "web", 8443, IPv4Address("10.1.1.2"), 80, "tcp",
                   IPv4Address("192.0.2.10"))]
-ACCEPT_8080 = ("-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
+ACCEPT_8080 = ("-A LOCKER_FWD_alpha -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
                "--ctstate DNAT --ctorigdstport 8080 -m comment --comment "
                '"locker:alpha:web:forward" -j ACCEPT')
-ACCEPT_8443 = ("-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
+ACCEPT_8443 = ("-A LOCKER_FWD_alpha -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack "
                "--ctstate DNAT --ctorigdst 192.0.2.10 --ctorigdstport 8443 -m comment "
                "--comment \"locker:alpha:web:forward\" -j ACCEPT")
 FORMER_ACCEPT = ("-d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m comment --comment "
@@ -273,7 +276,7 @@ FORMER_ACCEPT = ("-d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m comment --comment "
 
 def _accepts(netns) -> list[str]:
     return [line for _, line in save(netns)
-            if line.startswith("-A LOCKER_FORWARD") and ":forward" in line]
+            if line.startswith(("-A LOCKER_FORWARD", "-A LOCKER_FWD_")) and ":forward" in line]
 
 
 @pytest.mark.privileged
@@ -289,14 +292,14 @@ def test_each_forward_accepts_only_what_its_dnat_translated(hook, netns) -> None
     assert _accepts(netns) == [ACCEPT_8443]
     assert hook.list_rules(project=None).forwards == frozenset(TO_WEB[1:])
     hook.remove_forward(forwards=TO_WEB[1:])
-    assert [line for _, line in save(netns) if line.startswith("-A LOCKER_")] == []
+    assert [line for _, line in save(netns) if "locker:alpha:" in line] == []
 
 
 @pytest.mark.privileged
 @needs_legacy
 def test_a_forward_without_its_dnat_accept_is_not_reported(hook, netns) -> None:
     hook.add_forward(forwards=TO_WEB)
-    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_FORWARD", "1"])
+    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_FWD_alpha", "1"])
     assert hook.list_rules(project=None).forwards == frozenset(TO_WEB[1:])
     hook.add_forward(forwards=TO_WEB)
     assert _accepts(netns) == [ACCEPT_8443, ACCEPT_8080]
@@ -349,7 +352,8 @@ def test_duplicate_jumps_are_reduced_to_one(hook, netns) -> None:
     assert not hook.list_rules(project=None).jumps
     hook.add_forward(forwards=forwards(1))
     assert jumps(netns) == {"LOCKER_FORWARD": 1, "LOCKER_PREROUTING": 1,
-                            "LOCKER_POSTROUTING": 1}
+                            "LOCKER_PREROUTING from OUTPUT": 1, "LOCKER_POSTROUTING": 1,
+                            "LOCKER_USER": 1, "LOCKER_ISOLATION": 1, "LOCKER_INPUT": 1}
     assert hook.list_rules(project=None).jumps
 
 
@@ -485,11 +489,14 @@ def _keyed_specs() -> list[tuple[object, object]]:
     for link in suite.LINKS1:
         there, back = rules.link_specs(link)
         pairs += [(there, ("link", link)), (back, ("link-back", link))]
-    bridge = suite.BRIDGE1
-    masquerade, outbound, replies = rules.nat_specs(bridge)
-    pairs += [(masquerade, ("masquerade", bridge.project, bridge.network)),
-              (outbound, ("outbound", bridge.project, bridge.name)),
-              (replies, ("replies", bridge.project, bridge.name))]
+    from dataclasses import replace
+
+    from locker.pieces import nat_keys
+    isolated = replace(suite.BRIDGE1, isolated=True)
+    keys = sorted(nat_keys(isolated), key=str)
+    by_purpose = {key[0]: key for key in keys}
+    pairs += [(spec, by_purpose[spec.tag.purpose]) for spec in rules.nat_specs(isolated)]
+    assert len(pairs) == 2 * (len(suite.FORWARDS1) + len(suite.LINKS1)) + len(keys)
     return pairs
 
 
@@ -508,7 +515,9 @@ def test_a_spec_that_is_not_what_locker_writes_does_not_parse() -> None:
     assert parse(replace(spec, comment="locker:alpha:web:forward")) is None
     assert parse(replace(spec, target="ACCEPT")) is None
     assert parse(replace(spec, in_iface="eth0")) is None
-    assert parse(replace(spec, comment="locker:beta:web:dnat")) is not None   # beta's forward
+    assert parse(replace(spec, comment="locker:beta:web:dnat")) is None   # in alpha's chain
+    assert parse(replace(spec, comment="locker:beta:web:dnat",
+                         chain="LOCKER_PRE_beta")) is not None                # beta's forward
     assert parse(None) is None
 
 
@@ -525,3 +534,608 @@ def test_host_firewalls_are_reported_and_their_chains_left_to_them(hook, netns,
     netns.run(["nft", "-f", "-"], input="table ip filter {\n chain FORWARD {\n"
               "  type filter hook forward priority 0; policy drop;\n }\n}\n")
     assert hook.find_blockers(bridges=[BRIDGE1]) == list(host.blockers)
+
+
+# -------------------------------------------- each project's own chains
+
+
+#: The first two rules of LOCKER_FORWARD.
+HEAD = ["-m comment --comment LOCKER -j LOCKER_USER",
+        "-m comment --comment LOCKER -j LOCKER_ISOLATION"]
+
+
+def _chains(netns) -> dict[tuple[str, str], list[str]]:
+    """(table, chain) -> the rules of that chain in ``iptables-legacy-save``
+    (without ``-A CHAIN``), every chain listed, also empty ones."""
+    found: dict[tuple[str, str], list[str]] = {}
+    for table, line in save(netns):
+        if line.startswith(":"):
+            found[table, line[1:].split()[0]] = []
+        elif line.startswith("-A "):
+            chain, _, rest = line[3:].partition(" ")
+            found.setdefault((table, chain), []).append(rest.replace("\"", ""))
+    return found
+
+
+def _comments(rules: list[str]) -> list[str]:
+    return [shlex.split(rule)[shlex.split(rule).index("--comment") + 1] for rule in rules
+            if "--comment" in rule]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_each_project_has_chains_of_its_own_reached_by_one_dispatch_rule(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+    chains = _chains(netns)
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
+        f"-m comment --comment locker:{p}:dispatch -j LOCKER_FWD_{p}" for p in ("alpha", "beta")]
+    assert chains["nat", "LOCKER_PREROUTING"] == [
+        f"-m comment --comment locker:{p}:dispatch -j LOCKER_PRE_{p}" for p in ("alpha", "beta")]
+    for project, forwards, links in (("alpha", suite.FORWARDS1, suite.LINKS1),
+                                     ("beta", suite.FORWARDS2, suite.LINKS2)):
+        own_filter = _comments(chains["filter", f"LOCKER_FWD_{project}"])
+        assert sorted(own_filter) == sorted(
+            [f"locker:{project}:{f.container}:forward" for f in forwards]
+            + [f"locker:{project}:{k.container}:{d}:{k.peer}" for k in links
+               for d in ("link", "link-back")]
+            + [f"locker:{project}:outbound", f"locker:{project}:replies"])
+        assert sorted(_comments(chains["nat", f"LOCKER_PRE_{project}"])) == sorted(
+            f"locker:{project}:{f.container}:dnat" for f in forwards)
+    assert _comments(chains["nat", "LOCKER_POSTROUTING"]) == [
+        f"locker:{p}:{purpose}" for p in ("alpha", "beta")
+        for purpose in ("masquerade", "hairpin", "localhost")]
+    assert _comments(chains["filter", "LOCKER_ISOLATION"]) == [
+        "locker:alpha:deny", "locker:beta:deny"]
+    assert _comments(chains["filter", "LOCKER_INPUT"]) == [
+        "locker:alpha:guard", "locker:beta:guard"]
+
+
+def test_long_project_names_get_short_deterministic_chain_names() -> None:
+    from locker.names import NAME_MAX
+    from locker_iptables.rules import CHAIN_MAX, fwd_chain, pre_chain
+    assert fwd_chain("web") == "LOCKER_FWD_web" and pre_chain("web") == "LOCKER_PRE_web"
+    fits = "a" * (CHAIN_MAX - len("LOCKER_FWD_"))
+    assert fwd_chain(fits) == "LOCKER_FWD_" + fits
+    longest = "averylongprojectname-" + "x" * (NAME_MAX - 21)
+    twin = longest[:-1] + "y"
+    for name in (fits + "b", longest, twin):
+        short = fwd_chain(name)
+        assert len(short) == CHAIN_MAX and short.startswith("LOCKER_FWD_" + name[:8] + "_")
+        assert short == fwd_chain(name) and pre_chain(name) == "LOCKER_PRE_" + short[11:]
+    assert fwd_chain(longest) != fwd_chain(twin)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_long_project_name_works_end_to_end(hook, netns) -> None:
+    from locker.names import NAME_MAX, bridge_name
+    from locker_iptables.rules import fwd_chain, pre_chain
+    project = "p" + "0123456789" * 3 + "z"
+    assert len(project) == NAME_MAX
+    bridge = Bridge(project, bridge_name(project), IPv4Network("10.1.7.0/24"))
+    forward = Forward(project, "web", 8080, IPv4Address("10.1.7.2"), 80)
+    hook.add_nat(bridges=[bridge])
+    hook.add_forward(forwards=[forward])
+    chains = _chains(netns)
+    assert len(chains["filter", fwd_chain(project)]) == 3
+    assert len(chains["nat", pre_chain(project)]) == 1
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
+        f"-m comment --comment locker:{project}:dispatch -j {fwd_chain(project)}"]
+    found = hook.list_rules(project=project)
+    assert (found.nat, found.forwards, found.jumps) == ({bridge}, {forward}, True)
+    hook.cleanup(project=project)
+    assert not [key for key in _chains(netns) if key[1] in (fwd_chain(project),
+                                                            pre_chain(project))]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_cleanup_deletes_the_projects_chains_and_dispatch_rules_only(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    beta = {key: rules for key, rules in _chains(netns).items() if "beta" in key[1]}
+    hook.cleanup(project="alpha")
+    chains = _chains(netns)
+    assert not [key for key in chains if "alpha" in key[1]]
+    assert not [rule for rules in chains.values() for rule in rules if "locker:alpha:" in rule]
+    assert {key: rules for key, rules in chains.items() if "beta" in key[1]} == beta
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
+        "-m comment --comment locker:beta:dispatch -j LOCKER_FWD_beta"]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_projects_read_decodes_none_of_another_projects_rules(hook, netns,
+                                                                 monkeypatch) -> None:
+    """Issue 9.2: ``list_rules(P)`` reads the shared chains and P's own;
+    another project's rules (also its masquerade in the shared
+    LOCKER_POSTROUTING) are read for their comment only."""
+    from locker.names import Tag
+    from locker.testing import firewall_suite as suite
+    from locker_iptables import entries
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+    decoded: list[str] = []
+    for name in ("_decode", "read_rule"):
+        original = getattr(entries, name)
+
+        def spy(*args, _original=original):
+            found = _original(*args)
+            if found is not None and found[0] is not None:
+                decoded.append(found[0])
+            return found
+
+        monkeypatch.setattr(entries, name, spy)
+    assert hook.list_rules(project="alpha") == hook.list_rules(project=None).of_project("alpha")
+    decoded.clear()
+    hook.list_rules(project="alpha")
+    projects = {Tag.parse(c).project for c in decoded if Tag.parse(c)}
+    assert projects == {"alpha"}, decoded
+
+
+# ------------------------------------------------------------ old layout
+
+#: What the previous version wrote for project alpha (every rule in the
+#: shared chains, no policy rules nor their entry chains), as
+#: iptables-legacy-save shows it.
+OLD_LAYOUT = """\
+*nat
+:LOCKER_PREROUTING - [0:0]
+:LOCKER_POSTROUTING - [0:0]
+-A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment LOCKER -j LOCKER_PREROUTING
+-A POSTROUTING -m comment --comment LOCKER -j LOCKER_POSTROUTING
+-A LOCKER_PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment locker:alpha:web:dnat -j DNAT --to-destination 10.1.1.2:80
+-A LOCKER_PREROUTING -d 192.0.2.10/32 -p udp -m udp --dport 5353 -m comment --comment locker:alpha:dns:dnat -j DNAT --to-destination 10.1.1.3:53
+-A LOCKER_POSTROUTING -s 10.1.1.0/24 ! -d 10.1.1.0/24 -m comment --comment locker:alpha:masquerade -j MASQUERADE
+COMMIT
+*filter
+:LOCKER_FORWARD - [0:0]
+-A FORWARD -m comment --comment LOCKER -j LOCKER_FORWARD
+-A LOCKER_FORWARD -d 10.1.1.2/32 -p tcp -m tcp --dport 80 -m conntrack --ctstate DNAT --ctorigdstport 8080 -m comment --comment locker:alpha:web:forward -j ACCEPT
+-A LOCKER_FORWARD -d 10.1.1.3/32 -p udp -m udp --dport 53 -m conntrack --ctstate DNAT --ctorigdst 192.0.2.10 --ctorigdstport 5353 -m comment --comment locker:alpha:dns:forward -j ACCEPT
+-A LOCKER_FORWARD -s 10.1.1.2/32 -d 10.1.1.3/32 -m comment --comment locker:alpha:web:link:dns -j ACCEPT
+-A LOCKER_FORWARD -s 10.1.1.3/32 -d 10.1.1.2/32 -m comment --comment locker:alpha:web:link-back:dns -j ACCEPT
+-A LOCKER_FORWARD -i locker_alpha ! -o locker_alpha -m comment --comment locker:alpha:outbound -j ACCEPT
+-A LOCKER_FORWARD -o locker_alpha -m conntrack --ctstate RELATED,ESTABLISHED -m comment --comment locker:alpha:replies -j ACCEPT
+COMMIT
+"""
+OLD_FORWARDS = frozenset({
+    Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80),
+    Forward("alpha", "dns", 5353, IPv4Address("10.1.1.3"), 53, "udp", IPv4Address("192.0.2.10"))})
+OLD_LINKS = frozenset({Link("alpha", "web", IPv4Address("10.1.1.2"), "dns",
+                            IPv4Address("10.1.1.3"))})
+OLD_BRIDGE = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"))
+
+
+def _old_layout(netns) -> None:
+    netns.run(["iptables-legacy-restore", "-w", "--noflush"], input=OLD_LAYOUT)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_old_layout_reads_back_and_is_named(hook, netns) -> None:
+    _old_layout(netns)
+    found = hook.list_rules(project="alpha")
+    assert (found.forwards, found.links) == (OLD_FORWARDS, OLD_LINKS)
+    assert found.nat == frozenset() and found.partial == {OLD_BRIDGE}   # no policy rules
+    assert found.unrecognised == () and not found.jumps
+    assert "8 rule(s) of project alpha in the old layout (shared chains), moved into its " \
+           "own chains by the next command" in found.entry_missing
+    assert "chain LOCKER_FWD_alpha of project alpha in table filter" in found.entry_missing
+    beta = hook.list_rules(project="beta")    # the entry points of the previous layout
+    assert {"chain LOCKER_USER in table filter", "jump from OUTPUT to LOCKER_PREROUTING"} \
+        <= set(beta.entry_missing)
+    assert not [p for p in beta.entry_missing if "alpha" in p]
+
+
+@pytest.mark.privileged
+@needs_legacy
+@pytest.mark.parametrize("adding", ["add_nat", "add_forward", "add_link"])
+def test_the_next_adding_hook_moves_the_old_layout(hook, netns, adding) -> None:
+    """Whichever adding hook comes first for the project (``start`` calls
+    add_nat, ``ports`` add_forward, ``links`` add_link) moves every rule of
+    the project, each table in one commit."""
+    _old_layout(netns)
+    wanted = {"add_nat": ("bridges", [OLD_BRIDGE]), "add_forward": ("forwards", []),
+              "add_link": ("links", [])}[adding]
+    argument, values = wanted
+    if not values:
+        values = sorted(OLD_FORWARDS if adding == "add_forward" else OLD_LINKS, key=str)[:1]
+    getattr(hook, adding)(**{argument: values})
+    chains = _chains(netns)
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD + [
+        "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
+    assert chains["nat", "LOCKER_PREROUTING"] == [
+        "-m comment --comment locker:alpha:dispatch -j LOCKER_PRE_alpha"]
+    assert len(chains["filter", "LOCKER_FWD_alpha"]) == 6
+    assert len(chains["nat", "LOCKER_PRE_alpha"]) == 2
+    complete = adding == "add_nat"    # the others leave the policy rules to add_nat
+    assert hook.list_rules(project=None) == Ruleset(
+        nat=frozenset({OLD_BRIDGE} if complete else ()), forwards=OLD_FORWARDS,
+        links=OLD_LINKS, jumps=True, partial=frozenset(() if complete else {OLD_BRIDGE}))
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_another_projects_hook_leaves_the_old_layout_to_its_project(hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE2
+    _old_layout(netns)
+    hook.add_nat(bridges=[BRIDGE2])
+    assert len(_chains(netns)["filter", "LOCKER_FORWARD"]) == 2 + 6 + 1   # + beta's dispatch
+    found = hook.list_rules(project="alpha")
+    assert found.forwards == OLD_FORWARDS and not found.jumps
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_removing_hooks_and_cleanup_remove_old_layout_rules(hook, netns) -> None:
+    _old_layout(netns)
+    hook.remove_forward(forwards=list(OLD_FORWARDS))
+    hook.remove_link(links=list(OLD_LINKS))
+    assert not [r for rules in _chains(netns).values() for r in rules
+                if ":forward" in r or ":dnat" in r or ":link" in r]
+    hook.cleanup(project="alpha")
+    assert not [r for rules in _chains(netns).values() for r in rules if "locker:alpha:" in r]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_saved_ruleset_loads_again(hook, netns) -> None:
+    """iptables-legacy-save | iptables-legacy-restore: the same rules and
+    values come back."""
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
+    hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
+    hook.add_link(links=suite.LINKS1 + suite.LINKS2)
+    project = "p" + "0123456789" * 3 + "z"
+    hook.add_nat(bridges=[Bridge(project, "lkp012_0000", IPv4Network("10.1.7.0/24"))])
+    dump = netns.run(["iptables-legacy-save"]).stdout
+    before, listed = save(netns), hook.list_rules(project=None)
+    for table in ("filter", "nat"):
+        netns.run(["iptables-legacy", "-w", "-t", table, "-F"])
+        netns.run(["iptables-legacy", "-w", "-t", table, "-X"])
+    assert hook.list_rules(project=None) == Ruleset()
+    netns.run(["iptables-legacy-restore", "-w"], input=dump)
+    assert save(netns) == before
+    assert hook.list_rules(project=None) == listed and listed.jumps
+
+
+# ------------------------------------------------------- tables it uses
+
+
+def _tables_here() -> set[str]:
+    with open("/proc/thread-self/net/ip_tables_names") as names:
+        return set(names.read().split())
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_only_the_filter_and_nat_tables_are_instantiated(hook, netns) -> None:
+    """Issue 13.5: python-iptables opens all five tables whenever it builds
+    or reads a target (``Rule.tables``); the backend touches only filter
+    and nat, and a removing hook or a read in a fresh namespace none."""
+    from locker.testing import firewall_suite as suite
+    assert _tables_here() == set()
+    hook.list_rules(project=None)
+    hook.cleanup(project="alpha")
+    hook.remove_forward(forwards=suite.FORWARDS1)
+    hook.find_blockers(bridges=[suite.BRIDGE1])
+    hook.firewall_availability()
+    assert _tables_here() == set()
+    hook.add_link(links=suite.LINKS1)
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    hook.add_forward(forwards=suite.FORWARDS1)
+    hook.list_rules(project=None)
+    hook.list_rules(project="alpha")
+    hook.remove_forward(forwards=suite.FORWARDS1[:2])
+    hook.remove_unrecognised(project="alpha")
+    hook.cleanup(project="alpha")
+    assert _tables_here() == {"filter", "nat"}
+
+
+# ---------------------------------------------------------------- EAGAIN
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_eagain_is_recognised_by_errno_not_by_its_text(backend, hook, netns,
+                                                       monkeypatch, tmp_path) -> None:
+    """Another writer (its own lock file, so it does not wait for Locker's)
+    changes the filter table between Locker's read and its commit: the
+    kernel refuses the commit with EAGAIN, whatever python-iptables' text
+    for it, and Locker retries from a fresh read."""
+    import iptc
+    from locker_iptables.lock import lock_path
+    monkeypatch.setattr(iptc.Table, "strerror", lambda self: "commit refused")
+    env = {**os.environ, "XTABLES_LOCKFILE": str(tmp_path / "other.lock")}
+    assert env["XTABLES_LOCKFILE"] != lock_path()
+    interfered = []
+
+    def interfere(name, table, last) -> None:
+        if not interfered:
+            interfered.append(name)
+            subprocess.run(["iptables-legacy", "-t", name, "-A", "INPUT" if name == "filter"
+                            else "OUTPUT", "-s", "198.51.100.9", "-j", "ACCEPT"],
+                           check=True, env=env)
+
+    backend.kernel.before_commit = interfere
+    hook.add_forward(forwards=forwards(2))
+    assert interfered == ["filter"]
+    assert hook.list_rules(project=None).forwards == frozenset(forwards(2))
+    assert ("filter", "-A INPUT -s 198.51.100.9/32 -j ACCEPT") in save(netns)
+
+
+# ---------------------------------------------------------- network policy
+
+ISOLATED = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"), isolated=True)
+POLICY_RULES = {
+    ("filter", "INPUT"): ["-m comment --comment LOCKER -j LOCKER_INPUT"],
+    ("nat", "OUTPUT"): ["-m addrtype --dst-type LOCAL -m comment --comment LOCKER "
+                        "-j LOCKER_PREROUTING"],
+    ("filter", "LOCKER_ISOLATION"): [
+        "! -i locker_alpha -o locker_alpha -m conntrack ! --ctstate RELATED,ESTABLISHED,DNAT "
+        "-m comment --comment locker:alpha:deny -j DROP"],
+    ("filter", "LOCKER_INPUT"): [
+        "-d 127.0.0.0/8 -i locker_alpha -m conntrack ! --ctstate RELATED,ESTABLISHED "
+        "-m comment --comment locker:alpha:guard -j DROP",
+        "! -d 10.1.1.1/32 -i locker_alpha -m conntrack ! --ctstate RELATED,ESTABLISHED "
+        "-m comment --comment locker:alpha:isolate -j DROP"],
+    ("nat", "LOCKER_POSTROUTING"): [
+        "-s 10.1.1.0/24 ! -d 10.1.1.0/24 -m comment --comment locker:alpha:masquerade "
+        "-j MASQUERADE",
+        "-s 10.1.1.0/24 -d 10.1.1.0/24 -m conntrack --ctstate DNAT -m comment --comment "
+        "locker:alpha:hairpin -j MASQUERADE",
+        "-s 127.0.0.0/8 -o locker_alpha -m comment --comment locker:alpha:localhost "
+        "-j MASQUERADE"],
+    ("filter", "LOCKER_USER"): [],
+}
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_the_policy_rules_are_where_the_design_puts_them(hook, netns) -> None:
+    hook.add_nat(bridges=[ISOLATED])
+    chains = _chains(netns)
+    assert {key: chains[key] for key in POLICY_RULES} == POLICY_RULES
+    assert chains["filter", "LOCKER_FORWARD"][:2] == HEAD
+    assert hook.list_rules(project="alpha") == Ruleset(nat=frozenset({ISOLATED}), jumps=True)
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_isolated_is_read_back_from_the_isolate_rule(hook, netns) -> None:
+    from dataclasses import replace
+    hook.add_nat(bridges=[ISOLATED])
+    number = next(i for i, rule in enumerate(_chains(netns)["filter", "LOCKER_INPUT"], 1)
+                  if ":isolate" in rule)
+    netns.run(["iptables-legacy", "-w", "-D", "LOCKER_INPUT", str(number)])
+    assert hook.list_rules(project="alpha").nat == {replace(ISOLATED, isolated=False)}
+    hook.add_nat(bridges=[ISOLATED])
+    assert hook.list_rules(project="alpha").nat == {ISOLATED}
+    hook.remove_nat(bridges=[ISOLATED])
+    assert [r for rules in _chains(netns).values() for r in rules if "locker:alpha:" in r] == []
+
+
+#: What an administrator puts in LOCKER_USER: a drop of a forward's
+#: traffic, a rule that even carries a tag of Locker's, a return.
+ADMIN_RULES = [["-d", "10.1.1.2/32", "-p", "tcp", "--dport", "80", "-j", "DROP"],
+               ["-s", "192.0.2.99/32", "-m", "comment", "--comment", "locker:alpha:deny",
+                "-j", "DROP"],
+               ["-j", "RETURN"]]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_locker_user_is_never_changed_nor_reported(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    for rule in ADMIN_RULES:
+        netns.run(["iptables-legacy", "-w", "-A", "LOCKER_USER", *rule])
+    admin = _chains(netns)["filter", "LOCKER_USER"]
+    assert len(admin) == 3
+    assert hook.list_rules(project=None) == Ruleset(nat=frozenset({suite.BRIDGE1}), jumps=True)
+    hook.add_forward(forwards=suite.FORWARDS1)
+    hook.add_link(links=suite.LINKS1)
+    hook.remove_unrecognised(project="alpha")
+    hook.remove_forward(forwards=suite.FORWARDS1)
+    hook.remove_nat(bridges=[suite.BRIDGE1])
+    hook.add_nat(bridges=[suite.BRIDGE1])
+    hook.cleanup(project="alpha")
+    chains = _chains(netns)
+    assert chains["filter", "LOCKER_USER"] == admin
+    assert chains["filter", "LOCKER_FORWARD"] == HEAD
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_rule_put_before_the_head_of_locker_forward_is_named_and_the_head_restored(
+        hook, netns) -> None:
+    """LOCKER_USER and LOCKER_ISOLATION must be the first two rules of
+    LOCKER_FORWARD, before every accept; a rule inserted above them is
+    named, and the next adding hook puts them first again."""
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
+    netns.run(["iptables-legacy", "-w", "-I", "LOCKER_FORWARD", "1", "-s", "192.0.2.1/32",
+               "-j", "ACCEPT"])
+    found = hook.list_rules(project="alpha")
+    assert not found.jumps
+    assert found.entry_missing == ("jumps to LOCKER_USER and LOCKER_ISOLATION not the first "
+                                   "rules of LOCKER_FORWARD",)
+    hook.add_link(links=[Link("alpha", "web", IPv4Address("10.1.1.2"), "db",
+                              IPv4Address("10.1.1.3"))])
+    assert _chains(netns)["filter", "LOCKER_FORWARD"] == HEAD + [
+        "-s 192.0.2.1/32 -j ACCEPT", "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
+    assert hook.list_rules(project="alpha").jumps
+
+
+# ------------------------------------------------- the policy on packets
+
+ECHO = """
+import http.server, sys
+class Echo(http.server.BaseHTTPRequestHandler):
+    def do_GET(self):
+        body = self.client_address[0].encode()
+        self.send_response(200)
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        self.wfile.write(body)
+    def log_message(self, *args):
+        pass
+server = http.server.HTTPServer((sys.argv[1], int(sys.argv[2])), Echo)
+print("ready", flush=True)
+server.serve_forever()
+"""
+FETCH = """
+import sys, urllib.request
+try:
+    with urllib.request.urlopen(sys.argv[1], timeout=2) as answer:
+        print(answer.read().decode())
+except OSError:
+    print("unreachable")
+"""
+POLICY_BRIDGE = Bridge("alpha", "locker_alpha", IPv4Network("10.1.1.0/24"))
+WEB = Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80)
+
+
+class Wire:
+    """The test namespace as the host, with Locker's bridge ``locker_alpha``
+    (10.1.1.1/24, route_localnet on, as the link backends set it), two
+    "container" namespaces on it (10.1.1.2, serving on port 80, and its
+    sibling 10.1.1.3) and a LAN neighbour (192.0.2.2) that routes
+    10.1.1.0/24 through the host (192.0.2.1)."""
+
+    def __init__(self, host, factory) -> None:
+        self.host, self.container, self.neighbour = host, factory("lkc"), factory("lkn")
+        self.sibling = factory("lks")
+        self.servers: list[subprocess.Popen] = []
+        run = host.run
+        run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
+        run(["ip", "link", "add", "locker_alpha", "type", "bridge"])
+        run(["ip", "addr", "add", "10.1.1.1/24", "dev", "locker_alpha"])
+        run(["ip", "link", "set", "locker_alpha", "up"])
+        run(["sysctl", "-qw", "net.ipv4.conf.locker_alpha.route_localnet=1"])
+        for ns, here, there, address, route in (
+                (self.container, "vc", "vch", "10.1.1.2/24", ["default", "via", "10.1.1.1"]),
+                (self.sibling, "vs", "vsh", "10.1.1.3/24", ["default", "via", "10.1.1.1"]),
+                (self.neighbour, "vn", "vnh", "192.0.2.2/24", ["10.1.1.0/24", "via", "192.0.2.1"])):
+            run(["ip", "link", "add", there, "type", "veth", "peer", "name", here,
+                 "netns", ns.name])
+            run(["ip", "link", "set", there, "up"])
+            ns.run(["ip", "addr", "add", address, "dev", here])
+            ns.run(["ip", "link", "set", here, "up"])
+            ns.run(["ip", "route", "add", *route])
+        run(["ip", "link", "set", "vch", "master", "locker_alpha"])
+        run(["ip", "link", "set", "vsh", "master", "locker_alpha"])
+        run(["ip", "addr", "add", "192.0.2.1/24", "dev", "vnh"])
+        self.serve(self.container, "10.1.1.2", 80)
+
+    def serve(self, ns, address: str, port: int) -> None:
+        server = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", ECHO,
+                                   address, str(port)], stdout=subprocess.PIPE, text=True)
+        self.servers.append(server)
+        assert server.stdout.readline().strip() == "ready"
+
+    def fetch(self, ns, url: str) -> str:
+        """The client address the server saw, or "unreachable"."""
+        return ns.run([sys.executable, "-c", FETCH, url]).stdout.strip()
+
+    def close(self) -> None:
+        for server in self.servers:
+            server.kill()
+            server.wait()
+
+
+@pytest.fixture
+def wire(netns, netns_factory):
+    made = Wire(netns, netns_factory)
+    try:
+        yield made
+    finally:
+        made.close()
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_a_routed_neighbour_reaches_only_forwards_and_a_drop_in_locker_user_wins(
+        hook, netns, wire) -> None:
+    direct, forwarded = "http://10.1.1.2:80/", "http://192.0.2.1:8080/"
+    assert wire.fetch(wire.neighbour, direct) == "192.0.2.2"     # FORWARD policy accept
+    hook.add_nat(bridges=[POLICY_BRIDGE])
+    hook.add_forward(forwards=[WEB])
+    assert wire.fetch(wire.neighbour, direct) == "unreachable"   # deny
+    assert wire.fetch(wire.neighbour, forwarded) == "192.0.2.2"  # the forward
+    drop = ["-d", "10.1.1.2/32", "-p", "tcp", "--dport", "80", "-j", "DROP"]
+    netns.run(["iptables-legacy", "-w", "-A", "LOCKER_USER", *drop])
+    assert wire.fetch(wire.neighbour, forwarded) == "unreachable"
+    hook.add_nat(bridges=[POLICY_BRIDGE])                        # the next start / ports
+    hook.add_forward(forwards=[WEB])
+    assert wire.fetch(wire.neighbour, forwarded) == "unreachable"
+    assert _chains(netns)["filter", "LOCKER_USER"] == [" ".join(drop[:2]) + " -p tcp -m tcp "
+                                                       "--dport 80 -j DROP"]
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_forwards_work_from_the_host_itself_and_from_the_containers(hook, netns,
+                                                                     wire) -> None:
+    """nat OUTPUT into LOCKER_PREROUTING (the host's own connections, also
+    to 127.0.0.1 with the localhost masquerade), and the hairpin
+    masquerade (a container reaching its sibling's forward through a host
+    address; its own needs the bridge port's hairpin mode, which is the
+    link's business)."""
+    hook.add_nat(bridges=[POLICY_BRIDGE])
+    hook.add_forward(forwards=[WEB, Forward("alpha", "web", 8081, IPv4Address("10.1.1.2"), 80,
+                                            "tcp", IPv4Address("127.0.0.1"))])
+    assert wire.fetch(netns, "http://192.0.2.1:8080/") == "192.0.2.1"
+    assert wire.fetch(netns, "http://127.0.0.1:8080/") == "10.1.1.1"
+    assert wire.fetch(netns, "http://127.0.0.1:8081/") == "10.1.1.1"
+    assert wire.fetch(wire.sibling, "http://192.0.2.1:8080/") == "10.1.1.1"
+    assert wire.fetch(wire.neighbour, "http://192.0.2.1:8081/") == "unreachable"
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_guard_and_isolate_keep_the_bridge_off_the_hosts_own_services(hook, netns,
+                                                                      wire) -> None:
+    """A container that routes 127.0.0.1 through its gateway does not reach
+    a host service on 127.0.0.1 (guard); an isolated project's container
+    reaches the host only at its gateway (isolate)."""
+    wire.serve(netns, "127.0.0.1", 9000)
+    wire.serve(netns, "0.0.0.0", 9001)
+    wire.container.run(["ip", "addr", "del", "127.0.0.1/8", "dev", "lo"])
+    wire.container.run(["ip", "route", "add", "127.0.0.1/32", "via", "10.1.1.1"])
+    for interface in ("all", "vc"):     # it sends to and accepts replies from 127.0.0.1
+        wire.container.run(["sysctl", "-qw", f"net.ipv4.conf.{interface}.route_localnet=1"])
+    assert wire.fetch(wire.container, "http://127.0.0.1:9000/") == "10.1.1.2"   # before
+    hook.add_nat(bridges=[POLICY_BRIDGE])
+    assert wire.fetch(wire.container, "http://127.0.0.1:9000/") == "unreachable"
+    assert wire.fetch(wire.container, "http://192.0.2.1:9001/") == "10.1.1.2"
+    isolated = Bridge("alpha", "locker_alpha", POLICY_BRIDGE.network, isolated=True)
+    hook.add_nat(bridges=[isolated])
+    assert wire.fetch(wire.container, "http://192.0.2.1:9001/") == "unreachable"
+    assert wire.fetch(wire.container, "http://10.1.1.1:9001/") == "10.1.1.2"
+
+
+@pytest.mark.privileged
+@needs_legacy
+def test_duplicate_and_altered_dispatch_rules_are_named_and_replaced(hook, netns) -> None:
+    from locker.testing.firewall_suite import BRIDGE1
+    hook.add_nat(bridges=[BRIDGE1])
+    netns.run(["iptables-legacy", "-w", "-N", "ELSEWHERE"])
+    for target in ("LOCKER_FWD_alpha", "ELSEWHERE"):
+        netns.run(["iptables-legacy", "-w", "-A", "LOCKER_FORWARD", "-m", "comment",
+                   "--comment", "locker:alpha:dispatch", "-j", target])
+    found = hook.list_rules(project="alpha")
+    assert not found.jumps and found.nat == {BRIDGE1}
+    assert set(found.entry_missing) == {
+        "1 duplicate dispatch rule(s) jump LOCKER_FWD_alpha in chain LOCKER_FORWARD",
+        "altered dispatch rule of project alpha in chain LOCKER_FORWARD"}
+    hook.add_nat(bridges=[BRIDGE1])
+    assert _chains(netns)["filter", "LOCKER_FORWARD"] == HEAD + [
+        "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
+    assert hook.list_rules(project="alpha").jumps
