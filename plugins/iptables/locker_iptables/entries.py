@@ -18,13 +18,13 @@ import ctypes
 from dataclasses import dataclass, field
 from functools import lru_cache
 from collections.abc import Callable, Iterator, Mapping
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from locker.names import JUMP_COMMENT, Tag
 
 from locker_iptables import xtables as xt
-from locker_iptables.rules import Spec, check_comment
+from locker_iptables.rules import FAMILY, Spec, check_comment
 
 
 @dataclass
@@ -54,9 +54,9 @@ def _address(text: str | None) -> str | None:
         return None
     inverted = text.startswith("!")
     bare = text.lstrip("!")
-    if bare == "0.0.0.0/0.0.0.0" and not inverted:
+    if bare in ("0.0.0.0/0.0.0.0", "::/0") and not inverted:
         return None
-    return ("!" if inverted else "") + str(IPv4Network(bare, strict=False))
+    return ("!" if inverted else "") + str(ip_network(bare, strict=False))
 
 
 def _single(params: Mapping[str, list[str]], key: str) -> str | None:
@@ -79,7 +79,7 @@ def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
     fields: dict[str, Any] = {"ctstate": params["ctstate"][0]}
     if "ctorigdst" in params:
         try:
-            fields["ctorigdst"] = str(IPv4Address(params["ctorigdst"][0]))
+            fields["ctorigdst"] = str(ip_address(params["ctorigdst"][0]))
         except ValueError:
             return None
     if "ctorigdstport" in params:
@@ -96,7 +96,7 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
     target = rule.target.name if rule.target else ""
     fields: dict[str, Any] = {}
     shaped = True
-    protocol = rule.protocol if rule.protocol not in (None, "ip", "all", "0") else None
+    protocol = rule.protocol if rule.protocol not in (None, "ip", "all", "0", "!ip") else None
     for match in rule.matches:
         params = match.get_all_parameters()
         if match.name == "comment":
@@ -127,10 +127,15 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
     return comment, target, spec
 
 
+def new_rule(iptc: Any, table: str) -> Any:
+    """An empty iptc Rule (``Rule6`` for an ip6tables table)."""
+    return iptc.Rule6() if FAMILY[table] == 6 else iptc.Rule()
+
+
 def _addressed_rule(iptc: Any, spec: Spec) -> Any:
     """A new iptc Rule with the spec's protocol, addresses and interfaces;
     no matches, no target."""
-    rule = iptc.Rule()
+    rule = new_rule(iptc, spec.table)
     if spec.protocol:
         rule.protocol = spec.protocol
     if spec.src:
@@ -141,7 +146,27 @@ def _addressed_rule(iptc: Any, spec: Spec) -> Any:
         rule.in_interface = spec.in_iface
     if spec.out_iface:
         rule.out_interface = spec.out_iface
+    if FAMILY[spec.table] == 6:
+        _fix_ip6(iptc, rule.entry.ipv6, spec)
     return rule
+
+
+def _fix_ip6(iptc: Any, ip6: Any, spec: Spec) -> None:
+    """Two mistakes of python-iptables 1.0.1's ``Rule6`` that
+    ``ip6tables-save`` does not show, undone:
+
+    - ``! -p P`` leaves ``IP6T_F_PROTO`` unset, and the kernel checks the
+      protocol only with that flag: the rule would match every protocol;
+    - interface masks of ``0x01`` per character where ip6tables (and
+      ``Rule``) store ``0xff``; the kernel compares ``(name ^ iface) &
+      mask``, so ``-i br-a`` would compare only the lowest bit of each
+      character and also match ``br-c``.
+    """
+    if spec.protocol:
+        ip6.flags |= iptc.ip6tc.ip6t_ip6.IP6T_F_PROTO
+    for name in ("iniface_mask", "outiface_mask"):
+        mask = bytes(getattr(ip6, name))
+        setattr(ip6, name, bytes(0xff if byte else 0 for byte in mask))
 
 
 def build_rule(iptc: Any, spec: Spec) -> Any:
@@ -194,7 +219,7 @@ class RuleBuilder:
 
     def entry(self, spec: Spec) -> Any:
         check_comment(spec.comment)
-        key = (spec.target, spec.protocol, spec.dport is not None, spec.ctstate,
+        key = (spec.table, spec.target, spec.protocol, spec.dport is not None, spec.ctstate,
                spec.ctorigdst is not None, spec.ctorigdstport is not None,
                spec.dst_type, spec.comment, spec.to_destination is not None)
         shape = self._shapes.get(key)
@@ -253,7 +278,7 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
     only looks for its jumps), except for the jumps themselves and rules
     with Locker's tag. Rules whose comment ``wanted`` refuses are read for
     their comment and target only (``decoded`` False)."""
-    entry_size = ctypes.sizeof(iptc.ip4tc.ipt_entry)
+    entry_size = ctypes.sizeof(_entry_type(iptc, table_name))
     entries: list[Entry] = []
     entry = table.first_rule(chain)
     while entry:
@@ -348,17 +373,32 @@ def _dport(name: bytes, raw: bytes, data: int) -> int | None:
     return match.dpts[0]
 
 
-def _destination(raw: bytes, data: int) -> str | None:
-    """``A.B.C.D:PORT`` of a DNAT target to one address and port, or None."""
+def _entry_type(iptc: Any, table_name: str) -> Any:
+    return iptc.ip6tc.ip6t_entry if FAMILY[table_name] == 6 else iptc.ip4tc.ipt_entry
+
+
+def _ip(raw: bytes, family: int) -> IPv4Address | IPv6Address | None:
+    """The address in a 16-byte nf_inet_addr, None when an IPv4 one has
+    more than 4 bytes."""
+    if family == 6:
+        return IPv6Address(raw)
+    return None if any(raw[4:]) else IPv4Address(raw[:4])
+
+
+def _destination(raw: bytes, data: int, family: int) -> str | None:
+    """``A.B.C.D:PORT`` or ``[A:B::C]:PORT`` of a DNAT target to one address
+    and port, or None."""
     nat = xt.from_bytes(xt.NatRange, raw, data)
     low, high = bytes(nat.min_addr), bytes(nat.max_addr)
-    if (nat.flags != _NAT_MAP_IPS_AND_PORTS or low != high or any(low[4:])
+    address = _ip(low, family)
+    if (nat.flags != _NAT_MAP_IPS_AND_PORTS or low != high or address is None
             or nat.min_proto != nat.max_proto):
         return None
-    return f"{IPv4Address(low[:4])}:{nat.min_proto}"
+    return (f"[{address}]:{nat.min_proto}" if family == 6
+            else f"{address}:{nat.min_proto}")
 
 
-def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
+def _conntrack_fields(raw: bytes, data: int, family: int) -> dict[str, Any] | None:
     """The Spec fields of a conntrack (revision 3) match of the shape
     ``_conntrack`` accepts, or None to leave it to python-iptables."""
     info = xt.from_bytes(xt.ConntrackMtinfo3, raw, data)
@@ -372,10 +412,10 @@ def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
         return {"ctstate": "!" + _CT_STATES[info.state_mask]}
     fields: dict[str, Any] = {"ctstate": _CT_STATES[info.state_mask]}
     if flags & xt.XT_CONNTRACK_ORIGDST:
-        address = bytes(info.origdst_addr)
-        if bytes(info.origdst_mask) != _HOST_MASK or any(address[4:]):
+        address = _ip(bytes(info.origdst_addr), family)
+        if bytes(info.origdst_mask) != _HOST_MASK or address is None:
             return None
-        fields["ctorigdst"] = str(IPv4Address(address[:4]))
+        fields["ctorigdst"] = str(address)
     if flags & xt.XT_CONNTRACK_ORIGDST_PORT:
         if info.origdst_port != info.origdst_port_high:
             return None
@@ -389,8 +429,11 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
     it uses a match, target or revision only python-iptables can read
     (addrtype, MASQUERADE, conntrack of other shapes, ...). Agrees with
     ``read_rule``."""
-    ip = entry.ip
-    if ip.flags or ip.invflags & iptc.ip4tc.ipt_ip.IPT_INV_PROTO or ip.proto not in _PROTOCOLS:
+    family = FAMILY[table_name]
+    ip = entry.ipv6 if family == 6 else entry.ip
+    # IP6T_F_PROTO is how ip6tables marks a rule with -p; IPv4 has no such flag.
+    flags = ip.flags & ~iptc.ip6tc.ip6t_ip6.IP6T_F_PROTO if family == 6 else ip.flags
+    if flags or ip.invflags & xt.XT_INV_PROTO or ip.proto not in _PROTOCOLS:
         return None
     protocol = _PROTOCOLS[ip.proto]
     comment, fields, shaped = None, {}, True
@@ -401,7 +444,7 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             fields["dport"] = _dport(name, raw, data)
             shaped = shaped and fields["dport"] is not None
         elif name == b"conntrack" and revision == 3:
-            conntrack = _conntrack_fields(raw, data)
+            conntrack = _conntrack_fields(raw, data, family)
             if conntrack is None:
                 return None
             fields.update(conntrack)
@@ -409,7 +452,7 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             return None
     name, revision, _size = xt.header_at(raw, entry.target_offset)
     if name == b"DNAT" and revision in (1, 2):
-        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE)
+        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE, family)
         if fields["to_destination"] is None:
             return None
     elif name:
@@ -417,7 +460,7 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
     if not shaped or comment is None:
         return comment, None
     # python-iptables' own getters for the address part.
-    rule = iptc.Rule()
+    rule = new_rule(iptc, table_name)
     rule.entry = entry
     try:
         return comment, Spec(table_name, chain, target, comment, protocol=protocol,
@@ -428,14 +471,15 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
         return comment, None
 
 
-def restore(iptc: Any, table: Any, chain: str, entry: Entry, position: int) -> None:
+def restore(iptc: Any, table_name: str, table: Any, chain: str, entry: Entry,
+            position: int) -> None:
     """Insert a rule read earlier (``entry.raw``) back at ``position``.
 
     A standard target reads back from the kernel without a name (its verdict
     or jump is an offset in the old table); libiptc takes ``ACCEPT``, ``DROP``,
     ``RETURN`` or a chain's name there, as python-iptables' Rule does."""
     buffer = bytearray(entry.raw)
-    target_offset = iptc.ip4tc.ipt_entry.from_buffer(buffer).target_offset
+    target_offset = _entry_type(iptc, table_name).from_buffer(buffer).target_offset
     header = xt.EntryHeader.from_buffer(buffer, target_offset)
     if not header.name:
         header.name = entry.target.encode()

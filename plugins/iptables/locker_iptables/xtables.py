@@ -14,6 +14,7 @@ import ctypes
 from typing import TypeVar
 
 XT_EXTENSION_MAXNAMELEN = 29
+XT_INV_PROTO = 0x40                         # ipt_ip / ip6t_ip6 invflags: ! -p
 NF_INET_ADDR = ctypes.c_ubyte * 16          # union nf_inet_addr (an IPv4 address: first 4)
 BE16 = ctypes.c_uint16.__ctype_be__         # __be16
 
