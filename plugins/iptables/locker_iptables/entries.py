@@ -15,7 +15,7 @@ table handle, its extensions' parsers and its rule serialisation.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from collections.abc import Callable, Iterator, Mapping
 from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
@@ -197,6 +197,75 @@ def build_rule(iptc: Any, spec: Spec) -> Any:
 
 
 
+# ------------------------------------------------- ip6tables NAT targets
+#
+# iptables 1.8.6 merged SNAT, DNAT, MASQUERADE and REDIRECT into one
+# library, libxt_NAT.so (the others are symbolic links to it). libxtables
+# registers an extension only for the family it is set to when the library
+# is loaded, loading it again runs nothing, and calling its init function
+# for the other family makes libxtables exit the process ("target `DNAT'
+# already registered"). So a python-iptables process can use these targets
+# in IPv4 or in IPv6, whichever it loaded first, never both ("can't find
+# target MASQUERADE"). The backend leaves them to python-iptables in IPv4
+# only: an ip6tables rule with a NAT target is built and read here, from
+# the kernel's structures, and never handed to python-iptables.
+
+NAT_TARGETS = frozenset({"DNAT", "SNAT", "MASQUERADE", "REDIRECT"})
+_DNAT_REVISION = 2
+
+
+def _nat6(spec: Spec) -> bool:
+    return FAMILY[spec.table] == 6 and spec.target in NAT_TARGETS
+
+
+def _endpoint(text: str) -> tuple[IPv6Address, int, int, int | None]:
+    """(address, first, last, base or None) of ``[A::B]:PORT`` or
+    ``[A::B]:FIRST-LAST/BASE``."""
+    address, _, ports = text.rpartition(":")
+    ports, _, base = ports.partition("/")
+    first, _, last = ports.partition("-")
+    return (IPv6Address(address.strip("[]")), int(first), int(last or first),
+            int(base) if base else None)
+
+
+def _nat6_target(spec: Spec) -> bytes:
+    """The target part of an ip6tables rule: DNAT (revision 2, to one
+    address and port or a shifted port map) or MASQUERADE (revision 0, no
+    options), as ip6tables writes them."""
+    if spec.target == "DNAT" and spec.to_destination:
+        address, first, last, base = _endpoint(spec.to_destination)
+        data = xt.NatRange2(flags=xt.NF_NAT_RANGE_MAP_IPS | xt.NF_NAT_RANGE_PROTO_SPECIFIED
+                            | (xt.NF_NAT_RANGE_PROTO_OFFSET if base is not None else 0))
+        data.min_addr[:] = data.max_addr[:] = address.packed
+        data.min_proto, data.max_proto, data.base_proto = first, last, base or 0
+        revision = _DNAT_REVISION
+    elif spec.target == "MASQUERADE" and not spec.to_destination:
+        data, revision = xt.NatRange(), 0
+    else:
+        raise ValueError(f"no ip6tables {spec.target} target of this shape: {spec}")
+    size = xt.align(ctypes.sizeof(xt.EntryHeader) + ctypes.sizeof(data))
+    header = xt.EntryHeader(size=size, name=spec.target.encode(), revision=revision)
+    raw = bytes(header) + bytes(data)
+    return raw + b"\0" * (size - len(raw))
+
+
+def _with_target(iptc: Any, table_name: str, entry: Any, target: bytes) -> Any:
+    """A copy of a rule's entry (a ``c_ubyte`` array) with its target
+    replaced by ``target``."""
+    kind = _entry_type(iptc, table_name)
+    raw = bytearray(bytes(entry)[:kind.from_buffer_copy(bytes(entry)).target_offset])
+    raw += target
+    kind.from_buffer(raw).next_offset = len(raw)
+    return (ctypes.c_ubyte * len(raw)).from_buffer(raw)
+
+
+def _nat6_entry(iptc: Any, spec: Spec, build: Callable[[Spec], Any]) -> Any:
+    """The entry of an ip6tables rule with a NAT target: the rest built by
+    ``build`` with an ACCEPT in its place, then the target put in."""
+    stand_in = build(replace(spec, target="ACCEPT", to_destination=None))
+    return _with_target(iptc, spec.table, stand_in, _nat6_target(spec))
+
+
 # ---------------------------------------------------------------- building
 
 
@@ -219,6 +288,8 @@ class RuleBuilder:
 
     def entry(self, spec: Spec) -> Any:
         check_comment(spec.comment)
+        if _nat6(spec):
+            return _nat6_entry(self._iptc, spec, self.entry)
         key = (spec.table, spec.target, spec.protocol, spec.dport is not None, spec.ctstate,
                spec.ctorigdst is not None, spec.ctorigdstport is not None,
                spec.dst_type, spec.comment, spec.to_destination is not None)
@@ -298,6 +369,10 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
             shaped = comment == JUMP_COMMENT or Tag.parse(comment) is not None
             decoded = None if shaped else (comment, None)
         rule = None
+        nat6 = FAMILY[table_name] == 6 and target in NAT_TARGETS
+        if decoded is None and nat6:  # never python-iptables' (see NAT_TARGETS)
+            decoded = (_decode(iptc, table_name, chain, entry, raw, entry_size, target)
+                       or (_comment(raw, entry_size, entry.target_offset), None))
         if decoded is None:
             rule = table.create_rule(entry, iptc.Chain(table, chain))
             try:
@@ -308,10 +383,31 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
             comment, spec = decoded
         text = None
         if spec is None and Tag.parse(comment) is not None:
-            text = describe(rule or table.create_rule(entry, iptc.Chain(table, chain)), chain)
+            text = (_describe_nat6(iptc, table_name, entry, raw, entry_size, chain, target)
+                    if nat6 else
+                    describe(rule or table.create_rule(entry, iptc.Chain(table, chain)), chain))
         entries.append(Entry(len(entries), comment, target, spec, raw, text))
         entry = table.next_rule(entry)
     return entries
+
+
+def _describe_nat6(iptc: Any, table_name: str, entry: Any, raw: bytes, entry_size: int,
+                   chain: str, target: str) -> str:
+    """An ip6tables rule with a NAT target, for people: its addresses,
+    interfaces and protocol, the names of its matches and its target."""
+    rule = new_rule(iptc, table_name)
+    rule.entry = entry
+    words = [f"-A {chain}"]
+    for flag, value in (("-s", _address(rule.src)), ("-d", _address(rule.dst)),
+                        ("-i", rule.in_interface), ("-o", rule.out_interface),
+                        ("-p", rule.protocol)):
+        if value and value not in ("ip", "all", "0"):
+            words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
+    words += [f"-m {name.decode(errors='replace')}"
+              for name, _revision, _data in _matches(raw, entry_size, entry.target_offset)
+              if name != b"comment"]
+    words.append(f"-j {target} (see ip6tables-legacy-save -t {table_name[:-1]})")
+    return " ".join(words)
 
 
 def describe(rule: Any, chain: str) -> str:
@@ -450,8 +546,12 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             fields.update(conntrack)
         else:
             return None
-    name, revision, _size = xt.header_at(raw, entry.target_offset)
-    if name == b"DNAT" and revision in (1, 2):
+    name, revision, size = xt.header_at(raw, entry.target_offset)
+    if name == b"MASQUERADE" and family == 6:
+        data = raw[entry.target_offset + _HEADER_SIZE:entry.target_offset + size]
+        if revision != 0 or any(data):
+            return None
+    elif name == b"DNAT" and revision in (1, 2):
         fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE, family)
         if fields["to_destination"] is None:
             return None

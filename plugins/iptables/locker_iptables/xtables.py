@@ -88,8 +88,22 @@ class NatRange(ctypes.Structure):
                 ("max_addr", NF_INET_ADDR), ("min_proto", BE16), ("max_proto", BE16)]
 
 
+class NatRange2(ctypes.Structure):
+    """struct nf_nat_range2 (target ``DNAT`` revision 2)."""
+
+    _fields_ = [("flags", ctypes.c_uint), ("min_addr", NF_INET_ADDR),
+                ("max_addr", NF_INET_ADDR), ("min_proto", BE16), ("max_proto", BE16),
+                ("base_proto", BE16)]
+
+
 NF_NAT_RANGE_MAP_IPS = 1 << 0
 NF_NAT_RANGE_PROTO_SPECIFIED = 1 << 1
+NF_NAT_RANGE_PROTO_OFFSET = 1 << 5
+
+
+def align(size: int) -> int:
+    """XT_ALIGN: the size rounded up to 8 (the alignment of u_int64_t)."""
+    return (size + 7) & ~7
 
 Structure = TypeVar("Structure", bound=ctypes.Structure)
 

@@ -54,7 +54,7 @@ def save6(netns) -> list[tuple[str, str]]:
 
 def lockers6(netns) -> set[str]:
     """Locker's rules and chains in the ip6tables store, as ``TABLE LINE``."""
-    return {f"{t} {line.rstrip()}" for t, line in save6(netns)
+    return {f"{t} {line.rstrip()}".replace('"', "") for t, line in save6(netns)
             if line.startswith((":LOCKER_", "-A LOCKER_")) or "--comment LOCKER " in line + " "}
 
 
@@ -239,7 +239,10 @@ class Wire6:
         self.container, self.sibling, self.neighbour = factory("lkc"), factory("lks"), factory("lkn")
         run = host.run
         run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
-        run(["ip", "link", "add", "locker_alpha", "type", "bridge"])
+        # No multicast snooping: the containers' first MLD reports go out
+        # before their ports join the bridge, which would then keep the
+        # host's neighbour solicitations from them for a while.
+        run(["ip", "link", "add", "locker_alpha", "type", "bridge", "mcast_snooping", "0"])
         run(["ip", "addr", "add", f"{GATEWAY6}/64", "dev", "locker_alpha", "nodad"])
         run(["ip", "link", "set", "locker_alpha", "up"])
         for ns, here, there, address, gateway in (
@@ -248,13 +251,13 @@ class Wire6:
                 (self.neighbour, "vn", "nocker_alpha", NEIGHBOUR6, None)):
             run(["ip", "link", "add", there, "type", "veth", "peer", "name", here,
                  "netns", ns.name])
+            if gateway is not None:
+                run(["ip", "link", "set", there, "master", "locker_alpha"])
             run(["ip", "link", "set", there, "up"])
             ns.run(["ip", "addr", "add", f"{address}/64", "dev", here, "nodad"])
             ns.run(["ip", "link", "set", here, "up"])
             if gateway is not None:
                 ns.run(["ip", "-6", "route", "add", "default", "via", str(gateway)])
-        run(["ip", "link", "set", "vch", "master", "locker_alpha"])
-        run(["ip", "link", "set", "vsh", "master", "locker_alpha"])
         run(["ip", "addr", "add", f"{HOST6}/64", "dev", "nocker_alpha", "nodad"])
         self.serve(self.container, "::", 80)
 
