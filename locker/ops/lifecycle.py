@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from ipaddress import IPv6Interface
 from typing import TypeVar
 
-from locker import cgroups, diff, faults, foreign, planner
+from locker import cgroups, diff, faults, foreign, ipv6, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, NotCreated, raise_all
 from locker.journal import Change
@@ -236,7 +237,15 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address, cgroup: tuple) 
         lambda: ctx.runtime.configure(
             lxc, bridge.name, address, bridge.gateway,
             mounts=spec.volumes,
-            cgroup=cgroup, hostname=_hostname(spec)))
+            cgroup=cgroup, hostname=_hostname(spec), **_ipv6(bridge, address)))
+
+
+def _ipv6(bridge: Bridge, address) -> dict:
+    """The IPv6 arguments of ``configure`` when the project has IPv6."""
+    if bridge.network6 is None:
+        return {}
+    own = ipv6.container_address(bridge.network6, address.ip)
+    return {"address6": IPv6Interface((own, 64)), "gateway6": bridge.gateway6}
 
 
 #: The end of the line that gives a container without ``fqdn`` its own
@@ -282,7 +291,8 @@ def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresse
     write_file(name, "/etc/hostname", lambda _: hostname + "\n")
     ips = {**facts.addresses, **{n: a.ip for n, a in addresses.items()}}
     write_file(name, "/etc/hosts", lambda current: with_own_name(
-        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips)),
+        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips,
+                                                          network6=bridge.network6)),
         name, ips[name], bool(spec.fqdn)))
 
 

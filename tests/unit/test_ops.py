@@ -983,3 +983,36 @@ def test_isolated_comes_from_the_project_file_else_the_host_default(tmp_path: Pa
     env.ctx.project = replace(env.ctx.project, isolated=False)
     lifecycle.start(env.ctx, ["web"])
     assert env.firewall.rules.nat == {SHOP_BRIDGE}
+
+
+# -------------------------------------------------------------------- IPv6
+
+def test_start_with_ipv6_gives_both_families(tmp_path: Path) -> None:
+    from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+
+    env = make_env(tmp_path, replace(shop_project(tmp_path), ipv6=True))
+    env.ctx.ipv6_prefix = IPv6Network("fd00:1234:5678::/48")
+    env.create_all()
+    lifecycle.start(env.ctx, env.ctx.select([]))
+
+    net6 = IPv6Network("fd00:1234:5678:101::/64")
+    bridge = Bridge("shop", "locker_shop", IPv4Network("10.1.1.0/24"), network6=net6)
+    assert env.link.bridges["locker_shop"].addresses6 == (IPv6Interface(f"{net6[1]}/64"),)
+    assert env.link.ip6_forward
+    assert env.firewall.rules.nat == {bridge}
+    six = {f for f in env.firewall.rules.forwards if f.family == 6}
+    assert six == {Forward("shop", "web", 8080, net6[2], 80),
+                   Forward("shop", "db", 5432, net6[3], 5432)}  # 5353 has an IPv4 HOST_IP
+    assert Link("shop", "web", net6[2], "db", net6[3]) in env.firewall.rules.links
+    web = env.lxc("web")
+    assert web.config["address6"] == IPv6Interface(f"{net6[2]}/64")
+    assert web.config["gateway6"] == IPv6Address(net6[1])
+    assert "fd00:1234:5678:101::3\tdb.example.net db database\t# locker\n" in \
+        web.files["/etc/hosts"]
+
+
+def test_a_project_without_ipv6_makes_no_host_id(env: Env, tmp_path: Path) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    assert not (tmp_path / "state" / "host-id").exists()
+    assert all(f.family == 4 for f in env.firewall.rules.forwards)
+    assert not env.link.ip6_forward
