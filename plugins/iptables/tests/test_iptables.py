@@ -1173,7 +1173,7 @@ def test_a_port_range_is_one_dnat_and_one_accept_read_back_as_a_range(hook, netn
         lab.wire("outside", "uplink", f"{suite.HOST_IP}/24", [f"{suite.OUTSIDE_IP}/24"],
                  routes=["10.1.1.0/24 via 192.0.2.1"])
         lab.forwarding()
-        lab.serve("web", "web", "tcp/9000", "tcp/9005", "tcp/9010", "tcp/8005",
+        lab.serve("web", "web", "tcp/9000", "tcp/9005", "tcp/9010", "tcp/9011",
                   "udp/7000", "udp/7001", "udp/7002")
         hook.add_nat(bridges=[suite.BRIDGE1])
         single = Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 9005)
@@ -1204,7 +1204,7 @@ def test_a_port_range_is_one_dnat_and_one_accept_read_back_as_a_range(hook, netn
         for port in (7000, 7001, 7002):
             answer = lab.call("outside", "udp", suite.HOST_IP, port)
             assert answer and answer.split()[:2] == ["web", str(port)], answer
-        # the container's own port 8005 is not reachable through the range
+        # one port past the range: 9011 is served, 8011 is not forwarded
         assert lab.call("outside", "tcp", suite.HOST_IP, 8011, expect=False) is None
         hook.remove_forward(forwards=[RANGE_SHIFTED])
         assert hook.list_rules(project="alpha").forwards == {single, RANGE_SAME}

@@ -346,7 +346,7 @@ def _range_elements(forward: Forward) -> dict[str, tuple[Element, ...]]:
     proto, host, project = forward.protocol, forward.host_ip, forward.project
     has_host = host is not None
     ports = {"range": [forward.host_port, forward.host_end]}
-    dnat_key = tuple(([str(host)] if host else []) + [proto, ports])
+    dnat_key = ([str(host)] if host else []) + [PROTO_NUMBERS[proto], ports]
     accept_key = [str(forward.container_ip), ports, ports] + ([str(host)] if host else [])
     return {
         "dnat": (Element(_store_named(project, "dnat-range", has_host, proto), _freeze(dnat_key),
@@ -373,7 +373,9 @@ def elements_of(listing: dict) -> list[Element]:
         elem = item.get("elem", {}) if isinstance(item, dict) and "elem" in item \
             else {"val": item}
         val = elem.get("val")
-        key = tuple(_freeze(v) for v in val["concat"]) \
+        # an interval map's protocol lists as "tcp" in a table's listing, 6 in its own
+        key = tuple(PROTO_NUMBERS.get(v, v) if isinstance(v, str) else _freeze(v)
+                    for v in val["concat"]) \
             if isinstance(val, dict) and "concat" in val else (_freeze(val),)
         found.append(Element(body["name"], key, data, elem.get("comment")))
     return found
