@@ -19,6 +19,10 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
 - A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
   address, ``localhost`` is 127.0.0.1. A link alias may be any DNS name.
+- A port range ``START-END`` needs a range of the same length on the other
+  side (``8000-8010:80`` is refused, not read as Docker's "any of"); host
+  port ranges of the project's forwards must not overlap on a protocol and
+  an address both listen on.
 - ``isolated: true|false`` (any case) at the top level; unset, the host
   file's ``isolated`` applies (``Project.isolated`` None).
 - The project's name: ``-p NAME``, then ``LOCKER_PROJECT``, then the
