@@ -25,7 +25,8 @@ from dataclasses import dataclass
 from ipaddress import IPv4Address
 
 from locker import ipv6
-from locker.model import Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule
+from locker.model import (Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule,
+                          port_text)
 from locker.names import Tag
 from locker.project import Project
 
@@ -119,7 +120,7 @@ def wanted(project: Project, bridge: Bridge | None, addresses: Mapping[str, IPv4
         families.append({name: ipv6.container_address(network6, ip) for name, ip in up.items()})
     forwards = frozenset(
         Forward(project.name, spec.name, port.host_port, ips[spec.name],
-                port.container_port, port.protocol, port.host_ip)
+                port.container_port, port.protocol, port.host_ip, port.count)
         for ips in families
         for spec in project.containers
         if spec.name in ips
@@ -241,10 +242,12 @@ class _Reasons:
 
     def forward(self, forward: Forward) -> str:
         moved = [f for f in self.want.forwards
-                 if (f.container, f.host_port, f.protocol, f.host_ip)
-                 == (forward.container, forward.host_port, forward.protocol, forward.host_ip)]
+                 if (f.container, f.host_port, f.count, f.protocol, f.host_ip)
+                 == (forward.container, forward.host_port, forward.count, forward.protocol,
+                     forward.host_ip)]
         if moved:
-            return f"it should go to {moved[0].container_ip}:{moved[0].container_port}"
+            return (f"it should go to {moved[0].container_ip}:"
+                    f"{port_text(moved[0].container_port, moved[0].count)}")
         return self._container(forward.container) or "the project file does not ask for it"
 
     def link(self, link: Link) -> str:
