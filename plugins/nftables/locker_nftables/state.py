@@ -158,7 +158,7 @@ class TableState:
                         if e.data is not None and e.key == first.key))
             self.found.append(Found(layout.parse_range_group(project, spec, group),
                                     layout.parse_tag(comment), comment,
-                                    f"{FAMILY} {TABLE} {spec.kind} {name}", text,
+                                    f"{self.family} {TABLE} {spec.kind} {name}", text,
                                     [e.delete_command() for e in group], elements=group))
 
     def _rule(self, rule: dict, bases: dict, position: int) -> None:

@@ -317,3 +317,15 @@ def test_isolated_ipv6_containers_reach_only_their_gateway(netns: NetNS) -> None
         assert net.connect(alpha, str(BETA.gateway6), 9998) == "timeout"
         assert net.connect(alpha, str(ALPHA.gateway6), 9998).startswith("hello")
         assert net.connect(beta, HOST6, 9998).startswith("hello")             # not isolated
+
+
+def test_ipv6_port_ranges_are_listed_back_as_ranges(netns: NetNS) -> None:
+    hook = hooks()
+    same = Forward("alpha", "web", 9000, WEB6, 9000, count=5)
+    shifted = Forward("alpha", "web", 9100, WEB6, 80, "udp", IPv6Address(HOST6), count=3)
+    hook.add_nat(bridges=[ALPHA])
+    hook.add_forward(forwards=[same, shifted])
+    assert hook.list_rules(project="alpha") == suite.expected(nat={ALPHA},
+                                                              forwards=[same, shifted])
+    hook.remove_forward(forwards=[same, shifted])
+    assert hook.list_rules(project="alpha") == suite.expected(nat={ALPHA})
