@@ -10,6 +10,7 @@ outside ``2001:db8:1::2``.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -135,7 +136,10 @@ def test_the_project_gets_a_64_from_the_hosts_prefix(alpha: Alpha) -> None:
     assert prefix.prefixlen == 48 and prefix.subnet_of(IPv6Network("fd00::/8"))
     network6 = alpha.network6()
     bridge = world.bridges()[0]
-    assert f"{network6[1]}/64" in world.addresses_of(bridge)
+    listing = json.loads(world.host.run(["ip", "-j", "-6", "addr", "show", "dev", bridge,
+                                         "scope", "global"]).stdout)
+    assert [f"{a['local']}/{a['prefixlen']}" for link in listing
+            for a in link["addr_info"] if "local" in a] == [f"{network6[1]}/64"]
     config = (world.lxcpath / "alpha_web" / "config").read_text()
     web6 = alpha.address6("web")
     assert f"lxc.net.0.ipv6.address = {web6}/64" in config
