@@ -36,7 +36,12 @@ def jump(base: str) -> Rule:
 
 
 def check(value: Forward | Link | Bridge) -> None:
-    """Refuse what the core would never send (BackendError, nothing done)."""
+    """Refuse what the core would never send, and IPv6, which this example
+    does not write (BackendError, nothing done)."""
+    if getattr(value, "network6", None) is not None or getattr(value, "family", 4) == 6:
+        raise BackendError(f"refusing {value}: the nftcli example backend writes IPv4 rules "
+                           "only; a project with ipv6: true needs the nftables or iptables "
+                           "backend")
     try:
         if isinstance(value, Forward):
             Tag(value.project, "dnat", value.container)
