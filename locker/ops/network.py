@@ -288,8 +288,9 @@ def _link_change(link: Link, verb: str) -> Change:
 
 
 def _nat_change(bridge: Bridge, verb: str) -> Change:
+    six = f" and {bridge.network6}" if bridge.network6 is not None else ""
     return Change(bridge.project, verb, "network rules",
-                  f"for {bridge.network} via {bridge.name} (masquerade, outbound, replies)")
+                  f"for {bridge.network}{six} via {bridge.name} (masquerade, outbound, replies)")
 
 
 def repair(ctx: Context, facts: Facts, kinds: Collection[str],

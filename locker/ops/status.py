@@ -91,7 +91,9 @@ def describe(item: Item) -> str:
         return f"to {value.peer} ({value.container_ip} <-> {value.peer_ip})"
     if isinstance(value, Bridge):
         kind = "bridge" if item.kind == diff.BRIDGE else "network rules"
-        return f"{kind} {value.name} {value.network}"
+        six = f" {value.network6}" + ("" if value.nat6 else " (routed)") \
+            if value.network6 is not None else ""
+        return f"{kind} {value.name} {value.network}{six}"
     if isinstance(value, TaggedRule):
         return f"{value.comment} in {value.location}: {value.text}"
     return str(value)
@@ -133,7 +135,8 @@ def to_json(result: Status) -> dict:
         } for c in result.containers],
         "rules": {
             "chains_and_jumps": rules.jumps,
-            "nat": [{"bridge": b.name, "network": str(b.network)}
+            "nat": [{"bridge": b.name, "network": str(b.network),
+                     "network6": str(b.network6) if b.network6 is not None else None}
                     for b in sorted(rules.nat, key=lambda b: b.name)],
             "forwards": [{
                 "container": f.container,

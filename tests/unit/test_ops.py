@@ -641,7 +641,7 @@ def test_status_json(env: Env) -> None:
             "value": "5432/tcp -> 10.1.1.3:5432", "reason": "", "fix": ""} in document["items"]
     rules = document["rules"]
     assert rules["chains_and_jumps"] is True
-    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
+    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24", "network6": None}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
                                     "container_port": 5432, "count": 1, "stale": False}
