@@ -184,6 +184,9 @@ def _bridge(project: str, want: Bridge | None, found: BridgeState | None) -> lis
         return [Item(BRIDGE, PARTIAL, want, project,
                      "the bridge is down" if not found.up else "the bridge has no address",
                      "locker start")]
+    if want.interface6 is not None and want.interface6 not in found.addresses6:
+        return [Item(BRIDGE, PARTIAL, want, project,
+                     f"the bridge lacks its IPv6 address {want.interface6}", "locker start")]
     return [Item(BRIDGE, IN_PLACE, want, project)]
 
 

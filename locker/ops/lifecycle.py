@@ -261,15 +261,17 @@ def _hostname(spec) -> str:
     return spec.fqdn.split(".")[0] if spec.fqdn else spec.name
 
 
-def with_own_name(text: str, name: str, ip, has_fqdn: bool) -> str:
+def with_own_name(text: str, name: str, ip, has_fqdn: bool, ip6=None) -> str:
     """``/etc/hosts`` with the container's own line (``IP NAME``) after the
-    localhost line, replacing the one written before; a container with an
-    fqdn has its own line among Locker's already."""
+    localhost line, replacing the one written before, and one for its IPv6
+    address ``ip6`` (a project with IPv6); a container with an fqdn has its
+    own lines among Locker's already."""
     lines = [line for line in text.splitlines() if not line.endswith(SELF_MARK)]
     if not has_fqdn:
         at = next((i + 1 for i, line in enumerate(lines)
                    if line.split()[:1] == ["127.0.0.1"]), 0)
-        lines.insert(at, f"{ip}\t{name}\t{SELF_MARK}")
+        own = [f"{address}\t{name}\t{SELF_MARK}" for address in (ip, ip6) if address]
+        lines[at:at] = own
     return "\n".join(lines) + "\n"
 
 
@@ -294,7 +296,8 @@ def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresse
     write_file(name, "/etc/hosts", lambda current: with_own_name(
         planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips,
                                                           network6=bridge.network6)),
-        name, ips[name], bool(spec.fqdn)))
+        name, ips[name], bool(spec.fqdn),
+        ipv6.container_address(bridge.network6, ips[name]) if bridge.network6 else None))
 
 
 def _start_one(ctx: Context, name: str, address, timeout: float) -> None:

@@ -120,7 +120,8 @@ def _recorded_bridge(ctx: Context) -> BridgeState | None:
     if record.subnet is None or record.bridge != ctx.bridge_name or record.creating_bridge:
         return None
     gateway = IPv4Interface((int(record.subnet.network_address) + 1, record.subnet.prefixlen))
-    return BridgeState(ctx.bridge_name, (gateway,), True)
+    six = ctx.bridge(record.subnet).interface6
+    return BridgeState(ctx.bridge_name, (gateway,), True, addresses6=(six,) if six else ())
 
 
 def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:

@@ -241,3 +241,20 @@ def test_the_lxc_config_gets_the_ipv6_lines() -> None:
     assert "lxc.net.0.ipv6.gateway = fd00:1234:5678:102::1" in block
     assert not any("ipv6" in line for line in lxcconfig.render_block(
         "locker_shop", IPv4Interface("10.1.2.2/24"), IPv4Address("10.1.2.1")))
+
+
+def test_a_bridge_without_its_ipv6_address_is_partial() -> None:
+    from locker.model import BridgeState, Ruleset
+
+    state = BridgeState("locker_shop", (IPv4Interface("10.1.2.1/24"),), True)
+    found = diff.Found(state, Ruleset())
+    (item,) = diff.diff(_shop(), diff.Wanted(BRIDGE6, frozenset(), frozenset()), found).of(
+        diff.BRIDGE)
+    assert (item.status, item.reason, item.fix) == (
+        diff.PARTIAL, "the bridge lacks its IPv6 address fd00:1234:5678:102::1/64",
+        "locker start")
+    with_six = BridgeState("locker_shop", (IPv4Interface("10.1.2.1/24"),), True,
+                           addresses6=(BRIDGE6.interface6,))
+    (item,) = diff.diff(_shop(), diff.Wanted(BRIDGE6, frozenset(), frozenset()),
+                        diff.Found(with_six, Ruleset())).of(diff.BRIDGE)
+    assert item.status == diff.IN_PLACE

@@ -1010,6 +1010,9 @@ def test_start_with_ipv6_gives_both_families(tmp_path: Path) -> None:
     assert web.config["gateway6"] == IPv6Address(net6[1])
     assert "fd00:1234:5678:101::3\tdb.example.net db database\t# locker\n" in \
         web.files["/etc/hosts"]
+    assert env.lxc("cache").files["/etc/hosts"].startswith(
+        "127.0.0.1\tlocalhost\n10.1.1.4\tcache\t# locker: own name\n"
+        "fd00:1234:5678:101::4\tcache\t# locker: own name\n")
 
 
 def test_a_project_without_ipv6_makes_no_host_id(env: Env, tmp_path: Path) -> None:
