@@ -117,8 +117,12 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
     transaction (nftables: the table ``ip6 locker`` with the same chains):
     masquerade of ``network6`` (only when ``bridge.nat6``; else routed),
     outbound, replies, deny, hairpin, and isolate (other than
-    ``bridge.gateway6``); no localhost and no guard (IPv6 has no
+    ``bridge.gateway6``; it drops conntrack state NEW only, since neighbour
+    discovery is untracked and must still reach the host: "not established
+    or related" would drop it); no localhost and no guard (IPv6 has no
     route_localnet). Their keys: ``locker.pieces`` (``masquerade6``, ...).
+    The conformance suite's IPv6 cases (``firewall_suite.IPV6_TESTS``)
+    check them.
     A backend that cannot do IPv6 raises ``BackendError`` for a bridge with
     ``network6`` saying so, before it changes anything.
 
