@@ -641,7 +641,8 @@ def test_status_json(env: Env) -> None:
             "value": "5432/tcp -> 10.1.1.3:5432", "reason": "", "fix": ""} in document["items"]
     rules = document["rules"]
     assert rules["chains_and_jumps"] is True
-    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
+    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24",
+                             "isolated": False}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
                                     "container_port": 5432, "stale": False}
@@ -983,3 +984,38 @@ def test_isolated_comes_from_the_project_file_else_the_host_default(tmp_path: Pa
     env.ctx.project = replace(env.ctx.project, isolated=False)
     lifecycle.start(env.ctx, ["web"])
     assert env.firewall.rules.nat == {SHOP_BRIDGE}
+
+
+def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_path: Path) -> None:
+    """``isolated`` is in ``status --json`` and the text; when only it
+    changed, the stale network rules say so (not "gone or another subnet")."""
+    import io
+
+    from locker.cli import render
+    from locker.cli.output import Output
+
+    env = make_env(tmp_path)
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    env.ctx.isolated_default = True
+    result = status(env.ctx)
+    document = json.loads(json.dumps(to_json(result)))
+    assert document["rules"]["nat"] == [
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": False}]
+    nat = [i for i in document["items"] if i["kind"] == "nat"]
+    assert nat == [
+        {"kind": "nat", "status": "stale", "subject": "shop",
+         "value": "network rules locker_shop 10.1.1.0/24",
+         "reason": "the project is isolated now (isolated: true)", "fix": "locker start"},
+        {"kind": "nat", "status": "missing", "subject": "shop",
+         "value": "network rules locker_shop 10.1.1.0/24, isolated", "reason": "",
+         "fix": "locker start"}]
+
+    lifecycle.start(env.ctx, ["web"])
+    result = status(env.ctx)
+    assert to_json(result)["rules"]["nat"] == [
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": True}]
+    stdout = io.StringIO()
+    render.status(Output(False, stdout, io.StringIO()), result)
+    assert "  in place nat      shop: network rules locker_shop 10.1.1.0/24, isolated" \
+        in stdout.getvalue().splitlines()
