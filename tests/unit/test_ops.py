@@ -1019,3 +1019,66 @@ def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_pat
     render.status(Output(False, stdout, io.StringIO()), result)
     assert "  in place nat      shop: network rules locker_shop 10.1.1.0/24, isolated" \
         in stdout.getvalue().splitlines()
+
+
+# ------------------------------------- container files and the host lock (issue 13)
+
+class FilesOutsideTheLock(MemoryRuntime):
+    """A container's files may be slow or hostile: none is read or written
+    while the host lock is held."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.touched: list[tuple[str, str]] = []
+
+    def read_file(self, name: str, path: str) -> str | None:
+        assert not self.lock.held, f"{name}:{path} read under the host lock"
+        self.touched.append((name, path))
+        return super().read_file(name, path)
+
+    def write_file(self, name: str, path: str, text: str) -> None:
+        assert not self.lock.held, f"{name}:{path} written under the host lock"
+        self.touched.append((name, path))
+        super().write_file(name, path, text)
+
+
+def test_no_container_file_is_read_or_written_under_the_host_lock(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    runtime = FilesOutsideTheLock(env.lock)
+    env.ctx.runtime = env.runtime = runtime
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db", "cache"])
+    lifecycle.reconcile(env.ctx, "links", None)
+    lifecycle.reconcile(env.ctx, "links", None, keep=False)
+    lifecycle.stop(env.ctx, ["db"])
+    status(env.ctx)
+    assert ("shop_web", "/etc/hosts") in runtime.touched  # the check saw the files
+
+
+class RefusingRuntime(MemoryRuntime):
+    """Once ``refusing``, one container's /etc/hosts is something Locker
+    refuses (the container made it a FIFO)."""
+
+    refusing = False
+
+    def read_file(self, name: str, path: str) -> str | None:
+        if self.refusing and name == "shop_db" and path == "/etc/hosts":
+            from locker.runtime.rootfs import ContainerFileRefused
+            raise ContainerFileRefused(name, path, "it is a FIFO, not a regular file")
+        return super().read_file(name, path)
+
+
+def test_status_with_one_refused_container_file_shows_the_others(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    runtime = RefusingRuntime()
+    env.ctx.runtime = env.runtime = runtime
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db"])
+    runtime.refusing = True
+    result = status(env.ctx)
+    by_name = {c.name: c for c in result.containers}
+    assert "shop_db" in by_name["db"].problem and "FIFO" in by_name["db"].problem
+    assert by_name["db"].state == RUNNING and by_name["db"].addresses
+    assert by_name["web"].problem is None and by_name["web"].hosts
+    assert to_json(result)["containers"][1]["problem"] == by_name["db"].problem
