@@ -1082,3 +1082,28 @@ def test_status_with_one_refused_container_file_shows_the_others(tmp_path: Path)
     assert by_name["db"].state == RUNNING and by_name["db"].addresses
     assert by_name["web"].problem is None and by_name["web"].hosts
     assert to_json(result)["containers"][1]["problem"] == by_name["db"].problem
+
+
+# ----------------------------------------- unknown is not stopped (issue 15 item 3)
+
+def test_a_container_of_unknown_state_keeps_its_rules_and_is_reported(env: Env) -> None:
+    """lxc-info hung for db: ports, links and start leave its forwards and
+    links as they are (it may well run), start says why, status shows it."""
+    from locker.runtime import UNKNOWN, UnknownState
+
+    lifecycle.start(env.ctx, ["web", "db", "cache"])
+    forwards, links = set(env.firewall.rules.forwards), set(env.firewall.rules.links)
+    assert any(f.container == "db" for f in forwards)
+    assert any("db" in (k.container, k.peer) for k in links)
+    env.lxc("db").state = UnknownState("lxc-info -n shop_db did not answer in 10 s")
+
+    lifecycle.reconcile(env.ctx, "ports", None)
+    lifecycle.reconcile(env.ctx, "links", None)
+    with pytest.raises(ContainerError, match=r"db: its state cannot be read \(lxc-info -n "
+                                             r"shop_db did not answer in 10 s\), so it is "
+                                             r"left as it is, its rules too"):
+        lifecycle.start(env.ctx, ["web", "db", "cache"])
+    assert set(env.firewall.rules.forwards) == forwards
+    assert set(env.firewall.rules.links) == links
+    db = {c.name: c for c in status(env.ctx).containers}["db"]
+    assert db.state == UNKNOWN
