@@ -24,7 +24,8 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
-from locker.model import Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule
+from locker.model import (Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule,
+                          port_text)
 from locker.names import Tag
 from locker.project import Project
 
@@ -108,7 +109,7 @@ def wanted(project: Project, bridge: Bridge | None, addresses: Mapping[str, IPv4
     """The forwards and links of the running containers that have an address."""
     forwards = frozenset(
         Forward(project.name, spec.name, port.host_port, addresses[spec.name],
-                port.container_port, port.protocol, port.host_ip)
+                port.container_port, port.protocol, port.host_ip, port.count)
         for spec in project.containers
         if spec.name in running and spec.name in addresses
         for port in spec.ports)
@@ -227,10 +228,12 @@ class _Reasons:
 
     def forward(self, forward: Forward) -> str:
         moved = [f for f in self.want.forwards
-                 if (f.container, f.host_port, f.protocol, f.host_ip)
-                 == (forward.container, forward.host_port, forward.protocol, forward.host_ip)]
+                 if (f.container, f.host_port, f.count, f.protocol, f.host_ip)
+                 == (forward.container, forward.host_port, forward.count, forward.protocol,
+                     forward.host_ip)]
         if moved:
-            return f"it should go to {moved[0].container_ip}:{moved[0].container_port}"
+            return (f"it should go to {moved[0].container_ip}:"
+                    f"{port_text(moved[0].container_port, moved[0].count)}")
         return self._container(forward.container) or "the project file does not ask for it"
 
     def link(self, link: Link) -> str:

@@ -33,6 +33,23 @@ def check_port(port: object, what: str = "port") -> int:
     return port
 
 
+def check_count(count: object, *starts: int) -> int:
+    """``count`` when it is a number of ports (1 or more) such that the
+    ranges from each of ``starts`` end at 65535 at the latest."""
+    if isinstance(count, bool) or not isinstance(count, int) or count < 1:
+        raise Invalid(f"port count {count!r} is not a number of ports (1 or more)")
+    for start in starts:
+        if start + count - 1 > 65535:
+            raise Invalid(f"port range {port_text(start, count)} ends after 65535; "
+                          "use ports from 1 to 65535")
+    return count
+
+
+def port_text(start: int, count: int = 1) -> str:
+    """``8000`` for one port, ``8000-8010`` for a range of 11."""
+    return str(start) if count == 1 else f"{start}-{start + count - 1}"
+
+
 def check_protocol(protocol: object) -> str:
     if protocol not in PROTOCOLS:
         raise Invalid(f"protocol {protocol!r} is not supported; use tcp or udp")
@@ -121,7 +138,9 @@ class BridgeState:
 class Forward:
     """One port forward: traffic from outside to HOST_IP:HOST_PORT/PROTOCOL
     goes to CONTAINER_IP:CONTAINER_PORT. ``host_ip`` None means every local
-    address."""
+    address. ``count`` consecutive ports make a range: host ports
+    ``host_port`` to ``host_end`` go to container ports ``container_port``
+    to ``container_end``, in order."""
 
     project: str
     container: str
@@ -130,25 +149,36 @@ class Forward:
     container_port: int
     protocol: str = "tcp"
     host_ip: IPv4Address | None = None
+    count: int = 1
 
     def __post_init__(self) -> None:
         _check_name(self.project, "project")
         _check_name(self.container, "container")
         check_port(self.host_port, "host port")
         check_port(self.container_port, "container port")
+        check_count(self.count, self.host_port, self.container_port)
         check_protocol(self.protocol)
         _check_address(self.container_ip, "container address")
         if self.host_ip is not None:
             _check_address(self.host_ip, "host address")
 
+    @property
+    def host_end(self) -> int:
+        return self.host_port + self.count - 1
+
+    @property
+    def container_end(self) -> int:
+        return self.container_port + self.count - 1
+
     def sort_key(self) -> tuple:
         return (self.project, self.container, self.protocol, self.host_port,
-                int(self.host_ip or 0), int(self.container_ip), self.container_port)
+                int(self.host_ip or 0), int(self.container_ip), self.container_port,
+                self.count)
 
     def __str__(self) -> str:
         host = f"{self.host_ip}:" if self.host_ip else ""
-        return (f"{host}{self.host_port}/{self.protocol} -> "
-                f"{self.container_ip}:{self.container_port}")
+        return (f"{host}{port_text(self.host_port, self.count)}/{self.protocol} -> "
+                f"{self.container_ip}:{port_text(self.container_port, self.count)}")
 
 
 @dataclass(frozen=True)

@@ -163,10 +163,17 @@ def port_conflicts(project: Project, containers: Collection[str],
         for port in spec.ports:
             for record, forward in taken:
                 theirs = PortSpec(forward.host_port, forward.container_port, forward.protocol,
-                                  forward.host_ip)
+                                  forward.host_ip, forward.count)
                 if port.clashes_with(theirs):
                     where = f"{port.host_ip}:" if port.host_ip else ""
+                    what = "it" if theirs.count == port.count == 1 else (
+                        f"{theirs.host_ports}/{theirs.protocol}")
                     problems.append(
+                        f"{project.path}: {spec.name}: port \"{where}{port.host_ports}/"
+                        f"{port.protocol}\": project {record.project} ({record.file}) "
+                        f"forwards {what} to its container {forward.container} already; "
+                        f"choose other host ports, or stop that project first."
+                        if what != "it" else
                         f"{project.path}: {spec.name}: port \"{where}{port.host_port}/"
                         f"{port.protocol}\": project {record.project} ({record.file}) "
                         f"forwards it to its container {forward.container} already; choose "

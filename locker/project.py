@@ -13,7 +13,7 @@ from ipaddress import IPv4Address, IPv4Network
 from pathlib import Path
 
 from locker.errors import Invalid
-from locker.model import check_port, check_protocol
+from locker.model import check_count, check_port, check_protocol, port_text
 from locker.subnets import DEFAULT_POOL
 
 #: Characters that break a line or a config file: C0 and C1 controls and
@@ -29,21 +29,35 @@ _DOTDOT = {"HOST_DIR": "hides which directory is shared",
 
 @dataclass(frozen=True)
 class PortSpec:
-    """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``."""
+    """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``, or with ranges
+    ``START-END:START-END``: ``count`` ports from each start."""
 
     host_port: int
     container_port: int
     protocol: str = "tcp"
     host_ip: IPv4Address | None = None
+    count: int = 1
 
     def __post_init__(self) -> None:
         check_port(self.host_port, "HOST_PORT")
         check_port(self.container_port, "CONTAINER_PORT")
+        check_count(self.count, self.host_port, self.container_port)
         check_protocol(self.protocol)
 
+    @property
+    def host_end(self) -> int:
+        return self.host_port + self.count - 1
+
+    @property
+    def host_ports(self) -> str:
+        """``8080`` or ``8000-8010``."""
+        return port_text(self.host_port, self.count)
+
     def clashes_with(self, other: PortSpec) -> bool:
-        """Same port and protocol on an address both would listen on."""
-        return (self.host_port == other.host_port and self.protocol == other.protocol
+        """Overlapping host ports, same protocol, on an address both would
+        listen on."""
+        return (self.host_port <= other.host_end and other.host_port <= self.host_end
+                and self.protocol == other.protocol
                 and (self.host_ip is None or other.host_ip is None
                      or self.host_ip == other.host_ip))
 

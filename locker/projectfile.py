@@ -19,6 +19,10 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
 - A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
   address, ``localhost`` is 127.0.0.1. A link alias may be any DNS name.
+- A port range ``START-END`` needs a range of the same length on the other
+  side (``8000-8010:80`` is refused, not read as Docker's "any of"); host
+  port ranges of the project's forwards must not overlap on a protocol and
+  an address both listen on.
 - ``isolated: true|false`` (any case) at the top level; unset, the host
   file's ``isolated`` applies (``Project.isolated`` None).
 - The project's name: ``-p NAME``, then ``LOCKER_PROJECT``, then the
@@ -35,6 +39,7 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -426,36 +431,83 @@ class _LinkTargets:
 
 
 class _Forwards:
-    """The project's forwards by host port and protocol, then by host
-    address (None: every address); none of them clash with each other, so
-    a new one clashes with at most one, found in constant time."""
+    """The project's forwards by protocol, then by host address (None:
+    every address), as sorted lists of host port ranges. None of them
+    clash with each other, so the ranges of one address are disjoint and a
+    new one is checked against one of them by bisection; ``_covered``
+    holds per protocol the union of all addresses' ranges, so a forward on
+    every address is checked by bisection too (the owner of a clash is
+    looked up only for the problem's message)."""
 
     def __init__(self) -> None:
-        self._taken: dict[tuple[int, str], dict[IPv4Address | None, tuple[str, Node]]] = {}
+        self._taken: dict[str, dict[IPv4Address | None, _Ranges]] = {}
+        self._covered: dict[str, _Ranges] = {}
 
     def check(self, located: Located, name: str, problems: Problems) -> None:
         port: PortSpec = located.value
-        same_port = self._taken.setdefault((port.host_port, port.protocol), {})
+        by_address = self._taken.setdefault(port.protocol, {})
+        covered = self._covered.setdefault(port.protocol, _Ranges())
         if port.host_ip is None:
-            clash = next(iter(same_port.items()), None)
-        elif port.host_ip in same_port:
-            clash = (port.host_ip, same_port[port.host_ip])
-        elif None in same_port:
-            clash = (None, same_port[None])
+            clash = None
+            if covered.overlaps(port.host_port, port.host_end):
+                clash = next(found for address, ranges in by_address.items()
+                             if (found := ranges.overlapping(port.host_port, port.host_end)))
         else:
-            same_port[port.host_ip] = (name, located.node)
-            return
+            clash = next((found for address in (port.host_ip, None)
+                          if address in by_address and (found := by_address[address].overlapping(
+                              port.host_port, port.host_end))), None)
         if clash is None:
-            same_port[None] = (name, located.node)
+            by_address.setdefault(port.host_ip, _Ranges()).add(
+                port.host_port, port.host_end, (port, name, located.node))
+            covered.merge(port.host_port, port.host_end)
             return
-        other_ip, (other_name, other_node) = clash
+        other, other_name, other_node = clash
         if other_node is located.node:  # one YAML alias in several containers
             why = (f"a YAML alias gives this forward to more than one container "
                    f"({other_name} first); give it to one container")
         else:
             every = (" (a forward without HOST_IP takes the port on every address)"
-                     if port.host_ip != other_ip else "")
-            why = (f"host port {port.host_port}/{port.protocol} is already forwarded to "
-                   f"container {other_name} at line {line_of(other_node)}{every}; "
-                   "use another HOST_PORT")
+                     if port.host_ip != other.host_ip else "")
+            if port.count == other.count == 1:
+                what = f"host port {port.host_port}/{port.protocol} is already forwarded"
+            else:
+                what = (f"host ports {port.host_ports}/{port.protocol} overlap "
+                        f"{other.host_ports}/{other.protocol}, already forwarded")
+            why = (f"{what} to container {other_name} at line {line_of(other_node)}{every}; "
+                   f"use {'another HOST_PORT' if port.count == 1 else 'other host ports'}")
         problems.add(located.node, located.path, why, value=located.node.value)
+
+
+class _Ranges:
+    """Disjoint port ranges, sorted, each with what it belongs to."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._items: list[tuple[int, int, Any]] = []
+
+    def overlapping(self, first: int, last: int) -> Any:
+        """What a range overlapping ``first``..``last`` belongs to, or None."""
+        index = bisect.bisect_right(self._starts, last) - 1
+        if index >= 0 and self._items[index][1] >= first:
+            return self._items[index][2]
+        return None
+
+    def overlaps(self, first: int, last: int) -> bool:
+        return self.overlapping(first, last) is not None
+
+    def add(self, first: int, last: int, owner: Any) -> None:
+        index = bisect.bisect_right(self._starts, first)
+        self._starts.insert(index, first)
+        self._items.insert(index, (first, last, owner))
+
+    def merge(self, first: int, last: int) -> None:
+        """Add ``first``..``last`` joined with the ranges it overlaps."""
+        low = bisect.bisect_left(self._starts, first)
+        if low > 0 and self._items[low - 1][1] >= first:
+            low -= 1
+        high = bisect.bisect_right(self._starts, last)
+        if high > low:
+            first = min(first, self._items[low][0])
+            last = max(last, max(item[1] for item in self._items[low:high]))
+        self._starts[low:high] = [first]
+        self._items[low:high] = [(first, last, True)]

@@ -35,11 +35,13 @@ DOWNLOAD_WORD = re.compile(r"[A-Za-z0-9][A-Za-z0-9._-]*")
 _DIGITS = re.compile(r"[0-9]+")
 _LABEL = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9-]{0,61}[A-Za-z0-9])?")
 LOCALHOST = IPv4Address("127.0.0.1")
-_PORT_FORMAT = "write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for example 8080:80"
+_PORT_FORMAT = ("write [HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for example 8080:80, "
+                "or a range START-END:START-END, for example 8000-8010:9000-9010")
 
 
 def parse_port(text: str) -> PortSpec:
-    """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``; the protocol is
+    """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``, each port or a range
+    ``START-END`` (both sides ranges of the same length); the protocol is
     case-insensitive, HOST_IP 0.0.0.0 means every address (None), and
     HOST_IP ``localhost`` is 127.0.0.1 (reachable from the host itself only)."""
     body, slash, proto = text.strip().partition("/")
@@ -53,18 +55,37 @@ def parse_port(text: str) -> PortSpec:
     if len(parts) not in (2, 3):
         raise Invalid(f"expected a host and a container port; {_PORT_FORMAT}")
     host_ip = _host_ip(parts[0]) if len(parts) == 3 else None
-    return PortSpec(host_port=_port(parts[-2], "HOST_PORT"),
-                    container_port=_port(parts[-1], "CONTAINER_PORT"),
-                    protocol=protocol, host_ip=host_ip)
+    host, host_count = _ports(parts[-2], "HOST_PORT")
+    container, container_count = _ports(parts[-1], "CONTAINER_PORT")
+    if host_count != container_count:
+        raise Invalid(f'HOST_PORT "{parts[-2]}" and CONTAINER_PORT "{parts[-1]}" differ '
+                      f"in length ({_length(host_count)} and {_length(container_count)}); "
+                      "give ranges of the same length on both sides, for example "
+                      "8000-8010:9000-9010")
+    return PortSpec(host_port=host, container_port=container, protocol=protocol,
+                    host_ip=host_ip, count=host_count)
 
 
-def _port(text: str, what: str) -> int:
-    if "-" in text and all(_DIGITS.fullmatch(part) for part in text.split("-")):
-        raise Invalid(f'{what} "{text}" is a range; port ranges are not supported, '
-                      "give one forward per port")
-    if not _DIGITS.fullmatch(text):
-        raise Invalid(f'{what} "{text}" is not a number; {_PORT_FORMAT}')
-    return int(text)  # its range is PortSpec's to check
+def _length(count: int) -> str:
+    return "1 port" if count == 1 else f"{count} ports"
+
+
+def _ports(text: str, what: str) -> tuple[int, int]:
+    """The first port and the number of ports of ``PORT`` or ``START-END``."""
+    start, dash, end = text.partition("-")
+    if not _DIGITS.fullmatch(start) or (dash and not _DIGITS.fullmatch(end)):
+        raise Invalid(f'{what} "{text}" is not a number or a range of numbers; {_PORT_FORMAT}')
+    first, last = int(start), int(end) if dash else int(start)
+    if not dash:
+        return first, 1  # its range is PortSpec's to check
+    for port in (first, last):
+        if not 1 <= port <= 65535:
+            raise Invalid(f'{what} "{text}": port {port} is out of range; '
+                          "use a port from 1 to 65535")
+    if last < first:
+        raise Invalid(f'{what} "{text}" is an inverted range (it ends before it starts); '
+                      f"write it as {last}-{first}")
+    return first, last - first + 1
 
 
 def _host_ip(text: str) -> IPv4Address | None:

@@ -16,6 +16,7 @@ state directory is ``$LOCKER_STATE_DIR``, else the host file's
       "forwards": [{"container": "web", "host_ip": null, "host_port": 8080,
                     "protocol": "tcp", "container_ip": "10.1.1.2",
                     "container_port": 80}]      # the forwards Locker applied
+                                                # ("count": N for a range of N ports)
     }
 
 Records are memory, not a cache: ``status`` always reads the kernel and the
@@ -167,6 +168,7 @@ def encode(record: ProjectRecord) -> dict:
             "container": f.container, "host_ip": str(f.host_ip) if f.host_ip else None,
             "host_port": f.host_port, "protocol": f.protocol,
             "container_ip": str(f.container_ip), "container_port": f.container_port,
+            **({"count": f.count} if f.count != 1 else {}),
         } for f in sorted(record.forwards, key=Forward.sort_key)],
     }
 
@@ -192,7 +194,7 @@ def decode(data: dict) -> ProjectRecord:
         forwards=tuple(Forward(
             project, _text(f["container"]), int(f["host_port"]),
             IPv4Address(f["container_ip"]), int(f["container_port"]), _text(f["protocol"]),
-            IPv4Address(f["host_ip"]) if f.get("host_ip") else None)
+            IPv4Address(f["host_ip"]) if f.get("host_ip") else None, int(f.get("count", 1)))
             for f in data.get("forwards", [])),
     )
 

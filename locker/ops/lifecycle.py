@@ -143,8 +143,9 @@ def check_ports_free(ctx: Context, containers: Sequence[str]) -> None:
     if problems:
         raise ConfigError(f"{ctx.project.path}: {len(problems)} host port(s) are forwarded "
                           f"by another project already; nothing was changed.", problems)
-    ports = [(p.host_port, p.protocol) for spec in ctx.project.containers
-             if spec.name in containers for p in spec.ports]
+    ports = [(port, p.protocol) for spec in ctx.project.containers
+             if spec.name in containers for p in spec.ports
+             for port in range(p.host_port, p.host_end + 1)]
     if ports:
         for warning in foreign.clashes(ports, ctx.foreign_dnats()):
             ctx.warn(warning)

@@ -145,6 +145,7 @@ def to_json(result: Status) -> dict:
                 "protocol": f.protocol,
                 "container_ip": str(f.container_ip),
                 "container_port": f.container_port,
+                "count": f.count,
                 "stale": result.is_stale(f),
             } for f in sorted(rules.forwards, key=lambda f: f.sort_key())],
             "links": [{

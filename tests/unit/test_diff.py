@@ -216,6 +216,10 @@ def test_removal_takes_partial_values_too() -> None:
     (Forward("blog", "web", 8080, IP("10.1.2.2"), 80, "tcp", IP("192.0.2.99")), True),
     (Forward("blog", "web", 5353, IP("10.1.2.2"), 53, "udp", IP("192.0.2.11")), False),
     (Forward("blog", "web", 5353, IP("10.1.2.2"), 53, "udp"), True),
+    (Forward("blog", "web", 8070, IP("10.1.2.2"), 80, count=11), True),
+    (Forward("blog", "web", 8070, IP("10.1.2.2"), 80, count=10), False),
+    (Forward("blog", "web", 8081, IP("10.1.2.2"), 80, count=100), False),
+    (Forward("blog", "web", 8000, IP("10.1.2.2"), 80, count=100), True),
 ])
 def test_a_host_port_another_project_forwards_is_a_conflict(theirs: Forward, clash: bool) -> None:
     other = ProjectRecord("blog", "/srv/blog/locker.yaml", forwards=(theirs,))

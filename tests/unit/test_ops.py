@@ -645,9 +645,10 @@ def test_status_json(env: Env) -> None:
                              "isolated": False}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
-                                    "container_port": 5432, "stale": False}
+                                    "container_port": 5432, "count": 1, "stale": False}
     assert {"container": "web", "host_ip": "192.0.2.10", "host_port": 5353, "protocol": "udp",
-            "container_ip": WEB, "container_port": 53, "stale": False} in rules["forwards"]
+            "container_ip": WEB, "container_port": 53, "count": 1,
+            "stale": False} in rules["forwards"]
     assert rules["links"] == [{"container": "web", "container_ip": WEB,
                                "peer": "db", "peer_ip": DB, "stale": False}]
 
@@ -1118,3 +1119,48 @@ def test_a_container_of_unknown_state_keeps_its_rules_and_is_reported(env: Env) 
     assert set(env.firewall.rules.links) == links
     db = {c.name: c for c in status(env.ctx).containers}["db"]
     assert db.state == UNKNOWN
+
+
+# ------------------------------------------------------------------ ranges
+
+def ranged_project(path: Path, name: str, *ports: PortSpec) -> Project:
+    return Project(name, path / name / "locker.yaml", (ContainerSpec("web", BUSYBOX, ports=ports),))
+
+
+def test_a_range_is_applied_and_listed_back_as_a_range(tmp_path: Path) -> None:
+    env = make_env(tmp_path, ranged_project(tmp_path, "shop", PortSpec(8000, 9000, count=11),
+                                            PortSpec(53, 53, "udp", IP("192.0.2.10"), 2)))
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    wide = Forward("shop", "web", 8000, IP(WEB), 9000, count=11)
+    assert wide in env.firewall.rules.forwards
+    document = json.loads(json.dumps(to_json(status(env.ctx))))
+    assert {"kind": "forward", "status": "in place", "subject": "web",
+            "value": "8000-8010/tcp -> 10.1.1.2:9000-9010", "reason": "",
+            "fix": ""} in document["items"]
+    assert {"container": "web", "host_ip": None, "host_port": 8000, "protocol": "tcp",
+            "container_ip": WEB, "container_port": 9000, "count": 11,
+            "stale": False} in document["rules"]["forwards"]
+    # a narrower range in the kernel is not the range asked for: the repair replaces it
+    narrow = replace(wide, count=10)
+    env.firewall.rules = replace(env.firewall.rules,
+                                 forwards=env.firewall.rules.forwards - {wide} | {narrow})
+    lifecycle.reconcile(env.ctx, "ports", None)
+    assert wide in env.firewall.rules.forwards and narrow not in env.firewall.rules.forwards
+
+
+def test_a_range_overlapping_another_projects_forward_is_refused(tmp_path: Path) -> None:
+    shop = make_env(tmp_path, ranged_project(tmp_path, "shop", PortSpec(8000, 9000, count=11)))
+    shop.create_all()
+    lifecycle.start(shop.ctx, ["web"])
+    blog = make_env(tmp_path, ranged_project(tmp_path, "blog", PortSpec(7990, 80, count=11)),
+                    share=shop)
+    blog.create_all()
+    with pytest.raises(ConfigError) as caught:
+        lifecycle.start(blog.ctx, ["web"])
+    assert caught.value.exit_status == 2
+    assert caught.value.problems == [
+        f'{tmp_path}/blog/locker.yaml: web: port "7990-8000/tcp": project shop '
+        f"({tmp_path}/shop/locker.yaml) forwards 8000-8010/tcp to its container web already; "
+        "choose other host ports, or stop that project first."]
+    assert shop.firewall.rules.of_project("blog").forwards == frozenset()

@@ -83,11 +83,19 @@ def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
         except ValueError:
             return None
     if "ctorigdstport" in params:
-        port = params["ctorigdstport"][0]
-        if not port.isdigit():
+        ports = _port_range(params["ctorigdstport"][0])
+        if ports is None:
             return None
-        fields["ctorigdstport"] = int(port)
+        fields["ctorigdstport"], fields["ctorigdstport_last"] = ports
     return fields
+
+
+def _port_range(text: str | None) -> tuple[int, int | None] | None:
+    """(first, last or None) of ``8080`` or ``8000:8010``, or None."""
+    first, colon, last = (text or "").partition(":")
+    if not first.isdigit() or (colon and not last.isdigit()):
+        return None
+    return int(first), int(last) if colon else None
 
 
 def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec | None]:
@@ -101,8 +109,8 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
         params = match.get_all_parameters()
         if match.name == "comment":
             comment = " ".join(params.get("comment", [])) or None
-        elif match.name == protocol and _single(params, "dport") is not None:
-            fields["dport"] = int(_single(params, "dport"))
+        elif match.name == protocol and _port_range(_single(params, "dport")) is not None:
+            fields["dport"], fields["dport_last"] = _port_range(_single(params, "dport"))
         elif match.name == "conntrack" and _conntrack(params) is not None:
             fields.update(_conntrack(params))
         elif match.name == "addrtype" and _single(params, "dst-type") is not None:
@@ -150,14 +158,14 @@ def build_rule(iptc: Any, spec: Spec) -> Any:
     check_comment(spec.comment)
     rule = _addressed_rule(iptc, spec)
     if spec.dport is not None:
-        rule.create_match(spec.protocol).dport = str(spec.dport)
+        rule.create_match(spec.protocol).dport = spec.dport_text
     if spec.ctstate:
         conntrack = rule.create_match("conntrack")
         conntrack.ctstate = spec.ctstate
         if spec.ctorigdst:
             conntrack.ctorigdst = spec.ctorigdst
         if spec.ctorigdstport is not None:
-            conntrack.ctorigdstport = str(spec.ctorigdstport)
+            conntrack.ctorigdstport = spec.ctorigdstport_text
     if spec.dst_type:
         rule.create_match("addrtype").dst_type = spec.dst_type
     rule.create_match("comment").comment = spec.comment
@@ -208,12 +216,12 @@ class RuleBuilder:
             rule.add_match(match)
         rule.target = target
         if spec.dport is not None:
-            _reparse(matches[0], ("dport", str(spec.dport)))
+            _reparse(matches[0], ("dport", spec.dport_text))
         if spec.ctorigdst is not None or spec.ctorigdstport is not None:
             conntrack = next(m for m in matches if m.name == "conntrack")
             _reparse(conntrack, ("ctstate", spec.ctstate),
                      *([("ctorigdst", spec.ctorigdst)] if spec.ctorigdst else []),
-                     *([("ctorigdstport", str(spec.ctorigdstport))]
+                     *([("ctorigdstport", spec.ctorigdstport_text)]
                        if spec.ctorigdstport is not None else []))
         if spec.to_destination:
             _reparse(target, ("to-destination", spec.to_destination))
@@ -338,24 +346,32 @@ def _comment(raw: bytes, start: int, end: int) -> str | None:
     return comment
 
 
-def _dport(name: bytes, raw: bytes, data: int) -> int | None:
-    """The port of a ``--dport N`` tcp/udp match that has nothing else."""
+def _dport(name: bytes, raw: bytes, data: int) -> tuple[int, int | None] | None:
+    """(first, last or None) of a ``--dport N`` or ``--dport N:M`` tcp/udp
+    match that has nothing else."""
     match = xt.from_bytes(xt.Tcp if name == b"tcp" else xt.Udp, raw, data)
     rest = ((match.option, match.flg_mask, match.flg_cmp, match.invflags)
             if name == b"tcp" else (match.invflags,))
-    if tuple(match.spts) != (0, 0xFFFF) or match.dpts[0] != match.dpts[1] or any(rest):
+    if tuple(match.spts) != (0, 0xFFFF) or match.dpts[0] > match.dpts[1] or any(rest):
         return None
-    return match.dpts[0]
+    first, last = match.dpts
+    return first, None if first == last else last
 
 
-def _destination(raw: bytes, data: int) -> str | None:
-    """``A.B.C.D:PORT`` of a DNAT target to one address and port, or None."""
-    nat = xt.from_bytes(xt.NatRange, raw, data)
+def _destination(raw: bytes, data: int, revision: int) -> str | None:
+    """``A.B.C.D:PORT`` of a DNAT target to one address and port, or
+    ``A.B.C.D:FIRST-LAST/BASE`` of one to a shifted port map; else None."""
+    nat = xt.from_bytes(xt.NatRange2 if revision == 2 else xt.NatRange, raw, data)
     low, high = bytes(nat.min_addr), bytes(nat.max_addr)
-    if (nat.flags != _NAT_MAP_IPS_AND_PORTS or low != high or any(low[4:])
-            or nat.min_proto != nat.max_proto):
+    if low != high or any(low[4:]):
         return None
-    return f"{IPv4Address(low[:4])}:{nat.min_proto}"
+    address = IPv4Address(low[:4])
+    if nat.flags == _NAT_MAP_IPS_AND_PORTS and nat.min_proto == nat.max_proto:
+        return f"{address}:{nat.min_proto}"
+    if (revision == 2 and nat.flags == _NAT_MAP_IPS_AND_PORTS | xt.NF_NAT_RANGE_PROTO_OFFSET
+            and nat.min_proto < nat.max_proto):
+        return f"{address}:{nat.min_proto}-{nat.max_proto}/{nat.base_proto}"
+    return None
 
 
 def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
@@ -377,9 +393,11 @@ def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
             return None
         fields["ctorigdst"] = str(IPv4Address(address[:4]))
     if flags & xt.XT_CONNTRACK_ORIGDST_PORT:
-        if info.origdst_port != info.origdst_port_high:
+        if info.origdst_port > info.origdst_port_high:
             return None
         fields["ctorigdstport"] = info.origdst_port
+        if info.origdst_port != info.origdst_port_high:
+            fields["ctorigdstport_last"] = info.origdst_port_high
     return fields
 
 
@@ -398,8 +416,10 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
         if name == b"comment" and revision == 0:
             comment = _comment_at(raw, data)
         elif name in (b"tcp", b"udp") and revision == 0 and name.decode() == protocol:
-            fields["dport"] = _dport(name, raw, data)
-            shaped = shaped and fields["dport"] is not None
+            ports = _dport(name, raw, data)
+            shaped = shaped and ports is not None
+            if ports is not None:
+                fields["dport"], fields["dport_last"] = ports
         elif name == b"conntrack" and revision == 3:
             conntrack = _conntrack_fields(raw, data)
             if conntrack is None:
@@ -409,7 +429,8 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             return None
     name, revision, _size = xt.header_at(raw, entry.target_offset)
     if name == b"DNAT" and revision in (1, 2):
-        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE)
+        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE,
+                                                revision)
         if fields["to_destination"] is None:
             return None
     elif name:

@@ -19,6 +19,9 @@ chains, ``fwd_chain(P)`` and ``pre_chain(P)``)::
     nat    PRE_P               -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
     filter FWD_P               -d IP -p P --dport PORT -m conntrack --ctstate DNAT
                                [--ctorigdst HOST_IP] --ctorigdstport HPORT -j ACCEPT   (forward)
+    (a range of ports: one rule each still, ``--dport HS:HE``, ``--to-destination
+    IP:CS-CE/HS`` (the shifted port map: HS+i goes to CS+i), ``--dport CS:CE`` and
+    ``--ctorigdstport HS:HE``)
     filter FWD_P               -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
 
 Every rule but the jumps carries ``str(Tag(...))`` as its comment. A
@@ -84,7 +87,8 @@ class Spec:
 
     Addresses are ``a.b.c.d/len``; an address, interface or ``ctstate``
     prefixed with ``!`` is inverted. ``dport`` implies the ``tcp``/``udp``
-    match of ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
+    match of ``protocol``; ``dport_last`` (and ``ctorigdstport_last``) make
+    it a range (``dport_text``). ``ctstate``, ``ctorigdst`` (a bare address, the
     original destination) and ``ctorigdstport`` are the conntrack match.
     """
 
@@ -101,12 +105,29 @@ class Spec:
     ctstate: str | None = None
     ctorigdst: str | None = None
     ctorigdstport: int | None = None
+    #: The last port of a range ``dport``..``dport_last`` (None: one port).
+    dport_last: int | None = None
+    ctorigdstport_last: int | None = None
     dst_type: str | None = None
     to_destination: str | None = None
 
     @property
     def tag(self) -> Tag | None:
         return Tag.parse(self.comment)
+
+    @property
+    def dport_text(self) -> str:
+        """``--dport``'s value: ``8080`` or ``8000:8010``."""
+        return port_range(self.dport, self.dport_last)
+
+    @property
+    def ctorigdstport_text(self) -> str:
+        return port_range(self.ctorigdstport, self.ctorigdstport_last)
+
+
+def port_range(first: int | None, last: int | None) -> str:
+    """``8080``, or ``8000:8010`` for a range (iptables' notation)."""
+    return str(first) if last is None else f"{first}:{last}"
 
 
 def check_comment(comment: str) -> None:
@@ -255,12 +276,22 @@ def nat_specs(bridge: Bridge) -> list[Spec]:
     return specs
 
 
+def _last(first: int, forward: Forward) -> int | None:
+    return None if forward.count == 1 else first + forward.count - 1
+
+
 def dnat_spec(forward: Forward) -> Spec:
+    """The forward's DNAT; for a range the shifted port map
+    ``IP:CS-CE/HS`` (host port HS+i to container port CS+i)."""
     host_ip = None if forward.host_ip is None else _host(forward.host_ip)
+    destination = f"{forward.container_ip}:{forward.container_port}"
+    if forward.count > 1:
+        destination += f"-{forward.container_end}/{forward.host_port}"
     return Spec(NAT, pre_chain(forward.project), "DNAT",
                 _tag(forward.project, "dnat", forward.container),
                 protocol=forward.protocol, dst=host_ip, dport=forward.host_port,
-                to_destination=f"{forward.container_ip}:{forward.container_port}")
+                dport_last=_last(forward.host_port, forward),
+                to_destination=destination)
 
 
 def accept_spec(forward: Forward) -> Spec:
@@ -271,7 +302,9 @@ def accept_spec(forward: Forward) -> Spec:
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port, ctstate=DNAT_STATE,
                 ctorigdst=None if forward.host_ip is None else str(forward.host_ip),
-                ctorigdstport=forward.host_port)
+                ctorigdstport=forward.host_port,
+                dport_last=_last(forward.container_port, forward),
+                ctorigdstport_last=_last(forward.host_port, forward))
 
 
 def former_accept_spec(forward: Forward) -> Spec:
@@ -282,7 +315,7 @@ def former_accept_spec(forward: Forward) -> Spec:
     forward no longer should."""
     return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
-                dport=forward.container_port)
+                dport=forward.container_port, dport_last=_last(forward.container_port, forward))
 
 
 def forward_specs(forward: Forward) -> list[Spec]:
@@ -319,16 +352,23 @@ def _bare_ip(text: str | None) -> IPv4Address | None:
 Key = tuple  # (purpose, value) or (purpose, project, network or bridge name)
 
 
+def _count(first: int | None, last: int | None) -> int:
+    return 1 if last is None or first is None else last - first + 1
+
+
 def _forward_from_dnat(tag: Tag, spec: Spec) -> Key:
-    address, _, port = (spec.to_destination or "").partition(":")
+    address, _, ports = (spec.to_destination or "").partition(":")
+    port = ports.partition("-")[0]
     return ("dnat", Forward(tag.project, tag.container, spec.dport, IPv4Address(address),
-                            int(port), spec.protocol, _bare_ip(spec.dst)))
+                            int(port), spec.protocol, _bare_ip(spec.dst),
+                            _count(spec.dport, spec.dport_last)))
 
 
 def _forward_from_accept(tag: Tag, spec: Spec) -> Key:
     return ("forward", Forward(
         tag.project, tag.container, spec.ctorigdstport, _bare_ip(spec.dst), spec.dport,
-        spec.protocol, None if spec.ctorigdst is None else IPv4Address(spec.ctorigdst)))
+        spec.protocol, None if spec.ctorigdst is None else IPv4Address(spec.ctorigdst),
+        _count(spec.ctorigdstport, spec.ctorigdstport_last)))
 
 
 def _link(tag: Tag, spec: Spec) -> Key:
@@ -447,7 +487,7 @@ def spec_text(spec: Spec) -> str:
         if value:
             words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
     if spec.dport is not None:
-        words.append(f"-m {spec.protocol} --dport {spec.dport}")
+        words.append(f"-m {spec.protocol} --dport {spec.dport_text}")
     if spec.dst_type:
         words.append(f"-m addrtype --dst-type {spec.dst_type}")
     if spec.ctstate:
@@ -456,7 +496,7 @@ def spec_text(spec: Spec) -> str:
         if spec.ctorigdst:
             words.append(f"--ctorigdst {spec.ctorigdst}")
         if spec.ctorigdstport is not None:
-            words.append(f"--ctorigdstport {spec.ctorigdstport}")
+            words.append(f"--ctorigdstport {spec.ctorigdstport_text}")
     words.append(f"-j {spec.target}")
     if spec.to_destination:
         words.append(f"--to-destination {spec.to_destination}")

@@ -87,8 +87,16 @@ class NatRange(ctypes.Structure):
                 ("max_addr", NF_INET_ADDR), ("min_proto", BE16), ("max_proto", BE16)]
 
 
+class NatRange2(ctypes.Structure):
+    """struct nf_nat_range2 (target ``DNAT`` revision 2): with the base of
+    a shifted port map (``--to-destination IP:9000-9010/8000``)."""
+
+    _fields_ = NatRange._fields_ + [("base_proto", BE16)]
+
+
 NF_NAT_RANGE_MAP_IPS = 1 << 0
 NF_NAT_RANGE_PROTO_SPECIFIED = 1 << 1
+NF_NAT_RANGE_PROTO_OFFSET = 1 << 5
 
 Structure = TypeVar("Structure", bound=ctypes.Structure)
 

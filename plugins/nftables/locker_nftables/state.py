@@ -112,6 +112,7 @@ class TableState:
                 next(s.name for s in layout.stores(project)
                      if s.purpose == "dnat" and s.host_ip == spec.host_ip), [])}
             elements = [e for e in elements if e.key not in addresses]  # paired there
+        ranges: dict[str, list[layout.Element]] = {}
         for element in elements:
             tag = layout.parse_tag(element.comment)
             if tag is None:
@@ -119,12 +120,26 @@ class TableState:
             group = (element,)
             if spec.purpose == "dnat" and element.key in ports:
                 group = (element, ports[element.key])
+            if spec.purpose in ("dnat", "forward") and layout.range_mark(tag) is not None:
+                ranges.setdefault(element.comment, []).extend(group)
+                continue
             parsed = layout.parse_elements(project, spec, group) \
                 if spec.purpose != "dnat-port" and len(group) == (
                     2 if spec.purpose == "dnat" else 1) else None
             text = " . ".join(map(str, element.key)) + "".join(
                 " : " + " . ".join(map(str, e.data)) for e in group if e.data is not None)
             self.found.append(Found(parsed, tag, element.comment,
+                                    f"{FAMILY} {TABLE} {spec.kind} {name}", text,
+                                    [e.delete_command() for e in group], elements=group))
+        for comment, members in ranges.items():
+            group = tuple(members)
+            first = group[0]
+            text = (f"{len(group)} elements of comment {comment}, as "
+                    + " . ".join(map(str, first.key)) + "".join(
+                        " : " + " . ".join(map(str, e.data)) for e in group[:2]
+                        if e.data is not None and e.key == first.key))
+            self.found.append(Found(layout.parse_range_group(project, spec, group),
+                                    layout.parse_tag(comment), comment,
                                     f"{FAMILY} {TABLE} {spec.kind} {name}", text,
                                     [e.delete_command() for e in group], elements=group))
 
