@@ -74,6 +74,9 @@ What the suite proves:
   that is not forwarded, and the container's own address, do not reach the
   container; a link passes between its two addresses and no other, and not
   after ``remove_link``; masquerade makes the peer see the host's address.
+  And without that drop (the host's forward policy accept): a neighbour
+  that routes the bridge's network through the host reaches the container
+  only through its forwards, never at its own address (``add_nat``'s deny).
 
 The host's firewalld and ufw are out of the namespace: the suite replaces
 ``locker.blockers.host_firewalls`` by one that finds neither. Every test
