@@ -22,6 +22,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network, IPv6Network
+from typing import Any, NamedTuple
 
 from locker.model import UNKNOWN_NETWORK, Bridge
 from locker.names import bridge_name
@@ -48,6 +49,21 @@ def key_purpose(purpose: str, family: int) -> str:
 def tag_purpose(purpose: str) -> tuple[str, int]:
     """The tag's purpose and the family of a key's purpose."""
     return (purpose[:-1], 6) if purpose in NAT_PURPOSES6 else (purpose, 4)
+
+
+class NatKey(NamedTuple):
+    """A key of a project's network rule, by name (it equals the plain
+    tuple a backend builds)."""
+
+    purpose: str
+    project: str
+    value: Any  # network, bridge name, or (name, gateway) for isolate
+
+
+def _nat_only(keys: Iterable[tuple]) -> list[NatKey]:
+    """The keys of network rules (both families) among a backend's keys of
+    every kind."""
+    return [NatKey(*key) for key in keys if key and key[0] in KEY_PURPOSES]
 
 
 def nat_keys(bridge: Bridge) -> set[tuple]:
@@ -83,13 +99,15 @@ def nat_bridges(keys: set) -> tuple[set[Bridge], set[Bridge]]:
     with no IPv6 when none does.
     """
     complete, partial = set(), set()
-    for project in {k[1] for k in keys if k[0] in KEY_PURPOSES}:
-        mine = {k for k in keys if k[0] in KEY_PURPOSES and k[1] == project}
-        networks = {k[2] for k in mine if k[0] in NETWORK_PURPOSES}
-        isolates = {k[2] for k in mine if k[0] == ISOLATE}
-        names = {k[2] for k in mine if k[0] in NAME_PURPOSES + NAME_PURPOSES6} \
-            | {n for n, _ in isolates} | {k[2][0] for k in mine if k[0] == ISOLATE6}
-        networks6 = {k[2] for k in mine if k[0] in NETWORK_PURPOSES6}
+    found = _nat_only(keys)
+    for project in {key.project for key in found}:
+        mine = {key for key in found if key.project == project}
+        networks = {key.value for key in mine if key.purpose in NETWORK_PURPOSES}
+        isolates = {key.value for key in mine if key.purpose == ISOLATE}
+        names = {key.value for key in mine if key.purpose in NAME_PURPOSES + NAME_PURPOSES6} \
+            | {name for name, _ in isolates} \
+            | {key.value[0] for key in mine if key.purpose == ISOLATE6}
+        networks6 = {key.value for key in mine if key.purpose in NETWORK_PURPOSES6}
         for network in networks or {UNKNOWN_NETWORK}:
             for name in names or {bridge_name(project)}:
                 isolated = (name, _gateway(network)) in isolates if networks \
@@ -112,7 +130,10 @@ def nat_doomed(bridges: Iterable[Bridge], keys: set) -> set[tuple]:
     gateway; and its rules that name only the bridge (outbound, replies,
     deny, localhost, guard, and isolate rules of any gateway) unless a
     masquerade or hairpin of another network of the project stays (they
-    are that network's rules too: one bridge name per project)."""
+    are that network's rules too: one bridge name per project). The same
+    for IPv6: the /64's masquerade6 and hairpin6 and its isolate6, and,
+    unless an IPv4 network of the project stays, every IPv6 network rule of
+    the project."""
     bridges = list(bridges)
     doomed: set[tuple] = set()
     for bridge in bridges:
@@ -121,25 +142,29 @@ def nat_doomed(bridges: Iterable[Bridge], keys: set) -> set[tuple]:
         if bridge.network6 is not None:
             doomed |= {(p, bridge.project, bridge.network6) for p in NETWORK_PURPOSES6}
             doomed.add((ISOLATE6, bridge.project, (bridge.name, bridge.gateway6)))
-    staying = {k[1] for k in keys if k[0] in NETWORK_PURPOSES and k not in doomed}
-    staying_gateways = {(k[1], _gateway(k[2])) for k in keys
-                        if k[0] in NETWORK_PURPOSES and k not in doomed}
+    found = _nat_only(keys)
+    staying_networks = [key for key in found
+                        if key.purpose in NETWORK_PURPOSES and key not in doomed]
+    staying = {key.project for key in staying_networks}
+    staying_gateways = {(key.project, _gateway(key.value)) for key in staying_networks}
     for bridge in bridges:
+        isolates = [key for key in found if key.purpose == ISOLATE
+                    and key.project == bridge.project and key.value[0] == bridge.name]
         if bridge.project in staying:
             # isolate rules of a gateway no staying network has are this bridge's
-            doomed |= {k for k in keys if k[0] == ISOLATE and k[1] == bridge.project
-                       and k[2][0] == bridge.name
-                       and (bridge.project, k[2][1]) not in staying_gateways}
+            doomed |= {key for key in isolates
+                       if (key.project, key.value[1]) not in staying_gateways}
             continue
         doomed |= {(p, bridge.project, bridge.name) for p in NAME_PURPOSES}
-        doomed |= {k for k in keys if k[0] in NAME_PURPOSES6 and k[1] == bridge.project
-                   and k[2] == bridge.name}
+        doomed |= set(isolates)
+        mine6 = [key for key in found if key.purpose in NAT_PURPOSES6
+                 and key.project == bridge.project]
+        # without IPv4 network rules left, no IPv6 rule of the project stays either
+        doomed |= {key for key in mine6 if key.purpose in NETWORK_PURPOSES6
+                   or (key.purpose in NAME_PURPOSES6 and key.value == bridge.name)
+                   or (key.purpose == ISOLATE6 and key.value[0] == bridge.name)}
         if bridge.network6 is not None:
             doomed |= {(p, bridge.project, bridge.name) for p in NAME_PURPOSES6}
-        doomed |= {k for k in keys if k[0] in (ISOLATE, ISOLATE6) and k[1] == bridge.project
-                   and k[2][0] == bridge.name}
-        # without IPv4 network rules left, no IPv6 rule of the project stays either
-        doomed |= {k for k in keys if k[0] in NETWORK_PURPOSES6 and k[1] == bridge.project}
     return doomed
 
 

@@ -289,9 +289,11 @@ def _link_change(link: Link, verb: str) -> Change:
 
 
 def _nat_change(bridge: Bridge, verb: str) -> Change:
+    policy = "default deny, isolated" if bridge.isolated else "default deny"
     six = f" and {bridge.network6}" if bridge.network6 is not None else ""
     return Change(bridge.project, verb, "network rules",
-                  f"for {bridge.network}{six} via {bridge.name} (masquerade, outbound, replies)")
+                  f"for {bridge.network}{six} via {bridge.name} (masquerade, forwarding, "
+                  f"{policy})")
 
 
 def repair(ctx: Context, facts: Facts, kinds: Collection[str],

@@ -74,6 +74,9 @@ What the suite proves:
   that is not forwarded, and the container's own address, do not reach the
   container; a link passes between its two addresses and no other, and not
   after ``remove_link``; masquerade makes the peer see the host's address.
+  And without that drop (the host's forward policy accept): a neighbour
+  that routes the bridge's network through the host reaches the container
+  only through its forwards, never at its own address (``add_nat``'s deny).
 - IPv6 (a Bridge with ``network6``, Forwards and Links of IPv6 addresses):
   the same round trips (masqueraded and routed ``nat6``, isolated), the
   IPv6 rules go with their project and with ``remove_nat``, and real IPv6
@@ -773,6 +776,25 @@ class FirewallBackendTests(BackendSuite):
                 assert answer is None or not answer.startswith("web"), (
                     f"{why} ({host}:{port}) reached the container ({answer!r}); only "
                     f"forwarded ports may")
+
+    def test_traffic_a_routed_neighbour_reaches_only_the_forwards(self, hook, netns) -> None:
+        """Default deny: with the host's forward policy accept (the suite adds
+        no drop here), a neighbour routing the bridge's network through the
+        host reaches a container only through its forwards (``add_nat``'s
+        deny rule), never at the container's own address."""
+        with self.lab(netns) as lab:
+            hook.add_nat(bridges=[BRIDGE1])
+            hook.add_forward(forwards=TRAFFIC_FORWARDS)
+            answer = lab.call("outside", "tcp", HOST_IP, 8080)
+            assert answer and answer.split()[0] == "web", (
+                f"the forward 8080/tcp called at {HOST_IP} got {_said(answer)}")
+            for port in (80, 9999):
+                answer = lab.call("outside", "tcp", WEB_IP, port, expect=False)
+                assert answer is None, (
+                    f"a routed neighbour ({OUTSIDE_IP}) reached the container's own address "
+                    f"{WEB_IP}:{port} ({answer!r}) with the host's forward policy accept; "
+                    f"add_nat's deny rule must drop new connections into the bridge that "
+                    f"no forward DNATed")
 
     def test_traffic_masquerade_shows_the_host_address(self, hook, netns) -> None:
         with self.lab(netns) as lab:
