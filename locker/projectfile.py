@@ -19,8 +19,16 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
 - A link in ``defaults`` is not given to the container it names.
 - Port protocols are case-insensitive; HOST_IP ``0.0.0.0`` means every
   address, ``localhost`` is 127.0.0.1. A link alias may be any DNS name.
+- A port range ``START-END`` needs a range of the same length on the other
+  side (``8000-8010:80`` is refused, not read as Docker's "any of"); host
+  port ranges of the project's forwards must not overlap on a protocol and
+  an address both listen on.
 - ``isolated: true|false`` (any case) at the top level; unset, the host
   file's ``isolated`` applies (``Project.isolated`` None).
+- ``ipv6: true|false`` (any case) at the top level; unset, the host file's
+  ``ipv6`` applies (``Project.ipv6`` None; ``load_project``'s
+  ``ipv6_default``). A forward with an IPv6 HOST_IP in a project without
+  IPv6 is refused at its line.
 - The project's name: ``-p NAME``, then ``LOCKER_PROJECT``, then the
   top-level ``name:`` key, then the name of the file's directory (as
   docker-compose does). A directory name that is no valid name (``my_app``)
@@ -35,10 +43,11 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
 
 from __future__ import annotations
 
+import bisect
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -53,7 +62,7 @@ from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec
 from locker.yamlnodes import (Entry, Invalid, Problems, entries, is_null, items, known,
                               line_of, read_yaml, text)
 
-TOP_KEYS = ("name", "isolated", "defaults", "containers")
+TOP_KEYS = ("name", "isolated", "ipv6", "defaults", "containers")
 #: The environment variable that names the project (after -p, before the
 #: file's ``name:`` key and the directory's name).
 ENV_PROJECT = "LOCKER_PROJECT"
@@ -86,13 +95,14 @@ Section = dict[str, Any]  # key -> Located, or list[Located] for list keys
 
 
 def load_project(path: Path, project_name: str | None = None,
-                 origin: str = "given with -p") -> Project:
+                 origin: str = "given with -p", ipv6_default: bool = False) -> Project:
     """Read and validate the project file at ``path``.
 
     The project is named ``project_name`` (``origin`` says where it came
     from: ``-p`` or ``LOCKER_PROJECT``), or else by the file's top-level
     ``name:`` key, or else after the directory that holds the file. Raises
-    ``ConfigError`` listing every problem found.
+    ``ConfigError`` listing every problem found. ``ipv6_default``: the host
+    file's ``ipv6``, which applies when the file has no ``ipv6:`` key.
     """
     problems = Problems(str(path))
     try:
@@ -115,10 +125,11 @@ def load_project(path: Path, project_name: str | None = None,
     elif project_name is not None and not is_valid_name(name):
         problems.add(None, "project", f"not a valid project name ({origin}): a project name "
                      f"is {syntax.NAME_RULE}", value=name)
-    containers, isolated = _read(root, name, problems) if root is not None else ([], None)
+    containers, isolated, ipv6 = _read(root, name, problems, ipv6_default) \
+        if root is not None else ([], None, None)
     problems.raise_if_any()
     return Project(name=name, path=path.resolve(), containers=tuple(containers),
-                   isolated=isolated)
+                   isolated=isolated, ipv6=ipv6)
 
 
 def _name_key(root: Node | None, problems: Problems) -> str | None:
@@ -139,12 +150,23 @@ def _name_key(root: Node | None, problems: Problems) -> str | None:
     return None
 
 
-def _read(root: Node, project: str,
-          problems: Problems) -> tuple[list[ContainerSpec], bool | None]:
+def _read(root: Node, project: str, problems: Problems, ipv6_default: bool = False
+          ) -> tuple[list[ContainerSpec], bool | None, bool | None]:
     given = entries(root, "", problems)
     top = {entry.key: entry for entry in known(given, TOP_KEYS, problems)}
     isolated = _scalar(top["isolated"], _boolean, problems) if "isolated" in top else None
-    return _containers(root, top, given, project, problems), isolated
+    ipv6 = _scalar(top["ipv6"], _ipv6_boolean, problems) if "ipv6" in top else None
+    with_ipv6 = ipv6_default if ipv6 is None else ipv6
+    return _containers(root, top, given, project, problems, with_ipv6), isolated, ipv6
+
+
+def _ipv6_boolean(raw: str) -> bool:
+    """``ipv6: true|false`` (any case)."""
+    if raw.lower() not in ("true", "false"):
+        raise Invalid("not true or false; true gives the project an IPv6 /64 besides its "
+                      "IPv4 /24, false (or leaving it out, unless the host file says "
+                      "ipv6: true) keeps it IPv4 only")
+    return raw.lower() == "true"
 
 
 def _boolean(raw: str) -> bool:
@@ -157,7 +179,7 @@ def _boolean(raw: str) -> bool:
 
 
 def _containers(root: Node, top: dict[str, Entry], given: list[Entry], project: str,
-                problems: Problems) -> list[ContainerSpec]:
+                problems: Problems, ipv6: bool = False) -> list[ContainerSpec]:
     defaults: Section = {}
     if "defaults" in top:
         defaults = _section(top["defaults"], DEFAULT_KEYS, problems, NOT_IN_DEFAULTS)
@@ -181,6 +203,14 @@ def _containers(root: Node, top: dict[str, Entry], given: list[Entry], project: 
             problems.add(entry.key_node, entry.path,
                          f"not a valid container name: a container name is {syntax.NAME_RULE}")
     own = {entry.key: _section(entry, CONTAINER_KEYS, problems) for entry in found}
+    if not ipv6:
+        for section in (defaults, *own.values()):
+            for located in section.get("ports", []):
+                if located.value.host_ip is not None and located.value.host_ip.version == 6:
+                    problems.add(located.node, located.path, "an IPv6 HOST_IP, but the "
+                                 "project has no IPv6; set ipv6: true at the top of the file "
+                                 "(or ipv6: true in the host file), or give an IPv4 HOST_IP",
+                                 value=located.node.value)
     merged = {name: _merge(defaults, section) for name, section in own.items()}
     total = sum(len(value) for section in merged.values() for value in section.values()
                 if isinstance(value, list))
@@ -426,36 +456,83 @@ class _LinkTargets:
 
 
 class _Forwards:
-    """The project's forwards by host port and protocol, then by host
-    address (None: every address); none of them clash with each other, so
-    a new one clashes with at most one, found in constant time."""
+    """The project's forwards by protocol, then by host address (None:
+    every address), as sorted lists of host port ranges. None of them
+    clash with each other, so the ranges of one address are disjoint and a
+    new one is checked against one of them by bisection; ``_covered``
+    holds per protocol the union of all addresses' ranges, so a forward on
+    every address is checked by bisection too (the owner of a clash is
+    looked up only for the problem's message)."""
 
     def __init__(self) -> None:
-        self._taken: dict[tuple[int, str], dict[IPv4Address | None, tuple[str, Node]]] = {}
+        self._taken: dict[str, dict[IPv4Address | IPv6Address | None, _Ranges]] = {}
+        self._covered: dict[str, _Ranges] = {}
 
     def check(self, located: Located, name: str, problems: Problems) -> None:
         port: PortSpec = located.value
-        same_port = self._taken.setdefault((port.host_port, port.protocol), {})
+        by_address = self._taken.setdefault(port.protocol, {})
+        covered = self._covered.setdefault(port.protocol, _Ranges())
         if port.host_ip is None:
-            clash = next(iter(same_port.items()), None)
-        elif port.host_ip in same_port:
-            clash = (port.host_ip, same_port[port.host_ip])
-        elif None in same_port:
-            clash = (None, same_port[None])
+            clash = None
+            if covered.overlaps(port.host_port, port.host_end):
+                clash = next(found for address, ranges in by_address.items()
+                             if (found := ranges.overlapping(port.host_port, port.host_end)))
         else:
-            same_port[port.host_ip] = (name, located.node)
-            return
+            clash = next((found for address in (port.host_ip, None)
+                          if address in by_address and (found := by_address[address].overlapping(
+                              port.host_port, port.host_end))), None)
         if clash is None:
-            same_port[None] = (name, located.node)
+            by_address.setdefault(port.host_ip, _Ranges()).add(
+                port.host_port, port.host_end, (port, name, located.node))
+            covered.merge(port.host_port, port.host_end)
             return
-        other_ip, (other_name, other_node) = clash
+        other, other_name, other_node = clash
         if other_node is located.node:  # one YAML alias in several containers
             why = (f"a YAML alias gives this forward to more than one container "
                    f"({other_name} first); give it to one container")
         else:
             every = (" (a forward without HOST_IP takes the port on every address)"
-                     if port.host_ip != other_ip else "")
-            why = (f"host port {port.host_port}/{port.protocol} is already forwarded to "
-                   f"container {other_name} at line {line_of(other_node)}{every}; "
-                   "use another HOST_PORT")
+                     if port.host_ip != other.host_ip else "")
+            if port.count == other.count == 1:
+                what = f"host port {port.host_port}/{port.protocol} is already forwarded"
+            else:
+                what = (f"host ports {port.host_ports}/{port.protocol} overlap "
+                        f"{other.host_ports}/{other.protocol}, already forwarded")
+            why = (f"{what} to container {other_name} at line {line_of(other_node)}{every}; "
+                   f"use {'another HOST_PORT' if port.count == 1 else 'other host ports'}")
         problems.add(located.node, located.path, why, value=located.node.value)
+
+
+class _Ranges:
+    """Disjoint port ranges, sorted, each with what it belongs to."""
+
+    def __init__(self) -> None:
+        self._starts: list[int] = []
+        self._items: list[tuple[int, int, Any]] = []
+
+    def overlapping(self, first: int, last: int) -> Any:
+        """What a range overlapping ``first``..``last`` belongs to, or None."""
+        index = bisect.bisect_right(self._starts, last) - 1
+        if index >= 0 and self._items[index][1] >= first:
+            return self._items[index][2]
+        return None
+
+    def overlaps(self, first: int, last: int) -> bool:
+        return self.overlapping(first, last) is not None
+
+    def add(self, first: int, last: int, owner: Any) -> None:
+        index = bisect.bisect_right(self._starts, first)
+        self._starts.insert(index, first)
+        self._items.insert(index, (first, last, owner))
+
+    def merge(self, first: int, last: int) -> None:
+        """Add ``first``..``last`` joined with the ranges it overlaps."""
+        low = bisect.bisect_left(self._starts, first)
+        if low > 0 and self._items[low - 1][1] >= first:
+            low -= 1
+        high = bisect.bisect_right(self._starts, last)
+        if high > low:
+            first = min(first, self._items[low][0])
+            last = max(last, max(item[1] for item in self._items[low:high]))
+        self._starts[low:high] = [first]
+        self._items[low:high] = [(first, last, True)]

@@ -24,13 +24,15 @@ DOCS = ROOT / "docs" / "rules"
 BACKENDS = ("nftables", "iptables")
 
 #: The example project "demo" of docs/rules.rst: web (10.1.1.2) forwards
-#: 8080 to its port 80, 192.0.2.10:8443 to 443 and 5353/udp to 53, and links
-#: to db (10.1.1.3).
+#: 8080 to its port 80, 192.0.2.10:8443 to 443 and 5353/udp to 53, the range
+#: 6000-6002 to its ports 7000-7002 and 4000-4010/udp to the same ports, and
+#: links to db (10.1.1.3).
 EXAMPLE_YAML = """\
 containers:
   web:
     template: {name: busybox}
-    ports: ["8080:80", "192.0.2.10:8443:443", "5353:53/udp"]
+    ports: ["8080:80", "192.0.2.10:8443:443", "5353:53/udp", "6000-6002:7000-7002",
+            "4000-4010:4000-4010/udp"]
     links: ["db"]
   db:
     template: {name: busybox}
@@ -47,6 +49,8 @@ def example():
         Forward("demo", "web", 8080, ip("10.1.1.2"), 80),
         Forward("demo", "web", 8443, ip("10.1.1.2"), 443, "tcp", ip("192.0.2.10")),
         Forward("demo", "web", 5353, ip("10.1.1.2"), 53, "udp"),
+        Forward("demo", "web", 6000, ip("10.1.1.2"), 7000, count=3),
+        Forward("demo", "web", 4000, ip("10.1.1.2"), 4000, "udp", count=11),
     ]
     links = [Link("demo", "web", ip("10.1.1.2"), "db", ip("10.1.1.3"))]
     return bridge, forwards, links

@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from ipaddress import IPv6Interface
 from typing import TypeVar
 
-from locker import cgroups, diff, faults, foreign, planner
+from locker import cgroups, diff, faults, foreign, ipv6, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, NotCreated, raise_all
 from locker.journal import Change
@@ -69,10 +70,21 @@ def each(containers: Sequence[str], action: Callable[[str], T],
     return results
 
 
-def not_created(ctx: Context, name: str, missing: list[str]) -> None:
-    """Report a container that does not exist, in its place."""
+#: What a container's action (see ``each``) returns for a container that
+#: does not exist, once it has been reported in its place.
+NOT_CREATED = object()
+
+
+def not_created(ctx: Context, name: str) -> object:
+    """Report a container that does not exist, in its place; returns
+    ``NOT_CREATED``, the result of its action."""
     ctx.say(f"{name}: not created")
-    missing.append(name)
+    return NOT_CREATED
+
+
+def not_created_in(results: Mapping[str, object]) -> list[str]:
+    """The containers whose action found them not created, in order."""
+    return [name for name, result in results.items() if result is NOT_CREATED]
 
 
 def create(ctx: Context, containers: Sequence[str]) -> list[str]:
@@ -132,8 +144,9 @@ def check_ports_free(ctx: Context, containers: Sequence[str]) -> None:
     if problems:
         raise ConfigError(f"{ctx.project.path}: {len(problems)} host port(s) are forwarded "
                           f"by another project already; nothing was changed.", problems)
-    ports = [(p.host_port, p.protocol) for spec in ctx.project.containers
-             if spec.name in containers for p in spec.ports]
+    ports = [(port, p.protocol) for spec in ctx.project.containers
+             if spec.name in containers for p in spec.ports
+             for port in range(p.host_port, p.host_end + 1)]
     if ports:
         for warning in foreign.clashes(ports, ctx.foreign_dnats()):
             ctx.warn(warning)
@@ -150,10 +163,9 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     facts = network.read_containers(ctx)
     assumed = [n for n in created if facts.states.get(n) == ABSENT and ctx.journal.dry_run]
     facts = replace(facts, states={**facts.states, **{n: STOPPED for n in assumed}})
-    missing: list[str] = []
-    for name in containers:
-        if facts.states[name] == ABSENT:
-            not_created(ctx, name, missing)
+    missing = [n for n in containers if facts.states[n] == ABSENT]
+    for name in missing:
+        not_created(ctx, name)
     containers = [n for n in containers if n not in missing]
     if not containers:  # nothing to start: the network is not brought up for nothing
         raise NotCreated(missing)
@@ -236,7 +248,15 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address, cgroup: tuple) 
         lambda: ctx.runtime.configure(
             lxc, bridge.name, address, bridge.gateway,
             mounts=spec.volumes,
-            cgroup=cgroup, hostname=_hostname(spec)))
+            cgroup=cgroup, hostname=_hostname(spec), **_ipv6(bridge, address)))
+
+
+def _ipv6(bridge: Bridge, address) -> dict:
+    """The IPv6 arguments of ``configure`` when the project has IPv6."""
+    if bridge.network6 is None:
+        return {}
+    own = ipv6.container_address(bridge.network6, address.ip)
+    return {"address6": IPv6Interface((own, 64)), "gateway6": bridge.gateway6}
 
 
 #: The end of the line that gives a container without ``fqdn`` its own
@@ -251,15 +271,17 @@ def _hostname(spec) -> str:
     return spec.fqdn.split(".")[0] if spec.fqdn else spec.name
 
 
-def with_own_name(text: str, name: str, ip, has_fqdn: bool) -> str:
+def with_own_name(text: str, name: str, ip, has_fqdn: bool, ip6=None) -> str:
     """``/etc/hosts`` with the container's own line (``IP NAME``) after the
-    localhost line, replacing the one written before; a container with an
-    fqdn has its own line among Locker's already."""
+    localhost line, replacing the one written before, and one for its IPv6
+    address ``ip6`` (a project with IPv6); a container with an fqdn has its
+    own lines among Locker's already."""
     lines = [line for line in text.splitlines() if not line.endswith(SELF_MARK)]
     if not has_fqdn:
         at = next((i + 1 for i, line in enumerate(lines)
                    if line.split()[:1] == ["127.0.0.1"]), 0)
-        lines.insert(at, f"{ip}\t{name}\t{SELF_MARK}")
+        own = [f"{address}\t{name}\t{SELF_MARK}" for address in (ip, ip6) if address]
+        lines[at:at] = own
     return "\n".join(lines) + "\n"
 
 
@@ -282,8 +304,10 @@ def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresse
     write_file(name, "/etc/hostname", lambda _: hostname + "\n")
     ips = {**facts.addresses, **{n: a.ip for n, a in addresses.items()}}
     write_file(name, "/etc/hosts", lambda current: with_own_name(
-        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips)),
-        name, ips[name], bool(spec.fqdn)))
+        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips,
+                                                          network6=bridge.network6)),
+        name, ips[name], bool(spec.fqdn),
+        ipv6.container_address(bridge.network6, ips[name]) if bridge.network6 else None))
 
 
 def _start_one(ctx: Context, name: str, address, timeout: float) -> None:
@@ -298,14 +322,13 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     adds nothing back."""
     facts = network.read_containers(ctx)
     failures: list[LockerError] = []
-    missing: list[str] = []
 
-    def one(name: str) -> None:
+    def one(name: str) -> object:
         if facts.states[name] == ABSENT:
-            not_created(ctx, name, missing)
-        else:
-            stop_one(ctx, name, facts.states[name], timeout)
+            return not_created(ctx, name)
+        return stop_one(ctx, name, facts.states[name], timeout)
     stopped = each(containers, one, failures, ctx.parallel)
+    missing = not_created_in(stopped)
     faults.point("containers-stopped")
     down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
@@ -339,7 +362,6 @@ def remove(ctx: Context, containers: Sequence[str], force: bool = False,
     remove their rules, as ``stop`` does). ``missing_ok`` (``down --rm``):
     a container not created is no failure."""
     facts = network.read_containers(ctx)
-    missing: list[str] = []
     if force:
         up = [n for n in containers if network.is_up(facts.states[n])
               or facts.states[n] == UNKNOWN]
@@ -348,20 +370,19 @@ def remove(ctx: Context, containers: Sequence[str], force: bool = False,
             facts = network.read_containers(ctx) if not ctx.journal.dry_run else replace(
                 facts, states={**facts.states, **{n: STOPPED for n in up}})
 
-    def remove_one(name: str) -> None:
+    def remove_one(name: str) -> object:
         lxc = ctx.lxc(name)
         state = facts.states[name]
         if state == ABSENT:
-            not_created(ctx, name, missing)
-        elif state != STOPPED:
+            return not_created(ctx, name)
+        if state != STOPPED:
             raise LockerError(f"cannot remove it: it is {state.lower()}; run "
                               f"`locker stop {name}` first, or `locker rm --force {name}`.")
-        else:
-            ctx.journal.change(Change(name, "removed", "container", f"({lxc})"),
-                               lambda: ctx.runtime.destroy(lxc))
+        return ctx.journal.change(Change(name, "removed", "container", f"({lxc})"),
+                                  lambda: ctx.runtime.destroy(lxc))
 
     failures: list[LockerError] = []
-    each(containers, remove_one, failures, ctx.parallel)
+    missing = not_created_in(each(containers, remove_one, failures, ctx.parallel))
     _forget_if_nothing_left(ctx)
     if missing and not missing_ok:
         failures.append(NotCreated(missing))
@@ -384,27 +405,24 @@ def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
     source = RUNNING if not thaw else FROZEN
     facts = network.read_containers(ctx)
 
-    missing: list[str] = []
-
-    def one(name: str) -> None:
+    def one(name: str) -> object:
         lxc = ctx.lxc(name)
         state = facts.states[name]
         if state == ABSENT:
-            not_created(ctx, name, missing)
-            return
+            return not_created(ctx, name)
         if state == want:
             ctx.say(f"{name}: already {'frozen' if not thaw else 'running'}")
-            return
+            return None
         if state != source:
             command = "freeze" if not thaw else "unfreeze"
             hint = f"run `locker start {name}` first" if state == STOPPED \
                 else f"check `lxc-info -n {lxc}`"
             raise LockerError(f"cannot {command} it: it is {state.lower()}; {hint}.")
         action = ctx.runtime.unfreeze if thaw else ctx.runtime.freeze
-        ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
+        return ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
 
     failures: list[LockerError] = []
-    each(containers, one, failures, ctx.parallel)
+    missing = not_created_in(each(containers, one, failures, ctx.parallel))
     if missing:
         failures.append(NotCreated(missing))
     raise_all(failures)
@@ -420,23 +438,21 @@ def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
     """Set the cgroup values of running containers now; they are written to
     the container's configuration at every start."""
     facts = network.read_containers(ctx)
-
-    missing: list[str] = []
-
     settings_of = cgroup_settings(ctx, containers)
 
-    def one(name: str) -> None:
+    def one(name: str) -> object:
         settings = settings_of[name]
         lxc = ctx.lxc(name)
         if facts.states[name] == ABSENT:
-            not_created(ctx, name, missing)
-        elif settings and network.is_up(facts.states[name]):
-            ctx.journal.change(
+            return not_created(ctx, name)
+        if settings and network.is_up(facts.states[name]):
+            return ctx.journal.change(
                 Change(name, "set", "cgroup", ", ".join(str(s) for s in settings)),
                 lambda: ctx.runtime.apply_cgroup(lxc, settings))
+        return None
 
     failures: list[LockerError] = []
-    each(containers, one, failures, ctx.parallel)
+    missing = not_created_in(each(containers, one, failures, ctx.parallel))
     if missing:
         failures.append(NotCreated(missing))
     raise_all(failures)

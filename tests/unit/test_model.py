@@ -23,6 +23,27 @@ def test_valid_values_are_made() -> None:
     assert Link("shop", "web", IP, "db", PEER).peer == "db"
 
 
+def test_a_range_forward_is_shown_sorted_and_compared_as_a_range() -> None:
+    one = Forward("shop", "web", 8000, IP, 9000)
+    wide = Forward("shop", "web", 8000, IP, 9000, count=11)
+    assert str(wide) == "8000-8010/tcp -> 10.1.1.2:9000-9010"
+    assert (wide.host_end, wide.container_end) == (8010, 9010)
+    assert str(one) == "8000/tcp -> 10.1.1.2:9000" and one != wide
+    assert sorted([wide, one], key=Forward.sort_key) == [one, wide]
+    assert Forward("shop", "web", 65535, IP, 1, count=1).host_end == 65535
+
+
+def test_port_ranges_clash_when_they_overlap() -> None:
+    wide = PortSpec(8000, 9000, count=11)
+    assert wide.clashes_with(PortSpec(8010, 1)) and PortSpec(7990, 1, count=11).clashes_with(wide)
+    assert not wide.clashes_with(PortSpec(8011, 1, count=5))
+    assert not wide.clashes_with(PortSpec(7999, 1)) and not wide.clashes_with(
+        PortSpec(8005, 1, "udp"))
+    assert wide.clashes_with(PortSpec(8005, 1, "tcp", IPv4Address("192.0.2.1")))
+    assert not PortSpec(8000, 1, host_ip=IPv4Address("192.0.2.2"), count=3).clashes_with(
+        PortSpec(8001, 1, host_ip=IPv4Address("192.0.2.1")))
+
+
 @pytest.mark.parametrize("make, says", [
     (lambda: Forward("shop", "web", 0, IP, 80), "host port 0 is out of range"),
     (lambda: Forward("shop", "web", 8080, IP, 65536), "container port 65536 is out of range"),
@@ -41,6 +62,12 @@ def test_valid_values_are_made() -> None:
     (lambda: Bridge("shop", "../x", NET), "bridge name '../x'"),
     (lambda: Bridge("shop", "locker_shop", "10.1.1.0/24"), "bridge network"),
     (lambda: PortSpec(8080, 0), "CONTAINER_PORT 0 is out of range"),
+    (lambda: Forward("shop", "web", 65530, IP, 80, count=7), "port range 65530-65536 ends "
+                                                            "after 65535"),
+    (lambda: Forward("shop", "web", 80, IP, 65535, count=2), "port range 65535-65536"),
+    (lambda: Forward("shop", "web", 80, IP, 80, count=0), "port count 0 is not a number"),
+    (lambda: Forward("shop", "web", 80, IP, 80, count=True), "port count True"),
+    (lambda: PortSpec(65000, 80, count=600), "port range 65000-65599 ends after 65535"),
     (lambda: PortSpec(8080, 80, "icmp"), "protocol 'icmp'"),
 ])
 def test_an_invalid_value_cannot_be_made(make, says: str) -> None:

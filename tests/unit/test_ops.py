@@ -641,12 +641,14 @@ def test_status_json(env: Env) -> None:
             "value": "5432/tcp -> 10.1.1.3:5432", "reason": "", "fix": ""} in document["items"]
     rules = document["rules"]
     assert rules["chains_and_jumps"] is True
-    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
+    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24",
+                             "isolated": False, "network6": None}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
-                                    "container_port": 5432, "stale": False}
+                                    "container_port": 5432, "count": 1, "stale": False}
     assert {"container": "web", "host_ip": "192.0.2.10", "host_port": 5353, "protocol": "udp",
-            "container_ip": WEB, "container_port": 53, "stale": False} in rules["forwards"]
+            "container_ip": WEB, "container_port": 53, "count": 1,
+            "stale": False} in rules["forwards"]
     assert rules["links"] == [{"container": "web", "container_ip": WEB,
                                "peer": "db", "peer_ip": DB, "stale": False}]
 
@@ -983,3 +985,219 @@ def test_isolated_comes_from_the_project_file_else_the_host_default(tmp_path: Pa
     env.ctx.project = replace(env.ctx.project, isolated=False)
     lifecycle.start(env.ctx, ["web"])
     assert env.firewall.rules.nat == {SHOP_BRIDGE}
+
+
+# -------------------------------------------------------------------- IPv6
+
+def test_start_with_ipv6_gives_both_families(tmp_path: Path) -> None:
+    from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+
+    env = make_env(tmp_path, replace(shop_project(tmp_path), ipv6=True))
+    env.ctx.ipv6_prefix = IPv6Network("fd00:1234:5678::/48")
+    env.create_all()
+    lifecycle.start(env.ctx, env.ctx.select([]))
+
+    net6 = IPv6Network("fd00:1234:5678:101::/64")
+    bridge = Bridge("shop", "locker_shop", IPv4Network("10.1.1.0/24"), network6=net6)
+    assert env.link.bridges["locker_shop"].addresses6 == (IPv6Interface(f"{net6[1]}/64"),)
+    assert env.link.ip6_forward
+    assert env.firewall.rules.nat == {bridge}
+    six = {f for f in env.firewall.rules.forwards if f.family == 6}
+    assert six == {Forward("shop", "web", 8080, net6[2], 80),
+                   Forward("shop", "db", 5432, net6[3], 5432)}  # 5353 has an IPv4 HOST_IP
+    assert Link("shop", "web", net6[2], "db", net6[3]) in env.firewall.rules.links
+    web = env.lxc("web")
+    assert web.config["address6"] == IPv6Interface(f"{net6[2]}/64")
+    assert web.config["gateway6"] == IPv6Address(net6[1])
+    assert "fd00:1234:5678:101::3\tdb.example.net db database\t# locker\n" in \
+        web.files["/etc/hosts"]
+    assert env.lxc("cache").files["/etc/hosts"].startswith(
+        "127.0.0.1\tlocalhost\n10.1.1.4\tcache\t# locker: own name\n"
+        "fd00:1234:5678:101::4\tcache\t# locker: own name\n")
+
+
+def test_a_project_without_ipv6_makes_no_host_id(env: Env, tmp_path: Path) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    assert not (tmp_path / "state" / "host-id").exists()
+    assert all(f.family == 4 for f in env.firewall.rules.forwards)
+    assert not env.link.ip6_forward
+
+
+def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_path: Path) -> None:
+    """``isolated`` is in ``status --json`` and the text; when only it
+    changed, the stale network rules say so (not "gone or another subnet")."""
+    import io
+
+    from locker.cli import render
+    from locker.cli.output import Output
+
+    env = make_env(tmp_path)
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    env.ctx.isolated_default = True
+    result = status(env.ctx)
+    document = json.loads(json.dumps(to_json(result)))
+    assert document["rules"]["nat"] == [
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": False,
+          "network6": None}]
+    nat = [i for i in document["items"] if i["kind"] == "nat"]
+    assert nat == [
+        {"kind": "nat", "status": "stale", "subject": "shop",
+         "value": "network rules locker_shop 10.1.1.0/24",
+         "reason": "the project is isolated now (isolated: true)", "fix": "locker start"},
+        {"kind": "nat", "status": "missing", "subject": "shop",
+         "value": "network rules locker_shop 10.1.1.0/24, isolated", "reason": "",
+         "fix": "locker start"}]
+
+    lifecycle.start(env.ctx, ["web"])
+    result = status(env.ctx)
+    assert to_json(result)["rules"]["nat"] == [
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": True, "network6": None}]
+    stdout = io.StringIO()
+    render.status(Output(False, stdout, io.StringIO()), result)
+    assert "  in place nat      shop: network rules locker_shop 10.1.1.0/24, isolated" \
+        in stdout.getvalue().splitlines()
+
+
+# ------------------------------------- container files and the host lock (issue 13)
+
+class FilesOutsideTheLock(MemoryRuntime):
+    """A container's files may be slow or hostile, and lxc-info may hang:
+    no file is read or written and no state asked while the host lock is
+    held."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.touched: list[tuple[str, str]] = []
+
+    def read_file(self, name: str, path: str) -> str | None:
+        assert not self.lock.held, f"{name}:{path} read under the host lock"
+        self.touched.append((name, path))
+        return super().read_file(name, path)
+
+    def write_file(self, name: str, path: str, text: str) -> None:
+        assert not self.lock.held, f"{name}:{path} written under the host lock"
+        self.touched.append((name, path))
+        super().write_file(name, path, text)
+
+    def state(self, name: str) -> str:  # lxc-info may hang (issue 15 item 1)
+        assert not self.lock.held, f"the state of {name} asked under the host lock"
+        return super().state(name)
+
+    def survey(self, names, addresses: bool = False):
+        assert not self.lock.held, "the containers' states asked under the host lock"
+        return super().survey(names, addresses)
+
+
+def test_no_container_file_nor_state_is_read_under_the_host_lock(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    runtime = FilesOutsideTheLock(env.lock)
+    env.ctx.runtime = env.runtime = runtime
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db", "cache"])
+    lifecycle.reconcile(env.ctx, "links", None)
+    lifecycle.reconcile(env.ctx, "links", None, keep=False)
+    lifecycle.reconcile(env.ctx, "ports", None)
+    lifecycle.stop(env.ctx, ["db"])
+    cleanup.cleanup(env.ctx)
+    status(env.ctx)
+    assert ("shop_web", "/etc/hosts") in runtime.touched  # the check saw the files
+
+
+class RefusingRuntime(MemoryRuntime):
+    """Once ``refusing``, one container's /etc/hosts is something Locker
+    refuses (the container made it a FIFO)."""
+
+    refusing = False
+
+    def read_file(self, name: str, path: str) -> str | None:
+        if self.refusing and name == "shop_db" and path == "/etc/hosts":
+            from locker.runtime.rootfs import ContainerFileRefused
+            raise ContainerFileRefused(name, path, "it is a FIFO, not a regular file")
+        return super().read_file(name, path)
+
+
+def test_status_with_one_refused_container_file_shows_the_others(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    runtime = RefusingRuntime()
+    env.ctx.runtime = env.runtime = runtime
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db"])
+    runtime.refusing = True
+    result = status(env.ctx)
+    by_name = {c.name: c for c in result.containers}
+    assert "shop_db" in by_name["db"].problem and "FIFO" in by_name["db"].problem
+    assert by_name["db"].state == RUNNING and by_name["db"].addresses
+    assert by_name["web"].problem is None and by_name["web"].hosts
+    assert to_json(result)["containers"][1]["problem"] == by_name["db"].problem
+
+
+# ----------------------------------------- unknown is not stopped (issue 15 item 3)
+
+def test_a_container_of_unknown_state_keeps_its_rules_and_is_reported(env: Env) -> None:
+    """lxc-info hung for db: ports, links and start leave its forwards and
+    links as they are (it may well run), start says why, status shows it."""
+    from locker.runtime import UNKNOWN, UnknownState
+
+    lifecycle.start(env.ctx, ["web", "db", "cache"])
+    forwards, links = set(env.firewall.rules.forwards), set(env.firewall.rules.links)
+    assert any(f.container == "db" for f in forwards)
+    assert any("db" in (k.container, k.peer) for k in links)
+    env.lxc("db").state = UnknownState("lxc-info -n shop_db did not answer in 10 s")
+
+    lifecycle.reconcile(env.ctx, "ports", None)
+    lifecycle.reconcile(env.ctx, "links", None)
+    with pytest.raises(ContainerError, match=r"db: its state cannot be read \(lxc-info -n "
+                                             r"shop_db did not answer in 10 s\), so it is "
+                                             r"left as it is, its rules too"):
+        lifecycle.start(env.ctx, ["web", "db", "cache"])
+    assert set(env.firewall.rules.forwards) == forwards
+    assert set(env.firewall.rules.links) == links
+    db = {c.name: c for c in status(env.ctx).containers}["db"]
+    assert db.state == UNKNOWN
+
+
+# ------------------------------------------------------------------ ranges
+
+def ranged_project(path: Path, name: str, *ports: PortSpec) -> Project:
+    return Project(name, path / name / "locker.yaml", (ContainerSpec("web", BUSYBOX, ports=ports),))
+
+
+def test_a_range_is_applied_and_listed_back_as_a_range(tmp_path: Path) -> None:
+    env = make_env(tmp_path, ranged_project(tmp_path, "shop", PortSpec(8000, 9000, count=11),
+                                            PortSpec(53, 53, "udp", IP("192.0.2.10"), 2)))
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    wide = Forward("shop", "web", 8000, IP(WEB), 9000, count=11)
+    assert wide in env.firewall.rules.forwards
+    document = json.loads(json.dumps(to_json(status(env.ctx))))
+    assert {"kind": "forward", "status": "in place", "subject": "web",
+            "value": "8000-8010/tcp -> 10.1.1.2:9000-9010", "reason": "",
+            "fix": ""} in document["items"]
+    assert {"container": "web", "host_ip": None, "host_port": 8000, "protocol": "tcp",
+            "container_ip": WEB, "container_port": 9000, "count": 11,
+            "stale": False} in document["rules"]["forwards"]
+    # a narrower range in the kernel is not the range asked for: the repair replaces it
+    narrow = replace(wide, count=10)
+    env.firewall.rules = replace(env.firewall.rules,
+                                 forwards=env.firewall.rules.forwards - {wide} | {narrow})
+    lifecycle.reconcile(env.ctx, "ports", None)
+    assert wide in env.firewall.rules.forwards and narrow not in env.firewall.rules.forwards
+
+
+def test_a_range_overlapping_another_projects_forward_is_refused(tmp_path: Path) -> None:
+    shop = make_env(tmp_path, ranged_project(tmp_path, "shop", PortSpec(8000, 9000, count=11)))
+    shop.create_all()
+    lifecycle.start(shop.ctx, ["web"])
+    blog = make_env(tmp_path, ranged_project(tmp_path, "blog", PortSpec(7990, 80, count=11)),
+                    share=shop)
+    blog.create_all()
+    with pytest.raises(ConfigError) as caught:
+        lifecycle.start(blog.ctx, ["web"])
+    assert caught.value.exit_status == 2
+    assert caught.value.problems == [
+        f'{tmp_path}/blog/locker.yaml: web: port "7990-8000/tcp": project shop '
+        f"({tmp_path}/shop/locker.yaml) forwards 8000-8010/tcp to its container web already; "
+        "choose other host ports, or stop that project first."]
+    assert shop.firewall.rules.of_project("blog").forwards == frozenset()

@@ -271,11 +271,24 @@ def test_all_problems_at_once_in_file_order(tmp_path: Path) -> None:
     ("80:65536", "CONTAINER_PORT 65536 is out of range"),
     ("http:80", 'HOST_PORT "http" is not a number'),
     ("80", "expected a host and a container port"),
-    ("1:2:3:4", "IPv6 addresses are not supported"),
-    ("[::1]:80:80", "IPv6 addresses are not supported"),
+    ("1:2:3:4", "an IPv6 HOST_IP goes in brackets"),
+    ("[::1]:80:80", 'HOST_IP "[::1]" would reach nothing'),
+    ("[2001:db8::1]:80", "expected a host and a container port after [IPV6]:"),
+    ("[2001:db8::zz]:80:80", 'HOST_IP "[2001:db8::zz]" is not an IPv6 address'),
+    ("[::]:80:80", 'HOST_IP "[::]" means every address'),
     ("300.1.1.1:80:80", 'HOST_IP "300.1.1.1" is not an IPv4 address'),
     ("80:80/sctp", 'protocol "sctp" is not supported; use tcp or udp'),
-    ("8000-8010:80", 'HOST_PORT "8000-8010" is a range'),
+    ("8000-8010:80", 'HOST_PORT "8000-8010" and CONTAINER_PORT "80" differ in length '
+                     "(11 ports and 1 port); give ranges of the same length on both sides"),
+    ("8000-8010:9000-9009", 'HOST_PORT "8000-8010" and CONTAINER_PORT "9000-9009" differ '
+                            "in length (11 ports and 10 ports)"),
+    ("8010-8000:9010-9000", 'HOST_PORT "8010-8000" is an inverted range (it ends before '
+                            "it starts); write it as 8000-8010"),
+    ("8000-8010:65530-65540", 'CONTAINER_PORT "65530-65540": port 65540 is out of range; '
+                              "use a port from 1 to 65535"),
+    ("0-10:0-10", 'HOST_PORT "0-10": port 0 is out of range'),
+    ("8000-:80-", 'HOST_PORT "8000-" is not a number or a range of numbers'),
+    ("8000-8010-8020:1-21", 'HOST_PORT "8000-8010-8020" is not a number or a range'),
 ])
 def test_bad_port(tmp_path: Path, port: str, message: str) -> None:
     found = only_problem(tmp_path, f"""\
@@ -302,6 +315,40 @@ def test_same_forward_twice_across_containers(tmp_path: Path) -> None:
         '5: containers.db.ports[1]: "53:53/udp": host port 53/udp is already forwarded '
         "to container web at line 3 (a forward without HOST_IP takes the port on every "
         "address); use another HOST_PORT",
+    ]
+
+
+def test_port_ranges_are_read(tmp_path: Path) -> None:
+    path = write(tmp_path, """\
+        containers:
+          web:
+            ports: ["8000-8010:9000-9010", "192.0.2.1:53-54:53-54/UDP", "7000-7000:70-70"]
+        """)
+    assert load_project(path).container("web").ports == (
+        PortSpec(8000, 9000, "tcp", None, count=11),
+        PortSpec(53, 53, "udp", IPv4Address("192.0.2.1"), count=2),
+        PortSpec(7000, 70))
+
+
+def test_overlapping_ranges_are_reported(tmp_path: Path) -> None:
+    found = problems(tmp_path, """\
+        containers:
+          web:
+            ports: ["8000-8010:9000-9010", "8010-8012:10-12", "192.0.2.1:53-60:53-60/udp"]
+          db:
+            ports: ["7999-8000:1-2", "8011:80", "8005:80/udp", "192.0.2.2:53-60:53-60/udp",
+                    "50-53:50-53/udp", "8011-8020:8011-8020"]
+        """)
+    assert found == [
+        '3: containers.web.ports[1]: "8010-8012:10-12": host ports 8010-8012/tcp overlap '
+        "8000-8010/tcp, already forwarded to container web at line 3; use other host ports",
+        '5: containers.db.ports[0]: "7999-8000:1-2": host ports 7999-8000/tcp overlap '
+        "8000-8010/tcp, already forwarded to container web at line 3; use other host ports",
+        '6: containers.db.ports[4]: "50-53:50-53/udp": host ports 50-53/udp overlap '
+        "53-60/udp, already forwarded to container web at line 3 (a forward without "
+        "HOST_IP takes the port on every address); use other host ports",
+        '6: containers.db.ports[5]: "8011-8020:8011-8020": host ports 8011-8020/tcp overlap '
+        "8011/tcp, already forwarded to container db at line 5; use other host ports",
     ]
 
 
@@ -439,7 +486,7 @@ def test_one_source_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("yaml_text, expected", [
     ("contaners: {web: {}}\n", '1: contaners: unknown key; did you mean "containers"?'),
     ("version: 3\ncontainers: {web: {}}\n",
-     "1: version: unknown key; allowed keys: name, isolated, defaults, containers"),
+     "1: version: unknown key; allowed keys: name, isolated, ipv6, defaults, containers"),
     ("containers:\n  web:\n    link: [db]\n",
      '3: containers.web.link: unknown key; did you mean "links"?'),
     ("defaults:\n  volume: []\ncontainers: {web: {}}\n",
@@ -590,7 +637,8 @@ def test_the_problems_listed_are_capped(tmp_path: Path) -> None:
     assert error.problems[0].endswith('locker.yaml:1: containers.web.ports[0]: "x0": '
                                       "expected a host and a container port; write "
                                       "[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO], for "
-                                      "example 8080:80")
+                                      "example 8080:80, or a range START-END:START-END, "
+                                      "for example 8000-8010:9000-9010")
     assert error.problems[-1].endswith("locker.yaml: ... and 400 more problems; "
                                        "fix these first")
 

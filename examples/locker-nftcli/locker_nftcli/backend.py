@@ -16,15 +16,15 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from locker import (Availability, BackendError, Blocker, Bridge, Forward, Link, Ruleset,
-                    TaggedRule, Tag, bridge_name, hookimpl)
+from locker import (JUMP_COMMENT, Availability, BackendError, Blocker, Bridge, Forward, Link,
+                    Ruleset, TaggedRule, Tag, hookimpl)
 from locker import blockers
-from locker.model import UNKNOWN_NETWORK
+from locker.pieces import NAT_PURPOSES, nat_bridges, nat_doomed
 
-from locker_nftcli.rules import (BASE_CHAINS, FAMILY, TABLE, Rule, check, forward_rules,
-                                 jump, link_rules, nat_rules, read)
+from locker_nftcli.rules import (BASE_CHAINS, FAMILY, HEAD, TABLE, Rule, forward_rules,
+                                 head_jumps, jump, link_rules, nat_rules, read)
 
-ENTRY_CHAINS = tuple(target for _, target, _ in BASE_CHAINS.values())
+ENTRY_CHAINS = tuple(dict.fromkeys(target for _, target, _ in BASE_CHAINS.values())) + HEAD
 
 
 @dataclass
@@ -117,11 +117,12 @@ class NftCliBackend:
     # ------------------------------------------------------------------ adding
 
     def _ensure(self, table: Table | None) -> list[str]:
-        """Lines that create the table, its chains and one jump into each."""
+        """Lines that create the table, its chains and one jump into each,
+        and put ``LOCKER_FORWARD``'s two jumps first."""
         lines = [f"add table {FAMILY} {TABLE}"]
-        for base, (declaration, target, _) in BASE_CHAINS.items():
+        for base, (declaration, _, _) in BASE_CHAINS.items():
             lines.append(f"add chain {FAMILY} {TABLE} {base} {{ {declaration} }}")
-            lines.append(f"add chain {FAMILY} {TABLE} {target}")
+        lines += [f"add chain {FAMILY} {TABLE} {chain}" for chain in ENTRY_CHAINS]
         for base in BASE_CHAINS:
             found = [f for f in (table.chains.get(base, []) if table else [])
                      if f.rule.comment == jump(base).comment]
@@ -130,6 +131,12 @@ class NftCliBackend:
                 lines.append(f"delete rule {FAMILY} {TABLE} {base} handle {extra.handle}")
             if not exact:
                 lines.append(_add(jump(base)))
+        forward = table.chains.get("LOCKER_FORWARD", []) if table else []
+        if not _head_in_place(forward):
+            lines += [f"delete rule {FAMILY} {TABLE} LOCKER_FORWARD handle {f.handle}"
+                      for f in forward if f.rule.comment == JUMP_COMMENT]
+            lines += [f'insert rule {FAMILY} {TABLE} LOCKER_FORWARD {r.text} comment '
+                      f'"{r.comment}"' for r in reversed(head_jumps())]
         if table is not None and not _changes(lines, table):
             return []
         return lines
@@ -145,26 +152,17 @@ class NftCliBackend:
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
-        for b in bridges:
-            check(b)
-        rules = []
-        for b in bridges:
-            parts = nat_rules(b)
-            rules += [parts[p] for p in ("outbound", "replies")]
-            if b.network != UNKNOWN_NETWORK:
-                rules.append(parts["masquerade"])
-        self._add(rules, "add network rules")
+        _refuse_ipv6(bridges)
+        self._add([r for b in bridges for r in nat_rules(b)], "add network rules")
 
     @hookimpl
     def add_forward(self, forwards: Sequence[Forward]) -> None:
-        for f in forwards:
-            check(f)
+        _refuse_ipv6(forwards)
         self._add([r for f in forwards for r in forward_rules(f).values()], "add port forwards")
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
-        for link in links:
-            check(link)
+        _refuse_ipv6(links)
         self._add([r for link in links for r in link_rules(link).values()], "add links")
 
     # ---------------------------------------------------------------- removing
@@ -179,39 +177,20 @@ class NftCliBackend:
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
-        for b in bridges:
-            check(b)
         table = self._read()
         if table is None or not bridges:
             return
-        gone = {(b.project, b.network) for b in bridges}
-        masquerades = {(f.tag.project, f.value[1].network) for _, f in table.rules()
-                       if f.value and f.value[0] == "masquerade"}
-        kept = {project for project, _ in masquerades - gone}
-        projects = {b.project for b in bridges} - kept
-
-        def doomed(f: Found) -> bool:
-            if not f.value:
-                return False
-            purpose, value = f.value
-            if purpose == "masquerade":
-                return (value.project, value.network) in gone
-            return purpose in ("outbound", "replies") and value.project in projects
-
-        self._remove(doomed, "remove network rules")
+        doomed = nat_doomed(bridges, {key for _, key in _nat_found(table)})
+        self._remove(lambda f: _is_nat(f) and f.value[1] in doomed, "remove network rules")
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
-        for f in forwards:
-            check(f)
         gone = set(forwards)
         if gone:
             self._remove(lambda f: bool(f.value) and f.value[1] in gone, "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
-        for link in links:
-            check(link)
         gone = set(links)
         if gone:
             self._remove(lambda f: bool(f.value) and f.value[1] in gone, "remove links")
@@ -233,8 +212,7 @@ class NftCliBackend:
         if table is None:
             return Ruleset()
         pieces: dict[object, set[str]] = defaultdict(set)
-        nat: dict[str, dict] = defaultdict(lambda: {"networks": set(), "names": set(),
-                                                    "parts": set()})
+        nat_keys: set[tuple] = set()
         unrecognised = []
         for chain, f in table.rules():
             if not f.tag or (project and f.tag.project != project):
@@ -244,24 +222,13 @@ class NftCliBackend:
                                                f"{FAMILY} {TABLE} {chain}", f.rule.text))
                 continue
             purpose, value = f.value
-            if isinstance(value, Bridge):
-                entry = nat[value.project]
-                entry["parts"].add(purpose)
-                if purpose == "masquerade":
-                    entry["networks"].add(value.network)
-                else:
-                    entry["names"].add(value.name)
+            if _is_nat(f):
+                nat_keys.add(value)
             else:
                 pieces[value].add(purpose)
         complete = {v for v, parts in pieces.items() if len(parts) == 2}
-        partial = set(pieces) - complete
-        bridges = set()
-        for name, entry in nat.items():
-            bridge = min(entry["names"], default=bridge_name(name))
-            whole = {"outbound", "replies"} <= entry["parts"]
-            for network in entry["networks"] or {UNKNOWN_NETWORK}:
-                value = Bridge(name, bridge, network)
-                (bridges if whole and network != UNKNOWN_NETWORK else partial).add(value)
+        bridges, partial_bridges = nat_bridges(nat_keys)
+        partial = set(pieces) - complete | partial_bridges
         missing = _entry_missing(table)
         return Ruleset(nat=frozenset(bridges),
                        forwards=frozenset(v for v in complete if isinstance(v, Forward)),
@@ -308,6 +275,22 @@ def _unrecognised(f: Found) -> bool:
     return f.value is None or f.rule.chain in BASE_CHAINS
 
 
+def _is_nat(f: Found) -> bool:
+    """Whether a rule of Locker's is a network rule (its value a key)."""
+    return bool(f.value) and f.value[0] in NAT_PURPOSES
+
+
+def _nat_found(table: Table) -> Iterable[tuple[Found, tuple]]:
+    return ((f, f.value[1]) for _, f in table.rules()
+            if f.tag and not _unrecognised(f) and _is_nat(f))
+
+
+def _head_in_place(forward: list[Found]) -> bool:
+    """Whether ``LOCKER_FORWARD`` starts with its two jumps, and has no other."""
+    jumps = [f for f in forward if f.rule.comment == JUMP_COMMENT]
+    return [f.rule for f in forward[:2]] == head_jumps() and len(jumps) == 2
+
+
 def _entry_missing(table: Table) -> tuple[str, ...]:
     missing = []
     for base, (_, target, _) in BASE_CHAINS.items():
@@ -321,4 +304,19 @@ def _entry_missing(table: Table) -> tuple[str, ...]:
             missing.append(f"the jump into {target} is missing")
         elif len(jumps) > 1 or jumps[0].rule != jump(base):
             missing.append(f"{len(jumps)} jumps into {target} where Locker writes one")
+    missing += [f"the chain {chain} is missing" for chain in HEAD if chain not in table.chains]
+    forward = table.chains.get("LOCKER_FORWARD")
+    if forward is not None and not _head_in_place(forward):
+        missing.append(f"the jumps into {' and '.join(HEAD)} are not the first two rules "
+                       f"of LOCKER_FORWARD")
     return tuple(missing)
+
+
+def _refuse_ipv6(values: Sequence[Bridge | Forward | Link]) -> None:
+    """This example writes IPv4 rules only: an IPv6 value (a project with
+    ``ipv6: true``) is a BackendError, before anything is changed."""
+    for value in values:
+        if getattr(value, "network6", None) is not None or getattr(value, "family", 4) == 6:
+            raise BackendError(f"refusing {value}: the nftcli example backend writes IPv4 "
+                               "rules only; a project with ipv6: true needs the nftables or "
+                               "iptables backend")

@@ -7,8 +7,9 @@ import re
 from dataclasses import dataclass
 from ipaddress import IPv4Address, IPv4Network
 
-from locker import JUMP_COMMENT, BackendError, Bridge, Forward, Link, Tag, bridge_name
-from locker.model import PROTOCOLS
+from locker import JUMP_COMMENT, Bridge, Forward, Link, Tag
+from locker.model import UNKNOWN_NETWORK
+from locker.pieces import ISOLATE, NAT_PURPOSES, nat_keys
 
 FAMILY, TABLE = "ip", "locker_nftcli"
 #: Base chain -> (its declaration, the chain of Locker's it jumps into, the
@@ -16,11 +17,21 @@ FAMILY, TABLE = "ip", "locker_nftcli"
 BASE_CHAINS = {
     "PREROUTING": ("type nat hook prerouting priority dstnat; policy accept;",
                    "LOCKER_PREROUTING", "fib daddr type local "),
+    # forwards reached from the host itself
+    "OUTPUT": ("type nat hook output priority -100; policy accept;",
+               "LOCKER_PREROUTING", "fib daddr type local "),
     "FORWARD": ("type filter hook forward priority filter; policy accept;",
                 "LOCKER_FORWARD", ""),
+    "INPUT": ("type filter hook input priority filter; policy accept;",
+              "LOCKER_INPUT", ""),
     "POSTROUTING": ("type nat hook postrouting priority srcnat; policy accept;",
                     "LOCKER_POSTROUTING", ""),
 }
+#: The chains ``LOCKER_FORWARD`` jumps into first, in this order: the
+#: administrator's (created empty, never changed) and the default deny.
+HEAD = ("LOCKER_USER", "LOCKER_ISOLATION")
+LOOPBACK = "127.0.0.0/8"
+NEW = "ct state ! established,related"
 
 
 @dataclass(frozen=True)
@@ -35,26 +46,9 @@ def jump(base: str) -> Rule:
     return Rule(base, f"{match}jump {target}", JUMP_COMMENT)
 
 
-def check(value: Forward | Link | Bridge) -> None:
-    """Refuse what the core would never send (BackendError, nothing done)."""
-    try:
-        if isinstance(value, Forward):
-            Tag(value.project, "dnat", value.container)
-            if value.protocol not in PROTOCOLS:
-                raise ValueError(f"protocol {value.protocol!r} is not one of {PROTOCOLS}")
-            for port in (value.host_port, value.container_port):
-                if not (isinstance(port, int) and 1 <= port <= 65535):
-                    raise ValueError(f"port {port!r} is not 1 to 65535")
-            IPv4Address(value.container_ip)
-        elif isinstance(value, Link):
-            Tag(value.project, "link", value.container, value.peer)
-            IPv4Address(value.container_ip), IPv4Address(value.peer_ip)
-        else:
-            Tag(value.project, "masquerade")
-            if value.name != bridge_name(value.project):
-                raise ValueError(f"bridge {value.name!r} is not {bridge_name(value.project)!r}")
-    except ValueError as exc:
-        raise BackendError(f"refusing {value}: {exc}") from None
+def head_jumps() -> list[Rule]:
+    """The first two rules of ``LOCKER_FORWARD``."""
+    return [Rule("LOCKER_FORWARD", f"jump {chain}", JUMP_COMMENT) for chain in HEAD]
 
 
 def forward_rules(f: Forward) -> dict[str, Rule]:
@@ -82,33 +76,55 @@ def link_rules(link: Link) -> dict[str, Rule]:
     }
 
 
-def nat_rules(bridge: Bridge) -> dict[str, Rule]:
-    net, name, project = bridge.network, bridge.name, bridge.project
-    return {
-        "masquerade": Rule("LOCKER_POSTROUTING",
-                           f"ip saddr {net} ip daddr != {net} masquerade",
-                           str(Tag(project, "masquerade"))),
-        "outbound": Rule("LOCKER_FORWARD", f'iifname "{name}" oifname != "{name}" accept',
-                         str(Tag(project, "outbound"))),
-        "replies": Rule("LOCKER_FORWARD",
-                        f'oifname "{name}" ct state established,related accept',
-                        str(Tag(project, "replies"))),
-    }
+def nat_rule(key: tuple) -> Rule:
+    """The rule of a network rule's key ``(purpose, project, value)`` (see
+    ``locker.pieces``: a network, a bridge name, or (name, gateway))."""
+    purpose, project, value = key
+    chain, text = {
+        "masquerade": ("LOCKER_POSTROUTING", f"ip saddr {value} ip daddr != {value} masquerade"),
+        "hairpin": ("LOCKER_POSTROUTING",
+                    f"ip saddr {value} ip daddr {value} ct status dnat masquerade"),
+        "localhost": ("LOCKER_POSTROUTING", f'ip saddr {LOOPBACK} oifname "{value}" masquerade'),
+        "outbound": ("LOCKER_FORWARD", f'iifname "{value}" oifname != "{value}" accept'),
+        "replies": ("LOCKER_FORWARD", f'oifname "{value}" ct state established,related accept'),
+        "deny": ("LOCKER_ISOLATION",
+                 f'oifname "{value}" iifname != "{value}" {NEW} ct status ! dnat drop'),
+        "guard": ("LOCKER_INPUT", f'iifname "{value}" ip daddr {LOOPBACK} {NEW} drop'),
+        ISOLATE: ("LOCKER_INPUT", f'iifname "{value[0]}" ip daddr != {value[1]} {NEW} drop'),
+    }[purpose]
+    return Rule(chain, text, str(Tag(project, purpose)))
+
+
+def nat_rules(bridge: Bridge) -> list[Rule]:
+    """Every network rule of ``add_nat([bridge])``, in the order of
+    ``NAT_PURPOSES`` (none that needs the network when it is unknown)."""
+    keys = [k for k in nat_keys(bridge)
+            if bridge.network != UNKNOWN_NETWORK or k[0] in ("outbound", "replies", "deny",
+                                                              "localhost", "guard")]
+    return [nat_rule(k) for k in sorted(keys, key=lambda k: NAT_PURPOSES.index(k[0]))]
 
 
 _DNAT = re.compile(r"(?:ip daddr (\S+) )?(tcp|udp) dport (\d+) dnat to (\S+):(\d+)")
 _FORWARD = re.compile(r"ct status dnat ip daddr (\S+) (tcp|udp) dport (\d+) "
                       r"(?:ct original ip daddr (\S+) )?ct original proto-dst (\d+) accept")
 _LINK = re.compile(r"ip saddr (\S+) ip daddr (\S+) accept")
-_MASQUERADE = re.compile(r"ip saddr (\S+) ip daddr != (\S+) masquerade")
-_OUTBOUND = re.compile(r'iifname "(\S+)" oifname != "\S+" accept')
-_REPLIES = re.compile(r'oifname "(\S+)" ct state established,related accept')
+#: Each network rule's text, its first group the key's value.
+_NAT = {
+    "masquerade": re.compile(r"ip saddr (\S+) ip daddr != \S+ masquerade"),
+    "hairpin": re.compile(r"ip saddr (\S+) ip daddr \S+ ct status dnat masquerade"),
+    "localhost": re.compile(r'ip saddr \S+ oifname "(\S+)" masquerade'),
+    "outbound": re.compile(r'iifname "(\S+)" oifname != "\S+" accept'),
+    "replies": re.compile(r'oifname "(\S+)" ct state established,related accept'),
+    "deny": re.compile(r'oifname "(\S+)" iifname != .* drop'),
+    "guard": re.compile(r'iifname "(\S+)" ip daddr 127\.\S+ .* drop'),
+    ISOLATE: re.compile(r'iifname "(\S+)" ip daddr != (\S+) .* drop'),
+}
 
 
 def read(rule: Rule) -> tuple[str, object] | None:
     """(purpose, value) of a tagged rule exactly as Locker writes it, else
-    None (the rule is unrecognised). The value of a nat rule is a Bridge
-    whose unknown part (network or name) is filled in from the tag."""
+    None (the rule is unrecognised). The value of a network rule is its
+    key (``locker.pieces``), of the others a Forward or a Link."""
     tag = Tag.parse(rule.comment)
     if tag is None:
         return None
@@ -116,12 +132,12 @@ def read(rule: Rule) -> tuple[str, object] | None:
     if value is None:
         return None
     if isinstance(value, Forward):
-        wanted = forward_rules(value)
+        wanted = forward_rules(value).get(tag.purpose)
     elif isinstance(value, Link):
-        wanted = link_rules(value)
+        wanted = link_rules(value).get(tag.purpose)
     else:
-        wanted = nat_rules(value)
-    return (tag.purpose, value) if wanted.get(tag.purpose) == rule else None
+        wanted = nat_rule(value)
+    return (tag.purpose, value) if wanted == rule else None
 
 
 def _parse(tag: Tag, text: str) -> object | None:
@@ -139,11 +155,14 @@ def _parse(tag: Tag, text: str) -> object | None:
             if tag.purpose == "link-back":
                 a, b = b, a
             return Link(tag.project, tag.container, a, tag.peer, b)
-        if tag.purpose == "masquerade" and (m := _MASQUERADE.fullmatch(text)):
-            return Bridge(tag.project, bridge_name(tag.project), IPv4Network(m.group(1)))
-        if tag.purpose in ("outbound", "replies") and (
-                m := (_OUTBOUND if tag.purpose == "outbound" else _REPLIES).fullmatch(text)):
-            return Bridge(tag.project, m.group(1), IPv4Network("0.0.0.0/32"))
+        if tag.purpose in _NAT and (m := _NAT[tag.purpose].fullmatch(text)):
+            if tag.purpose in ("masquerade", "hairpin"):
+                return (tag.purpose, tag.project, IPv4Network(m.group(1)))
+            # a bridge name Linux cannot hold is no rule of Locker's (Invalid)
+            Bridge(tag.project, m.group(1), UNKNOWN_NETWORK)
+            if tag.purpose == ISOLATE:
+                return (ISOLATE, tag.project, (m.group(1), IPv4Address(m.group(2))))
+            return (tag.purpose, tag.project, m.group(1))
     except (ValueError, TypeError):
         return None
     return None

@@ -12,6 +12,7 @@ from locker import hookimpl
 from locker.plugins import new_manager
 from locker.testing.firewall_suite import FirewallBackendTests
 from locker_nftcli import NftCliBackend
+from locker_nftcli.rules import nat_rules
 
 
 class PlusOne(NftCliBackend):
@@ -46,6 +47,15 @@ class Pretender(NftCliBackend):
         found = super().list_rules(project)
         return replace(found, jumps=True, forwards=frozenset(
             f for f in self.given if project in (None, f.project)))
+
+
+class NoDeny(NftCliBackend):
+    """Writes every network rule but the default deny."""
+
+    @hookimpl
+    def add_nat(self, bridges):
+        self._add([r for b in bridges for r in nat_rules(b) if not r.comment.endswith(":deny")],
+                  "add network rules")
 
 
 class Suite(FirewallBackendTests):  # not collected: its name is no Test*
@@ -115,3 +125,12 @@ def test_a_backend_that_touches_another_tools_rules_fails(netns, damage) -> None
     backend = Vandal()
     with pytest.raises(AssertionError, match=r"add_nat changed another tool.s rules"):
         Suite(backend).test_foreign_rules_stay_identical(new_manager(backend).hook, netns)
+
+
+@pytest.mark.privileged
+def test_a_backend_without_the_default_deny_fails_the_routed_neighbour_test(netns) -> None:
+    backend = NoDeny()
+    with pytest.raises(AssertionError, match=r"a routed neighbour \(192\.0\.2\.2\) reached the "
+                                             r"container's own address 10\.1\.1\.2:80"):
+        Suite(backend).test_traffic_a_routed_neighbour_reaches_only_the_forwards(
+            new_manager(backend).hook, netns)

@@ -83,11 +83,19 @@ def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
         except ValueError:
             return None
     if "ctorigdstport" in params:
-        port = params["ctorigdstport"][0]
-        if not port.isdigit():
+        ports = _port_range(params["ctorigdstport"][0])
+        if ports is None:
             return None
-        fields["ctorigdstport"] = int(port)
+        fields["ctorigdstport"], fields["ctorigdstport_last"] = ports
     return fields
+
+
+def _port_range(text: str | None) -> tuple[int, int | None] | None:
+    """(first, last or None) of ``8080`` or ``8000:8010``, or None."""
+    first, colon, last = (text or "").partition(":")
+    if not first.isdigit() or (colon and not last.isdigit()):
+        return None
+    return int(first), int(last) if colon else None
 
 
 def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec | None]:
@@ -101,8 +109,8 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
         params = match.get_all_parameters()
         if match.name == "comment":
             comment = " ".join(params.get("comment", [])) or None
-        elif match.name == protocol and _single(params, "dport") is not None:
-            fields["dport"] = int(_single(params, "dport"))
+        elif match.name == protocol and _port_range(_single(params, "dport")) is not None:
+            fields["dport"], fields["dport_last"] = _port_range(_single(params, "dport"))
         elif match.name == "conntrack" and _conntrack(params) is not None:
             fields.update(_conntrack(params))
         elif match.name == "addrtype" and _single(params, "dst-type") is not None:
@@ -147,23 +155,17 @@ def _addressed_rule(iptc: Any, spec: Spec) -> Any:
     if spec.out_iface:
         rule.out_interface = spec.out_iface
     if FAMILY[spec.table] == 6:
-        _fix_ip6(iptc, rule.entry.ipv6, spec)
+        _fix_ip6(rule.entry.ipv6)
     return rule
 
 
-def _fix_ip6(iptc: Any, ip6: Any, spec: Spec) -> None:
-    """Two mistakes of python-iptables 1.0.1's ``Rule6`` that
-    ``ip6tables-save`` does not show, undone:
-
-    - ``! -p P`` leaves ``IP6T_F_PROTO`` unset, and the kernel checks the
-      protocol only with that flag: the rule would match every protocol;
-    - interface masks of ``0x01`` per character where ip6tables (and
-      ``Rule``) store ``0xff``; the kernel compares ``(name ^ iface) &
-      mask``, so ``-i br-a`` would compare only the lowest bit of each
-      character and also match ``br-c``.
+def _fix_ip6(ip6: Any) -> None:
+    """python-iptables 1.0.1's ``Rule6`` stores interface masks of ``0x01``
+    per character where ip6tables (and ``Rule``) store ``0xff``; the kernel
+    compares ``(name ^ iface) & mask``, so its ``-i br-a`` would compare
+    only the lowest bit of each character and also match ``br-c``.
+    ``ip6tables-save`` shows both the same.
     """
-    if spec.protocol:
-        ip6.flags |= iptc.ip6tc.ip6t_ip6.IP6T_F_PROTO
     for name in ("iniface_mask", "outiface_mask"):
         mask = bytes(getattr(ip6, name))
         setattr(ip6, name, bytes(0xff if byte else 0 for byte in mask))
@@ -175,14 +177,14 @@ def build_rule(iptc: Any, spec: Spec) -> Any:
     check_comment(spec.comment)
     rule = _addressed_rule(iptc, spec)
     if spec.dport is not None:
-        rule.create_match(spec.protocol).dport = str(spec.dport)
+        rule.create_match(spec.protocol).dport = spec.dport_text
     if spec.ctstate:
         conntrack = rule.create_match("conntrack")
         conntrack.ctstate = spec.ctstate
         if spec.ctorigdst:
             conntrack.ctorigdst = spec.ctorigdst
         if spec.ctorigdstport is not None:
-            conntrack.ctorigdstport = str(spec.ctorigdstport)
+            conntrack.ctorigdstport = spec.ctorigdstport_text
     if spec.dst_type:
         rule.create_match("addrtype").dst_type = spec.dst_type
     rule.create_match("comment").comment = spec.comment
@@ -304,12 +306,12 @@ class RuleBuilder:
             rule.add_match(match)
         rule.target = target
         if spec.dport is not None:
-            _reparse(matches[0], ("dport", str(spec.dport)))
+            _reparse(matches[0], ("dport", spec.dport_text))
         if spec.ctorigdst is not None or spec.ctorigdstport is not None:
             conntrack = next(m for m in matches if m.name == "conntrack")
             _reparse(conntrack, ("ctstate", spec.ctstate),
                      *([("ctorigdst", spec.ctorigdst)] if spec.ctorigdst else []),
-                     *([("ctorigdstport", str(spec.ctorigdstport))]
+                     *([("ctorigdstport", spec.ctorigdstport_text)]
                        if spec.ctorigdstport is not None else []))
         if spec.to_destination:
             _reparse(target, ("to-destination", spec.to_destination))
@@ -334,7 +336,7 @@ _HEADER_SIZE = ctypes.sizeof(xt.EntryHeader)
 _NAT_MAP_IPS_AND_PORTS = xt.NF_NAT_RANGE_MAP_IPS | xt.NF_NAT_RANGE_PROTO_SPECIFIED
 _CT_FLAGS = xt.XT_CONNTRACK_STATE | xt.XT_CONNTRACK_ORIGDST | xt.XT_CONNTRACK_ORIGDST_PORT
 #: --ctstate values this backend writes, by state_mask.
-_CT_STATES = {xt.CT_STATE_DNAT: "DNAT",
+_CT_STATES = {xt.CT_STATE_DNAT: "DNAT", xt.CT_STATE_NEW: "NEW",
               xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED: "RELATED,ESTABLISHED",
               xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED | xt.CT_STATE_DNAT:
                   "RELATED,ESTABLISHED,DNAT"}
@@ -459,14 +461,16 @@ def _comment(raw: bytes, start: int, end: int) -> str | None:
     return comment
 
 
-def _dport(name: bytes, raw: bytes, data: int) -> int | None:
-    """The port of a ``--dport N`` tcp/udp match that has nothing else."""
+def _dport(name: bytes, raw: bytes, data: int) -> tuple[int, int | None] | None:
+    """(first, last or None) of a ``--dport N`` or ``--dport N:M`` tcp/udp
+    match that has nothing else."""
     match = xt.from_bytes(xt.Tcp if name == b"tcp" else xt.Udp, raw, data)
     rest = ((match.option, match.flg_mask, match.flg_cmp, match.invflags)
             if name == b"tcp" else (match.invflags,))
-    if tuple(match.spts) != (0, 0xFFFF) or match.dpts[0] != match.dpts[1] or any(rest):
+    if tuple(match.spts) != (0, 0xFFFF) or match.dpts[0] > match.dpts[1] or any(rest):
         return None
-    return match.dpts[0]
+    first, last = match.dpts
+    return first, None if first == last else last
 
 
 def _entry_type(iptc: Any, table_name: str) -> Any:
@@ -481,17 +485,22 @@ def _ip(raw: bytes, family: int) -> IPv4Address | IPv6Address | None:
     return None if any(raw[4:]) else IPv4Address(raw[:4])
 
 
-def _destination(raw: bytes, data: int, family: int) -> str | None:
-    """``A.B.C.D:PORT`` or ``[A:B::C]:PORT`` of a DNAT target to one address
-    and port, or None."""
-    nat = xt.from_bytes(xt.NatRange, raw, data)
+def _destination(raw: bytes, data: int, revision: int, family: int) -> str | None:
+    """``A.B.C.D:PORT`` (``[A:B::C]:PORT``) of a DNAT target to one address
+    and port, or ``A.B.C.D:FIRST-LAST/BASE`` of one to a shifted port map;
+    else None."""
+    nat = xt.from_bytes(xt.NatRange2 if revision == 2 else xt.NatRange, raw, data)
     low, high = bytes(nat.min_addr), bytes(nat.max_addr)
     address = _ip(low, family)
-    if (nat.flags != _NAT_MAP_IPS_AND_PORTS or low != high or address is None
-            or nat.min_proto != nat.max_proto):
+    if low != high or address is None:
         return None
-    return (f"[{address}]:{nat.min_proto}" if family == 6
-            else f"{address}:{nat.min_proto}")
+    host = f"[{address}]" if family == 6 else str(address)
+    if nat.flags == _NAT_MAP_IPS_AND_PORTS and nat.min_proto == nat.max_proto:
+        return f"{host}:{nat.min_proto}"
+    if (revision == 2 and nat.flags == _NAT_MAP_IPS_AND_PORTS | xt.NF_NAT_RANGE_PROTO_OFFSET
+            and nat.min_proto < nat.max_proto):
+        return f"{host}:{nat.min_proto}-{nat.max_proto}/{nat.base_proto}"
+    return None
 
 
 def _conntrack_fields(raw: bytes, data: int, family: int) -> dict[str, Any] | None:
@@ -513,9 +522,11 @@ def _conntrack_fields(raw: bytes, data: int, family: int) -> dict[str, Any] | No
             return None
         fields["ctorigdst"] = str(address)
     if flags & xt.XT_CONNTRACK_ORIGDST_PORT:
-        if info.origdst_port != info.origdst_port_high:
+        if info.origdst_port > info.origdst_port_high:
             return None
         fields["ctorigdstport"] = info.origdst_port
+        if info.origdst_port != info.origdst_port_high:
+            fields["ctorigdstport_last"] = info.origdst_port_high
     return fields
 
 
@@ -537,8 +548,10 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
         if name == b"comment" and revision == 0:
             comment = _comment_at(raw, data)
         elif name in (b"tcp", b"udp") and revision == 0 and name.decode() == protocol:
-            fields["dport"] = _dport(name, raw, data)
-            shaped = shaped and fields["dport"] is not None
+            ports = _dport(name, raw, data)
+            shaped = shaped and ports is not None
+            if ports is not None:
+                fields["dport"], fields["dport_last"] = ports
         elif name == b"conntrack" and revision == 3:
             conntrack = _conntrack_fields(raw, data, family)
             if conntrack is None:
@@ -552,7 +565,8 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
         if revision != 0 or any(data):
             return None
     elif name == b"DNAT" and revision in (1, 2):
-        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE, family)
+        fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE,
+                                                revision, family)
         if fields["to_destination"] is None:
             return None
     elif name:

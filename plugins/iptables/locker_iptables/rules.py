@@ -19,6 +19,9 @@ chains, ``fwd_chain(P)`` and ``pre_chain(P)``)::
     nat    PRE_P               -p P [-d HOST_IP] --dport HPORT -j DNAT --to-destination IP:PORT  (dnat)
     filter FWD_P               -d IP -p P --dport PORT -m conntrack --ctstate DNAT
                                [--ctorigdst HOST_IP] --ctorigdstport HPORT -j ACCEPT   (forward)
+    (a range of ports: one rule each still, ``--dport HS:HE``, ``--to-destination
+    IP:CS-CE/HS`` (the shifted port map: HS+i goes to CS+i), ``--dport CS:CE`` and
+    ``--ctorigdstport HS:HE``)
     filter FWD_P               -s A -d B -j ACCEPT / -s B -d A -j ACCEPT               (link, link-back)
 
 Every rule but the jumps carries ``str(Tag(...))`` as its comment. A
@@ -31,8 +34,8 @@ the same rules in the ip6tables ``filter`` and ``nat`` tables (``FILTER6``,
 ``NAT6``), with the same chains, jumps and tags; no localhost and no guard
 rule (IPv6 has no route_localnet), the nat ``OUTPUT`` jump skips ``::1``
 (which no DNAT can send to a container), no masquerade when the /64 is
-routed (``nat6`` False), and the isolate rule lets ICMPv6 through
-(neighbour discovery). Their keys have the purpose with ``6`` appended
+routed (``nat6`` False), and the isolate rule drops conntrack state NEW
+only (neighbour discovery is untracked). Their keys have the purpose with ``6`` appended
 (``locker.pieces.key_purpose``) where a value does not say the family.
 
 The old layout (before per-project chains) had the project rules in
@@ -51,16 +54,7 @@ from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_add
 from locker.errors import BackendError
 from locker.model import Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import IFNAME_MAX, JUMP_COMMENT, USER_CHAIN, Tag
-from locker.pieces import nat_bridges, nat_doomed as nat_doomed_keys
-
-try:  # TEMPORARY until the core's IPv6 contract is merged
-    from locker.pieces import key_purpose, tag_purpose
-except ImportError:
-    def key_purpose(purpose: str, family: int) -> str:
-        return purpose + "6" if family == 6 else purpose
-
-    def tag_purpose(purpose: str) -> tuple[str, int]:
-        return (purpose[:-1], 6) if purpose.endswith("6") else (purpose, 4)
+from locker.pieces import key_purpose, nat_bridges, nat_doomed as nat_doomed_keys, tag_purpose
 
 NAT, FILTER = "nat", "filter"
 #: The ip6tables tables, as this backend names them (python-iptables'
@@ -104,6 +98,7 @@ IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RELATED_ESTABLISHED = "RELATED,ESTABLISHED"
 DNAT_STATE = "DNAT"
 NOT_REPLY = "!" + RELATED_ESTABLISHED
+NEW_STATE = "NEW"
 NOT_REPLY_OR_DNAT = "!RELATED,ESTABLISHED,DNAT"
 
 
@@ -113,7 +108,8 @@ class Spec:
 
     Addresses are ``a.b.c.d/len``; an address, interface or ``ctstate``
     prefixed with ``!`` is inverted. ``dport`` implies the ``tcp``/``udp``
-    match of ``protocol``. ``ctstate``, ``ctorigdst`` (a bare address, the
+    match of ``protocol``; ``dport_last`` (and ``ctorigdstport_last``) make
+    it a range (``dport_text``). ``ctstate``, ``ctorigdst`` (a bare address, the
     original destination) and ``ctorigdstport`` are the conntrack match.
     """
 
@@ -130,12 +126,29 @@ class Spec:
     ctstate: str | None = None
     ctorigdst: str | None = None
     ctorigdstport: int | None = None
+    #: The last port of a range ``dport``..``dport_last`` (None: one port).
+    dport_last: int | None = None
+    ctorigdstport_last: int | None = None
     dst_type: str | None = None
     to_destination: str | None = None
 
     @property
     def tag(self) -> Tag | None:
         return Tag.parse(self.comment)
+
+    @property
+    def dport_text(self) -> str:
+        """``--dport``'s value: ``8080`` or ``8000:8010``."""
+        return port_range(self.dport, self.dport_last)
+
+    @property
+    def ctorigdstport_text(self) -> str:
+        return port_range(self.ctorigdstport, self.ctorigdstport_last)
+
+
+def port_range(first: int | None, last: int | None) -> str:
+    """``8080``, or ``8000:8010`` for a range (iptables' notation)."""
+    return str(first) if last is None else f"{first}:{last}"
 
 
 def check_comment(comment: str) -> None:
@@ -297,15 +310,12 @@ def guard_spec(project: str, name: str) -> Spec:
 
 def isolate_spec(project: str, name: str, gateway: IPv4Address | IPv6Address) -> Spec:
     """Drop new connections from the bridge to the host's addresses other
-    than the gateway (isolated projects). In IPv6, not ICMPv6: neighbour
-    discovery goes to the host's link-local and multicast addresses, and
-    conntrack tracks none of it (it reads as neither reply nor related)."""
+    than the gateway (isolated projects). In IPv6 state NEW only: neighbour
+    discovery goes to the host's link-local and multicast addresses and
+    conntrack tracks none of it, so "not a reply" would drop it too."""
     return Spec(filter_table(gateway.version), INPUT, "DROP", _tag(project, "isolate"),
-                protocol="!" + ICMPV6 if gateway.version == 6 else None,
-                dst="!" + _host(gateway), in_iface=_check_ifname(name), ctstate=NOT_REPLY)
-
-
-ICMPV6 = "icmpv6"
+                dst="!" + _host(gateway), in_iface=_check_ifname(name),
+                ctstate=NEW_STATE if gateway.version == 6 else NOT_REPLY)
 
 
 def nat_specs(bridge: Bridge) -> list[Spec]:
@@ -317,7 +327,7 @@ def nat_specs(bridge: Bridge) -> list[Spec]:
              guard_spec(project, name)]
     if bridge.isolated:
         specs.append(isolate_spec(project, name, bridge.gateway))
-    if getattr(bridge, 'network6', None) is not None:  # TEMPORARY getattr
+    if bridge.network6 is not None:
         network6 = bridge.network6
         if bridge.nat6:
             specs.append(masquerade_spec(project, network6))
@@ -332,12 +342,22 @@ def _endpoint(address: IPv4Address | IPv6Address, port: int) -> str:
     return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
+def _last(first: int, forward: Forward) -> int | None:
+    return None if forward.count == 1 else first + forward.count - 1
+
+
 def dnat_spec(forward: Forward) -> Spec:
+    """The forward's DNAT; for a range the shifted port map
+    ``IP:CS-CE/HS`` (host port HS+i to container port CS+i)."""
     host_ip = None if forward.host_ip is None else _host(forward.host_ip)
+    destination = _endpoint(forward.container_ip, forward.container_port)
+    if forward.count > 1:
+        destination += f"-{forward.container_end}/{forward.host_port}"
     return Spec(nat_table(forward.container_ip.version), pre_chain(forward.project), "DNAT",
                 _tag(forward.project, "dnat", forward.container),
                 protocol=forward.protocol, dst=host_ip, dport=forward.host_port,
-                to_destination=_endpoint(forward.container_ip, forward.container_port))
+                dport_last=_last(forward.host_port, forward),
+                to_destination=destination)
 
 
 def accept_spec(forward: Forward) -> Spec:
@@ -348,7 +368,9 @@ def accept_spec(forward: Forward) -> Spec:
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port, ctstate=DNAT_STATE,
                 ctorigdst=None if forward.host_ip is None else str(forward.host_ip),
-                ctorigdstport=forward.host_port)
+                ctorigdstport=forward.host_port,
+                dport_last=_last(forward.container_port, forward),
+                ctorigdstport_last=_last(forward.host_port, forward))
 
 
 def former_accept_spec(forward: Forward) -> Spec | None:
@@ -361,7 +383,7 @@ def former_accept_spec(forward: Forward) -> Spec | None:
         return None
     return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
-                dport=forward.container_port)
+                dport=forward.container_port, dport_last=_last(forward.container_port, forward))
 
 
 def forward_specs(forward: Forward) -> list[Spec]:
@@ -399,23 +421,32 @@ def _bare_ip(text: str | None) -> IPv4Address | IPv6Address | None:
 
 
 def _from_endpoint(text: str) -> tuple[IPv4Address | IPv6Address, int]:
-    address, _, port = text.rpartition(":")
-    return ip_address(address.removeprefix("[").removesuffix("]")), int(port)
+    """(address, first port) of ``A:PORT``, ``[A]:PORT`` or of a shifted
+    port map ``...:FIRST-LAST/BASE``."""
+    address, _, ports = text.rpartition(":")
+    return (ip_address(address.removeprefix("[").removesuffix("]")),
+            int(ports.partition("-")[0].partition("/")[0]))
 
 
 Key = tuple  # (purpose, value) or (purpose, project, network or bridge name)
 
 
+def _count(first: int | None, last: int | None) -> int:
+    return 1 if last is None or first is None else last - first + 1
+
+
 def _forward_from_dnat(tag: Tag, spec: Spec) -> Key:
     address, port = _from_endpoint(spec.to_destination or "")
     return ("dnat", Forward(tag.project, tag.container, spec.dport, address,
-                            port, spec.protocol, _bare_ip(spec.dst)))
+                            port, spec.protocol, _bare_ip(spec.dst),
+                            _count(spec.dport, spec.dport_last)))
 
 
 def _forward_from_accept(tag: Tag, spec: Spec) -> Key:
     return ("forward", Forward(
         tag.project, tag.container, spec.ctorigdstport, _bare_ip(spec.dst), spec.dport,
-        spec.protocol, None if spec.ctorigdst is None else ip_address(spec.ctorigdst)))
+        spec.protocol, None if spec.ctorigdst is None else ip_address(spec.ctorigdst),
+        _count(spec.ctorigdstport, spec.ctorigdstport_last)))
 
 
 def _link(tag: Tag, spec: Spec) -> Key:
@@ -549,7 +580,7 @@ def spec_text(spec: Spec) -> str:
         if value:
             words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
     if spec.dport is not None:
-        words.append(f"-m {spec.protocol} --dport {spec.dport}")
+        words.append(f"-m {spec.protocol} --dport {spec.dport_text}")
     if spec.dst_type:
         words.append(f"-m addrtype --dst-type {spec.dst_type}")
     if spec.ctstate:
@@ -558,7 +589,7 @@ def spec_text(spec: Spec) -> str:
         if spec.ctorigdst:
             words.append(f"--ctorigdst {spec.ctorigdst}")
         if spec.ctorigdstport is not None:
-            words.append(f"--ctorigdstport {spec.ctorigdstport}")
+            words.append(f"--ctorigdstport {spec.ctorigdstport_text}")
     words.append(f"-j {spec.target}")
     if spec.to_destination:
         words.append(f"--to-destination {spec.to_destination}")

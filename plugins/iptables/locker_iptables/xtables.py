@@ -77,6 +77,7 @@ XT_CONNTRACK_ORIGDST_PORT = 1 << 9
 # the SNAT/DNAT pseudo-states after IP_CT_NUMBER (5).
 CT_STATE_ESTABLISHED = 1 << 1
 CT_STATE_RELATED = 1 << 2
+CT_STATE_NEW = 1 << 3
 CT_STATE_DNAT = 1 << 7
 
 
@@ -89,11 +90,10 @@ class NatRange(ctypes.Structure):
 
 
 class NatRange2(ctypes.Structure):
-    """struct nf_nat_range2 (target ``DNAT`` revision 2)."""
+    """struct nf_nat_range2 (target ``DNAT`` revision 2): with the base of
+    a shifted port map (``--to-destination IP:9000-9010/8000``)."""
 
-    _fields_ = [("flags", ctypes.c_uint), ("min_addr", NF_INET_ADDR),
-                ("max_addr", NF_INET_ADDR), ("min_proto", BE16), ("max_proto", BE16),
-                ("base_proto", BE16)]
+    _fields_ = NatRange._fields_ + [("base_proto", BE16)]
 
 
 NF_NAT_RANGE_MAP_IPS = 1 << 0

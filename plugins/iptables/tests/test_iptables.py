@@ -521,6 +521,21 @@ def test_a_spec_that_is_not_what_locker_writes_does_not_parse() -> None:
     assert parse(None) is None
 
 
+def test_a_range_rule_parses_back_to_its_range_and_only_when_consistent() -> None:
+    from dataclasses import replace
+
+    from locker_iptables.rules import accept_spec, dnat_spec, parse
+    wide = Forward("alpha", "web", 8000, IPv4Address("10.1.1.2"), 9000, count=11)
+    assert parse(dnat_spec(wide)) == ("dnat", wide)
+    assert parse(accept_spec(wide)) == ("forward", wide)
+    assert dnat_spec(wide).to_destination == "10.1.1.2:9000-9010/8000"
+    # a DNAT whose map is not shifted onto the range, or whose ports disagree
+    assert parse(replace(dnat_spec(wide), to_destination="10.1.1.2:9000-9010")) is None
+    assert parse(replace(dnat_spec(wide), to_destination="10.1.1.2:9000-9009/8000")) is None
+    assert parse(replace(accept_spec(wide), dport_last=9009)) is None
+    assert parse(replace(dnat_spec(wide), dport_last=8000)) is None
+
+
 @pytest.mark.privileged
 @pytest.mark.skipif(shutil.which("nft") is None, reason="needs nft")
 def test_host_firewalls_are_reported_and_their_chains_left_to_them(hook, netns,
@@ -689,7 +704,7 @@ OLD_LAYOUT = """\
 :LOCKER_POSTROUTING - [0:0]
 -A PREROUTING -m addrtype --dst-type LOCAL -m comment --comment LOCKER -j LOCKER_PREROUTING
 -A POSTROUTING -m comment --comment LOCKER -j LOCKER_POSTROUTING
--A LOCKER_PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment locker:alpha:web:dnat -j DNAT --to-destination 10.1.1.2:80
+-A LOCKER_PREROUTING -p tcp -m tcp --dport 8080 -m comment --comment \"locker:alpha:web:dnat\" -j DNAT --to-destination 10.1.1.2:80
 -A LOCKER_PREROUTING -d 192.0.2.10/32 -p udp -m udp --dport 5353 -m comment --comment locker:alpha:dns:dnat -j DNAT --to-destination 10.1.1.3:53
 -A LOCKER_POSTROUTING -s 10.1.1.0/24 ! -d 10.1.1.0/24 -m comment --comment locker:alpha:masquerade -j MASQUERADE
 COMMIT
@@ -1139,3 +1154,58 @@ def test_duplicate_and_altered_dispatch_rules_are_named_and_replaced(hook, netns
     assert _chains(netns)["filter", "LOCKER_FORWARD"] == HEAD + [
         "-m comment --comment locker:alpha:dispatch -j LOCKER_FWD_alpha"]
     assert hook.list_rules(project="alpha").jumps
+
+
+# ------------------------------------------------------------------ port ranges
+
+RANGE_SHIFTED = Forward("alpha", "web", 8000, IPv4Address("10.1.1.2"), 9000, "tcp", count=11)
+RANGE_SAME = Forward("alpha", "web", 7000, IPv4Address("10.1.1.2"), 7000, "udp",
+                     IPv4Address("192.0.2.1"), count=3)
+
+
+def test_a_port_range_is_one_dnat_and_one_accept_read_back_as_a_range(hook, netns) -> None:
+    from locker.testing import firewall_suite as suite
+    from locker.testing.traffic import Lab
+    with Lab(netns) as lab:
+        lab.bridge(suite.BRIDGE1.name, "10.1.1.1/24")
+        lab.wire("web", "vweb", None, [f"{suite.WEB_IP}/24"], gateway="10.1.1.1",
+                 master=suite.BRIDGE1.name)
+        lab.wire("outside", "uplink", f"{suite.HOST_IP}/24", [f"{suite.OUTSIDE_IP}/24"],
+                 routes=["10.1.1.0/24 via 192.0.2.1"])
+        lab.forwarding()
+        lab.serve("web", "web", "tcp/9000", "tcp/9005", "tcp/9010", "tcp/9011",
+                  "udp/7000", "udp/7001", "udp/7002")
+        hook.add_nat(bridges=[suite.BRIDGE1])
+        single = Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 9005)
+        # a single port first: the range reuses its rule's shape (RuleBuilder)
+        hook.add_forward(forwards=[single, RANGE_SHIFTED, RANGE_SAME])
+        suite.stores.store("iptables-legacy").drop_after_forward(netns)
+        mine = [(t, line) for t, line in save(netns)
+                if "locker:alpha:web:" in line and "8080" not in line and "dport 9005 " not in line]
+        assert mine == [
+            ("nat", "-A LOCKER_PRE_alpha -p tcp -m tcp --dport 8000:8010 -m comment --comment "
+                    "\"locker:alpha:web:dnat\" -j DNAT --to-destination 10.1.1.2:9000-9010/8000"),
+            ("nat", "-A LOCKER_PRE_alpha -d 192.0.2.1/32 -p udp -m udp --dport 7000:7002 -m "
+                    "comment --comment \"locker:alpha:web:dnat\" -j DNAT --to-destination "
+                    "10.1.1.2:7000-7002/7000"),
+            ("filter", "-A LOCKER_FWD_alpha -d 10.1.1.2/32 -p tcp -m tcp --dport 9000:9010 -m "
+                       "conntrack --ctstate DNAT --ctorigdstport 8000:8010 -m comment "
+                       "--comment \"locker:alpha:web:forward\" -j ACCEPT"),
+            ("filter", "-A LOCKER_FWD_alpha -d 10.1.1.2/32 -p udp -m udp --dport 7000:7002 -m "
+                       "conntrack --ctstate DNAT --ctorigdst 192.0.2.1 --ctorigdstport "
+                       "7000:7002 -m comment --comment \"locker:alpha:web:forward\" -j ACCEPT"),
+        ]
+        found = hook.list_rules(project="alpha")
+        assert found.forwards == {single, RANGE_SHIFTED, RANGE_SAME}
+        assert found.partial == frozenset() and found.unrecognised == ()
+        for host_port in (8000, 8005, 8010):   # first, middle, last: shifted by 1000
+            answer = lab.call("outside", "tcp", suite.HOST_IP, host_port)
+            assert answer and answer.split()[:2] == ["web", str(host_port + 1000)], answer
+        for port in (7000, 7001, 7002):
+            answer = lab.call("outside", "udp", suite.HOST_IP, port)
+            assert answer and answer.split()[:2] == ["web", str(port)], answer
+        # one port past the range: 9011 is served, 8011 is not forwarded
+        assert lab.call("outside", "tcp", suite.HOST_IP, 8011, expect=False) is None
+        hook.remove_forward(forwards=[RANGE_SHIFTED])
+        assert hook.list_rules(project="alpha").forwards == {single, RANGE_SAME}
+        assert lab.call("outside", "tcp", suite.HOST_IP, 8005, expect=False) is None

@@ -1,4 +1,5 @@
-"""Each project's own objects in table ``ip locker``: two chains, the maps
+"""Each project's own objects in table ``ip locker`` (and the same in ``ip6
+locker`` with ``ipv6_addr`` for a project with IPv6, see ``family``): two chains, the maps
 and sets that hold its forwards, the rules that lead into and look them up
 (tag purpose ``dispatch``), and the forwards as elements. Pure functions,
 no kernel.
@@ -21,7 +22,25 @@ object                 holds
 ``P_fwd_tcp|udp``      set ``ipv4_addr . inet_service . inet_service``: the accept
                        half (container address, container port, host port)
 ``P_fwdip_tcp|udp``    the same with the host address last
+``P_dnatr_addr``,      interval maps, the same keys (``tcp . 8000-8010``) to the
+``P_dnatipr_addr``     container address only: a range of the same ports on both
+                       sides (``8000-8010:8000-8010``) is one element; looked up by
+                       ``dnat ip to [ip daddr .] meta l4proto . th dport map @...``,
+                       which keeps the port
+``P_fwdr_tcp|udp``,    interval sets, the accept half of such a range
+``P_fwdipr_tcp|udp``   (``10.1.1.2 . 8000-8010 . 8000-8010``)
 =====================  =====================================================
+
+A shifted range (``8000-8010:9000-9010``) is one element per port in the
+single-port maps and sets: nftables 1.0.6 has no shifted port map in a
+DNAT (iptables' ``--to-destination IP:9000-9010/8000``), and an interval
+map to ``ipv4_addr . inet_service`` translates every port of the range to
+the first one. Those elements' comment names the range in its last part
+(``locker:P:web:dnat:range-8000-8010``), so that they read back as one
+forward, and only when every one of them is there as Locker writes it.
+The range stores are created with the project's others; on a host of an
+older Locker they are missing until the next adding hook creates them
+(``entry_missing`` names them meanwhile).
 
 ``LOCKER_PREROUTING`` and ``LOCKER_FORWARD`` hold one dispatch rule per
 project, ``jump LOCKER_PRE_P`` / ``jump LOCKER_FWD_P``. Every element's
@@ -37,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from locker.model import Forward
@@ -49,6 +68,9 @@ LOCKER_PREROUTING = "LOCKER_PREROUTING"
 LOCKER_FORWARD = "LOCKER_FORWARD"
 PROTO_NUMBERS = {"tcp": 6, "udp": 17}
 PROTO_NAMES = {number: name for name, number in PROTO_NUMBERS.items()}
+#: The purposes of the interval stores, and the half of a forward they hold.
+RANGE_PURPOSES = {"dnat-range": "dnat", "forward-range": "forward"}
+RANGE_MARK = "range-"
 
 
 def pre_chain(project: str) -> str:
@@ -71,15 +93,27 @@ class Store:
     kind: str                 # "map" | "set"
     type: tuple[str, ...]
     data: tuple[str, ...] | None = None   # a map's value type
-    purpose: str = "dnat"     # its elements: "dnat" (addresses), "dnat-port", "forward"
+    purpose: str = "dnat"     # its elements: "dnat" (addresses), "dnat-port", "forward",
+    #                           "dnat-range", "forward-range" (intervals)
     protocol: str | None = None
     host_ip: bool = False
+
+    @property
+    def interval(self) -> bool:
+        return self.purpose in RANGE_PURPOSES
+
+    @property
+    def half(self) -> str:
+        """The half of a forward its elements are: "dnat" or "forward"."""
+        return RANGE_PURPOSES.get(self.purpose, self.purpose)
 
     def add_command(self) -> Command:
         body: dict[str, Any] = {"family": FAMILY, "table": TABLE, "name": self.name,
                                 "type": list(self.type)}
         if self.data:
             body["map"] = self.data[0] if len(self.data) == 1 else list(self.data)
+        if self.interval:
+            body["flags"] = ["interval"]
         return {"add": {self.kind: body}}
 
     def list_command(self) -> Command:
@@ -103,6 +137,17 @@ def stores(project: str) -> tuple[Store, ...]:
         found.append(Store(f"{project}_fwdip_{proto}", "set",
                            ("ipv4_addr", "inet_service", "inet_service", "ipv4_addr"),
                            purpose="forward", protocol=proto, host_ip=True))
+    for host_ip, prefix, key in ((True, "dnatipr", ("ipv4_addr", "inet_proto", "inet_service")),
+                                 (False, "dnatr", ("inet_proto", "inet_service"))):
+        found.append(Store(f"{project}_{prefix}_addr", "map", key, ("ipv4_addr",),
+                           purpose="dnat-range", host_ip=host_ip))
+    for proto in PROTO_NUMBERS:
+        found.append(Store(f"{project}_fwdr_{proto}", "set",
+                           ("ipv4_addr", "inet_service", "inet_service"),
+                           purpose="forward-range", protocol=proto))
+        found.append(Store(f"{project}_fwdipr_{proto}", "set",
+                           ("ipv4_addr", "inet_service", "inet_service", "ipv4_addr"),
+                           purpose="forward-range", protocol=proto, host_ip=True))
     return tuple(found)
 
 
@@ -120,6 +165,11 @@ def _payload(protocol: str, field: str) -> dict:
 
 def _lookup_expr(project: str, store: Store) -> list[dict]:
     """A store's lookup rule, exactly as libnftables lists it back."""
+    if store.purpose == "dnat-range":   # the address only: the port stays
+        key = [_payload("ip", "daddr")] if store.host_ip else []
+        key += [{"meta": {"key": "l4proto"}}, _payload("th", "dport")]
+        return [{"dnat": {"addr": {"map": {"key": {"concat": key},
+                                           "data": f"@{store.name}"}}}}]
     if store.purpose == "dnat":
         key = [_payload("ip", "daddr")] if store.host_ip else []
         key += [{"meta": {"key": "l4proto"}}, _payload("th", "dport")]
@@ -170,9 +220,9 @@ def structural(project: str) -> tuple[Structural, ...]:
     for store in stores(project):
         if store.purpose == "dnat-port":
             continue
-        chain = pre_chain(project) if store.purpose == "dnat" else fwd_chain(project)
+        chain = pre_chain(project) if store.half == "dnat" else fwd_chain(project)
         rules.append(Structural(chain, _freeze(_lookup_expr(project, store)),
-                                first=store.purpose == "dnat" and store.host_ip))
+                                first=store.half == "dnat" and store.host_ip))
     return tuple(rules)
 
 
@@ -230,14 +280,15 @@ class Element:
     comment: str | None
 
     def add_command(self) -> Command:
-        val = {"elem": {"val": {"concat": list(self.key)}, "comment": self.comment}}
+        val = {"elem": {"val": {"concat": [thaw(p) for p in self.key]},
+                        "comment": self.comment}}
         item: Any = [val, {"concat": list(self.data)}] if self.data is not None else val
         return {"add": {"element": {"family": FAMILY, "table": TABLE, "name": self.store,
                                     "elem": [item]}}}
 
     def delete_command(self) -> Command:
         return {"delete": {"element": {"family": FAMILY, "table": TABLE, "name": self.store,
-                                       "elem": [{"concat": list(self.key)}]}}}
+                                       "elem": [{"concat": [thaw(p) for p in self.key]}]}}}
 
 
 @lru_cache(maxsize=512)
@@ -250,8 +301,8 @@ def _store_named(project: str, purpose: str, host_ip: bool, protocol: str) -> st
 
 
 @lru_cache(maxsize=4096)
-def _tag_text(project: str, purpose: str, container: str) -> str:
-    return str(Tag(project, purpose, container))
+def _tag_text(project: str, purpose: str, container: str, mark: str | None = None) -> str:
+    return str(Tag(project, purpose, container, mark))
 
 
 @lru_cache(maxsize=4096)
@@ -260,27 +311,51 @@ def parse_tag(comment: str | None) -> Tag | None:
 
 
 @lru_cache(maxsize=4096)
-def _address(text: str) -> IPv4Address:
-    """An address from a listing (a forward's few addresses repeat)."""
-    return IPv4Address(text)
+def _address(text: str) -> IPv4Address | IPv6Address:
+    """An address from a listing (a forward's few addresses repeat); IPv6
+    in the ``ip6`` table."""
+    return ip_address(text)
 
 
 def forward_elements(forward: Forward) -> dict[str, tuple[Element, ...]]:
     """The two halves of a forward as elements: {"dnat": (address element,
-    port element), "forward": (accept element,)}."""
+    port element), "forward": (accept element,)}; for a range of the same
+    ports on both sides one interval element each ({"dnat": (address
+    element,), ...}), for a shifted range those of each port in turn."""
+    if forward.count > 1 and forward.host_port == forward.container_port:
+        return _range_elements(forward)
     proto, host, project = forward.protocol, forward.host_ip, forward.project
     has_host = host is not None
-    dnat_key = tuple(([str(host)] if host else []) + [PROTO_NUMBERS[proto], forward.host_port])
-    accept_key = [str(forward.container_ip), forward.container_port, forward.host_port] + (
-        [str(host)] if host else [])
-    dnat_tag = _tag_text(project, "dnat", forward.container)
+    mark = (f"{RANGE_MARK}{forward.host_port}-{forward.host_end}",) if forward.count > 1 else ()
+    dnat_tag = _tag_text(project, "dnat", forward.container, *mark)
+    accept_tag = _tag_text(project, "forward", forward.container, *mark)
+    addresses = _store_named(project, "dnat", has_host, proto)
+    ports = _store_named(project, "dnat-port", has_host, proto)
+    accepts = _store_named(project, "forward", has_host, proto)
+    dnat: list[Element] = []
+    accept: list[Element] = []
+    for offset in range(forward.count):
+        host_port, port = forward.host_port + offset, forward.container_port + offset
+        dnat_key = tuple(([str(host)] if host else []) + [PROTO_NUMBERS[proto], host_port])
+        accept_key = [str(forward.container_ip), port, host_port] + ([str(host)] if host else [])
+        dnat += [Element(addresses, dnat_key, (str(forward.container_ip),), dnat_tag),
+                 Element(ports, dnat_key, (port,), dnat_tag)]
+        accept.append(Element(accepts, tuple(accept_key), None, accept_tag))
+    return {"dnat": tuple(dnat), "forward": tuple(accept)}
+
+
+def _range_elements(forward: Forward) -> dict[str, tuple[Element, ...]]:
+    proto, host, project = forward.protocol, forward.host_ip, forward.project
+    has_host = host is not None
+    ports = {"range": [forward.host_port, forward.host_end]}
+    dnat_key = ([str(host)] if host else []) + [PROTO_NUMBERS[proto], ports]
+    accept_key = [str(forward.container_ip), ports, ports] + ([str(host)] if host else [])
     return {
-        "dnat": (Element(_store_named(project, "dnat", has_host, proto), dnat_key,
-                         (str(forward.container_ip),), dnat_tag),
-                 Element(_store_named(project, "dnat-port", has_host, proto), dnat_key,
-                         (forward.container_port,), dnat_tag)),
-        "forward": (Element(_store_named(project, "forward", has_host, proto),
-                            tuple(accept_key), None,
+        "dnat": (Element(_store_named(project, "dnat-range", has_host, proto), _freeze(dnat_key),
+                         (str(forward.container_ip),),
+                         _tag_text(project, "dnat", forward.container)),),
+        "forward": (Element(_store_named(project, "forward-range", has_host, proto),
+                            _freeze(accept_key), None,
                             _tag_text(project, "forward", forward.container)),),
     }
 
@@ -300,7 +375,10 @@ def elements_of(listing: dict) -> list[Element]:
         elem = item.get("elem", {}) if isinstance(item, dict) and "elem" in item \
             else {"val": item}
         val = elem.get("val")
-        key = tuple(val["concat"]) if isinstance(val, dict) and "concat" in val else (val,)
+        # an interval map's protocol lists as "tcp" in a table's listing, 6 in its own
+        key = tuple(PROTO_NUMBERS.get(v, v) if isinstance(v, str) else _freeze(v)
+                    for v in val["concat"]) \
+            if isinstance(val, dict) and "concat" in val else (_freeze(val),)
         found.append(Element(body["name"], key, data, elem.get("comment")))
     return found
 
@@ -312,12 +390,14 @@ def parse_elements(project: str, store: Store,
     are not what Locker writes there (another tag, another shape)."""
     first = elements[0]
     tag = parse_tag(first.comment)
-    if tag is None or tag.project != project or tag.purpose != store.purpose \
+    if tag is None or tag.project != project or tag.purpose != store.half \
             or tag.container is None or tag.peer is not None:
         return None
     try:
         key = list(first.key)
-        if store.purpose == "dnat":
+        if store.interval:
+            forward = _range_forward(project, tag.container, store, key, first.data)
+        elif store.purpose == "dnat":
             host = _address(key.pop(0)) if store.host_ip else None
             proto_number, host_port = key
             (address,), (port,) = (e.data for e in elements)
@@ -334,6 +414,77 @@ def parse_elements(project: str, store: Store,
     if forward.protocol not in PROTO_NUMBERS or not all(
             isinstance(p, int) and not isinstance(p, bool) and 0 < p < 65536 for p in ports):
         return None
-    if forward_elements(forward)[store.purpose] != elements:
+    if forward_elements(forward)[store.half] != elements:
         return None
-    return store.purpose, forward
+    return store.half, forward
+
+
+def _interval(part: Any) -> tuple[int, int]:
+    """(first, last) of a listed ``{"range": [first, last]}`` (frozen)."""
+    (name, (first, last)), = part
+    if name != "range" or not all(isinstance(p, int) and not isinstance(p, bool)
+                                  for p in (first, last)):
+        raise ValueError(part)
+    return first, last
+
+
+def _range_forward(project: str, container: str, store: Store, key: list,
+                   data: tuple | None) -> Forward:
+    """The forward of one element of an interval store."""
+    if store.purpose == "dnat-range":
+        host = _address(key.pop(0)) if store.host_ip else None
+        protocol, ports = key
+        (address,) = data or ()
+        first, last = _interval(ports)
+        return Forward(project, container, first, _address(address), first,
+                       PROTO_NAMES.get(protocol, protocol), host, last - first + 1)
+    host = _address(key.pop()) if store.host_ip else None
+    address, ports, host_ports = key
+    first, last = _interval(host_ports)
+    return Forward(project, container, first, _address(address), _interval(ports)[0],
+                   store.protocol, host, last - first + 1)
+
+
+def range_mark(tag: Tag | None) -> tuple[int, int] | None:
+    """(first, last host port) of a shifted range's element comment
+    (``locker:P:web:dnat:range-8000-8010``), or None."""
+    if tag is None or tag.peer is None or not tag.peer.startswith(RANGE_MARK):
+        return None
+    first, _, last = tag.peer[len(RANGE_MARK):].partition("-")
+    if not (first.isdigit() and last.isdigit()) or int(first) >= int(last):
+        return None
+    return int(first), int(last)
+
+
+def parse_range_group(project: str, store: Store,
+                      elements: tuple[Element, ...]) -> tuple[str, Forward] | None:
+    """The key (purpose, forward) of a shifted range whose elements (of one
+    comment; for a DNAT its address and port elements) are ``elements``,
+    or None unless they are exactly those Locker writes for it."""
+    tag = parse_tag(elements[0].comment)
+    mark = range_mark(tag)
+    if mark is None or tag.project != project or tag.purpose != store.half \
+            or tag.container is None or store.interval:
+        return None
+    first, last = mark
+    try:
+        if store.purpose == "dnat":
+            start = next(e for e in elements if e.store == store.name and e.key[-1] == first)
+            port = next(e.data[0] for e in elements
+                        if e.store != store.name and e.key == start.key)
+            host = _address(start.key[0]) if store.host_ip else None
+            forward = Forward(project, tag.container, first, _address(start.data[0]), port,
+                              PROTO_NAMES.get(start.key[-2], start.key[-2]), host,
+                              last - first + 1)
+        else:
+            start = next(e for e in elements if e.key[2] == first)
+            host = _address(start.key[3]) if store.host_ip else None
+            forward = Forward(project, tag.container, first, _address(start.key[0]),
+                              start.key[1], store.protocol, host, last - first + 1)
+    except (StopIteration, ValueError, TypeError, IndexError):
+        return None
+    if forward.host_port == forward.container_port:
+        return None   # Locker writes such a range as one interval element
+    if set(forward_elements(forward)[store.half]) != set(elements):
+        return None
+    return store.half, forward

@@ -80,8 +80,9 @@ def many_forwards(project: str, count: int, third_octet: int) -> list[Forward]:
 
 
 def test_packet_path_does_not_grow_with_forwards(netns: NetNS) -> None:
-    """One dispatch rule per project in each shared chain, two DNAT map
-    lookups in the project's prerouting chain, however many forwards; and
+    """One dispatch rule per project in each shared chain, four DNAT map
+    lookups (two of them for ranges) in the project's prerouting chain,
+    however many forwards; and
     every forward is a pair of tagged elements."""
     hook = new_manager(NftablesBackend()).hook
     hook.add_nat(bridges=[suite.BRIDGE1, suite.BRIDGE2])
@@ -95,7 +96,7 @@ def test_packet_path_does_not_grow_with_forwards(netns: NetNS) -> None:
     assert [r["expr"][-1]["jump"]["target"] for r in rules_of(netns, "LOCKER_PREROUTING")] == [
         "LOCKER_PRE_alpha", "LOCKER_PRE_beta"]
     pre = rules_of(netns, "LOCKER_PRE_alpha")
-    assert len(pre) == 2 and all("dnat" in r["expr"][0] for r in pre)
+    assert len(pre) == 4 and all("dnat" in r["expr"][0] for r in pre)
     assert "ip" in json.dumps(pre[0]) and "daddr" in json.dumps(pre[0]["expr"][0]["dnat"]["addr"])
     comments = element_comments(netns)
     assert sum(c == "locker:alpha:c7:dnat" for c in comments) == 2     # address and port
@@ -185,7 +186,7 @@ def test_missing_project_chain_and_lookup_are_named(netns: NetNS) -> None:
     assert found.forwards == {suite.FORWARD}        # its elements are all there
     hook.add_forward(forwards=[suite.FORWARD])
     assert hook.list_rules(project=suite.P1).jumps
-    assert len(rules_of(netns, "LOCKER_PRE_alpha")) == 2
+    assert len(rules_of(netns, "LOCKER_PRE_alpha")) == 4
 
 
 def test_cleanup_removes_the_projects_chains_and_maps(netns: NetNS) -> None:
@@ -216,13 +217,13 @@ class Recorder:
             self.runs.append(commands)
             return run(commands, what, dry_run)
 
-        def recording_list_table():
-            self.reads.append([{"list": {"table": "ip locker"}}])
-            return list_table()
+        def recording_list_table(family="ip"):
+            self.reads.append([{"list": {"table": f"{family} locker"}}])
+            return list_table(family)
 
-        def recording_rules_only():
-            self.reads.append([{"list": {"rules of": "ip locker"}}])
-            return rules_only()
+        def recording_rules_only(family="ip"):
+            self.reads.append([{"list": {"rules of": f"{family} locker"}}])
+            return rules_only(family)
 
         monkeypatch.setattr(kernel, "list_rules_only", recording_rules_only)
         monkeypatch.setattr(kernel, "read", recording_read)
@@ -235,10 +236,11 @@ def test_a_project_read_lists_only_its_own_elements(netns, monkeypatch) -> None:
     hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
     recorder = Recorder(monkeypatch)
     assert hook.list_rules(project=suite.P1) == suite.expected(forwards=suite.FORWARDS1)
-    rules_only, stores = recorder.reads
+    rules_only, stores, rules6 = recorder.reads   # no ip6 table: none of its stores
     assert rules_only == [{"list": {"rules of": "ip locker"}}]
+    assert rules6 == [{"list": {"rules of": "ip6 locker"}}]
     named = json.dumps(stores)
-    assert "beta" not in named and len(stores) == 8
+    assert "beta" not in named and len(stores) == 14
     assert all(set(c["list"]) <= {"map", "set"} for c in stores)
 
 
@@ -258,12 +260,13 @@ def test_one_read_serves_the_hooks_of_a_command(netns, monkeypatch) -> None:
     hook.add_nat(bridges=[suite.BRIDGE1])
     hook.add_forward(forwards=suite.FORWARDS1)
     hook.add_link(links=suite.LINKS1[:1])
-    assert len(recorder.reads) == 2, recorder.reads     # the rules, then alpha's stores
+    # the rules, then alpha's stores; the rules of the ip6 table (none there)
+    assert len(recorder.reads) == 3, recorder.reads
     assert hook.list_rules(project=suite.P1) == suite.expected(
         nat={suite.BRIDGE1}, forwards=suite.FORWARDS1, links=suite.LINKS1[:1])
-    assert len(recorder.reads) == 4
-    hook.add_forward(forwards=suite.FORWARDS2)   # another project: reads for itself
     assert len(recorder.reads) == 6
+    hook.add_forward(forwards=suite.FORWARDS2)   # another project: reads for itself
+    assert len(recorder.reads) == 9
 
 
 def test_a_stale_view_fails_safe(netns, monkeypatch) -> None:
@@ -296,7 +299,7 @@ def test_rules_are_read_without_elements_and_without_other_tables(netns: NetNS) 
     found = kernel.list_rules_only()
     assert found and all(next(iter(i.values())).get("table") == "locker" for i in found)
     stores = [i.get("map") or i.get("set") for i in found if "map" in i or "set" in i]
-    assert len(stores) == 8 and not any("elem" in s for s in stores)
+    assert len(stores) == 14 and not any("elem" in s for s in stores)
     assert any("rule" in i and i["rule"]["chain"] == "LOCKER_PRE_alpha" for i in found)
     netns.run(["nft", "delete", "table", "ip", "locker"])
     assert kernel.list_rules_only() is None
