@@ -237,6 +237,10 @@ class Wire6:
         self.host, self.servers = host, []
         self.container, self.sibling, self.neighbour = factory("lkc"), factory("lks"), factory("lkn")
         run = host.run
+        # No duplicate address detection on the interfaces made here: their
+        # link-local addresses (neighbour discovery's) work at once.
+        for ns in (host, self.container, self.sibling, self.neighbour):
+            ns.run(["sysctl", "-qw", "net.ipv6.conf.default.accept_dad=0"])
         run(["sysctl", "-qw", "net.ipv6.conf.all.forwarding=1"])
         # No multicast snooping: the containers' first MLD reports go out
         # before their ports join the bridge, which would then keep the
