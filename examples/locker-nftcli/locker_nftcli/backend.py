@@ -5,6 +5,13 @@ Every change is one ``nft -f -`` script, which nft applies as one kernel
 transaction; every read is ``nft -a list table ip locker_nftcli``. Rules
 are plain rules with the value in their matches and the owner in their
 comment (``locker.Tag``); nothing is kept between calls.
+
+``LOCKER_FORWARD`` begins with ``jump LOCKER_USER`` and ``jump
+LOCKER_ISOLATION``. ``LOCKER_USER`` is the administrator's: it is created
+empty and its rules are never read, reported, changed or deleted (nor is
+the table). A project's network rules are read into ``locker.pieces``
+keys, which make its Bridges (``nat_bridges``) and say what
+``remove_nat`` deletes (``nat_doomed``).
 """
 
 from __future__ import annotations
@@ -16,15 +23,19 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from locker import (Availability, BackendError, Blocker, Bridge, Forward, Link, Ruleset,
-                    TaggedRule, Tag, bridge_name, hookimpl)
+from locker import (JUMP_COMMENT, Availability, BackendError, Blocker, Bridge, Forward,
+                    Link, Ruleset, TaggedRule, Tag, hookimpl)
 from locker import blockers
 from locker.model import UNKNOWN_NETWORK
+from locker.pieces import NAME_PURPOSES, nat_bridges, nat_doomed
 
-from locker_nftcli.rules import (BASE_CHAINS, FAMILY, TABLE, Rule, check, forward_rules,
-                                 jump, link_rules, nat_rules, read)
+from locker_nftcli.rules import (BASE_CHAINS, FAMILY, LEADING, TABLE, USER_CHAIN, Rule,
+                                 forward_rules, jump, leading_jump, link_rules, nat_rules,
+                                 read)
 
-ENTRY_CHAINS = tuple(target for _, target, _ in BASE_CHAINS.values())
+#: Locker's regular chains: those the base chains jump into, and the leading ones.
+ENTRY_CHAINS = tuple(dict.fromkeys(
+    [target for _, target, _ in BASE_CHAINS.values()] + list(LEADING)))
 
 
 @dataclass
@@ -34,6 +45,13 @@ class Found:
     handle: int
     tag: Tag | None
     value: tuple[str, object] | None  # (purpose, value) when it is Locker's rule
+
+    @property
+    def nat_key(self) -> tuple | None:
+        """The ``locker.pieces`` key of a network rule, else None."""
+        if self.value and isinstance(self.value[1], tuple):
+            return self.value[1]
+        return None
 
 
 @dataclass
@@ -86,7 +104,7 @@ class NftCliBackend:
             if line.startswith("chain "):
                 chain = line.split()[1]
                 table.chains[chain] = []
-            elif chain and " # handle " in line:
+            elif chain and chain != USER_CHAIN and " # handle " in line:
                 body, handle = line.rsplit(" # handle ", 1)
                 text, comment = body, ""
                 if ' comment "' in body:
@@ -119,9 +137,10 @@ class NftCliBackend:
     def _ensure(self, table: Table | None) -> list[str]:
         """Lines that create the table, its chains and one jump into each."""
         lines = [f"add table {FAMILY} {TABLE}"]
-        for base, (declaration, target, _) in BASE_CHAINS.items():
+        for name in ENTRY_CHAINS:
+            lines.append(f"add chain {FAMILY} {TABLE} {name}")
+        for base, (declaration, _, _) in BASE_CHAINS.items():
             lines.append(f"add chain {FAMILY} {TABLE} {base} {{ {declaration} }}")
-            lines.append(f"add chain {FAMILY} {TABLE} {target}")
         for base in BASE_CHAINS:
             found = [f for f in (table.chains.get(base, []) if table else [])
                      if f.rule.comment == jump(base).comment]
@@ -130,6 +149,13 @@ class NftCliBackend:
                 lines.append(f"delete rule {FAMILY} {TABLE} {base} handle {extra.handle}")
             if not exact:
                 lines.append(_add(jump(base)))
+        forward = table.chains.get("LOCKER_FORWARD", []) if table else []
+        if not _leading_in_place(forward):
+            # take every jump out of LOCKER_FORWARD, insert both at its head
+            lines += [f"delete rule {FAMILY} {TABLE} LOCKER_FORWARD handle {f.handle}"
+                      for f in forward if f.rule.comment == JUMP_COMMENT]
+            lines += [f'insert rule {FAMILY} {TABLE} LOCKER_FORWARD {leading_jump(t).text} '
+                      f'comment "{JUMP_COMMENT}"' for t in reversed(LEADING)]
         if table is not None and not _changes(lines, table):
             return []
         return lines
@@ -145,26 +171,20 @@ class NftCliBackend:
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
-        for b in bridges:
-            check(b)
         rules = []
         for b in bridges:
-            parts = nat_rules(b)
-            rules += [parts[p] for p in ("outbound", "replies")]
-            if b.network != UNKNOWN_NETWORK:
-                rules.append(parts["masquerade"])
+            if b.network == UNKNOWN_NETWORK:     # only what names the bridge
+                rules += [r for r in nat_rules(b) if read(r)[1][0] in NAME_PURPOSES]
+            else:
+                rules += nat_rules(b)
         self._add(rules, "add network rules")
 
     @hookimpl
     def add_forward(self, forwards: Sequence[Forward]) -> None:
-        for f in forwards:
-            check(f)
         self._add([r for f in forwards for r in forward_rules(f).values()], "add port forwards")
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
-        for link in links:
-            check(link)
         self._add([r for link in links for r in link_rules(link).values()], "add links")
 
     # ---------------------------------------------------------------- removing
@@ -179,39 +199,21 @@ class NftCliBackend:
 
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
-        for b in bridges:
-            check(b)
         table = self._read()
         if table is None or not bridges:
             return
-        gone = {(b.project, b.network) for b in bridges}
-        masquerades = {(f.tag.project, f.value[1].network) for _, f in table.rules()
-                       if f.value and f.value[0] == "masquerade"}
-        kept = {project for project, _ in masquerades - gone}
-        projects = {b.project for b in bridges} - kept
-
-        def doomed(f: Found) -> bool:
-            if not f.value:
-                return False
-            purpose, value = f.value
-            if purpose == "masquerade":
-                return (value.project, value.network) in gone
-            return purpose in ("outbound", "replies") and value.project in projects
-
-        self._remove(doomed, "remove network rules")
+        keys = {f.nat_key for _, f in table.rules() if f.nat_key}
+        doomed = nat_doomed(bridges, keys)
+        self._remove(lambda f: f.nat_key in doomed, "remove network rules")
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
-        for f in forwards:
-            check(f)
         gone = set(forwards)
         if gone:
             self._remove(lambda f: bool(f.value) and f.value[1] in gone, "remove port forwards")
 
     @hookimpl
     def remove_link(self, links: Sequence[Link]) -> None:
-        for link in links:
-            check(link)
         gone = set(links)
         if gone:
             self._remove(lambda f: bool(f.value) and f.value[1] in gone, "remove links")
@@ -233,8 +235,7 @@ class NftCliBackend:
         if table is None:
             return Ruleset()
         pieces: dict[object, set[str]] = defaultdict(set)
-        nat: dict[str, dict] = defaultdict(lambda: {"networks": set(), "names": set(),
-                                                    "parts": set()})
+        keys = set()
         unrecognised = []
         for chain, f in table.rules():
             if not f.tag or (project and f.tag.project != project):
@@ -243,25 +244,15 @@ class NftCliBackend:
                 unrecognised.append(TaggedRule(f.tag.project, f.rule.comment,
                                                f"{FAMILY} {TABLE} {chain}", f.rule.text))
                 continue
-            purpose, value = f.value
-            if isinstance(value, Bridge):
-                entry = nat[value.project]
-                entry["parts"].add(purpose)
-                if purpose == "masquerade":
-                    entry["networks"].add(value.network)
-                else:
-                    entry["names"].add(value.name)
+            if f.nat_key:
+                keys.add(f.nat_key)
             else:
+                purpose, value = f.value
                 pieces[value].add(purpose)
         complete = {v for v, parts in pieces.items() if len(parts) == 2}
         partial = set(pieces) - complete
-        bridges = set()
-        for name, entry in nat.items():
-            bridge = min(entry["names"], default=bridge_name(name))
-            whole = {"outbound", "replies"} <= entry["parts"]
-            for network in entry["networks"] or {UNKNOWN_NETWORK}:
-                value = Bridge(name, bridge, network)
-                (bridges if whole and network != UNKNOWN_NETWORK else partial).add(value)
+        bridges, partial_bridges = nat_bridges(keys)
+        partial |= partial_bridges
         missing = _entry_missing(table)
         return Ruleset(nat=frozenset(bridges),
                        forwards=frozenset(v for v in complete if isinstance(v, Forward)),
@@ -308,6 +299,14 @@ def _unrecognised(f: Found) -> bool:
     return f.value is None or f.rule.chain in BASE_CHAINS
 
 
+def _leading_in_place(forward: list[Found]) -> bool:
+    """Whether LOCKER_FORWARD begins with the leading jumps, in order, and
+    holds no other jump."""
+    jumps = [f for f in forward if f.rule.comment == JUMP_COMMENT]
+    wanted = [leading_jump(target) for target in LEADING]
+    return [f.rule for f in forward[:len(LEADING)]] == wanted and len(jumps) == len(LEADING)
+
+
 def _entry_missing(table: Table) -> tuple[str, ...]:
     missing = []
     for base, (_, target, _) in BASE_CHAINS.items():
@@ -318,7 +317,14 @@ def _entry_missing(table: Table) -> tuple[str, ...]:
             missing.append(f"the chain {target} is missing")
         jumps = [f for f in table.chains[base] if f.rule.comment == jump(base).comment]
         if not jumps:
-            missing.append(f"the jump into {target} is missing")
+            missing.append(f"the jump from {base} into {target} is missing")
         elif len(jumps) > 1 or jumps[0].rule != jump(base):
-            missing.append(f"{len(jumps)} jumps into {target} where Locker writes one")
+            missing.append(f"{len(jumps)} jumps from {base} into {target} where Locker "
+                           f"writes one")
+    for target in LEADING:
+        if target not in table.chains:
+            missing.append(f"the chain {target} is missing")
+    if "LOCKER_FORWARD" in table.chains and not _leading_in_place(table.chains["LOCKER_FORWARD"]):
+        missing.append(f"LOCKER_FORWARD does not begin with the jumps into "
+                       f"{' and '.join(LEADING)} (and no other jump)")
     return tuple(missing)
