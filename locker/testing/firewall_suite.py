@@ -43,6 +43,9 @@ Methods a subclass may override (each has a default):
     ``super().add_foreign_rules(netns)`` first. ``foreign_state`` dumps
     every store (without Locker's tables, chains and tagged rules, and
     without counters) and is compared byte for byte.
+``drop_in_user_chain(netns, source)``, ``user_chain_rules(netns)``
+    What an administrator does to ``LOCKER_USER`` (appends a drop of
+    ``source``), and how many rules it holds, with the store's tool.
 ``add_forward_drop(netns)``
     Another tool's base chain at the forward hook that drops by policy
     (default: an nftables table ``inet hostfw``), where ``find_blockers``
@@ -59,21 +62,36 @@ What the suite proves:
 - the contract: every hook of the role is implemented, marked
   ``@hookimpl``, with the hookspec's arguments, and the backend declares
   ``locker_api`` (else every test fails with a sentence naming the hook);
-- round trips: what the hooks add lists back exactly, partial and
-  unrecognised rules are found and repaired, chains and jumps are made
-  once and repaired, other projects and other tools are untouched, bad
-  values and failed transactions change nothing;
+- round trips: what the hooks add lists back exactly (port ranges and an
+  isolated bridge too), a nat value is complete only with every one of its
+  rules (masquerade, hairpin, outbound, replies, deny, localhost, guard,
+  and isolate, from which ``isolated`` is read back), partial and
+  unrecognised rules are found and repaired, chains and jumps (into
+  ``LOCKER_FORWARD``, ``LOCKER_PREROUTING``, ``LOCKER_USER``,
+  ``LOCKER_ISOLATION``, ``LOCKER_INPUT``) are made once and repaired,
+  other projects and other tools are untouched, failed transactions change
+  nothing;
 - behaviour, with real packets (``locker.testing.traffic``) between
   namespaces and veth pairs the suite builds inside the test's namespace
   (a bridge named as Locker names it, a container behind it, an outside
-  client on an uplink, a link peer on a routed veth), after appending a
-  drop behind Locker's jump into ``LOCKER_FORWARD`` so that only what
-  Locker's rules accept passes: a forward is reached from outside and goes
-  to the container port (a DNAT to any other port fails, whatever
-  ``list_rules`` says), only on its ``host_ip`` when it has one; a port
-  that is not forwarded, and the container's own address, do not reach the
-  container; a link passes between its two addresses and no other, and not
-  after ``remove_link``; masquerade makes the peer see the host's address.
+  client on an uplink that routes the bridge's subnet through the host, a
+  link peer on a routed veth), after appending a drop behind Locker's jump
+  into ``LOCKER_FORWARD`` so that only what Locker's rules accept passes: a
+  forward is reached from outside and goes to the container port (a DNAT
+  to any other port fails, whatever ``list_rules`` says), only on its
+  ``host_ip`` when it has one; a port range reaches its first, a middle and
+  its last port, each at its own container port, and not the port after
+  it; a forward is reached from the host itself at its local addresses and
+  at 127.0.0.1; a port that is not forwarded, and the container's own
+  address, do not reach the container; a link passes between its two
+  addresses and no other, and not after ``remove_link``; masquerade makes
+  the peer see the host's address. A drop the administrator appends to
+  ``LOCKER_USER`` wins over Locker's accepts and stays through
+  ``add_forward``, ``add_nat`` and ``cleanup``. Without the suite's drop
+  (the host forwarding everything), the deny rule keeps the outside client
+  and a container of another project (whose outbound rule accepts its
+  traffic) from the container's address, while the forward and the
+  container's own connections pass.
 
 The host's firewalld and ufw are out of the namespace: the suite replaces
 ``locker.blockers.host_firewalls`` by one that finds neither. Every test

@@ -26,8 +26,7 @@ from dataclasses import dataclass, field
 from locker import (JUMP_COMMENT, Availability, BackendError, Blocker, Bridge, Forward,
                     Link, Ruleset, TaggedRule, Tag, hookimpl)
 from locker import blockers
-from locker.model import UNKNOWN_NETWORK
-from locker.pieces import NAME_PURPOSES, nat_bridges, nat_doomed
+from locker.pieces import nat_bridges, nat_doomed
 
 from locker_nftcli.rules import (BASE_CHAINS, FAMILY, LEADING, TABLE, USER_CHAIN, Rule,
                                  forward_rules, jump, leading_jump, link_rules, nat_rules,
@@ -171,13 +170,7 @@ class NftCliBackend:
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
-        rules = []
-        for b in bridges:
-            if b.network == UNKNOWN_NETWORK:     # only what names the bridge
-                rules += [r for r in nat_rules(b) if read(r)[1][0] in NAME_PURPOSES]
-            else:
-                rules += nat_rules(b)
-        self._add(rules, "add network rules")
+        self._add([r for b in bridges for r in nat_rules(b)], "add network rules")
 
     @hookimpl
     def add_forward(self, forwards: Sequence[Forward]) -> None:
