@@ -12,6 +12,7 @@ from locker import hookimpl
 from locker.plugins import new_manager
 from locker.testing.firewall_suite import FirewallBackendTests
 from locker_nftcli import NftCliBackend
+from locker_nftcli.rules import nat_rules
 
 
 class PlusOne(NftCliBackend):
@@ -115,3 +116,75 @@ def test_a_backend_that_touches_another_tools_rules_fails(netns, damage) -> None
     backend = Vandal()
     with pytest.raises(AssertionError, match=r"add_nat changed another tool.s rules"):
         Suite(backend).test_foreign_rules_stay_identical(new_manager(backend).hook, netns)
+
+
+class DenyLast(NftCliBackend):
+    """Writes each deny rule at the end of LOCKER_FORWARD, after every
+    project's accepts, instead of in LOCKER_ISOLATION; lists it as right."""
+
+    @hookimpl
+    def add_nat(self, bridges):
+        rules = [r for b in bridges for r in nat_rules(b)]
+        denies = [replace(r, chain="LOCKER_FORWARD") for r in rules if r.comment.endswith(":deny")]
+        self._add([r for r in rules if not r.comment.endswith(":deny")] + denies, "add nat")
+
+    @hookimpl
+    def list_rules(self, project):
+        found = super().list_rules(project)
+        return replace(found, nat=found.nat | found.partial, partial=frozenset(),
+                       unrecognised=())
+
+
+class NoDeny(DenyLast):
+    """Writes no deny rule at all."""
+
+    @hookimpl
+    def add_nat(self, bridges):
+        self._add([r for b in bridges for r in nat_rules(b)
+                   if not r.comment.endswith(":deny")], "add nat")
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("broken", [NoDeny, DenyLast])
+def test_a_backend_whose_nat_lists_back_passes_the_round_trip(netns, broken) -> None:
+    Suite(broken()).test_nat_lists_back(new_manager(broken()).hook)
+
+
+@pytest.mark.privileged
+@pytest.mark.parametrize("broken, who", [(NoDeny, "a routed neighbour"),
+                                         (DenyLast, "a container of beta")])
+def test_a_deny_rule_missing_or_behind_the_accepts_fails_the_deny_test(netns, broken,
+                                                                       who) -> None:
+    backend = broken()
+    with pytest.raises(AssertionError, match=rf"{who} .*reached the container at 10\.1\.1\.2:80 "
+                                             r"directly"):
+        Suite(backend).test_traffic_deny_drops_what_is_no_forward(new_manager(backend).hook,
+                                                                   netns)
+
+
+class FirstPortOnly(NftCliBackend):
+    """Forwards only the first port of each range, while list_rules reports
+    the range."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges = {}
+
+    @hookimpl
+    def add_forward(self, forwards):
+        self.ranges |= {replace(f, count=1): f for f in forwards}
+        super().add_forward([replace(f, count=1) for f in forwards])
+
+    @hookimpl
+    def list_rules(self, project):
+        found = super().list_rules(project)
+        return replace(found, forwards=frozenset(self.ranges.get(f, f) for f in found.forwards))
+
+
+@pytest.mark.privileged
+def test_a_range_that_forwards_its_first_port_only_fails_the_range_test(netns) -> None:
+    backend = FirstPortOnly()
+    with pytest.raises(AssertionError, match=r"6002/tcp got no answer; the range must reach "
+                                             r"container port 7002"):
+        Suite(backend).test_traffic_a_port_range_reaches_each_of_its_ports(
+            new_manager(backend).hook, netns)
