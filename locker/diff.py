@@ -241,7 +241,15 @@ class _Reasons:
                 or "the project file does not ask for it, or an end has another address")
 
     def nat(self, bridge: Bridge) -> str:
-        return "the bridge is gone or has another subnet"
+        want = self.want.bridge
+        if want is None:
+            return "the project needs no bridge now"
+        if (want.name, want.network) != (bridge.name, bridge.network):
+            return f"the bridge is {want.name} {want.network} now"
+        if want.isolated != bridge.isolated:
+            return (f"the project is {'' if want.isolated else 'not '}isolated now "
+                    f"(isolated: {'true' if want.isolated else 'false'})")
+        return "the project file does not ask for it"
 
 
 def subject_of(rule: TaggedRule) -> str:
@@ -256,7 +264,7 @@ def _of_type(values: Iterable, cls: type) -> set:
 
 def _sort_key(value) -> tuple:
     if isinstance(value, Bridge):
-        return (value.project, value.name, int(value.network.network_address))
+        return (value.project, value.name, int(value.network.network_address), value.isolated)
     return value.sort_key()
 
 

@@ -72,11 +72,11 @@ def raise_all(errors: list[LockerError], heading: str | None = None) -> None:
 
 
 class Interrupted(BaseException):
-    """SIGINT or SIGTERM arrived. Like KeyboardInterrupt a BaseException, so
+    """SIGINT, SIGTERM or SIGHUP arrived. Like KeyboardInterrupt a BaseException, so
     that no ``except LockerError`` (or ``except Exception``) swallows it; it
     is raised only between two changes, never in the middle of one (see
     ``locker.journal``). The CLI reports it in one line and exits with
-    128 + the signal's number (130 for SIGINT, 143 for SIGTERM)."""
+    128 + the signal's number (130 for SIGINT, 143 for SIGTERM, 129 for SIGHUP)."""
 
     def __init__(self, signum: int) -> None:
         import signal

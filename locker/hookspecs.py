@@ -333,9 +333,18 @@ def ensure_bridge(bridge: Bridge, adopt: bool) -> BridgeState:
     any other alias, or a non-bridge interface, is still refused. With
     ``adopt`` False a bridge without alias is refused like any other.
 
+    Every bridge it returns has ``net.ipv4.conf.NAME.route_localnet`` on
+    (``locker.link.rules.ensure_route_localnet``), on that bridge only,
+    never on ``all``, ``default`` or another interface: forwards reached at
+    127.0.0.1 from the host need it, and the firewall backend's guard rule
+    (see ``add_nat``) drops what would abuse it (CVE-2020-8558). A failure
+    to set it is a ``BackendError``, and a bridge created by this call is
+    deleted again.
+
     An existing bridge of Locker's is left as it is apart from being brought
-    up (and given ``bridge.interface`` if it has no IPv4 address); the
-    returned state says what it really has. A bridge of that name without
+    up (given ``bridge.interface`` if it has no IPv4 address, and
+    ``route_localnet`` if it is off); the returned state says what it
+    really has. A bridge of that name without
     Locker's mark, or a non-bridge interface of that name, is a
     ``BackendError`` and is left untouched. ``bridge.name`` must be
     ``locker.names.bridge_name(bridge.project)``. *First result.*
@@ -369,7 +378,10 @@ def find_bridge(name: str) -> BridgeState | None:
     """The bridge as the kernel has it, or None when there is no such
     bridge (a non-bridge interface of that name is None too). A bridge
     without Locker's owner mark (see ``ensure_bridge``) is reported with
-    ``owned=False``. Called by ``status`` and ``start``. *First result.*"""
+    ``owned=False``; one whose ``route_localnet`` is off with
+    ``route_localnet=False`` (``locker.link.rules.route_localnet``), and
+    ``start`` then calls ``ensure_bridge`` to repair it. Called by
+    ``status`` and ``start``. *First result.*"""
 
 
 @hookspec(firstresult=True)

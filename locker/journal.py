@@ -6,7 +6,7 @@ action and then reports the change; a dry run reports what it would do
 and calls nothing. Both runs take the same path through the operations,
 so the dry run lists exactly what the real run then does.
 
-Signals: the CLI's SIGINT and SIGTERM handler is ``interrupt``. While a
+Signals: the CLI's SIGINT, SIGTERM and SIGHUP handler is ``interrupt``. While a
 change is being made (in any thread) it only remembers the signal; the
 change finishes, is recorded and reported, and then ``Interrupted`` is
 raised, also before any further change. So a signal never splits a
@@ -17,6 +17,7 @@ change (a backend's two kernel commits, a container's start and its
 from __future__ import annotations
 
 import os
+import signal
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -94,8 +95,13 @@ class _Signals:
 SIGNALS = _Signals()
 
 
+#: The signals that end a command like Ctrl-C (``interrupt`` handles them):
+#: a terminal closing sends SIGHUP, a service manager SIGTERM.
+SIGNALLED = (signal.SIGINT, signal.SIGTERM, signal.SIGHUP)
+
+
 def interrupt(signum: int, frame: FrameType | None = None) -> None:
-    """The handler of SIGINT and SIGTERM: raise ``Interrupted`` now, unless
+    """The handler of SIGINT, SIGTERM and SIGHUP: raise ``Interrupted`` now, unless
     a change is being made (then right after it is recorded) or a
     finalizer (``__del__``) runs, which cannot pass an exception on: the
     signal is then delivered again a moment later."""

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from ipaddress import IPv4Address, IPv4Network
+from typing import Any, NamedTuple
 
 from locker.model import UNKNOWN_NETWORK, Bridge
 from locker.names import bridge_name
@@ -23,6 +24,20 @@ NAME_PURPOSES = ("outbound", "replies", "deny", "localhost", "guard")
 ISOLATE = "isolate"
 #: Every purpose of a project's network rules (its nat value).
 NAT_PURPOSES = NETWORK_PURPOSES + NAME_PURPOSES + (ISOLATE,)
+
+
+class NatKey(NamedTuple):
+    """A key of a project's network rule, by name (it equals the plain
+    tuple a backend builds)."""
+
+    purpose: str
+    project: str
+    value: Any  # network, bridge name, or (name, gateway) for isolate
+
+
+def _nat_only(keys: Iterable[tuple]) -> list[NatKey]:
+    """The keys of network rules among a backend's keys of every kind."""
+    return [NatKey(*key) for key in keys if key and key[0] in NAT_PURPOSES]
 
 
 def nat_keys(bridge: Bridge) -> set[tuple]:
@@ -49,11 +64,13 @@ def nat_bridges(keys: set) -> tuple[set[Bridge], set[Bridge]]:
     ``Bridge(project, name, UNKNOWN_NETWORK, isolated=True)``, partial.
     """
     complete, partial = set(), set()
-    for project in {k[1] for k in keys if k[0] in NAT_PURPOSES}:
-        mine = {k for k in keys if k[0] in NAT_PURPOSES and k[1] == project}
-        networks = {k[2] for k in mine if k[0] in NETWORK_PURPOSES}
-        isolates = {k[2] for k in mine if k[0] == ISOLATE}
-        names = {k[2] for k in mine if k[0] in NAME_PURPOSES} | {n for n, _ in isolates}
+    found = _nat_only(keys)
+    for project in {key.project for key in found}:
+        mine = {key for key in found if key.project == project}
+        networks = {key.value for key in mine if key.purpose in NETWORK_PURPOSES}
+        isolates = {key.value for key in mine if key.purpose == ISOLATE}
+        names = {key.value for key in mine if key.purpose in NAME_PURPOSES} \
+            | {name for name, _ in isolates}
         for network in networks or {UNKNOWN_NETWORK}:
             for name in names or {bridge_name(project)}:
                 isolated = (name, _gateway(network)) in isolates if networks \
@@ -80,19 +97,21 @@ def nat_doomed(bridges: Iterable[Bridge], keys: set) -> set[tuple]:
     for bridge in bridges:
         doomed |= {(p, bridge.project, bridge.network) for p in NETWORK_PURPOSES}
         doomed.add((ISOLATE, bridge.project, (bridge.name, _gateway(bridge.network))))
-    staying = {k[1] for k in keys if k[0] in NETWORK_PURPOSES and k not in doomed}
-    staying_gateways = {(k[1], _gateway(k[2])) for k in keys
-                        if k[0] in NETWORK_PURPOSES and k not in doomed}
+    found = _nat_only(keys)
+    staying_networks = [key for key in found
+                        if key.purpose in NETWORK_PURPOSES and key not in doomed]
+    staying = {key.project for key in staying_networks}
+    staying_gateways = {(key.project, _gateway(key.value)) for key in staying_networks}
     for bridge in bridges:
+        isolates = [key for key in found if key.purpose == ISOLATE
+                    and key.project == bridge.project and key.value[0] == bridge.name]
         if bridge.project in staying:
             # isolate rules of a gateway no staying network has are this bridge's
-            doomed |= {k for k in keys if k[0] == ISOLATE and k[1] == bridge.project
-                       and k[2][0] == bridge.name
-                       and (bridge.project, k[2][1]) not in staying_gateways}
+            doomed |= {key for key in isolates
+                       if (key.project, key.value[1]) not in staying_gateways}
             continue
         doomed |= {(p, bridge.project, bridge.name) for p in NAME_PURPOSES}
-        doomed |= {k for k in keys if k[0] == ISOLATE and k[1] == bridge.project
-                   and k[2][0] == bridge.name}
+        doomed |= set(isolates)
     return doomed
 
 

@@ -185,8 +185,8 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def main(argv: Sequence[str] | None = None) -> int:
-    """Run one command. SIGINT and SIGTERM end it with one line and exit
-    130 or 143, never in the middle of a change (``locker.journal``). As
+    """Run one command. SIGINT, SIGTERM and SIGHUP end it with one line and
+    exit 130, 143 or 129, never in the middle of a change (``locker.journal``). As
     the program (``argv`` None) a signal after the end is ignored (SIG_IGN,
     which Python's finalization keeps, where it would restore the default
     for a Python handler and die of the signal), so that nothing prints a
@@ -194,11 +194,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``argv`` (tests), the previous handlers come back."""
     import signal
 
-    from locker.journal import SIGNALS, interrupt
+    from locker.journal import SIGNALLED, SIGNALS, interrupt
 
     SIGNALS.reset()
     previous = {number: signal.signal(number, interrupt)
-                for number in (signal.SIGINT, signal.SIGTERM)}
+                for number in SIGNALLED}
     try:
         return _run(argv)
     finally:

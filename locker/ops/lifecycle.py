@@ -69,10 +69,21 @@ def each(containers: Sequence[str], action: Callable[[str], T],
     return results
 
 
-def not_created(ctx: Context, name: str, missing: list[str]) -> None:
-    """Report a container that does not exist, in its place."""
+#: What a container's action (see ``each``) returns for a container that
+#: does not exist, once it has been reported in its place.
+NOT_CREATED = object()
+
+
+def not_created(ctx: Context, name: str) -> object:
+    """Report a container that does not exist, in its place; returns
+    ``NOT_CREATED``, the result of its action."""
     ctx.say(f"{name}: not created")
-    missing.append(name)
+    return NOT_CREATED
+
+
+def not_created_in(results: Mapping[str, object]) -> list[str]:
+    """The containers whose action found them not created, in order."""
+    return [name for name, result in results.items() if result is NOT_CREATED]
 
 
 def create(ctx: Context, containers: Sequence[str]) -> list[str]:
@@ -151,10 +162,9 @@ def start(ctx: Context, containers: Sequence[str], options: StartOptions = Start
     facts = network.read_containers(ctx)
     assumed = [n for n in created if facts.states.get(n) == ABSENT and ctx.journal.dry_run]
     facts = replace(facts, states={**facts.states, **{n: STOPPED for n in assumed}})
-    missing: list[str] = []
-    for name in containers:
-        if facts.states[name] == ABSENT:
-            not_created(ctx, name, missing)
+    missing = [n for n in containers if facts.states[n] == ABSENT]
+    for name in missing:
+        not_created(ctx, name)
     containers = [n for n in containers if n not in missing]
     if not containers:  # nothing to start: the network is not brought up for nothing
         raise NotCreated(missing)
@@ -299,14 +309,13 @@ def stop(ctx: Context, containers: Sequence[str], timeout: float = 30.0,
     adds nothing back."""
     facts = network.read_containers(ctx)
     failures: list[LockerError] = []
-    missing: list[str] = []
 
-    def one(name: str) -> None:
+    def one(name: str) -> object:
         if facts.states[name] == ABSENT:
-            not_created(ctx, name, missing)
-        else:
-            stop_one(ctx, name, facts.states[name], timeout)
+            return not_created(ctx, name)
+        return stop_one(ctx, name, facts.states[name], timeout)
     stopped = each(containers, one, failures, ctx.parallel)
+    missing = not_created_in(stopped)
     faults.point("containers-stopped")
     down = [n for n in stopped if facts.states[n] != ABSENT]
     try:
@@ -340,7 +349,6 @@ def remove(ctx: Context, containers: Sequence[str], force: bool = False,
     remove their rules, as ``stop`` does). ``missing_ok`` (``down --rm``):
     a container not created is no failure."""
     facts = network.read_containers(ctx)
-    missing: list[str] = []
     if force:
         up = [n for n in containers if network.is_up(facts.states[n])
               or facts.states[n] == UNKNOWN]
@@ -349,20 +357,19 @@ def remove(ctx: Context, containers: Sequence[str], force: bool = False,
             facts = network.read_containers(ctx) if not ctx.journal.dry_run else replace(
                 facts, states={**facts.states, **{n: STOPPED for n in up}})
 
-    def remove_one(name: str) -> None:
+    def remove_one(name: str) -> object:
         lxc = ctx.lxc(name)
         state = facts.states[name]
         if state == ABSENT:
-            not_created(ctx, name, missing)
-        elif state != STOPPED:
+            return not_created(ctx, name)
+        if state != STOPPED:
             raise LockerError(f"cannot remove it: it is {state.lower()}; run "
                               f"`locker stop {name}` first, or `locker rm --force {name}`.")
-        else:
-            ctx.journal.change(Change(name, "removed", "container", f"({lxc})"),
-                               lambda: ctx.runtime.destroy(lxc))
+        return ctx.journal.change(Change(name, "removed", "container", f"({lxc})"),
+                                  lambda: ctx.runtime.destroy(lxc))
 
     failures: list[LockerError] = []
-    each(containers, remove_one, failures, ctx.parallel)
+    missing = not_created_in(each(containers, remove_one, failures, ctx.parallel))
     _forget_if_nothing_left(ctx)
     if missing and not missing_ok:
         failures.append(NotCreated(missing))
@@ -385,27 +392,24 @@ def freeze(ctx: Context, containers: Sequence[str], thaw: bool = False) -> None:
     source = RUNNING if not thaw else FROZEN
     facts = network.read_containers(ctx)
 
-    missing: list[str] = []
-
-    def one(name: str) -> None:
+    def one(name: str) -> object:
         lxc = ctx.lxc(name)
         state = facts.states[name]
         if state == ABSENT:
-            not_created(ctx, name, missing)
-            return
+            return not_created(ctx, name)
         if state == want:
             ctx.say(f"{name}: already {'frozen' if not thaw else 'running'}")
-            return
+            return None
         if state != source:
             command = "freeze" if not thaw else "unfreeze"
             hint = f"run `locker start {name}` first" if state == STOPPED \
                 else f"check `lxc-info -n {lxc}`"
             raise LockerError(f"cannot {command} it: it is {state.lower()}; {hint}.")
         action = ctx.runtime.unfreeze if thaw else ctx.runtime.freeze
-        ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
+        return ctx.journal.change(Change(name, verb, "container"), lambda: action(lxc))
 
     failures: list[LockerError] = []
-    each(containers, one, failures, ctx.parallel)
+    missing = not_created_in(each(containers, one, failures, ctx.parallel))
     if missing:
         failures.append(NotCreated(missing))
     raise_all(failures)
@@ -421,23 +425,21 @@ def apply_cgroup(ctx: Context, containers: Sequence[str]) -> None:
     """Set the cgroup values of running containers now; they are written to
     the container's configuration at every start."""
     facts = network.read_containers(ctx)
-
-    missing: list[str] = []
-
     settings_of = cgroup_settings(ctx, containers)
 
-    def one(name: str) -> None:
+    def one(name: str) -> object:
         settings = settings_of[name]
         lxc = ctx.lxc(name)
         if facts.states[name] == ABSENT:
-            not_created(ctx, name, missing)
-        elif settings and network.is_up(facts.states[name]):
-            ctx.journal.change(
+            return not_created(ctx, name)
+        if settings and network.is_up(facts.states[name]):
+            return ctx.journal.change(
                 Change(name, "set", "cgroup", ", ".join(str(s) for s in settings)),
                 lambda: ctx.runtime.apply_cgroup(lxc, settings))
+        return None
 
     failures: list[LockerError] = []
-    each(containers, one, failures, ctx.parallel)
+    missing = not_created_in(each(containers, one, failures, ctx.parallel))
     if missing:
         failures.append(NotCreated(missing))
     raise_all(failures)

@@ -275,8 +275,9 @@ def _link_change(link: Link, verb: str) -> Change:
 
 
 def _nat_change(bridge: Bridge, verb: str) -> Change:
+    policy = "default deny, isolated" if bridge.isolated else "default deny"
     return Change(bridge.project, verb, "network rules",
-                  f"for {bridge.network} via {bridge.name} (masquerade, outbound, replies)")
+                  f"for {bridge.network} via {bridge.name} (masquerade, forwarding, {policy})")
 
 
 def repair(ctx: Context, facts: Facts, kinds: Collection[str],

@@ -90,8 +90,10 @@ def describe(item: Item) -> str:
     if isinstance(value, Link):
         return f"to {value.peer} ({value.container_ip} <-> {value.peer_ip})"
     if isinstance(value, Bridge):
-        kind = "bridge" if item.kind == diff.BRIDGE else "network rules"
-        return f"{kind} {value.name} {value.network}"
+        if item.kind == diff.BRIDGE:
+            return f"bridge {value.name} {value.network}"
+        isolated = ", isolated" if value.isolated else ""
+        return f"network rules {value.name} {value.network}{isolated}"
     if isinstance(value, TaggedRule):
         return f"{value.comment} in {value.location}: {value.text}"
     return str(value)
@@ -105,7 +107,8 @@ def item_to_json(item: Item) -> dict:
 def to_json(result: Status) -> dict:
     """The ``status --json`` document (schema version 1; ``items``,
     ``in_place``, ``blockers``, ``subnet_overlaps``, the containers'
-    ``problem`` and the hosts entries' ``written_by_locker`` were added
+    ``problem``, the hosts entries' ``written_by_locker`` and the network
+    rules' ``isolated`` were added
     without changing what was there). Text from containers and the kernel
     is passed as it is: JSON escapes control characters itself."""
     bridge = result.bridge
@@ -133,8 +136,8 @@ def to_json(result: Status) -> dict:
         } for c in result.containers],
         "rules": {
             "chains_and_jumps": rules.jumps,
-            "nat": [{"bridge": b.name, "network": str(b.network)}
-                    for b in sorted(rules.nat, key=lambda b: b.name)],
+            "nat": [{"bridge": b.name, "network": str(b.network), "isolated": b.isolated}
+                    for b in sorted(rules.nat, key=lambda b: (b.name, b.isolated))],
             "forwards": [{
                 "container": f.container,
                 "host_ip": str(f.host_ip) if f.host_ip else None,

@@ -88,10 +88,11 @@ What the suite proves:
   the peer see the host's address. A drop the administrator appends to
   ``LOCKER_USER`` wins over Locker's accepts and stays through
   ``add_forward``, ``add_nat`` and ``cleanup``. Without the suite's drop
-  (the host forwarding everything), the deny rule keeps the outside client
-  and a container of another project (whose outbound rule accepts its
-  traffic) from the container's address, while the forward and the
-  container's own connections pass.
+  (the host forwarding everything): a neighbour that routes the bridge's
+  network through the host reaches the container only through its
+  forwards, never at its own address, and a container of another project
+  (whose outbound rule accepts its traffic) does not reach it either
+  (``add_nat``'s deny), while the containers' own connections pass.
 
 The host's firewalld and ufw are out of the namespace: the suite replaces
 ``locker.blockers.host_firewalls`` by one that finds neither. Every test
@@ -837,6 +838,25 @@ class FirewallBackendTests(BackendSuite):
                     f"{why} ({host}:{port}) reached the container ({answer!r}); only "
                     f"forwarded ports may")
 
+    def test_traffic_a_routed_neighbour_reaches_only_the_forwards(self, hook, netns) -> None:
+        """Default deny: with the host's forward policy accept (the suite adds
+        no drop here), a neighbour routing the bridge's network through the
+        host reaches a container only through its forwards (``add_nat``'s
+        deny rule), never at the container's own address."""
+        with self.lab(netns) as lab:
+            hook.add_nat(bridges=[BRIDGE1])
+            hook.add_forward(forwards=TRAFFIC_FORWARDS)
+            answer = lab.call("outside", "tcp", HOST_IP, 8080)
+            assert answer and answer.split()[0] == "web", (
+                f"the forward 8080/tcp called at {HOST_IP} got {_said(answer)}")
+            for port in (80, 9999):
+                answer = lab.call("outside", "tcp", WEB_IP, port, expect=False)
+                assert answer is None, (
+                    f"a routed neighbour ({OUTSIDE_IP}) reached the container's own address "
+                    f"{WEB_IP}:{port} ({answer!r}) with the host's forward policy accept; "
+                    f"add_nat's deny rule must drop new connections into the bridge that "
+                    f"no forward DNATed")
+
     def test_traffic_masquerade_shows_the_host_address(self, hook, netns) -> None:
         with self.lab(netns) as lab:
             hook.add_nat(bridges=[BRIDGE1])
@@ -871,41 +891,34 @@ class FirewallBackendTests(BackendSuite):
             answer = lab.call("web", "tcp", DB_IP, 5432, expect=False)
             assert answer is None, f"after remove_link the link still passes ({answer!r})"
 
-    def test_traffic_deny_drops_what_is_no_forward(self, hook, netns) -> None:
-        """Without the suite's drop (the host forwards everything): the
-        project's deny rule drops a routed neighbour calling the container's
-        address and another project's container, whose outbound rule
-        accepts its traffic; the forward and the container's own
-        connections pass."""
+    def test_traffic_another_projects_container_is_denied(self, hook, netns) -> None:
+        """Without the suite's drop (the host forwarding everything): the
+        deny rule of P1 drops a container of P2 calling P1's container,
+        although P2's outbound rule accepts its traffic (the deny rules
+        come first, in LOCKER_ISOLATION); the containers' own connections
+        to the outside pass."""
         with self.lab(netns) as lab:
             lab.bridge(BRIDGE2.name, "10.1.2.1/24")
             lab.wire("other", "vother", None, [f"{OTHER_IP}/24"], gateway="10.1.2.1",
                      master=BRIDGE2.name)
-            for where in ("outside", "other"):
-                answer = lab.call(where, "tcp", WEB_IP, 80)
-                assert answer and answer.startswith("web"), (
-                    f"the suite's lab is broken: before any rule, {where} calling "
-                    f"{WEB_IP}:80 got {_said(answer)}")
+            answer = lab.call("other", "tcp", WEB_IP, 80)
+            assert answer and answer.startswith("web"), (
+                f"the suite's lab is broken: before any rule, {OTHER_IP} calling {WEB_IP}:80 "
+                f"got {_said(answer)}")
             hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
-            hook.add_forward(forwards=TRAFFIC_FORWARDS[:1])
-            for where, who in (("outside", f"a routed neighbour ({OUTSIDE_IP})"),
-                               ("other", f"a container of {P2} ({OTHER_IP}), whose "
-                                         f"outbound rule accepts its traffic,")):
-                answer = lab.call(where, "tcp", WEB_IP, 80, expect=False)
-                assert answer is None, (
-                    f"{who} reached the container at {WEB_IP}:80 directly ({answer!r}); "
-                    f"the deny rule of {P1} in LOCKER_ISOLATION (jumped to at the head of "
-                    f"LOCKER_FORWARD) must drop new connections into {BRIDGE1.name} that "
-                    f"are no forward, whatever the FORWARD policy and the other projects' "
-                    f"accepts")
-            answer = lab.call("outside", "tcp", HOST_IP, 8080)
-            assert answer and answer.split()[:2] == ["web", "80"], (
-                f"with the deny rule, the forward {TRAFFIC_FORWARDS[0]} got {_said(answer)}; "
-                f"DNATed connections must pass it")
-            answer = lab.call("web", "tcp", OUTSIDE_IP, 9000)
-            assert answer and answer.startswith("outside"), (
-                f"with the deny rule, the container calling {OUTSIDE_IP}:9000 got "
-                f"{_said(answer)}; its replies must pass")
+            answer = lab.call("other", "tcp", WEB_IP, 80, expect=False)
+            assert answer is None, (
+                f"a container of {P2} ({OTHER_IP}), whose outbound rule accepts its traffic, "
+                f"reached the container of {P1} at {WEB_IP}:80 directly ({answer!r}); the deny "
+                f"rule of {P1} in LOCKER_ISOLATION (jumped to at the head of LOCKER_FORWARD) "
+                f"must drop new connections into {BRIDGE1.name} that are no forward, whatever "
+                f"the other projects' accepts")
+            for where in ("web", "other"):
+                answer = lab.call(where, "tcp", OUTSIDE_IP, 9000)
+                assert answer and answer.startswith("outside"), (
+                    f"with the deny rules, {where} calling {OUTSIDE_IP}:9000 got "
+                    f"{_said(answer)}; a container's own connections and their replies "
+                    f"must pass")
 
     def test_traffic_a_drop_in_locker_user_wins_and_stays(self, hook, netns) -> None:
         """The administrator's chain LOCKER_USER comes before Locker's

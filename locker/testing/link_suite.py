@@ -46,7 +46,8 @@ tools' interfaces (with the messages of ``locker.link.rules``); the subnet
 choice on real routing tables (addresses on down interfaces, routes of
 every table and type, default routes and split default routes such as
 OpenVPN's def1 pair, a routed 10.0.0.0/8, host and blackhole routes,
-reservations, a moved pool); ``subnet_conflicts``; IPv4 forwarding; and
+reservations, a moved pool); ``subnet_conflicts``; ``route_localnet`` on the bridge only; IPv4
+forwarding; and
 real traffic (``locker.testing.traffic``) over a bridge the backend made:
 two namespaces on it reach each other and the bridge's address, and once
 ``ensure_ip_forwarding`` ran, a namespace beyond the host is reached
@@ -87,6 +88,7 @@ BRIDGE = Bridge(PROJECT, NAME, IPv4Network("10.1.1.0/24"))
 FOREIGN_PLAIN = "eth9"
 FOREIGN_BRIDGE = "lxcbr9"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{}/route_localnet"
 LONG_NAME = "locker_" + "x" * 9  # 16 characters
 
 
@@ -171,6 +173,10 @@ def is_up(netns: NetNS, name: str) -> bool:
 
 def read_ip_forward(netns: NetNS) -> str:
     return netns.run(["cat", IP_FORWARD]).stdout.strip()
+
+
+def route_localnet_of(netns: NetNS, interface: str) -> str:
+    return netns.run(["cat", ROUTE_LOCALNET.format(interface)]).stdout.strip()
 
 
 def write_ip_forward(netns: NetNS, value: str) -> None:
@@ -666,6 +672,29 @@ class LinkBackendTests(BackendSuite):
         with pytest.raises(BackendError, match="its alias is 'made by hand'"):
             call(hook)
 
+    # ------------------------------------------------------- route_localnet
+
+    def test_route_localnet_is_set_on_the_bridge_only(self, hook, netns: NetNS) -> None:
+        """Forwards reached at 127.0.0.1 need it on the bridge; never on all
+        or default, where it would open every interface (CVE-2020-8558)."""
+        state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        assert route_localnet_of(netns, NAME) == "1", (
+            f"ensure_bridge must turn on route_localnet of {NAME}")
+        for other in ("all", "default", "lo"):
+            assert route_localnet_of(netns, other) == "0", (
+                f"ensure_bridge turned on route_localnet of {other!r}: only the bridge's")
+        assert state.route_localnet
+
+    def test_a_bridge_without_route_localnet_is_found_so_and_repaired(
+            self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE, adopt=False)
+        netns.run(["sh", "-c", f"echo 0 > {ROUTE_LOCALNET.format(NAME)}"])
+        assert not hook.find_bridge(name=NAME).route_localnet, (
+            "find_bridge must report route_localnet=False when it is off")
+        assert hook.ensure_bridge(bridge=BRIDGE, adopt=False).route_localnet
+        assert route_localnet_of(netns, NAME) == "1"
+        assert route_localnet_of(netns, "all") == "0"
+
     # -------------------------------------------------------- ip forwarding
 
     def test_ensure_ip_forwarding(self, hook, netns: NetNS) -> None:
@@ -683,6 +712,7 @@ class LinkBackendTests(BackendSuite):
     # -------------------------------------------------------------- traffic
 
     def test_traffic_passes_over_the_backends_bridge(self, hook, netns: NetNS) -> None:
+        write_ip_forward(netns, "0")
         state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
         gateway = str(BRIDGE.gateway)
         with Lab(netns) as lab:

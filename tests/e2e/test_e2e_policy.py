@@ -10,6 +10,7 @@ service of its own on port 9998 of every address, and one on 127.0.0.1:9999.
 
 from __future__ import annotations
 
+import json
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -104,26 +105,37 @@ class Projects:
                       timeout=timeout + 10)
         return done.stdout if done.returncode == 0 else None
 
+    def user_table(self) -> tuple[str, str]:
+        """(family, table) of the nftables table whose LOCKER_USER the
+        backend made (``ip locker`` for the shipped backend; any backend
+        that keeps its rules in nftables names its table ``locker*``)."""
+        listing = json.loads(self.world.host.run(["nft", "-j", "list", "chains"]).stdout)
+        homes = [(c["family"], c["table"]) for item in listing["nftables"]
+                 for c in [item.get("chain")] if c and c["name"] == "LOCKER_USER"
+                 and c["table"].startswith("locker")]
+        assert len(homes) == 1, f"no single LOCKER_USER chain in a locker* table: {homes}"
+        return homes[0]
+
     def user_drop(self, source: str) -> None:
         """The administrator's drop in LOCKER_USER, as the README shows it."""
-        if self.world.backend == "nftables":
-            self.world.host.run(["nft", "add", "rule", "ip", "locker", "LOCKER_USER", "ip",
+        if self.world.rules_via_nft:
+            self.world.host.run(["nft", "add", "rule", *self.user_table(), "LOCKER_USER", "ip",
                                  "saddr", source, "drop"])
         else:
             self.world.host.run(["iptables-legacy", "-I", "LOCKER_USER", "-s", source,
                                  "-j", "DROP"])
 
     def user_rules(self) -> list[str]:
-        if self.world.backend == "nftables":
-            text = self.world.host.run(["nft", "list", "chain", "ip", "locker",
+        if self.world.rules_via_nft:
+            text = self.world.host.run(["nft", "list", "chain", *self.user_table(),
                                         "LOCKER_USER"]).stdout
             return [line.strip() for line in text.splitlines() if "drop" in line]
         return [line for line in self.world.host.run(
             ["iptables-legacy", "-S", "LOCKER_USER"]).stdout.splitlines() if "DROP" in line]
 
     def user_flush(self) -> None:
-        if self.world.backend == "nftables":
-            self.world.host.run(["nft", "flush", "chain", "ip", "locker", "LOCKER_USER"])
+        if self.world.rules_via_nft:
+            self.world.host.run(["nft", "flush", "chain", *self.user_table(), "LOCKER_USER"])
         else:
             self.world.host.run(["iptables-legacy", "-F", "LOCKER_USER"])
 

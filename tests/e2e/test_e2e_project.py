@@ -211,7 +211,8 @@ def test_status_json_has_a_schema_version_and_reflects_reality(up: Demo) -> None
     assert {(f["container"], f["host_ip"], f["host_port"], f["container_ip"])
             for f in status["rules"]["forwards"]} == {
         ("web", None, 8080, up.ip("web")), ("web", HOST_IP2, 8443, up.ip("web"))}
-    assert status["rules"]["nat"] == [{"bridge": "locker_demo", "network": str(network)}]
+    assert status["rules"]["nat"] == [{"bridge": "locker_demo", "network": str(network),
+                                       "isolated": False}]
     assert status["rules"]["chains_and_jumps"] is True
 
     # a container killed behind Locker's back shows as stopped, without

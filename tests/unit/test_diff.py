@@ -3,6 +3,7 @@ brings them in place. Pure functions, so every case is a table row."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from ipaddress import IPv4Address, IPv4Interface, IPv4Network
 from pathlib import Path
 
@@ -146,6 +147,21 @@ def test_network_rules_of_an_old_subnet_are_stale() -> None:
     old = Bridge("shop", "locker_shop", IPv4Network("10.1.7.0/24"))
     result = diff.diff(SHOP, wanted(), Found(UP, whole(nat=frozenset({old}))), ALL_RUNNING)
     assert statuses(result, NAT) == {BRIDGE: MISSING, old: STALE}
+    assert result.of(NAT, STALE)[0].reason == "the bridge is locker_shop 10.1.1.0/24 now"
+
+
+@pytest.mark.parametrize("isolated", [True, False])
+def test_network_rules_isolated_otherwise_are_stale_and_say_so(isolated: bool) -> None:
+    """Only ``isolated`` changed: the reason says that, not that the bridge
+    is gone or has another subnet."""
+    want = replace(BRIDGE, isolated=isolated)
+    there = replace(BRIDGE, isolated=not isolated)
+    result = diff.diff(SHOP, wanted(bridge=want), Found(UP, whole(nat=frozenset({there}))),
+                       ALL_RUNNING)
+    assert statuses(result, NAT) == {want: MISSING, there: STALE}
+    setting = "true" if isolated else "false"
+    assert result.of(NAT, STALE)[0].reason == (
+        f"the project is {'' if isolated else 'not '}isolated now (isolated: {setting})")
 
 
 # ------------------------------------------------------------------ repair

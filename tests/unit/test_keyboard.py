@@ -291,17 +291,31 @@ def test_a_backend_warning_is_said_once_per_host_and_command_class(tmp_path: Pat
 
 def test_a_long_change_shows_progress_and_clears_it() -> None:
     import io
-    import time
+    import threading
 
     from locker.cli.progress import Progress, gerund
     from locker.journal import Change, Journal
 
     assert [gerund(v) for v in ("created", "started", "stopped", "removed", "configured")] \
         == ["creating", "starting", "stopping", "removing", "configuring"]
-    stream = io.StringIO()
+    class Screen(io.StringIO):
+        def __init__(self) -> None:
+            super().__init__()
+            self.showing = threading.Event()
+
+        def write(self, text: str) -> int:
+            written = super().write(text)
+            if "creating web ... " in self.getvalue():
+                self.showing.set()
+            return written
+
+    stream = Screen()
     said: list[str] = []
     journal = Journal(report=said.append, progress=Progress(stream, delay=0.05, interval=0.05))
-    journal.change(Change("web", "created", "container"), lambda: time.sleep(0.3))
+
+    def long_change() -> None:  # lasts until the progress line is on the screen
+        assert stream.showing.wait(30), "no progress line while the change went on"
+    journal.change(Change("web", "created", "container"), long_change)
     shown = stream.getvalue()
     assert "creating web ... 0s" in shown
     assert shown.endswith("\r\033[K"), "the line is cleared before the report"

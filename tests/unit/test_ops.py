@@ -641,7 +641,8 @@ def test_status_json(env: Env) -> None:
             "value": "5432/tcp -> 10.1.1.3:5432", "reason": "", "fix": ""} in document["items"]
     rules = document["rules"]
     assert rules["chains_and_jumps"] is True
-    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24"}]
+    assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24",
+                             "isolated": False}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
                                     "container_port": 5432, "count": 1, "stale": False}
@@ -984,6 +985,140 @@ def test_isolated_comes_from_the_project_file_else_the_host_default(tmp_path: Pa
     env.ctx.project = replace(env.ctx.project, isolated=False)
     lifecycle.start(env.ctx, ["web"])
     assert env.firewall.rules.nat == {SHOP_BRIDGE}
+
+
+def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_path: Path) -> None:
+    """``isolated`` is in ``status --json`` and the text; when only it
+    changed, the stale network rules say so (not "gone or another subnet")."""
+    import io
+
+    from locker.cli import render
+    from locker.cli.output import Output
+
+    env = make_env(tmp_path)
+    env.create_all()
+    lifecycle.start(env.ctx, ["web"])
+    env.ctx.isolated_default = True
+    result = status(env.ctx)
+    document = json.loads(json.dumps(to_json(result)))
+    assert document["rules"]["nat"] == [
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": False}]
+    nat = [i for i in document["items"] if i["kind"] == "nat"]
+    assert nat == [
+        {"kind": "nat", "status": "stale", "subject": "shop",
+         "value": "network rules locker_shop 10.1.1.0/24",
+         "reason": "the project is isolated now (isolated: true)", "fix": "locker start"},
+        {"kind": "nat", "status": "missing", "subject": "shop",
+         "value": "network rules locker_shop 10.1.1.0/24, isolated", "reason": "",
+         "fix": "locker start"}]
+
+    lifecycle.start(env.ctx, ["web"])
+    result = status(env.ctx)
+    assert to_json(result)["rules"]["nat"] == [
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": True}]
+    stdout = io.StringIO()
+    render.status(Output(False, stdout, io.StringIO()), result)
+    assert "  in place nat      shop: network rules locker_shop 10.1.1.0/24, isolated" \
+        in stdout.getvalue().splitlines()
+
+
+# ------------------------------------- container files and the host lock (issue 13)
+
+class FilesOutsideTheLock(MemoryRuntime):
+    """A container's files may be slow or hostile, and lxc-info may hang:
+    no file is read or written and no state asked while the host lock is
+    held."""
+
+    def __init__(self, lock: Lock) -> None:
+        super().__init__()
+        self.lock = lock
+        self.touched: list[tuple[str, str]] = []
+
+    def read_file(self, name: str, path: str) -> str | None:
+        assert not self.lock.held, f"{name}:{path} read under the host lock"
+        self.touched.append((name, path))
+        return super().read_file(name, path)
+
+    def write_file(self, name: str, path: str, text: str) -> None:
+        assert not self.lock.held, f"{name}:{path} written under the host lock"
+        self.touched.append((name, path))
+        super().write_file(name, path, text)
+
+    def state(self, name: str) -> str:  # lxc-info may hang (issue 15 item 1)
+        assert not self.lock.held, f"the state of {name} asked under the host lock"
+        return super().state(name)
+
+    def survey(self, names, addresses: bool = False):
+        assert not self.lock.held, "the containers' states asked under the host lock"
+        return super().survey(names, addresses)
+
+
+def test_no_container_file_nor_state_is_read_under_the_host_lock(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    runtime = FilesOutsideTheLock(env.lock)
+    env.ctx.runtime = env.runtime = runtime
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db", "cache"])
+    lifecycle.reconcile(env.ctx, "links", None)
+    lifecycle.reconcile(env.ctx, "links", None, keep=False)
+    lifecycle.reconcile(env.ctx, "ports", None)
+    lifecycle.stop(env.ctx, ["db"])
+    cleanup.cleanup(env.ctx)
+    status(env.ctx)
+    assert ("shop_web", "/etc/hosts") in runtime.touched  # the check saw the files
+
+
+class RefusingRuntime(MemoryRuntime):
+    """Once ``refusing``, one container's /etc/hosts is something Locker
+    refuses (the container made it a FIFO)."""
+
+    refusing = False
+
+    def read_file(self, name: str, path: str) -> str | None:
+        if self.refusing and name == "shop_db" and path == "/etc/hosts":
+            from locker.runtime.rootfs import ContainerFileRefused
+            raise ContainerFileRefused(name, path, "it is a FIFO, not a regular file")
+        return super().read_file(name, path)
+
+
+def test_status_with_one_refused_container_file_shows_the_others(tmp_path: Path) -> None:
+    env = make_env(tmp_path)
+    runtime = RefusingRuntime()
+    env.ctx.runtime = env.runtime = runtime
+    env.create_all()
+    lifecycle.start(env.ctx, ["web", "db"])
+    runtime.refusing = True
+    result = status(env.ctx)
+    by_name = {c.name: c for c in result.containers}
+    assert "shop_db" in by_name["db"].problem and "FIFO" in by_name["db"].problem
+    assert by_name["db"].state == RUNNING and by_name["db"].addresses
+    assert by_name["web"].problem is None and by_name["web"].hosts
+    assert to_json(result)["containers"][1]["problem"] == by_name["db"].problem
+
+
+# ----------------------------------------- unknown is not stopped (issue 15 item 3)
+
+def test_a_container_of_unknown_state_keeps_its_rules_and_is_reported(env: Env) -> None:
+    """lxc-info hung for db: ports, links and start leave its forwards and
+    links as they are (it may well run), start says why, status shows it."""
+    from locker.runtime import UNKNOWN, UnknownState
+
+    lifecycle.start(env.ctx, ["web", "db", "cache"])
+    forwards, links = set(env.firewall.rules.forwards), set(env.firewall.rules.links)
+    assert any(f.container == "db" for f in forwards)
+    assert any("db" in (k.container, k.peer) for k in links)
+    env.lxc("db").state = UnknownState("lxc-info -n shop_db did not answer in 10 s")
+
+    lifecycle.reconcile(env.ctx, "ports", None)
+    lifecycle.reconcile(env.ctx, "links", None)
+    with pytest.raises(ContainerError, match=r"db: its state cannot be read \(lxc-info -n "
+                                             r"shop_db did not answer in 10 s\), so it is "
+                                             r"left as it is, its rules too"):
+        lifecycle.start(env.ctx, ["web", "db", "cache"])
+    assert set(env.firewall.rules.forwards) == forwards
+    assert set(env.firewall.rules.links) == links
+    db = {c.name: c for c in status(env.ctx).containers}["db"]
+    assert db.state == UNKNOWN
 
 
 # ------------------------------------------------------------------ ranges

@@ -521,6 +521,27 @@ def test_the_suites_name_what_breaks_the_contract(broken, said: str) -> None:
         suite.test_the_backend_keeps_the_contract(broken())
 
 
+class LacksRemoveBridge(MemoryLink):
+    remove_bridge = None  # as if never written
+
+
+class WrongLinkArguments(MemoryLink):
+    @hookimpl
+    def ensure_bridge(self, bridge):  # the hookspec says (bridge, adopt)
+        return super().ensure_bridge(bridge, False)
+
+
+@pytest.mark.parametrize("broken, said", [
+    (LacksRemoveBridge, "lacks the hook remove_bridge(name)"),
+    (WrongLinkArguments, "ensure_bridge takes (bridge); the hookspec says (bridge, adopt)"),
+])
+def test_the_link_suite_names_what_breaks_the_contract(broken, said: str) -> None:
+    from locker.testing.link_suite import LinkBackendTests
+
+    with pytest.raises(AssertionError, match=re.escape(said)):
+        LinkBackendTests().test_the_backend_keeps_the_contract(broken())
+
+
 def test_the_contract_check_needs_the_plugin_api() -> None:
     from locker.testing.contract import hook_problems
 

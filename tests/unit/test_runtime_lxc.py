@@ -407,3 +407,18 @@ def test_an_interrupted_call_kills_the_command(runtime: LxcRuntime, fakes: Fakes
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert_gone(fakes.hung_child())
+
+
+def test_the_runtime_does_not_import_the_project_files_grammar() -> None:
+    """The runtime takes value types (``locker.project``); the project
+    file's grammar and YAML stay with ``validate`` and the CLI (issue 15)."""
+    import subprocess
+    import sys
+
+    code = ("import sys, locker.runtime, locker.runtime.lxc, locker.runtime.rootfs, "
+            "locker.runtime.lxcconfig\n"
+            "print(' '.join(n for n in ('locker.projectfile', 'locker.projectsyntax', "
+            "'locker.yamlnodes', 'yaml') if n in sys.modules))")
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True)
+    assert done.stdout.strip() == "", f"the runtime imports {done.stdout.strip()}"

@@ -1,5 +1,5 @@
-"""SIGINT and SIGTERM at every point of a command: one line, exit 130 or
-143, no traceback, every change made reported, nothing half made, and the
+"""SIGINT, SIGTERM and SIGHUP at every point of a command: one line, exit
+130, 143 or 129, no traceback, every change made reported, nothing half made, and the
 next command finishes the work (issue 12)."""
 
 from __future__ import annotations
@@ -15,6 +15,17 @@ from test_cli import EXAMPLE, clean_environment, memory_cli, run  # noqa: F401  
 
 from locker.journal import SIGNALS, Journal, whole
 from locker.errors import Interrupted
+
+
+@pytest.fixture(autouse=True)
+def sighup_unhandled_fails():
+    """SIGHUP's default action would kill the test run: where the command
+    does not handle it, it fails the test instead."""
+    def fail(signum, frame):
+        pytest.fail("SIGHUP reached the handler the command found: locker does not handle it")
+    previous = signal.signal(signal.SIGHUP, fail)
+    yield
+    signal.signal(signal.SIGHUP, previous)
 
 
 def arm(objects, at: int, signum: int) -> list[str]:
@@ -48,7 +59,7 @@ def disarm(objects) -> None:
                 delattr(obj, name)
 
 
-@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM])
+@pytest.mark.parametrize("signum", [signal.SIGINT, signal.SIGTERM, signal.SIGHUP])
 def test_a_signal_at_any_point_of_start_is_one_line_and_reported_work(
         memory_cli, capsys, signum) -> None:  # noqa: F811
     firewall, runtime = memory_cli
@@ -176,7 +187,9 @@ def test_a_signal_after_the_command_ended_changes_no_exit_status(tmp_path) -> No
               "status = m.main(None)\n"
               "assert signal.getsignal(signal.SIGTERM) == signal.SIG_IGN\n"
               "assert signal.getsignal(signal.SIGINT) == signal.SIG_IGN\n"
+              "assert signal.getsignal(signal.SIGHUP) == signal.SIG_IGN\n"
               "os.kill(os.getpid(), signal.SIGTERM)\n"
+              "os.kill(os.getpid(), signal.SIGHUP)\n"
               "os.kill(os.getpid(), signal.SIGINT)\n"
               "sys.exit(status)\n")
     (tmp_path / "none.yaml").write_text("# empty\n")

@@ -134,8 +134,11 @@ def nat_rule(purpose: str, project: str, value: object) -> Rule:
 
 
 def nat_rules(bridge: Bridge) -> list[Rule]:
-    """Every rule of the bridge's nat value (``locker.pieces.nat_keys``)."""
-    return [nat_rule(*key) for key in sorted(nat_keys(bridge), key=str)]
+    """Every rule of the bridge's nat value (``locker.pieces.nat_keys``);
+    of a bridge whose network is unknown, only those that name the bridge."""
+    keys = [key for key in nat_keys(bridge)
+            if bridge.network != UNKNOWN_NETWORK or key[0] in NAME_PURPOSES]
+    return [nat_rule(*key) for key in sorted(keys, key=str)]
 
 
 _DNAT = re.compile(r"(?:ip daddr (\S+) )?(tcp|udp) dport (\d+)(?:-(\d+))? dnat to ([\d.]+)"

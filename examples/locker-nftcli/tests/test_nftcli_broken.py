@@ -49,6 +49,15 @@ class Pretender(NftCliBackend):
             f for f in self.given if project in (None, f.project)))
 
 
+class NoDeny(NftCliBackend):
+    """Writes every network rule but the default deny."""
+
+    @hookimpl
+    def add_nat(self, bridges):
+        self._add([r for b in bridges for r in nat_rules(b) if not r.comment.endswith(":deny")],
+                  "add network rules")
+
+
 class Suite(FirewallBackendTests):  # not collected: its name is no Test*
     def __init__(self, backend: object) -> None:
         self.made = backend
@@ -135,31 +144,27 @@ class DenyLast(NftCliBackend):
                        unrecognised=())
 
 
-class NoDeny(DenyLast):
-    """Writes no deny rule at all."""
-
-    @hookimpl
-    def add_nat(self, bridges):
-        self._add([r for b in bridges for r in nat_rules(b)
-                   if not r.comment.endswith(":deny")], "add nat")
+@pytest.mark.privileged
+def test_a_deny_rule_behind_the_accepts_passes_the_round_trip(netns) -> None:
+    Suite(DenyLast()).test_nat_lists_back(new_manager(DenyLast()).hook)
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("broken", [NoDeny, DenyLast])
-def test_a_backend_whose_nat_lists_back_passes_the_round_trip(netns, broken) -> None:
-    Suite(broken()).test_nat_lists_back(new_manager(broken()).hook)
+def test_a_backend_without_the_default_deny_fails_the_routed_neighbour_test(netns) -> None:
+    backend = NoDeny()
+    with pytest.raises(AssertionError, match=r"a routed neighbour \(192\.0\.2\.2\) reached the "
+                                             r"container's own address 10\.1\.1\.2:80"):
+        Suite(backend).test_traffic_a_routed_neighbour_reaches_only_the_forwards(
+            new_manager(backend).hook, netns)
 
 
 @pytest.mark.privileged
-@pytest.mark.parametrize("broken, who", [(NoDeny, "a routed neighbour"),
-                                         (DenyLast, "a container of beta")])
-def test_a_deny_rule_missing_or_behind_the_accepts_fails_the_deny_test(netns, broken,
-                                                                       who) -> None:
-    backend = broken()
-    with pytest.raises(AssertionError, match=rf"{who} .*reached the container at 10\.1\.1\.2:80 "
-                                             r"directly"):
-        Suite(backend).test_traffic_deny_drops_what_is_no_forward(new_manager(backend).hook,
-                                                                   netns)
+def test_a_deny_rule_behind_the_accepts_fails_the_other_project_test(netns) -> None:
+    backend = DenyLast()
+    with pytest.raises(AssertionError, match=r"a container of beta \(10\.1\.2\.2\), whose "
+                                             r"outbound rule accepts its traffic, reached"):
+        Suite(backend).test_traffic_another_projects_container_is_denied(
+            new_manager(backend).hook, netns)
 
 
 class FirstPortOnly(NftCliBackend):

@@ -234,27 +234,3 @@ def test_locker_backends_lists_ipr2(netns: NetNS, tmp_path: Path) -> None:
     assert entry["distribution"] == "lxc-locker-ipr2"
     assert entry["usable"], entry["reason"]
     assert "iproute2" in entry["reason"]
-
-
-def _sysctl(netns: NetNS, interface: str) -> str:
-    return netns.run(["cat", f"/proc/sys/net/ipv4/conf/{interface}/route_localnet"]).stdout.strip()
-
-
-@pytest.mark.privileged
-def test_route_localnet_is_set_on_the_bridge_only(hook, netns: NetNS) -> None:
-    """Forwards reached at 127.0.0.1 need it on the bridge; never on all or
-    default, where it would open every interface (CVE-2020-8558)."""
-    state = hook.ensure_bridge(bridge=BRIDGE, adopt=False)
-    assert _sysctl(netns, NAME) == "1"
-    assert _sysctl(netns, "all") == "0" and _sysctl(netns, "default") == "0"
-    assert _sysctl(netns, "lo") == "0"
-    assert state.route_localnet
-
-
-@pytest.mark.privileged
-def test_a_bridge_without_route_localnet_is_found_so_and_repaired(hook, netns: NetNS) -> None:
-    hook.ensure_bridge(bridge=BRIDGE, adopt=False)
-    netns.run(["sh", "-c", f"echo 0 > /proc/sys/net/ipv4/conf/{NAME}/route_localnet"])
-    assert not hook.find_bridge(name=NAME).route_localnet
-    assert hook.ensure_bridge(bridge=BRIDGE, adopt=False).route_localnet
-    assert _sysctl(netns, NAME) == "1" and _sysctl(netns, "all") == "0"
