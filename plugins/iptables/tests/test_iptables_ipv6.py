@@ -29,6 +29,7 @@ ISOLATED = Bridge("alpha", "locker_alpha", NET4, isolated=True, network6=NET6)
 WEB6 = Forward("alpha", "web", 8080, CONTAINER6, 80)
 WEB6_AT = Forward("alpha", "web", 8081, CONTAINER6, 80, "tcp", HOST6)
 WEB4 = Forward("alpha", "web", 8080, IPv4Address("10.1.1.2"), 80)
+RANGE6 = Forward("alpha", "web", 9000, CONTAINER6, 7000, "udp", None, 3)
 LINK6 = Link("alpha", "web", CONTAINER6, "db", SIBLING6)
 
 
@@ -111,6 +112,13 @@ FORWARD_RULES6 = {
     "--ctstate DNAT --ctorigdst 2001:db8:1::1 --ctorigdstport 8081 -m comment --comment "
     "locker:alpha:web:forward -j ACCEPT",
 }
+RANGE_RULES6 = {
+    "nat -A LOCKER_PRE_alpha -p udp -m udp --dport 9000:9002 -m comment --comment "
+    "locker:alpha:web:dnat -j DNAT --to-destination [fd12:3456:789a:1::2]:7000-7002/9000",
+    "filter -A LOCKER_FWD_alpha -d fd12:3456:789a:1::2/128 -p udp -m udp --dport 7000:7002 "
+    "-m conntrack --ctstate DNAT --ctorigdstport 9000:9002 -m comment --comment "
+    "locker:alpha:web:forward -j ACCEPT",
+}
 LINK_RULES6 = {
     "filter -A LOCKER_FWD_alpha -s fd12:3456:789a:1::2/128 -d fd12:3456:789a:1::3/128 -m comment "
     "--comment locker:alpha:web:link:db -j ACCEPT",
@@ -121,23 +129,23 @@ LINK_RULES6 = {
 
 def test_ipv6_values_are_written_to_ip6tables_and_read_back(hook, netns) -> None:
     hook.add_nat(bridges=[ISOLATED])
-    hook.add_forward(forwards=[WEB4, WEB6, WEB6_AT])
+    hook.add_forward(forwards=[WEB4, WEB6, WEB6_AT, RANGE6])
     hook.add_link(links=[LINK6])
     assert lockers6(netns) == (CHAINS6 | JUMPS6 | DISPATCH6 | NAT_RULES6 | {MASQUERADE6, ISOLATE6}
-                               | FORWARD_RULES6 | LINK_RULES6)
+                               | FORWARD_RULES6 | RANGE_RULES6 | LINK_RULES6)
     assert tables6() == {"filter", "nat"}
     # no localhost masquerade and no guard in IPv6; IPv4 keeps its own
     assert not any("localhost" in line or "guard" in line for line in lockers6(netns))
     assert any("locker:alpha:guard" in line for _, line in save(netns))
     listed = hook.list_rules(project="alpha")
     assert listed.nat == {ISOLATED}
-    assert listed.forwards == {WEB4, WEB6, WEB6_AT}
+    assert listed.forwards == {WEB4, WEB6, WEB6_AT, RANGE6}
     assert listed.links == {LINK6}
     assert listed.jumps and not listed.partial and not listed.unrecognised
     assert not listed.entry_missing
     before = lockers6(netns)
     hook.add_nat(bridges=[ISOLATED])          # again: nothing changes
-    hook.add_forward(forwards=[WEB4, WEB6, WEB6_AT])
+    hook.add_forward(forwards=[WEB4, WEB6, WEB6_AT, RANGE6])
     assert lockers6(netns) == before
 
 
@@ -294,8 +302,12 @@ def wire(netns, netns_factory):
 
 def test_a_forward_and_the_masquerade_carry_ipv6_traffic(hook, netns, wire) -> None:
     hook.add_nat(bridges=[BRIDGE])
-    hook.add_forward(forwards=[WEB6, WEB6_AT])
+    hook.add_forward(forwards=[WEB6, WEB6_AT,
+                               Forward("alpha", "web", 9100, CONTAINER6, 7100, "tcp", None, 3)])
     wire.serve(wire.neighbour, "::", 9000)
+    wire.serve(wire.container, "::", 7101)
+    # a range's middle port goes to the container's middle port (shifted map)
+    assert wire.fetch(wire.neighbour, HOST6, 9101) == str(NEIGHBOUR6)
     # the neighbour reaches the container through the host's address: DNAT
     assert wire.fetch(wire.neighbour, HOST6, 8080) == str(NEIGHBOUR6)
     assert wire.fetch(wire.neighbour, HOST6, 8081) == str(NEIGHBOUR6)
