@@ -13,6 +13,8 @@ from __future__ import annotations
 
 import argparse
 
+from locker.cli.registry import JSON, command, no_arguments
+
 #: Shell -> the file in locker/completions/ (the names each shell's vendor
 #: directory expects).
 COMPLETIONS = {"bash": "locker.bash", "zsh": "_locker", "fish": "locker.fish"}
@@ -53,6 +55,9 @@ def version_text() -> str:
     return "\n".join(lines)
 
 
+@command("plugins",
+         "list every installed plugin (backends and observers) with its distribution and version",
+         arguments=no_arguments, options=(JSON,), root=False)
 def cmd_plugins(args, out) -> None:
     """``locker plugins``: every installed plugin, backends and observers,
     with its distribution, version and entry point."""
@@ -91,6 +96,13 @@ def completion_script(shell: str) -> str:
     return (files("locker") / "completions" / COMPLETIONS[shell]).read_text(encoding="utf-8")
 
 
+def shell(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("shell", choices=("bash", "zsh", "fish"), metavar="SHELL",
+                        help="bash, zsh or fish")
+
+
+@command("completion", "print the completion script for bash, zsh or fish", arguments=shell,
+         root=False)
 def cmd_completion(args, out) -> None:
     """``locker completion SHELL``: print the completion script, to be saved
     where the shell looks (see locker(1), COMPLETION)."""

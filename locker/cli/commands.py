@@ -1,20 +1,58 @@
-"""One function per command: build what it needs, call one operation,
-render the result. Each returns the exit status (None for success)."""
+"""One function per command, registered with its arguments and options
+(``locker.cli.registry``): build what it needs, call one operation, render
+the result. Each returns the exit status (None for success). Everything
+heavy is imported inside the handlers, so that building the parser
+(``locker --help``) imports none of it."""
 
 from __future__ import annotations
 
+import argparse
 import json
 from collections.abc import Callable
+from typing import TYPE_CHECKING
 
-from locker.cli import render
-from locker.cli.output import Output
-from locker.cli.session import ADDS, KEEPS, open_context, project_of
+from locker.cli.registry import (ADDS, CHANGES, JSON, KEEP_ORPHANS, KEEPS, MIGRATE, NO_LINKS,
+                                 NO_PORTS, PARALLEL, TIMEOUT, Option, command, count,
+                                 no_arguments, one_container)
+
+if TYPE_CHECKING:
+    from locker.cli.output import Output
 
 EXIT_DIFFERS = 1
+
+RESTART = Option(("--restart",), dict(action="store_true",
+                                      help="restart containers that run already"))
+ADD_HOSTS = Option(("--add-hosts",), dict(
+    action="store_true", help="put the containers' names into the host's /etc/hosts"))
+#: What start, plan and up take.
+STARTING = (TIMEOUT, NO_PORTS, NO_LINKS, RESTART, ADD_HOSTS, MIGRATE, PARALLEL)
+FORCE = Option(("--force",), dict(action="store_true", help="stop running containers first"))
+RM = Option(("--rm",), dict(dest="remove", action="store_true",
+                            help="also delete the containers"))
+LINES = Option(("--lines",), dict(type=count, default=None, metavar="N",
+                                  help="only the last N lines"))
+FOLLOW = Option(("--follow",), dict(action="store_true",
+                                    help="keep printing what the console writes"))
+CHECK = Option(("--check",), dict(
+    action="store_true",
+    help="print only what differs; exit 1 when anything does, 0 when all is in place"))
+
+
+def projects(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("projects", nargs="*", metavar="PROJECT",
+                        help="only these projects (default: every one of the host state)")
+
+
+def exec_arguments(parser: argparse.ArgumentParser) -> None:
+    one_container(parser)
+    parser.add_argument("exec_command", nargs=argparse.REMAINDER, metavar="CMD",
+                        help="the command and its arguments, after --")
 
 
 def _context(args, out: Output, mode: str = KEEPS, **overrides):
     """The project's context; with --migrate, the rules move first."""
+    from locker.cli.session import open_context
+
     trace = out.trace if args.verbose >= 2 else None
     ctx, migration = open_context(args, say=out.say, warn=out.warn, trace=trace, mode=mode,
                                   **overrides)
@@ -69,43 +107,6 @@ def _run(args, out: Output, mode: str, operation: Callable) -> None:
     _changed(args, out, ctx)
 
 
-def cmd_validate(args, out: Output) -> None:
-    """The file, and what this host adds: the other projects' host ports and
-    the host's cgroup version."""
-    from locker import cgroups
-    from locker.cli.session import host_state
-    from locker.errors import ConfigError
-    from locker.hostconfig import load_host_config
-    from locker.planner import port_conflicts
-    from locker.runtime.lxc import host_uses_cgroup2
-
-    project = project_of(args)
-    state = host_state(load_host_config(), out.warn)
-    problems = port_conflicts(project, project.container_names, state.others(project.name))
-    if problems:
-        raise ConfigError(f"{project.path}: {len(problems)} host port(s) are forwarded by "
-                          f"another project of this host.", problems)
-    cgroups.for_project(project, project.container_names, host_uses_cgroup2())
-    out.print(f"{project.path}: project {project.name!r}, "
-              f"{len(project.containers)} container(s), no problems")
-
-
-def cmd_backends(args, out: Output) -> None:
-    from locker.cli.backends import survey
-
-    report = survey(args, out.warn)
-    if args.json:
-        out.print(json.dumps(report, indent=2))
-    else:
-        render.backends(out, report, details=args.verbose >= 1)
-
-
-def cmd_create(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.create(ctx, _containers(args, ctx)))
-
-
 def _start_options(args):
     from locker.ops import lifecycle
 
@@ -113,58 +114,11 @@ def _start_options(args):
                                   add_hosts=args.add_hosts, timeout=args.timeout)
 
 
-def cmd_start(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, ADDS,
-         lambda ctx: lifecycle.start(ctx, _containers(args, ctx), _start_options(args)))
-
-
-def cmd_plan(args, out: Output) -> None:
-    args.dry_run = True
-    cmd_start(args, out)
-
-
-def cmd_stop(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.stop(
-        ctx, _containers(args, ctx), args.timeout, ports=args.ports, links=args.links))
-
-
-def cmd_reboot(args, out: Output) -> None:
-    """``start --restart``: one pass, so that its dry run is exact too."""
-    from locker.ops import lifecycle
-
-    _run(args, out, ADDS, lambda ctx: lifecycle.start(
-        ctx, _containers(args, ctx), lifecycle.StartOptions(restart=True, timeout=args.timeout)))
-
-
-def cmd_rm(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.remove(
-        ctx, _containers(args, ctx), force=args.force, timeout=args.timeout))
-
-
-def cmd_up(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, ADDS,
-         lambda ctx: lifecycle.up(ctx, _containers(args, ctx), _start_options(args)))
-
-
-def cmd_down(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.down(ctx, args.timeout, args.keep_orphans,
-                                                      remove_containers=args.remove))
-
-
 def _runtime_context(args, out: Output):
     """A context with the runtime only: exec, attach, console and logs need
     no backend (and so no backend's warning or failure)."""
     from locker import plugins
+    from locker.cli.session import project_of
     from locker.context import Context
     from locker.hostconfig import load_host_config
     from locker.runtime.lxc import LxcRuntime
@@ -177,71 +131,9 @@ def _runtime_context(args, out: Output):
     return ctx
 
 
-def cmd_exec(args, out: Output) -> int:
-    from locker.ops import shell
-
-    return shell.execute(_runtime_context(args, out), args.container, args.exec_command)
-
-
-def cmd_attach(args, out: Output) -> int:
-    from locker.ops import shell
-
-    return shell.attach(_runtime_context(args, out), args.container)
-
-
-def cmd_console(args, out: Output) -> int:
-    from locker.ops import shell
-
-    return shell.console(_runtime_context(args, out), args.container)
-
-
-def cmd_logs(args, out: Output) -> None:
-    import time
-
-    from locker.ops import shell
-
-    ctx = _runtime_context(args, out)
-    text = shell.logs(ctx, args.container, args.lines)
-    out.stdout.write(text)
-    out.stdout.flush()
-    path = getattr(ctx.runtime, "console_log_path", None)
-    if not args.follow or path is None:
-        return
-    log = path(ctx.lxc(args.container))
-    with open(log, "rb") as stream:  # until Ctrl-C (exit 130) or SIGTERM (143)
-        stream.seek(0, 2)
-        while True:
-            data = stream.read()
-            if data:
-                out.stdout.write(data.decode("utf-8", errors="replace"))
-                out.stdout.flush()
-            else:
-                time.sleep(0.5)
-
-
-def cmd_status(args, out: Output) -> int | None:
-    from locker.cli.privileges import is_root, require_root
-    from locker.ops.status import status, to_json
-
-    if not is_root():
-        if args.check:  # a verdict needs the kernel's rules
-            require_root("status --check")
-        return _status_without_root(args, out)
-    ctx = _context(args, out, KEEPS)
-    result = status(ctx)
-    if args.json:
-        out.print(json.dumps(to_json(result), indent=2))
-    elif args.check:
-        render.differences(out, result)
-    else:
-        render.status(out, result)
-    if args.check and not result.in_place:
-        return EXIT_DIFFERS
-    return None
-
-
 def _status_without_root(args, out: Output) -> None:
-    from locker.cli.session import host_state
+    from locker.cli import render
+    from locker.cli.session import host_state, project_of
     from locker.hostconfig import load_host_config
     from locker.ops.status import recorded_status, recorded_to_json
     from locker.runtime.lxc import LxcRuntime
@@ -264,30 +156,6 @@ def _rules(command: str, keep: bool, mode: str):
         _run(args, out, mode,
              lambda ctx: lifecycle.reconcile(ctx, command, _scope(args, ctx), keep=keep))
     return handler
-
-
-def cmd_cgroup(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.apply_cgroup(ctx, _containers(args, ctx)))
-
-
-def cmd_freeze(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.freeze(ctx, _containers(args, ctx)))
-
-
-def cmd_unfreeze(args, out: Output) -> None:
-    from locker.ops import lifecycle
-
-    _run(args, out, KEEPS, lambda ctx: lifecycle.freeze(ctx, _containers(args, ctx), thaw=True))
-
-
-def cmd_cleanup(args, out: Output) -> None:
-    from locker.ops.cleanup import cleanup
-
-    _run(args, out, KEEPS, lambda ctx: cleanup(ctx, args.timeout, args.keep_orphans))
 
 
 def _records(args, out: Output, names=()):
@@ -320,7 +188,206 @@ def _record_context(args, out: Output, mode: str, dry_run: bool = False):
     return open_record
 
 
+# -- the commands, in the order locker --help lists them ------------------------
+
+@command("up",
+         "create the containers that are missing, then start (create + start)",
+         options=(*STARTING, *CHANGES), changing=True)
+def cmd_up(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, ADDS,
+         lambda ctx: lifecycle.up(ctx, _containers(args, ctx), _start_options(args)))
+
+
+@command("down",
+         "stop the containers and remove the project's network (--rm: the containers too)",
+         arguments=no_arguments, options=(TIMEOUT, PARALLEL, KEEP_ORPHANS, RM, *CHANGES), changing=True)
+def cmd_down(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.down(ctx, args.timeout, args.keep_orphans,
+                                                      remove_containers=args.remove))
+
+
+@command("create",
+         "create containers from their template, clone or download",
+         options=CHANGES, changing=True)
+def cmd_create(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.create(ctx, _containers(args, ctx)))
+
+
+@command("start",
+         "ensure the bridge and rules, start containers, add their forwards and links",
+         options=(*STARTING, *CHANGES), changing=True)
+def cmd_start(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, ADDS,
+         lambda ctx: lifecycle.start(ctx, _containers(args, ctx), _start_options(args)))
+
+
+@command("plan",
+         "show what start would change, and change nothing (start --dry-run)",
+         options=(*STARTING, JSON))
+def cmd_plan(args, out: Output) -> None:
+    args.dry_run = True
+    cmd_start(args, out)
+
+
+@command("stop",
+         "stop containers and remove their forwards and links",
+         options=(TIMEOUT, NO_PORTS, NO_LINKS, PARALLEL, *CHANGES), changing=True)
+def cmd_stop(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.stop(
+        ctx, _containers(args, ctx), args.timeout, ports=args.ports, links=args.links))
+
+
+@command("reboot",
+         "stop containers if running, then start them",
+         options=(TIMEOUT, MIGRATE, PARALLEL, *CHANGES), changing=True)
+def cmd_reboot(args, out: Output) -> None:
+    """``start --restart``: one pass, so that its dry run is exact too."""
+    from locker.ops import lifecycle
+
+    _run(args, out, ADDS, lambda ctx: lifecycle.start(
+        ctx, _containers(args, ctx), lifecycle.StartOptions(restart=True, timeout=args.timeout)))
+
+
+@command("rm",
+         "delete stopped containers (--force: stop them first)",
+         options=(TIMEOUT, PARALLEL, FORCE, *CHANGES), changing=True)
+def cmd_rm(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.remove(
+        ctx, _containers(args, ctx), force=args.force, timeout=args.timeout))
+
+
+@command("status",
+         "show what is really there and what differs from the project file",
+         options=(CHECK, JSON), root=False)
+def cmd_status(args, out: Output) -> int | None:
+    from locker.cli import render
+    from locker.cli.privileges import is_root, require_root
+    from locker.ops.status import status, to_json
+
+    if not is_root():
+        if args.check:  # a verdict needs the kernel's rules
+            require_root("status --check")
+        return _status_without_root(args, out)
+    ctx = _context(args, out, KEEPS)
+    result = status(ctx)
+    if args.json:
+        out.print(json.dumps(to_json(result), indent=2))
+    elif args.check:
+        render.differences(out, result)
+    else:
+        render.status(out, result)
+    if args.check and not result.in_place:
+        return EXIT_DIFFERS
+    return None
+
+
+command("ports", "repair the port forwards of running containers: add, complete, remove stale",
+        options=(MIGRATE, *CHANGES), changing=True)(
+    _rules("ports", True, ADDS))
+
+
+command("rmports", "remove the port forwards of containers",
+        options=CHANGES, changing=True)(
+    _rules("ports", False, KEEPS))
+
+
+command("links", "repair the links of running containers: add, complete, remove stale",
+        options=(MIGRATE, *CHANGES), changing=True)(
+    _rules("links", True, ADDS))
+
+
+command("rmlinks", "remove the links of containers",
+        options=CHANGES, changing=True)(
+    _rules("links", False, KEEPS))
+
+
+@command("cgroup",
+         "apply the cgroup settings to running containers",
+         options=(PARALLEL, *CHANGES), changing=True)
+def cmd_cgroup(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.apply_cgroup(ctx, _containers(args, ctx)))
+
+
+@command("freeze", "freeze containers", options=(PARALLEL, *CHANGES), changing=True)
+def cmd_freeze(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.freeze(ctx, _containers(args, ctx)))
+
+
+@command("unfreeze", "thaw frozen containers", options=(PARALLEL, *CHANGES), changing=True)
+def cmd_unfreeze(args, out: Output) -> None:
+    from locker.ops import lifecycle
+
+    _run(args, out, KEEPS, lambda ctx: lifecycle.freeze(ctx, _containers(args, ctx), thaw=True))
+
+
+@command("cleanup",
+         "stop all containers, remove the project's rules and its bridge",
+         arguments=no_arguments, options=(TIMEOUT, PARALLEL, KEEP_ORPHANS, *CHANGES), changing=True)
+def cmd_cleanup(args, out: Output) -> None:
+    from locker.ops.cleanup import cleanup
+
+    _run(args, out, KEEPS, lambda ctx: cleanup(ctx, args.timeout, args.keep_orphans))
+
+
+@command("validate",
+         "check the project file and report every problem",
+         arguments=no_arguments, root=False)
+def cmd_validate(args, out: Output) -> None:
+    """The file, and what this host adds: the other projects' host ports and
+    the host's cgroup version."""
+    from locker import cgroups
+    from locker.cli.session import host_state, project_of
+    from locker.errors import ConfigError
+    from locker.hostconfig import load_host_config
+    from locker.planner import port_conflicts
+    from locker.runtime.lxc import host_uses_cgroup2
+
+    project = project_of(args)
+    state = host_state(load_host_config(), out.warn)
+    problems = port_conflicts(project, project.container_names, state.others(project.name))
+    if problems:
+        raise ConfigError(f"{project.path}: {len(problems)} host port(s) are forwarded by "
+                          f"another project of this host.", problems)
+    cgroups.for_project(project, project.container_names, host_uses_cgroup2())
+    out.print(f"{project.path}: project {project.name!r}, "
+              f"{len(project.containers)} container(s), no problems")
+
+
+@command("backends",
+         "list the installed backends and which ones this host would use",
+         arguments=no_arguments, options=(JSON,), root=False)
+def cmd_backends(args, out: Output) -> None:
+    from locker.cli import render
+    from locker.cli.backends import survey
+
+    report = survey(args, out.warn)
+    if args.json:
+        out.print(json.dumps(report, indent=2))
+    else:
+        render.backends(out, report, details=args.verbose >= 1)
+
+
+@command("ls",
+         "list every project of this host, from Locker's host state",
+         arguments=no_arguments, options=(JSON,), root=False)
 def cmd_ls(args, out: Output) -> None:
+    from locker.cli import render
     from locker.cli.privileges import NeedsRoot, is_root
     from locker.ops.host import summarize
 
@@ -336,7 +403,11 @@ def cmd_ls(args, out: Output) -> None:
         render.projects(out, summaries)
 
 
+@command("restore",
+         "re-apply the network of running projects after a firewall reload or reboot",
+         arguments=projects, options=(MIGRATE, PARALLEL, *CHANGES), changing=True)
 def cmd_restore(args, out: Output) -> int | None:
+    from locker.cli import render
     from locker.errors import LockerError
     from locker.ops.host import Restored, restore
 
@@ -361,17 +432,53 @@ def cmd_restore(args, out: Output) -> int | None:
     return 1 if any(r.error for r in results) else None
 
 
-HANDLERS: dict[str, Callable] = {
-    "validate": cmd_validate, "backends": cmd_backends, "create": cmd_create,
-    "start": cmd_start, "plan": cmd_plan, "stop": cmd_stop, "reboot": cmd_reboot,
-    "rm": cmd_rm, "status": cmd_status,
-    "ports": _rules("ports", True, ADDS), "rmports": _rules("ports", False, KEEPS),
-    "links": _rules("links", True, ADDS), "rmlinks": _rules("links", False, KEEPS),
-    "cgroup": cmd_cgroup, "freeze": cmd_freeze, "unfreeze": cmd_unfreeze,
-    "cleanup": cmd_cleanup, "ls": cmd_ls, "restore": cmd_restore,
-    "up": cmd_up, "down": cmd_down, "exec": cmd_exec, "attach": cmd_attach,
-    "console": cmd_console, "logs": cmd_logs,
-}
-from locker.cli.about import cmd_completion, cmd_plugins  # noqa: E402  (locker/cli/about.py)
-HANDLERS["completion"] = cmd_completion
-HANDLERS["plugins"] = cmd_plugins
+@command("exec",
+         "run a command in a running container: exec CONTAINER -- CMD [ARG ...]",
+         arguments=exec_arguments)
+def cmd_exec(args, out: Output) -> int:
+    from locker.ops import shell
+
+    return shell.execute(_runtime_context(args, out), args.container, args.exec_command)
+
+
+@command("attach", "a shell in a running container (lxc-attach)", arguments=one_container)
+def cmd_attach(args, out: Output) -> int:
+    from locker.ops import shell
+
+    return shell.attach(_runtime_context(args, out), args.container)
+
+
+@command("console",
+         "the console of a running container (lxc-console; Ctrl-a q leaves it)",
+         arguments=one_container)
+def cmd_console(args, out: Output) -> int:
+    from locker.ops import shell
+
+    return shell.console(_runtime_context(args, out), args.container)
+
+
+@command("logs",
+         "show a container's console log",
+         arguments=one_container, options=(LINES, FOLLOW))
+def cmd_logs(args, out: Output) -> None:
+    import time
+
+    from locker.ops import shell
+
+    ctx = _runtime_context(args, out)
+    text = shell.logs(ctx, args.container, args.lines)
+    out.stdout.write(text)
+    out.stdout.flush()
+    path = getattr(ctx.runtime, "console_log_path", None)
+    if not args.follow or path is None:
+        return
+    log = path(ctx.lxc(args.container))
+    with open(log, "rb") as stream:  # until Ctrl-C (exit 130) or SIGTERM (143)
+        stream.seek(0, 2)
+        while True:
+            data = stream.read()
+            if data:
+                out.stdout.write(data.decode("utf-8", errors="replace"))
+                out.stdout.flush()
+            else:
+                time.sleep(0.5)

@@ -15,8 +15,14 @@ import os
 
 from locker.errors import LockerError
 
-#: Commands that only read a file or the host state.
-WITHOUT_ROOT = {"validate", "ls", "backends", "plugins", "completion", "status"}
+
+
+def without_root() -> set[str]:
+    """The commands that only read a file or the host state (registered
+    with ``root=False``)."""
+    from locker.cli.main import registry
+
+    return {name for name, command in registry().items() if not command.root}
 
 
 class NeedsRoot(LockerError):
@@ -29,7 +35,7 @@ def is_root() -> bool:
 
 def require_root(command: str) -> None:
     """Refuse, in one sentence, a command that needs root when not root."""
-    if command in WITHOUT_ROOT or is_root():
+    if command in without_root() or is_root():
         return
     doing = {"status --check": "compares with the kernel's firewall rules",
              "plan": "reads the kernel's firewall rules and the containers' state",

@@ -16,6 +16,7 @@ from locker.hostconfig import load_host_config
 from locker.journal import Journal
 from locker.project import HostConfig, Project
 from locker.projectfile import load_project
+from locker.cli.registry import ADDS, KEEPS  # noqa: F401 (where the modes were before)
 from locker.hostlock import run_dir
 from locker.services.dns import DnsForwarder
 from locker.state import HostState, ProjectRecord, state_dir
@@ -26,7 +27,6 @@ ENV_LINK = "LOCKER_LINK_BACKEND"
 #: How a command treats a project whose rules another backend made:
 #: ``adds`` commands refuse unless --migrate; ``keeps`` commands (stop,
 #: cleanup, status, ...) use the recorded backend.
-ADDS, KEEPS = "adds", "keeps"
 
 
 def choose(option: str | None, env_var: str, host_value: str | None,

@@ -88,42 +88,51 @@ def not_created_in(results: Mapping[str, object]) -> list[str]:
 
 
 def create(ctx: Context, containers: Sequence[str]) -> list[str]:
-    """Create the containers that do not exist; returns those created (or,
-    in a dry run, those that would be)."""
+    """Create the containers that do not exist, originals before their
+    clones, one after the other; returns those created (or, in a dry run,
+    those that would be)."""
     facts = network.read_containers(ctx)
     made: list[str] = []
-
-    def create_one(name: str) -> None:
-        lxc = ctx.lxc(name)
-        if facts.states[name] != ABSENT:
-            ctx.say(f"{name}: already created ({lxc})")
-            return
-        spec = ctx.project.container(name)
-        if spec.source is None:
-            raise ConfigError(f"{name} has no template, clone or download in "
-                              f"{ctx.project.path}; add one, or create {lxc} by hand.")
-        clone_from = None
-        if isinstance(spec.source, CloneSource):
-            original = spec.source.name
-            ours = original in ctx.project.container_names
-            clone_from = ctx.lxc(original) if ours else original
-            state = facts.states[original] if ours and original not in made \
-                else ctx.runtime.state(clone_from)
-            if network.is_up(state):
-                stop = f"locker stop {original}" if ours else f"lxc-stop -n {clone_from}"
-                raise LockerError(f"cannot clone {clone_from} while it runs (lxc-copy copies "
-                                  f"a stopped container); run `{stop}` first.")
-        # a download may take minutes: a signal interrupts it (the runtime
-        # removes what it left), but no other change
-        ctx.journal.change(Change(name, "created", "container", f"({lxc})"),
-                           lambda: ctx.runtime.create(lxc, spec.source, clone_from),
-                           interruptible=True)
-        made.append(name)
-
     failures: list[LockerError] = []
-    each(_originals_first(ctx, containers), create_one, failures)
+    for name in _originals_first(ctx, containers):
+        try:
+            if _create_one(ctx, facts, name, made):
+                made.append(name)
+        except LockerError as exc:
+            failures.append(ContainerError(name, exc))
     raise_all(failures)
     return made
+
+
+def _create_one(ctx: Context, facts: network.Facts, name: str, made: Sequence[str]) -> bool:
+    """Create one container; False when it exists already. ``made``: those
+    this command created before it (a clone's original among them is
+    stopped, whatever ``facts`` read before)."""
+    lxc = ctx.lxc(name)
+    if facts.states[name] != ABSENT:
+        ctx.say(f"{name}: already created ({lxc})")
+        return False
+    spec = ctx.project.container(name)
+    if spec.source is None:
+        raise ConfigError(f"{name} has no template, clone or download in "
+                          f"{ctx.project.path}; add one, or create {lxc} by hand.")
+    clone_from = None
+    if isinstance(spec.source, CloneSource):
+        original = spec.source.name
+        ours = original in ctx.project.container_names
+        clone_from = ctx.lxc(original) if ours else original
+        state = facts.states[original] if ours and original not in made \
+            else ctx.runtime.state(clone_from)
+        if network.is_up(state):
+            stop = f"locker stop {original}" if ours else f"lxc-stop -n {clone_from}"
+            raise LockerError(f"cannot clone {clone_from} while it runs (lxc-copy copies "
+                              f"a stopped container); run `{stop}` first.")
+    # a download may take minutes: a signal interrupts it (the runtime
+    # removes what it left), but no other change
+    ctx.journal.change(Change(name, "created", "container", f"({lxc})"),
+                       lambda: ctx.runtime.create(lxc, spec.source, clone_from),
+                       interruptible=True)
+    return True
 
 
 def _originals_first(ctx: Context, containers: Sequence[str]) -> list[str]:

@@ -43,6 +43,9 @@ Methods a subclass may override (each has a default):
     ``super().add_foreign_rules(netns)`` first. ``foreign_state`` dumps
     every store (without Locker's tables, chains and tagged rules, and
     without counters) and is compared byte for byte.
+``drop_in_user_chain(netns, source)``, ``user_chain_rules(netns)``
+    What an administrator does to ``LOCKER_USER`` (appends a drop of
+    ``source``), and how many rules it holds, with the store's tool.
 ``add_forward_drop(netns)``
     Another tool's base chain at the forward hook that drops by policy
     (default: an nftables table ``inet hostfw``), where ``find_blockers``
@@ -59,24 +62,37 @@ What the suite proves:
 - the contract: every hook of the role is implemented, marked
   ``@hookimpl``, with the hookspec's arguments, and the backend declares
   ``locker_api`` (else every test fails with a sentence naming the hook);
-- round trips: what the hooks add lists back exactly, partial and
-  unrecognised rules are found and repaired, chains and jumps are made
-  once and repaired, other projects and other tools are untouched, bad
-  values and failed transactions change nothing;
+- round trips: what the hooks add lists back exactly (port ranges and an
+  isolated bridge too), a nat value is complete only with every one of its
+  rules (masquerade, hairpin, outbound, replies, deny, localhost, guard,
+  and isolate, from which ``isolated`` is read back), partial and
+  unrecognised rules are found and repaired, chains and jumps (into
+  ``LOCKER_FORWARD``, ``LOCKER_PREROUTING``, ``LOCKER_USER``,
+  ``LOCKER_ISOLATION``, ``LOCKER_INPUT``) are made once and repaired,
+  other projects and other tools are untouched, failed transactions change
+  nothing;
 - behaviour, with real packets (``locker.testing.traffic``) between
   namespaces and veth pairs the suite builds inside the test's namespace
   (a bridge named as Locker names it, a container behind it, an outside
-  client on an uplink, a link peer on a routed veth), after appending a
-  drop behind Locker's jump into ``LOCKER_FORWARD`` so that only what
-  Locker's rules accept passes: a forward is reached from outside and goes
-  to the container port (a DNAT to any other port fails, whatever
-  ``list_rules`` says), only on its ``host_ip`` when it has one; a port
-  that is not forwarded, and the container's own address, do not reach the
-  container; a link passes between its two addresses and no other, and not
-  after ``remove_link``; masquerade makes the peer see the host's address.
-  And without that drop (the host's forward policy accept): a neighbour
-  that routes the bridge's network through the host reaches the container
-  only through its forwards, never at its own address (``add_nat``'s deny).
+  client on an uplink that routes the bridge's subnet through the host, a
+  link peer on a routed veth), after appending a drop behind Locker's jump
+  into ``LOCKER_FORWARD`` so that only what Locker's rules accept passes: a
+  forward is reached from outside and goes to the container port (a DNAT
+  to any other port fails, whatever ``list_rules`` says), only on its
+  ``host_ip`` when it has one; a port range reaches its first, a middle and
+  its last port, each at its own container port, and not the port after
+  it; a forward is reached from the host itself at its local addresses and
+  at 127.0.0.1; a port that is not forwarded, and the container's own
+  address, do not reach the container; a link passes between its two
+  addresses and no other, and not after ``remove_link``; masquerade makes
+  the peer see the host's address. A drop the administrator appends to
+  ``LOCKER_USER`` wins over Locker's accepts and stays through
+  ``add_forward``, ``add_nat`` and ``cleanup``. Without the suite's drop
+  (the host forwarding everything): a neighbour that routes the bridge's
+  network through the host reaches the container only through its
+  forwards, never at its own address, and a container of another project
+  (whose outbound rule accepts its traffic) does not reach it either
+  (``add_nat``'s deny), while the containers' own connections pass.
 - IPv6 (a Bridge with ``network6``, Forwards and Links of IPv6 addresses):
   the same round trips (masqueraded and routed ``nat6``, isolated), the
   IPv6 rules go with their project and with ``remove_nat``, and real IPv6
@@ -146,6 +162,27 @@ LINKS1 = (
     Link(P1, "web", ip("10.1.1.2"), "db", ip("10.1.1.4")),
 )
 LINKS2 = (Link(P2, "web", ip("10.1.2.2"), "db", ip("10.1.2.3")),)
+#: Port ranges (``Forward.count``): shifted (host ports to other container
+#: ports) and not, with and without host_ip, tcp and udp.
+RANGES1 = (
+    Forward(P1, "web", 6000, ip("10.1.1.2"), 7000, count=5),
+    Forward(P1, "dns", 6100, ip("10.1.1.3"), 6100, "udp", count=3),
+)
+RANGES2 = (
+    Forward(P2, "web", 6200, ip("10.1.2.2"), 6200, "tcp", ip("192.0.2.11"), count=10),
+    Forward(P2, "db", 6300, ip("10.1.2.3"), 5000, "udp", ip("192.0.2.11"), count=2),
+)
+#: BRIDGE2 of an isolated project (its nat value has the isolate rule).
+ISOLATED2 = Bridge(P2, BRIDGE2.name, BRIDGE2.network, isolated=True)
+#: What ``populate`` adds.
+NAT = (BRIDGE1, ISOLATED2)
+ALL_FORWARDS = FORWARDS1 + RANGES1 + FORWARDS2 + RANGES2
+ALL_LINKS = LINKS1 + LINKS2
+#: Every purpose of a bridge's nat value but isolate (``locker.pieces``).
+NAT_PURPOSES = ("masquerade", "hairpin", "outbound", "replies", "deny", "localhost", "guard")
+#: Locker's chains that every adding hook makes, each entered by a jump.
+ENTRY_CHAINS = ("LOCKER_FORWARD", "LOCKER_PREROUTING", "LOCKER_USER", "LOCKER_ISOLATION",
+                "LOCKER_INPUT")
 
 HOOKS = ("add_nat", "remove_nat", "add_forward", "remove_forward", "add_link", "remove_link")
 
@@ -158,15 +195,24 @@ LINK = LINKS1[0]
 #: of P1 (10.1.1.1/24) with the container "web" (10.1.1.2) behind it, an
 #: uplink (192.0.2.1/24 and 192.0.2.10/24) to the outside (192.0.2.2, with a
 #: route to 10.1.1.0/24 through the host) and a routed veth (10.1.9.1/24) to
-#: the link peer "db" (10.1.9.3 and, not linked, 10.1.9.4).
+#: the link peer "db" (10.1.9.3 and, not linked, 10.1.9.4). Some tests add
+#: the bridge of P2 (10.1.2.1/24) with a container "other" (10.1.2.2).
 HOST_IP, HOST_IP2, OUTSIDE_IP = "192.0.2.1", "192.0.2.10", "192.0.2.2"
-WEB_IP, DB_IP, STRANGER_IP = "10.1.1.2", "10.1.9.3", "10.1.9.4"
+WEB_IP, DB_IP, STRANGER_IP, OTHER_IP = "10.1.1.2", "10.1.9.3", "10.1.9.4", "10.1.2.2"
+LOOPBACK_IP = "127.0.0.1"
 TRAFFIC_FORWARDS = (
     Forward(P1, "web", 8080, ip(WEB_IP), 80),
     Forward(P1, "web", 8443, ip(WEB_IP), 443, "tcp", ip(HOST_IP2)),
     Forward(P1, "web", 5353, ip(WEB_IP), 53, "udp"),
 )
 TRAFFIC_LINK = Link(P1, "web", ip(WEB_IP), "db", ip(DB_IP))
+#: A forward only for connections from the host itself to 127.0.0.1.
+LOOPBACK_FORWARD = Forward(P1, "web", 8082, ip(WEB_IP), 81, "tcp", ip(LOOPBACK_IP))
+#: Ranges to web: shifted (6000-6004 to 7000-7004) and not (udp 6100-6102).
+TRAFFIC_RANGES = (
+    Forward(P1, "web", 6000, ip(WEB_IP), 7000, count=5),
+    Forward(P1, "web", 6100, ip(WEB_IP), 6100, "udp", count=3),
+)
 
 
 #: IPv6: project P1's bridge with its /64, and its IPv6 forwards and links.
@@ -253,6 +299,15 @@ class FirewallBackendTests(BackendSuite):
     def add_forward_drop(self, netns: NetNS) -> None:
         netns.run(["nft", "-f", "-"], input=FORWARD_DROP)
 
+    def drop_in_user_chain(self, netns: NetNS, source: str) -> None:
+        """What an administrator does: append a drop of packets from
+        ``source`` to ``LOCKER_USER``, with no comment."""
+        self.store.drop_in_user_chain(netns, source)
+
+    def user_chain_rules(self, netns: NetNS) -> int:
+        """How many rules ``LOCKER_USER`` holds (0 when it is missing)."""
+        return self.store.user_chain_rules(netns)
+
     @contextmanager
     def failing_transaction(self, n: int) -> Iterator[faults.Fault]:
         with tempfile.TemporaryDirectory(prefix="locker-fault-") as workdir, \
@@ -302,6 +357,35 @@ class FirewallBackendTests(BackendSuite):
         hook.add_forward(forwards=FORWARDS1)
         assert hook.list_rules(project=None) == expected(forwards=FORWARDS1)
 
+    def test_port_ranges_list_back(self, hook) -> None:
+        hook.add_forward(forwards=RANGES1 + RANGES2)
+        assert hook.list_rules(project=None) == expected(forwards=RANGES1 + RANGES2)
+        hook.remove_forward(forwards=RANGES1[:1] + RANGES2[1:])
+        assert hook.list_rules(project=None) == expected(forwards=RANGES1[1:] + RANGES2[:1])
+        # a range is one value: its single ports are other forwards
+        first = Forward(P1, "dns", 6100, ip("10.1.1.3"), 6100, "udp")
+        hook.remove_forward(forwards=[first])
+        assert hook.list_rules(project=None) == expected(forwards=RANGES1[1:] + RANGES2[:1])
+
+    def test_isolated_nat_lists_back_and_changes(self, hook, netns) -> None:
+        """``isolated`` is read back from the isolate rule; the repair of a
+        changed ``isolated`` (remove_nat of the old value, add_nat of the
+        new) leaves no rule of the old one."""
+        hook.add_nat(bridges=[BRIDGE1, ISOLATED2])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, ISOLATED2})
+        counts = self.tag_counts(netns)
+        assert counts[nat_tag(P2, "isolate")] == 1 and nat_tag(P1, "isolate") not in counts
+        self.delete_locker_rule(netns, nat_tag(P2, "isolate"))
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, BRIDGE2})
+        hook.add_nat(bridges=[ISOLATED2])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, ISOLATED2})
+        hook.remove_nat(bridges=[ISOLATED2])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1})
+        assert not any(t.startswith(f"locker:{P2}:") for t in self.tag_counts(netns))
+        hook.add_nat(bridges=[BRIDGE2])
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, BRIDGE2})
+        assert nat_tag(P2, "isolate") not in self.tag_counts(netns)
+
     def test_links_list_back(self, hook) -> None:
         hook.add_link(links=LINKS1)
         assert hook.list_rules(project=None) == expected(links=LINKS1)
@@ -316,9 +400,9 @@ class FirewallBackendTests(BackendSuite):
 
     def test_adding_twice_changes_nothing(self, hook, populated, netns) -> None:
         before = self.locker_state(netns)
-        hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
-        hook.add_forward(forwards=FORWARDS1 + FORWARDS2)
-        hook.add_link(links=LINKS1 + LINKS2)
+        hook.add_nat(bridges=NAT)
+        hook.add_forward(forwards=ALL_FORWARDS)
+        hook.add_link(links=ALL_LINKS)
         assert self.locker_state(netns) == before
         assert hook.list_rules(project=None) == populated
 
@@ -344,11 +428,11 @@ class FirewallBackendTests(BackendSuite):
         assert self.locker_state(netns) == before
 
     def test_remove_forwards_removes_exactly_those(self, hook, populated) -> None:
-        gone = (FORWARDS1[0], FORWARDS1[3], FORWARDS2[1])
+        gone = (FORWARDS1[0], FORWARDS1[3], FORWARDS2[1], RANGES1[0], RANGES2[1])
         hook.remove_forward(forwards=gone)
-        kept = [f for f in FORWARDS1 + FORWARDS2 if f not in gone]
+        kept = [f for f in ALL_FORWARDS if f not in gone]
         assert hook.list_rules(project=None) == expected(
-            nat={BRIDGE1, BRIDGE2}, forwards=kept, links=LINKS1 + LINKS2)
+            nat=NAT, forwards=kept, links=ALL_LINKS)
 
     def test_remove_forward_twin_keeps_the_other(self, hook) -> None:
         # Same port and protocol, differing only in host_ip (or host_port).
@@ -362,8 +446,7 @@ class FirewallBackendTests(BackendSuite):
     def test_remove_links_removes_exactly_those(self, hook, populated) -> None:
         hook.remove_link(links=LINKS1[:1])
         assert hook.list_rules(project=None) == expected(
-            nat={BRIDGE1, BRIDGE2}, forwards=FORWARDS1 + FORWARDS2,
-            links=LINKS1[1:] + LINKS2)
+            nat=NAT, forwards=ALL_FORWARDS, links=LINKS1[1:] + LINKS2)
 
     def test_remove_then_add_again(self, hook, populated) -> None:
         hook.remove_forward(forwards=FORWARDS1)
@@ -404,9 +487,7 @@ class FirewallBackendTests(BackendSuite):
         hook.cleanup(project=P1)
         hook.cleanup(project=P2)
         assert hook.list_rules(project=None) == Ruleset(jumps=True)
-        hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
-        hook.add_forward(forwards=FORWARDS1 + FORWARDS2)
-        hook.add_link(links=LINKS1 + LINKS2)
+        populate(hook)
         assert hook.list_rules(project=None) == populated
 
     def test_other_project_survives_everything(self, hook, populated) -> None:
@@ -440,9 +521,9 @@ class FirewallBackendTests(BackendSuite):
         foreign = self.foreign_state(netns)
         assert foreign.strip(), "foreign_state() shows nothing of add_foreign_rules()"
         steps = [
-            lambda: hook.add_nat(bridges=[BRIDGE1, BRIDGE2]),
-            lambda: hook.add_forward(forwards=FORWARDS1 + FORWARDS2),
-            lambda: hook.add_link(links=LINKS1 + LINKS2),
+            lambda: hook.add_nat(bridges=NAT),
+            lambda: hook.add_forward(forwards=ALL_FORWARDS),
+            lambda: hook.add_link(links=ALL_LINKS),
             lambda: hook.list_rules(project=None),
             lambda: hook.remove_forward(forwards=FORWARDS1),
             lambda: hook.remove_link(links=LINKS1),
@@ -477,9 +558,11 @@ class FirewallBackendTests(BackendSuite):
         transaction of the same call had been committed."""
         self.add_foreign_rules(netns)
         batches = [
-            lambda: hook.add_forward(forwards=[Forward(P1, "web", 8090, ip("10.1.1.2"), 90)]),
+            lambda: hook.add_forward(forwards=[Forward(P1, "web", 8090, ip("10.1.1.2"), 90),
+                                               Forward(P1, "web", 8091, ip("10.1.1.2"), 91,
+                                                       count=3)]),
             lambda: hook.add_link(links=[Link(P1, "web", ip("10.1.1.2"), "cache", ip("10.1.1.9"))]),
-            lambda: hook.add_nat(bridges=[bridge("gamma", 3)]),
+            lambda: hook.add_nat(bridges=[replace(bridge("gamma", 3), isolated=True)]),
             lambda: hook.remove_forward(forwards=FORWARDS1),
             lambda: hook.remove_link(links=LINKS1),
             lambda: hook.cleanup(project=P1),
@@ -555,19 +638,20 @@ class FirewallBackendTests(BackendSuite):
         assert hook.list_rules(project=None) == Ruleset(jumps=True)
         assert self.tag_counts(netns) == {}
 
-    @pytest.mark.parametrize("purpose", ["masquerade", "outbound", "replies"])
+    @pytest.mark.parametrize("purpose", NAT_PURPOSES)
     def test_partial_nat_is_listed_completed_and_removed(self, hook, netns, purpose) -> None:
+        """A nat value is complete only with every one of its rules."""
         hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
         self.delete_locker_rule(netns, nat_tag(P1, purpose))
-        rebuilt = Bridge(P1, BRIDGE1.name, BRIDGE1.network)  # hairpin names the network too
+        # the masquerade and the hairpin both name the network
+        rebuilt = Bridge(P1, BRIDGE1.name, BRIDGE1.network)
         assert hook.list_rules(project=None) == Ruleset(
             nat=frozenset({BRIDGE2}), jumps=True, partial=frozenset({rebuilt}))
         assert hook.list_rules(project=P2) == expected(nat={BRIDGE2})
-        if purpose != "masquerade":
-            hook.add_nat(bridges=[rebuilt])    # the repair of a partial value
-            assert hook.list_rules(project=None) == expected(nat={BRIDGE1, BRIDGE2})
-            assert self.tag_counts(netns)[nat_tag(P1, purpose)] == 1
-            self.delete_locker_rule(netns, nat_tag(P1, purpose))
+        hook.add_nat(bridges=[rebuilt])        # the repair of a partial value
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE1, BRIDGE2})
+        assert self.tag_counts(netns)[nat_tag(P1, purpose)] == 1
+        self.delete_locker_rule(netns, nat_tag(P1, purpose))
         hook.remove_nat(bridges=[rebuilt])
         assert hook.list_rules(project=None) == expected(nat={BRIDGE2})
         assert not any(t.startswith(f"locker:{P1}:") for t in self.tag_counts(netns))
@@ -577,10 +661,10 @@ class FirewallBackendTests(BackendSuite):
     def test_remove_nat_removes_exactly_those(self, hook, populated, netns) -> None:
         hook.remove_nat(bridges=[BRIDGE1])
         assert hook.list_rules(project=None) == expected(
-            nat={BRIDGE2}, forwards=FORWARDS1 + FORWARDS2, links=LINKS1 + LINKS2)
+            nat={ISOLATED2}, forwards=ALL_FORWARDS, links=ALL_LINKS)
         counts = self.tag_counts(netns)
-        assert not {nat_tag(P1, p) for p in ("masquerade", "outbound", "replies")} & counts.keys()
-        assert {nat_tag(P2, p) for p in ("masquerade", "outbound", "replies")} <= counts.keys()
+        assert not {nat_tag(P1, p) for p in NAT_PURPOSES} & counts.keys()
+        assert {nat_tag(P2, p) for p in NAT_PURPOSES + ("isolate",)} <= counts.keys()
 
     def test_remove_nat_of_the_old_network_keeps_the_new_one(self, hook, netns) -> None:
         """A bridge moved to another subnet: the old network's masquerade
@@ -651,7 +735,7 @@ class FirewallBackendTests(BackendSuite):
 
     # ------------------------------------------------ Locker's entry chains
 
-    @pytest.mark.parametrize("chain", ["LOCKER_FORWARD", "LOCKER_PREROUTING"])
+    @pytest.mark.parametrize("chain", ENTRY_CHAINS)
     def test_missing_jump_is_named_and_add_nat_restores_it(self, hook, netns, chain) -> None:
         hook.add_nat(bridges=[BRIDGE1])
         hook.add_forward(forwards=[FORWARD])
@@ -830,6 +914,108 @@ class FirewallBackendTests(BackendSuite):
             answer = lab.call("web", "tcp", DB_IP, 5432, expect=False)
             assert answer is None, f"after remove_link the link still passes ({answer!r})"
 
+    def test_traffic_another_projects_container_is_denied(self, hook, netns) -> None:
+        """Without the suite's drop (the host forwarding everything): the
+        deny rule of P1 drops a container of P2 calling P1's container,
+        although P2's outbound rule accepts its traffic (the deny rules
+        come first, in LOCKER_ISOLATION); the containers' own connections
+        to the outside pass."""
+        with self.lab(netns) as lab:
+            lab.bridge(BRIDGE2.name, "10.1.2.1/24")
+            lab.wire("other", "vother", None, [f"{OTHER_IP}/24"], gateway="10.1.2.1",
+                     master=BRIDGE2.name)
+            answer = lab.call("other", "tcp", WEB_IP, 80)
+            assert answer and answer.startswith("web"), (
+                f"the suite's lab is broken: before any rule, {OTHER_IP} calling {WEB_IP}:80 "
+                f"got {_said(answer)}")
+            hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
+            answer = lab.call("other", "tcp", WEB_IP, 80, expect=False)
+            assert answer is None, (
+                f"a container of {P2} ({OTHER_IP}), whose outbound rule accepts its traffic, "
+                f"reached the container of {P1} at {WEB_IP}:80 directly ({answer!r}); the deny "
+                f"rule of {P1} in LOCKER_ISOLATION (jumped to at the head of LOCKER_FORWARD) "
+                f"must drop new connections into {BRIDGE1.name} that are no forward, whatever "
+                f"the other projects' accepts")
+            for where in ("web", "other"):
+                answer = lab.call(where, "tcp", OUTSIDE_IP, 9000)
+                assert answer and answer.startswith("outside"), (
+                    f"with the deny rules, {where} calling {OUTSIDE_IP}:9000 got "
+                    f"{_said(answer)}; a container's own connections and their replies "
+                    f"must pass")
+
+    def test_traffic_a_drop_in_locker_user_wins_and_stays(self, hook, netns) -> None:
+        """The administrator's chain LOCKER_USER comes before Locker's
+        accepts; Locker never reports, changes or deletes its rules."""
+        more = Forward(P1, "web", 8081, ip(WEB_IP), 81)
+        with self.lab(netns) as lab:
+            hook.add_nat(bridges=[BRIDGE1])
+            hook.add_forward(forwards=TRAFFIC_FORWARDS[:1])
+            self.close_forwarding(netns)
+            answer = lab.call("outside", "tcp", HOST_IP, 8080)
+            assert answer and answer.startswith("web"), (
+                f"{TRAFFIC_FORWARDS[0]} got {_said(answer)}")
+            self.drop_in_user_chain(netns, OUTSIDE_IP)
+            assert hook.list_rules(project=None) == expected(
+                nat={BRIDGE1}, forwards=TRAFFIC_FORWARDS[:1]), (
+                "the administrator's rule in LOCKER_USER changed what list_rules reports")
+            answer = lab.call("outside", "tcp", HOST_IP, 8080, expect=False)
+            assert answer is None, (
+                f"a drop of {OUTSIDE_IP} in LOCKER_USER did not stop the forward "
+                f"({answer!r}); LOCKER_USER must be the first thing LOCKER_FORWARD jumps to")
+            hook.add_forward(forwards=[more])       # as `ports` and `start` would
+            hook.add_nat(bridges=[BRIDGE1])
+            for port in (8080, 8081):
+                answer = lab.call("outside", "tcp", HOST_IP, port, expect=False)
+                assert answer is None, (
+                    f"after add_forward and add_nat, {HOST_IP}:{port} passed the "
+                    f"administrator's drop in LOCKER_USER ({answer!r})")
+            assert self.user_chain_rules(netns) == 1, "LOCKER_USER lost or gained rules"
+            hook.cleanup(project=P1)
+            assert self.user_chain_rules(netns) == 1, (
+                "cleanup of the last project took the administrator's rule in LOCKER_USER")
+
+    def test_traffic_a_forward_is_reached_from_the_host_itself(self, hook, netns) -> None:
+        """The nat output hook sends the host's own connections to local
+        addresses through LOCKER_PREROUTING; at 127.0.0.1 the localhost rule
+        masquerades them (the link backend sets route_localnet on the
+        bridge, as the lab does)."""
+        with self.lab(netns) as lab:
+            hook.add_nat(bridges=[BRIDGE1])
+            hook.add_forward(forwards=TRAFFIC_FORWARDS + (LOOPBACK_FORWARD,))
+            self.close_forwarding(netns)
+            for host, port, container_port in ((HOST_IP, 8080, 80), (LOOPBACK_IP, 8080, 80),
+                                               (HOST_IP2, 8443, 443),
+                                               (LOOPBACK_IP, 8082, 81)):
+                answer = lab.call("host", "tcp", host, port)
+                assert answer and answer.split()[:2] == ["web", str(container_port)], (
+                    f"the host itself calling {host}:{port} got {_said(answer)}; a forward "
+                    f"must also work from the host to a local address (DNAT from the nat "
+                    f"output hook; masquerade of 127.0.0.0/8 out of the bridge)")
+            answer = lab.call("outside", "tcp", HOST_IP, 8082, expect=False)
+            assert answer is None or not answer.startswith("web"), (
+                f"{LOOPBACK_FORWARD} was reached from outside at {HOST_IP} ({answer!r})")
+
+    def test_traffic_a_port_range_reaches_each_of_its_ports(self, hook, netns) -> None:
+        with self.lab(netns) as lab:
+            lab.serve("web", "web", *[f"tcp/{p}" for p in range(7000, 7006)],
+                      *[f"udp/{p}" for p in range(6100, 6104)])
+            hook.add_nat(bridges=[BRIDGE1])
+            hook.add_forward(forwards=TRAFFIC_RANGES)
+            self.close_forwarding(netns)
+            for forward in TRAFFIC_RANGES:
+                for offset in (0, forward.count // 2, forward.count - 1):
+                    port, wanted = forward.host_port + offset, forward.container_port + offset
+                    answer = lab.call("outside", forward.protocol, HOST_IP, port)
+                    assert answer and answer.split()[:2] == ["web", str(wanted)], (
+                        f"{forward}: a client outside calling {HOST_IP}:{port}/"
+                        f"{forward.protocol} got {_said(answer)}; the range must reach "
+                        f"container port {wanted}")
+                after = forward.host_end + 1
+                answer = lab.call("outside", forward.protocol, HOST_IP, after, expect=False)
+                assert answer is None or not answer.startswith("web"), (
+                    f"{forward}: {HOST_IP}:{after}/{forward.protocol}, the port after the "
+                    f"range, reached the container ({answer!r})")
+
     # ----------------------------------------------------------------- IPv6
 
     @pytest.mark.parametrize("bridge", [BRIDGE1_6, replace(BRIDGE1_6, nat6=False),
@@ -909,7 +1095,7 @@ class FirewallBackendTests(BackendSuite):
 
     def assert_jumps_once(self, netns: NetNS) -> None:
         counts = dict(self.jump_counts(netns))
-        assert {"LOCKER_FORWARD", "LOCKER_PREROUTING"} <= counts.keys(), counts
+        assert set(ENTRY_CHAINS) <= counts.keys(), counts
         # one jump from each chain into each: LOCKER_PREROUTING is entered
         # from PREROUTING and from the nat OUTPUT chain (forwards from the host)
         pairs = Counter(_jump_pair(found) for found in self.store.jumps(netns))
@@ -929,12 +1115,12 @@ def _said(answer: str | None) -> str:
 
 
 def populate(hook) -> Ruleset:
-    """Two projects' nat, forwards and links in the kernel; what lists back."""
-    hook.add_nat(bridges=[BRIDGE1, BRIDGE2])
-    hook.add_forward(forwards=FORWARDS1 + FORWARDS2)
-    hook.add_link(links=LINKS1 + LINKS2)
-    return expected(nat={BRIDGE1, BRIDGE2}, forwards=FORWARDS1 + FORWARDS2,
-                    links=LINKS1 + LINKS2)
+    """Two projects' nat (P2 isolated), forwards (ranges too) and links in
+    the kernel; what lists back."""
+    hook.add_nat(bridges=NAT)
+    hook.add_forward(forwards=ALL_FORWARDS)
+    hook.add_link(links=ALL_LINKS)
+    return expected(nat=NAT, forwards=ALL_FORWARDS, links=ALL_LINKS)
 
 
 def argument(hook_name: str) -> str:

@@ -33,7 +33,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from typing import Any
 
-from locker.names import JUMP_COMMENT
+from locker.names import JUMP_COMMENT, USER_CHAIN
 from locker.testing.netns import NetNS
 
 #: Tables iptables-nft manages in nf_tables: dumped with iptables-nft-save.
@@ -274,6 +274,13 @@ class Nft:
         rule = next(r for r, target in self.jumps(netns) if target == "LOCKER_FORWARD")
         self.run(netns, "add", "rule", rule["family"], rule["table"], rule["chain"], "drop")
 
+    def drop_in_user_chain(self, netns: NetNS, source: str) -> None:
+        family, table = self.chain_home(netns, USER_CHAIN)
+        self.run(netns, "add", "rule", family, table, USER_CHAIN, "ip", "saddr", source, "drop")
+
+    def user_chain_rules(self, netns: NetNS) -> int:
+        return sum(1 for rule in self.rules(netns) if rule["chain"] == USER_CHAIN)
+
 
 def _with_port(value: Any, port: int) -> Any:
     if isinstance(value, int):
@@ -380,6 +387,13 @@ class Iptables:
     def drop_after_forward(self, netns: NetNS) -> None:
         table, parent, _, _ = self._jump(netns, "LOCKER_FORWARD")
         self.run(netns, "-t", table, "-A", parent, "-j", "DROP")
+
+    def drop_in_user_chain(self, netns: NetNS, source: str) -> None:
+        self.run(netns, "-t", self.chain_home(netns, USER_CHAIN), "-A", USER_CHAIN,
+                 "-s", source, "-j", "DROP")
+
+    def user_chain_rules(self, netns: NetNS) -> int:
+        return sum(1 for _, chain, _, _ in self.rules(netns) if chain == USER_CHAIN)
 
 
 def _comment(words: list[str]) -> str | None:

@@ -142,10 +142,12 @@ class Lab:
 
     def bridge(self, name: str, address: str) -> None:
         """A bridge in the host, made by the suite (the firewall suite has no
-        link backend)."""
+        link backend) as a link backend makes it: with ``route_localnet``
+        on (for forwards reached at 127.0.0.1 from the host)."""
         self.host.run(["ip", "link", "add", name, "type", "bridge"])
         self.host.run(["ip", "addr", "add", address, "dev", name])
         self.host.run(["ip", "link", "set", name, "up"])
+        self.host.run(["sh", "-c", f"echo 1 > /proc/sys/net/ipv4/conf/{name}/route_localnet"])
 
     def forwarding(self, ipv6: bool = False) -> None:
         self.host.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])

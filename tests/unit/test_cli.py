@@ -3,6 +3,7 @@ the commands wired to operations over the in-memory backends."""
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import os
@@ -123,7 +124,7 @@ def test_help_runs_as_a_command() -> None:
     done = subprocess.run([sys.executable, "-m", "locker.cli.main", "--help"],
                           capture_output=True, text=True, cwd=ROOT)
     assert done.returncode == 0
-    for command in cli_main.COMMANDS:
+    for command in cli_main.registry():
         assert command in done.stdout
 
 
@@ -522,7 +523,7 @@ def memory_cli(tmp_path: Path, monkeypatch: pytest.MonkeyPatch):
                        ip_forwarding_off=lambda: not link.ip_forward,
                        foreign_dnats=lambda: [], cgroup2=lambda: False), Migration()
 
-    monkeypatch.setattr(commands, "open_context", open_context)
+    monkeypatch.setattr(session, "open_context", open_context)
     return firewall, runtime
 
 
@@ -668,3 +669,28 @@ def test_the_host_file_choosing_another_backend_is_a_switch_too(fake_backends) -
                                    recorded("nftables"),
                                    {"LOCKER_RUN_DIR": os.environ["LOCKER_RUN_DIR"]}, print,
                                    session.ADDS)
+
+
+# --------------------------------------------------------------- the registry
+
+def test_each_command_takes_exactly_the_options_it_registers() -> None:
+    from locker.cli.registry import REGISTRY
+
+    parser = cli_main.build_parser()
+    subs = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert list(subs.choices) == list(cli_main.registry())
+    for name, command in REGISTRY.items():
+        taken = {flag for action in subs.choices[name]._actions
+                 for flag in action.option_strings}
+        registered = {flag for option in command.options for flag in option.flags}
+        globals_ = {"-h", "--help", "-v", "--verbose", "-f", "--file", "-p", "--project",
+                    "-P", "--lxcpath", "--backend", "--link-backend", "--no-color"}
+        assert taken - globals_ == registered, name
+        assert command.changing == ("--dry-run" in registered), name
+
+
+def test_a_command_is_registered_once() -> None:
+    from locker.cli.registry import command
+
+    with pytest.raises(ValueError, match="'start' is registered twice"):
+        command("start", "again")(lambda args, out: None)

@@ -142,9 +142,9 @@ for _command in ("start db", "stop db", "rm db", "freeze db", "unfreeze db", "cg
 
 @pytest.fixture
 def keyboard_cli(memory_cli, monkeypatch):  # noqa: F811
-    from locker.cli import commands
+    from locker.cli import commands, session
     monkeypatch.setattr(commands, "_runtime_context",
-                        lambda args, out: commands.open_context(args, out.say, out.warn)[0])
+                        lambda args, out: session.open_context(args, out.say, out.warn)[0])
     return memory_cli
 
 

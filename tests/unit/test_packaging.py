@@ -15,7 +15,7 @@ import pytest
 
 import locker
 from locker.cli import about
-from locker.cli.main import COMMANDS, build_parser, main
+from locker.cli.main import build_parser, main, registry
 
 ROOT = Path(__file__).resolve().parents[2]
 PLUGINS = ["nftables", "iptables", "ipr2"]
@@ -106,7 +106,7 @@ def test_man_page_and_completions_are_what_the_parser_gives() -> None:
 def test_man_page_has_a_section_for_every_command() -> None:
     page = (ROOT / "man" / "locker.1").read_text()
     assert page.startswith(f'.TH LOCKER 1 "" "locker {locker.__version__}"')
-    for command in COMMANDS:
+    for command in registry():
         assert f"OPTIONS 'locker {command}'" in page, command
     for heading in ("EXIT STATUS", "ENVIRONMENT", "FILES", "SEE ALSO"):
         assert f".SH {heading}" in page
@@ -120,7 +120,7 @@ def test_completions_know_every_command_and_option() -> None:
         options |= {flag for action in sub._actions for flag in action.option_strings}
     for shell in about.COMPLETIONS:
         text = about.completion_script(shell)
-        for command in COMMANDS:
+        for command in registry():
             assert re.search(rf"\b{command}\b", text), (shell, command)
         for flag in options:
             spelled = flag if shell != "fish" else (

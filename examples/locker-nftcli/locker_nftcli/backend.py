@@ -5,6 +5,13 @@ Every change is one ``nft -f -`` script, which nft applies as one kernel
 transaction; every read is ``nft -a list table ip locker_nftcli``. Rules
 are plain rules with the value in their matches and the owner in their
 comment (``locker.Tag``); nothing is kept between calls.
+
+``LOCKER_FORWARD`` begins with ``jump LOCKER_USER`` and ``jump
+LOCKER_ISOLATION``. ``LOCKER_USER`` is the administrator's: it is created
+empty and its rules are never read, reported, changed or deleted (nor is
+the table). A project's network rules are read into ``locker.pieces``
+keys, which make its Bridges (``nat_bridges``) and say what
+``remove_nat`` deletes (``nat_doomed``).
 """
 
 from __future__ import annotations
@@ -16,15 +23,18 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 
-from locker import (JUMP_COMMENT, Availability, BackendError, Blocker, Bridge, Forward, Link,
-                    Ruleset, TaggedRule, Tag, hookimpl)
+from locker import (JUMP_COMMENT, Availability, BackendError, Blocker, Bridge, Forward,
+                    Link, Ruleset, TaggedRule, Tag, hookimpl)
 from locker import blockers
-from locker.pieces import NAT_PURPOSES, nat_bridges, nat_doomed
+from locker.pieces import nat_bridges, nat_doomed
 
-from locker_nftcli.rules import (BASE_CHAINS, FAMILY, HEAD, TABLE, Rule, forward_rules,
-                                 head_jumps, jump, link_rules, nat_rules, read)
+from locker_nftcli.rules import (BASE_CHAINS, FAMILY, LEADING, TABLE, USER_CHAIN, Rule,
+                                 forward_rules, jump, leading_jump, link_rules, nat_rules,
+                                 read)
 
-ENTRY_CHAINS = tuple(dict.fromkeys(target for _, target, _ in BASE_CHAINS.values())) + HEAD
+#: Locker's regular chains: those the base chains jump into, and the leading ones.
+ENTRY_CHAINS = tuple(dict.fromkeys(
+    [target for _, target, _ in BASE_CHAINS.values()] + list(LEADING)))
 
 
 @dataclass
@@ -34,6 +44,13 @@ class Found:
     handle: int
     tag: Tag | None
     value: tuple[str, object] | None  # (purpose, value) when it is Locker's rule
+
+    @property
+    def nat_key(self) -> tuple | None:
+        """The ``locker.pieces`` key of a network rule, else None."""
+        if self.value and isinstance(self.value[1], tuple):
+            return self.value[1]
+        return None
 
 
 @dataclass
@@ -86,7 +103,7 @@ class NftCliBackend:
             if line.startswith("chain "):
                 chain = line.split()[1]
                 table.chains[chain] = []
-            elif chain and " # handle " in line:
+            elif chain and chain != USER_CHAIN and " # handle " in line:
                 body, handle = line.rsplit(" # handle ", 1)
                 text, comment = body, ""
                 if ' comment "' in body:
@@ -117,12 +134,12 @@ class NftCliBackend:
     # ------------------------------------------------------------------ adding
 
     def _ensure(self, table: Table | None) -> list[str]:
-        """Lines that create the table, its chains and one jump into each,
-        and put ``LOCKER_FORWARD``'s two jumps first."""
+        """Lines that create the table, its chains and one jump into each."""
         lines = [f"add table {FAMILY} {TABLE}"]
+        for name in ENTRY_CHAINS:
+            lines.append(f"add chain {FAMILY} {TABLE} {name}")
         for base, (declaration, _, _) in BASE_CHAINS.items():
             lines.append(f"add chain {FAMILY} {TABLE} {base} {{ {declaration} }}")
-        lines += [f"add chain {FAMILY} {TABLE} {chain}" for chain in ENTRY_CHAINS]
         for base in BASE_CHAINS:
             found = [f for f in (table.chains.get(base, []) if table else [])
                      if f.rule.comment == jump(base).comment]
@@ -132,11 +149,12 @@ class NftCliBackend:
             if not exact:
                 lines.append(_add(jump(base)))
         forward = table.chains.get("LOCKER_FORWARD", []) if table else []
-        if not _head_in_place(forward):
+        if not _leading_in_place(forward):
+            # take every jump out of LOCKER_FORWARD, insert both at its head
             lines += [f"delete rule {FAMILY} {TABLE} LOCKER_FORWARD handle {f.handle}"
                       for f in forward if f.rule.comment == JUMP_COMMENT]
-            lines += [f'insert rule {FAMILY} {TABLE} LOCKER_FORWARD {r.text} comment '
-                      f'"{r.comment}"' for r in reversed(head_jumps())]
+            lines += [f'insert rule {FAMILY} {TABLE} LOCKER_FORWARD {leading_jump(t).text} '
+                      f'comment "{JUMP_COMMENT}"' for t in reversed(LEADING)]
         if table is not None and not _changes(lines, table):
             return []
         return lines
@@ -180,8 +198,9 @@ class NftCliBackend:
         table = self._read()
         if table is None or not bridges:
             return
-        doomed = nat_doomed(bridges, {key for _, key in _nat_found(table)})
-        self._remove(lambda f: _is_nat(f) and f.value[1] in doomed, "remove network rules")
+        keys = {f.nat_key for _, f in table.rules() if f.nat_key}
+        doomed = nat_doomed(bridges, keys)
+        self._remove(lambda f: f.nat_key in doomed, "remove network rules")
 
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
@@ -212,7 +231,7 @@ class NftCliBackend:
         if table is None:
             return Ruleset()
         pieces: dict[object, set[str]] = defaultdict(set)
-        nat_keys: set[tuple] = set()
+        keys = set()
         unrecognised = []
         for chain, f in table.rules():
             if not f.tag or (project and f.tag.project != project):
@@ -221,14 +240,15 @@ class NftCliBackend:
                 unrecognised.append(TaggedRule(f.tag.project, f.rule.comment,
                                                f"{FAMILY} {TABLE} {chain}", f.rule.text))
                 continue
-            purpose, value = f.value
-            if _is_nat(f):
-                nat_keys.add(value)
+            if f.nat_key:
+                keys.add(f.nat_key)
             else:
+                purpose, value = f.value
                 pieces[value].add(purpose)
         complete = {v for v, parts in pieces.items() if len(parts) == 2}
-        bridges, partial_bridges = nat_bridges(nat_keys)
-        partial = set(pieces) - complete | partial_bridges
+        partial = set(pieces) - complete
+        bridges, partial_bridges = nat_bridges(keys)
+        partial |= partial_bridges
         missing = _entry_missing(table)
         return Ruleset(nat=frozenset(bridges),
                        forwards=frozenset(v for v in complete if isinstance(v, Forward)),
@@ -275,20 +295,12 @@ def _unrecognised(f: Found) -> bool:
     return f.value is None or f.rule.chain in BASE_CHAINS
 
 
-def _is_nat(f: Found) -> bool:
-    """Whether a rule of Locker's is a network rule (its value a key)."""
-    return bool(f.value) and f.value[0] in NAT_PURPOSES
-
-
-def _nat_found(table: Table) -> Iterable[tuple[Found, tuple]]:
-    return ((f, f.value[1]) for _, f in table.rules()
-            if f.tag and not _unrecognised(f) and _is_nat(f))
-
-
-def _head_in_place(forward: list[Found]) -> bool:
-    """Whether ``LOCKER_FORWARD`` starts with its two jumps, and has no other."""
+def _leading_in_place(forward: list[Found]) -> bool:
+    """Whether LOCKER_FORWARD begins with the leading jumps, in order, and
+    holds no other jump."""
     jumps = [f for f in forward if f.rule.comment == JUMP_COMMENT]
-    return [f.rule for f in forward[:2]] == head_jumps() and len(jumps) == 2
+    wanted = [leading_jump(target) for target in LEADING]
+    return [f.rule for f in forward[:len(LEADING)]] == wanted and len(jumps) == len(LEADING)
 
 
 def _entry_missing(table: Table) -> tuple[str, ...]:
@@ -301,14 +313,16 @@ def _entry_missing(table: Table) -> tuple[str, ...]:
             missing.append(f"the chain {target} is missing")
         jumps = [f for f in table.chains[base] if f.rule.comment == jump(base).comment]
         if not jumps:
-            missing.append(f"the jump into {target} is missing")
+            missing.append(f"the jump from {base} into {target} is missing")
         elif len(jumps) > 1 or jumps[0].rule != jump(base):
-            missing.append(f"{len(jumps)} jumps into {target} where Locker writes one")
-    missing += [f"the chain {chain} is missing" for chain in HEAD if chain not in table.chains]
-    forward = table.chains.get("LOCKER_FORWARD")
-    if forward is not None and not _head_in_place(forward):
-        missing.append(f"the jumps into {' and '.join(HEAD)} are not the first two rules "
-                       f"of LOCKER_FORWARD")
+            missing.append(f"{len(jumps)} jumps from {base} into {target} where Locker "
+                           f"writes one")
+    for target in LEADING:
+        if target not in table.chains:
+            missing.append(f"the chain {target} is missing")
+    if "LOCKER_FORWARD" in table.chains and not _leading_in_place(table.chains["LOCKER_FORWARD"]):
+        missing.append(f"LOCKER_FORWARD does not begin with the jumps into "
+                       f"{' and '.join(LEADING)} (and no other jump)")
     return tuple(missing)
 
 

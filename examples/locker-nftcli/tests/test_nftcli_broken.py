@@ -127,10 +127,69 @@ def test_a_backend_that_touches_another_tools_rules_fails(netns, damage) -> None
         Suite(backend).test_foreign_rules_stay_identical(new_manager(backend).hook, netns)
 
 
+class DenyLast(NftCliBackend):
+    """Writes each deny rule at the end of LOCKER_FORWARD, after every
+    project's accepts, instead of in LOCKER_ISOLATION; lists it as right."""
+
+    @hookimpl
+    def add_nat(self, bridges):
+        rules = [r for b in bridges for r in nat_rules(b)]
+        denies = [replace(r, chain="LOCKER_FORWARD") for r in rules if r.comment.endswith(":deny")]
+        self._add([r for r in rules if not r.comment.endswith(":deny")] + denies, "add nat")
+
+    @hookimpl
+    def list_rules(self, project):
+        found = super().list_rules(project)
+        return replace(found, nat=found.nat | found.partial, partial=frozenset(),
+                       unrecognised=())
+
+
+@pytest.mark.privileged
+def test_a_deny_rule_behind_the_accepts_passes_the_round_trip(netns) -> None:
+    Suite(DenyLast()).test_nat_lists_back(new_manager(DenyLast()).hook)
+
+
 @pytest.mark.privileged
 def test_a_backend_without_the_default_deny_fails_the_routed_neighbour_test(netns) -> None:
     backend = NoDeny()
     with pytest.raises(AssertionError, match=r"a routed neighbour \(192\.0\.2\.2\) reached the "
                                              r"container's own address 10\.1\.1\.2:80"):
         Suite(backend).test_traffic_a_routed_neighbour_reaches_only_the_forwards(
+            new_manager(backend).hook, netns)
+
+
+@pytest.mark.privileged
+def test_a_deny_rule_behind_the_accepts_fails_the_other_project_test(netns) -> None:
+    backend = DenyLast()
+    with pytest.raises(AssertionError, match=r"a container of beta \(10\.1\.2\.2\), whose "
+                                             r"outbound rule accepts its traffic, reached"):
+        Suite(backend).test_traffic_another_projects_container_is_denied(
+            new_manager(backend).hook, netns)
+
+
+class FirstPortOnly(NftCliBackend):
+    """Forwards only the first port of each range, while list_rules reports
+    the range."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.ranges = {}
+
+    @hookimpl
+    def add_forward(self, forwards):
+        self.ranges |= {replace(f, count=1): f for f in forwards}
+        super().add_forward([replace(f, count=1) for f in forwards])
+
+    @hookimpl
+    def list_rules(self, project):
+        found = super().list_rules(project)
+        return replace(found, forwards=frozenset(self.ranges.get(f, f) for f in found.forwards))
+
+
+@pytest.mark.privileged
+def test_a_range_that_forwards_its_first_port_only_fails_the_range_test(netns) -> None:
+    backend = FirstPortOnly()
+    with pytest.raises(AssertionError, match=r"6002/tcp got no answer; the range must reach "
+                                             r"container port 7002"):
+        Suite(backend).test_traffic_a_port_range_reaches_each_of_its_ports(
             new_manager(backend).hook, netns)
