@@ -166,7 +166,10 @@ def test_containers_reach_the_outside_over_ipv6_masqueraded(alpha: Alpha) -> Non
 
 def test_a_link_answers_over_ipv6_by_name(alpha: Alpha) -> None:
     web6 = alpha.address6("web")
-    assert alpha.world.fetch_in("alpha_app", f"http://[{web6}]/") == PAGE
+    # the first contact between two containers on the bridge waits for
+    # neighbour discovery, which can outlast one fetch's timeout
+    assert wait_for(lambda: alpha.world.fetch_in("alpha_app", f"http://[{web6}]/") == PAGE,
+                    f"app reaching web at [{web6}]")
     status = alpha.world.status(alpha.directory)
     assert status["in_place"], status["items"]
 
