@@ -220,6 +220,10 @@ def _tables_present(family: int) -> set[str] | None:
     try:
         with open(_NAMES_FILE[family]) as names:
             return set(names.read().split())
+    except FileNotFoundError:
+        # ip6_tables not loaded: no IPv6 table to read (IPv4-only hosts keep
+        # working); IPv4 keeps its old answer, "cannot tell".
+        return set() if family == 6 else None
     except OSError:
         return None
 
