@@ -4,9 +4,12 @@ with IPv6 traffic between namespaces."""
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 
 import pytest
@@ -243,6 +246,7 @@ class Wire6:
 
     def __init__(self, host, factory) -> None:
         self.host, self.servers = host, []
+        self.pgids = tempfile.mkstemp(prefix="locker-wire-")[1]
         self.container, self.sibling, self.neighbour = factory("lkc"), factory("lks"), factory("lkn")
         run = host.run
         # No duplicate address detection on the interfaces made here: their
@@ -276,9 +280,14 @@ class Wire6:
         self.neighbour.run(["ip", "-6", "route", "add", str(NET6), "via", str(HOST6)])
 
     def serve(self, ns, address: str, port: int) -> None:
+        # A session of its own: `ip netns exec` runs the server as its child,
+        # which killing `ip` alone would leave running.
         server = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", ECHO6,
-                                   address, str(port)], stdout=subprocess.PIPE, text=True)
+                                   address, str(port)], stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True)
         self.servers.append(server)
+        with open(self.pgids, "a") as pgids:  # also from the test's own process
+            pgids.write(f"{server.pid}\n")
         assert server.stdout.readline().strip() == "ready"
 
     def fetch(self, ns, address: IPv6Address | str, port: int) -> str:
@@ -286,8 +295,16 @@ class Wire6:
         return ns.run([sys.executable, "-c", FETCH, f"http://[{address}]:{port}/"]).stdout.strip()
 
     def close(self) -> None:
+        """Stop every server, also those the test's own process (a fork,
+        see ``locker.testing.pytest_plugin``) started."""
+        with open(self.pgids) as pgids:
+            for pgid in {int(line) for line in pgids}:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        os.unlink(self.pgids)
         for server in self.servers:
-            server.kill()
             server.wait()
 
 
