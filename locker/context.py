@@ -9,11 +9,11 @@ from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 
 import pluggy
 
-from locker import names
+from locker import ipv6, names
 from locker.errors import ConfigError
 from locker.hostlock import host_lock, project_lock
 from locker.journal import Journal
@@ -32,6 +32,12 @@ def _ip_forwarding_off() -> bool:
     from locker.link.rules import ipv4_forwarding_off
 
     return ipv4_forwarding_off()
+
+
+def _ra_interfaces() -> list[str]:
+    from locker.link.rules import ra_interfaces
+
+    return ra_interfaces()
 
 
 def _foreign_dnats() -> list:
@@ -68,6 +74,7 @@ class Context:
     project_lock: Callable[[str], AbstractContextManager] = project_lock
     host_resolv: Callable[[], str] = _read_host_resolv
     ip_forwarding_off: Callable[[], bool] = _ip_forwarding_off  # what a dry run asks
+    ra_interfaces: Callable[[], list[str]] = _ra_interfaces  # accept_ra=1 (IPv6 projects)
     foreign_dnats: Callable[[], list] = _foreign_dnats  # other tools' port forwards
     cgroup2: Callable[[], bool] = _host_uses_cgroup2  # the host's cgroup version
     host_hosts: Path = field(default_factory=lambda: Path("/etc/hosts"))
@@ -80,6 +87,9 @@ class Context:
     parallel: int = 1  # containers acted on at once
     dns: DnsForwarder | None = None  # the project's DNS forwarder; None: turned off
     isolated_default: bool = False  # the host file's ``isolated:``
+    ipv6_default: bool = False  # the host file's ``ipv6:``
+    ipv6_prefix: IPv6Network | None = None  # the host file's ``ipv6_prefix:``
+    ipv6_nat: bool = True  # the host file's ``ipv6_nat:``
 
     def __post_init__(self) -> None:
         if self.journal.report is None:
@@ -121,9 +131,28 @@ class Context:
         the host file's default."""
         return self.isolated_default if self.project.isolated is None else self.project.isolated
 
+    @property
+    def ipv6(self) -> bool:
+        """Whether the project has IPv6: its file's ``ipv6:``, else the host
+        file's default."""
+        return self.ipv6_default if self.project.ipv6 is None else self.project.ipv6
+
+    def host_prefix(self) -> IPv6Network:
+        """The host's ULA /48: the host file's ``ipv6_prefix``, else the
+        state directory's ``host-id`` (made on first use)."""
+        if self.ipv6_prefix is None:
+            if self.state is None:
+                raise ConfigError("The project has IPv6 but there is no host state to keep "
+                                  "the host's IPv6 prefix in; set ipv6_prefix in the host file.")
+            self.ipv6_prefix = self.state.host_prefix()
+        return self.ipv6_prefix
+
     def bridge(self, network: IPv4Network) -> Bridge:
-        """The project's bridge value on ``network``."""
-        return Bridge(self.project.name, self.bridge_name, network, self.isolated)
+        """The project's bridge value on ``network`` (with its /64 when the
+        project has IPv6)."""
+        network6 = ipv6.project_network(self.host_prefix(), network) if self.ipv6 else None
+        return Bridge(self.project.name, self.bridge_name, network, self.isolated,
+                      network6, self.ipv6_nat)
 
     def lxc(self, container: str) -> str:
         return names.lxc_name(self.project.name, container)

@@ -24,6 +24,7 @@ from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from ipaddress import IPv4Address
 
+from locker import ipv6
 from locker.model import (Blocker, Bridge, BridgeState, Forward, Link, Ruleset, TaggedRule,
                           port_text)
 from locker.names import Tag
@@ -106,19 +107,32 @@ class Diff:
 
 def wanted(project: Project, bridge: Bridge | None, addresses: Mapping[str, IPv4Address],
            running: Collection[str]) -> Wanted:
-    """The forwards and links of the running containers that have an address."""
+    """The forwards and links of the running containers that have an address.
+
+    With IPv6 (``bridge.network6``) each container also has its IPv6
+    address (``locker.ipv6.container_address``): a forward without HOST_IP
+    is two values, one per family, one with an IPv6 HOST_IP is IPv6 only
+    (and none without IPv6), and each link is two values."""
+    network6 = bridge.network6 if bridge is not None else None
+    up = {name: ip for name, ip in addresses.items() if name in running}
+    families = [up]
+    if network6 is not None:
+        families.append({name: ipv6.container_address(network6, ip) for name, ip in up.items()})
     forwards = frozenset(
-        Forward(project.name, spec.name, port.host_port, addresses[spec.name],
+        Forward(project.name, spec.name, port.host_port, ips[spec.name],
                 port.container_port, port.protocol, port.host_ip, port.count)
+        for ips in families
         for spec in project.containers
-        if spec.name in running and spec.name in addresses
-        for port in spec.ports)
+        if spec.name in ips
+        for port in spec.ports
+        if port.host_ip is None or port.host_ip.version == ips[spec.name].version)
     links = frozenset(
-        Link(project.name, spec.name, addresses[spec.name], link.name, addresses[link.name])
+        Link(project.name, spec.name, ips[spec.name], link.name, ips[link.name])
+        for ips in families
         for spec in project.containers
-        if spec.name in running and spec.name in addresses
+        if spec.name in ips
         for link in spec.links
-        if link.name in running and link.name in addresses)
+        if link.name in ips)
     return Wanted(bridge, forwards, links)
 
 
@@ -170,6 +184,9 @@ def _bridge(project: str, want: Bridge | None, found: BridgeState | None) -> lis
         return [Item(BRIDGE, PARTIAL, want, project,
                      "the bridge is down" if not found.up else "the bridge has no address",
                      "locker start")]
+    if want.interface6 is not None and want.interface6 not in found.addresses6:
+        return [Item(BRIDGE, PARTIAL, want, project,
+                     f"the bridge lacks its IPv6 address {want.interface6}", "locker start")]
     return [Item(BRIDGE, IN_PLACE, want, project)]
 
 

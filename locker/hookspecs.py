@@ -113,6 +113,19 @@ def add_nat(bridges: Sequence[Bridge]) -> None:
       connections from the bridge to the host's addresses other than
       ``bridge.gateway``.
 
+    With ``bridge.network6`` the same rules for IPv6, in the same
+    transaction (nftables: the table ``ip6 locker`` with the same chains):
+    masquerade of ``network6`` (only when ``bridge.nat6``; else routed),
+    outbound, replies, deny, hairpin, and isolate (other than
+    ``bridge.gateway6``; it drops conntrack state NEW only, since neighbour
+    discovery is untracked and must still reach the host: "not established
+    or related" would drop it); no localhost and no guard (IPv6 has no
+    route_localnet). Their keys: ``locker.pieces`` (``masquerade6``, ...).
+    The conformance suite's IPv6 cases (``firewall_suite.IPV6_TESTS``)
+    check them.
+    A backend that cannot do IPv6 raises ``BackendError`` for a bridge with
+    ``network6`` saying so, before it changes anything.
+
     Called by ``start`` once the bridge exists, and by every repair. Also
     creates Locker's entry points if they are missing, each jump once, and
     removes duplicate jumps: ``LOCKER_FORWARD`` (from the forward hook),
@@ -161,6 +174,9 @@ def add_forward(forwards: Sequence[Forward]) -> None:
     localhost rule masquerades them); a DNATed connection passes the
     project's deny rule, and is still dropped by a drop in ``LOCKER_USER``.
 
+    An IPv6 forward (``forward.family`` 6: ``container_ip`` and ``host_ip``
+    IPv6) goes into the backend's IPv6 rules; ``[::1]`` never reaches it.
+
     Called by ``start`` and ``ports`` with the forwards that are missing or
     partial: of a partial forward only the missing rules are added. Creates
     the chains and jumps if they are missing. Each rule's comment is
@@ -180,6 +196,8 @@ def remove_forward(forwards: Sequence[Forward]) -> None:
 def add_link(links: Sequence[Link]) -> None:
     """Accept traffic between ``link.container_ip`` and ``link.peer_ip``, in
     both directions, in ``LOCKER_FORWARD``.
+
+    An IPv6 link (``link.family`` 6) goes into the backend's IPv6 rules.
 
     Called by ``start`` and ``links`` with the links that are missing or
     partial (of a partial one only the missing direction is added).
@@ -344,7 +362,13 @@ def ensure_bridge(bridge: Bridge, adopt: bool) -> BridgeState:
     An existing bridge of Locker's is left as it is apart from being brought
     up (given ``bridge.interface`` if it has no IPv4 address, and
     ``route_localnet`` if it is off); the returned state says what it
-    really has. A bridge of that name without
+    really has.
+
+    IPv6 (``bridge.network6`` set): the bridge also gets
+    ``bridge.interface6`` (``::1/64``, ``nodad``), with
+    ``net.ipv6.conf.NAME.disable_ipv6=0`` and ``accept_ra=0`` on the bridge
+    only, also when it exists already without it; ``BridgeState.addresses6``
+    lists its global IPv6 addresses (``find_bridge`` too). A bridge of that name without
     Locker's mark, or a non-bridge interface of that name, is a
     ``BackendError`` and is left untouched. ``bridge.name`` must be
     ``locker.names.bridge_name(bridge.project)``. *First result.*
@@ -385,10 +409,15 @@ def find_bridge(name: str) -> BridgeState | None:
 
 
 @hookspec(firstresult=True)
-def ensure_ip_forwarding() -> bool:
-    """Turn IPv4 forwarding on in the current network namespace. Return
-    True when it was off (the core then tells the user it turned it on),
-    False when it was on already. *First result.*"""
+def ensure_ip_forwarding(ipv6: bool) -> bool:
+    """Turn IPv4 forwarding on in the current network namespace, and with
+    ``ipv6`` (a project with IPv6 starts) ``net.ipv6.conf.all.forwarding``
+    too. Return True when one of them was off (the core then tells the user
+    it turned it on), False when all were on already. Never touches
+    ``accept_ra`` of any interface but a bridge of Locker's: with IPv6
+    forwarding on, an interface with ``accept_ra=1`` stops taking router
+    advertisements; the core warns about such interfaces
+    (``locker.link.rules.ra_interfaces``). *First result.*"""
 
 
 # ------------------------------------------------------------------ Events

@@ -12,6 +12,9 @@ The file is ``/etc/locker/locker.yaml``, or the file named by the
     subnets: 10.200.0.0/16
     dns_forwarder: true        # dnsmasq on each project's bridge (false: none)
     isolated: false            # default of the projects' isolated: key
+    ipv6: false                # default of the projects' ipv6: key
+    ipv6_prefix: fd00:1234:5678::/48   # the host's ULA /48 (default: state dir's host-id)
+    ipv6_nat: true             # false: the projects' /64s are routed, not masqueraded
     backends:                  # settings a backend declares (its SETTINGS)
       iptables: {lock_timeout: 30}
 
@@ -25,9 +28,10 @@ from __future__ import annotations
 import os
 import re
 from collections.abc import Mapping
-from ipaddress import IPv4Network
+from ipaddress import IPv4Network, IPv6Network
 from pathlib import Path
 
+from locker import ipv6
 from locker.errors import ConfigError
 from locker.project import HostConfig, Setting
 from locker.subnets import pool_problem
@@ -37,7 +41,7 @@ from locker.yamlnodes import (CONTROL, Invalid, Problems, entries, is_null, know
 DEFAULT_PATH = Path("/etc/locker/locker.yaml")
 ENVIRONMENT_VARIABLE = "LOCKER_CONFIG"
 KEYS = ("firewall", "link", "lxcpath", "state_dir", "subnets", "backends", "dns_forwarder",
-        "isolated")
+        "isolated", "ipv6", "ipv6_prefix", "ipv6_nat")
 _BACKEND = re.compile(r"[a-z][a-z0-9_-]*")
 
 
@@ -95,9 +99,21 @@ def _backend_settings(entry, path: Path, problems: Problems) -> dict[str, dict[s
     return settings
 
 
-def _check(key: str, raw: str) -> str | IPv4Network | bool:
+def _check(key: str, raw: str) -> str | IPv4Network | IPv6Network | bool:
     if key == "subnets":
         return _pool(raw)
+    if key == "ipv6_prefix":
+        return ipv6.parse_prefix(raw)
+    if key == "ipv6":
+        if raw.lower() not in ("true", "false"):
+            raise Invalid("not true or false; true gives every project an IPv6 /64 unless "
+                          "its project file says ipv6: false")
+        return raw.lower() == "true"
+    if key == "ipv6_nat":
+        if raw.lower() not in ("true", "false"):
+            raise Invalid("not true or false; false routes the projects' IPv6 /64s without "
+                          "masquerade (route them to this host), true masquerades them")
+        return raw.lower() == "true"
     if key == "dns_forwarder":
         if raw.lower() not in ("true", "false"):
             raise Invalid("not true or false; false turns the projects' DNS forwarder off")

@@ -6,7 +6,8 @@ with what is found by plain equality.
 
 Each value checks itself when it is made: a Bridge, Forward or Link that
 exists is valid (names as ``locker.names`` allows them, ports 1 to 65535,
-protocols in ``PROTOCOLS``, IPv4 addresses), and making an invalid one
+protocols in ``PROTOCOLS``, IPv4 or IPv6 addresses, one family per value),
+and making an invalid one
 raises ``locker.errors.Invalid`` (a ValueError) saying what is wrong. This
 is the one place where these values are validated: the project file's
 grammar, the planner and every backend rely on it.
@@ -15,7 +16,8 @@ grammar, the planner and every backend rely on it.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import (IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Interface,
+                       IPv6Network)
 
 from locker.errors import Invalid
 from locker.names import IFNAME_MAX, is_valid_name
@@ -61,9 +63,24 @@ def _check_name(name: object, what: str) -> None:
         raise Invalid(f"{what} {name!r} is not a valid Locker name")
 
 
+Address = IPv4Address | IPv6Address
+
+
 def _check_address(address: object, what: str) -> None:
-    if not isinstance(address, IPv4Address):
-        raise Invalid(f"{what} {address!r} is not an IPv4Address")
+    if not isinstance(address, (IPv4Address, IPv6Address)):
+        raise Invalid(f"{what} {address!r} is not an IPv4Address or an IPv6Address")
+
+
+def _check_family(what: str, *addresses: Address | None) -> None:
+    """All given addresses (None skipped) of one family."""
+    families = {a.version for a in addresses if a is not None}
+    if len(families) > 1:
+        raise Invalid(f"{what}: {', '.join(str(a) for a in addresses if a is not None)} "
+                      "are not of the same family (IPv4 and IPv6 are separate values)")
+
+
+def _bracketed(address: Address) -> str:
+    return f"[{address}]" if address.version == 6 else str(address)
 
 
 def _check_ifname(name: object) -> None:
@@ -86,12 +103,22 @@ class Bridge:
     containers cannot open connections to the host's own addresses other
     than their gateway (project key ``isolated: true``, host-file default
     ``isolated:``).
+
+    ``network6``: the project's IPv6 /64 when it has IPv6 (project key
+    ``ipv6: true``, see ``locker.ipv6``), else None. The bridge then also
+    holds ``gateway6`` (``::1``), and the nat value stands for the same
+    rules in IPv6 too (masquerade of the /64 only when ``nat6``; no
+    localhost and guard rules: IPv6 has no route_localnet). ``nat6``
+    False: the /64 is routed, not masqueraded (host file ``ipv6_nat:
+    false``); it means nothing without ``network6``.
     """
 
     project: str
     name: str
     network: IPv4Network
     isolated: bool = False
+    network6: IPv6Network | None = None
+    nat6: bool = True
 
     def __post_init__(self) -> None:
         _check_name(self.project, "project")
@@ -100,6 +127,11 @@ class Bridge:
             raise Invalid(f"bridge network {self.network!r} is not an IPv4Network")
         if not isinstance(self.isolated, bool):
             raise Invalid(f"bridge isolated {self.isolated!r} is not True or False")
+        if self.network6 is not None and not (isinstance(self.network6, IPv6Network)
+                                              and self.network6.prefixlen == 64):
+            raise Invalid(f"bridge network6 {self.network6!r} is not an IPv6Network /64")
+        if not isinstance(self.nat6, bool):
+            raise Invalid(f"bridge nat6 {self.nat6!r} is not True or False")
 
     @property
     def gateway(self) -> IPv4Address:
@@ -108,6 +140,16 @@ class Bridge:
     @property
     def interface(self) -> IPv4Interface:
         return IPv4Interface(f"{self.gateway}/{self.network.prefixlen}")
+
+    @property
+    def gateway6(self) -> IPv6Address | None:
+        """``::1`` of ``network6``, or None without IPv6."""
+        return self.network6[1] if self.network6 is not None else None
+
+    @property
+    def interface6(self) -> IPv6Interface | None:
+        """``gateway6`` with the /64, or None without IPv6."""
+        return IPv6Interface((self.gateway6, 64)) if self.network6 is not None else None
 
 
 @dataclass(frozen=True)
@@ -119,7 +161,9 @@ class BridgeState:
     it; Locker reports it but neither uses nor removes it.
     ``route_localnet`` False: ``net.ipv4.conf.NAME.route_localnet`` is off
     (a bridge of an older Locker), so ``start`` calls ``ensure_bridge``
-    again; not compared.
+    again; not compared. ``addresses6``: its global IPv6 addresses; a
+    bridge of a project with IPv6 that lacks ``Bridge.interface6`` gets
+    ``ensure_bridge`` again; not compared.
     """
 
     name: str
@@ -127,6 +171,8 @@ class BridgeState:
     up: bool
     owned: bool = True
     route_localnet: bool = field(default=True, compare=False)
+    #: the bridge's global IPv6 addresses (not link-local); not compared
+    addresses6: tuple[IPv6Interface, ...] = field(default=(), compare=False)
 
     @property
     def network(self) -> IPv4Network | None:
@@ -138,17 +184,19 @@ class BridgeState:
 class Forward:
     """One port forward: traffic from outside to HOST_IP:HOST_PORT/PROTOCOL
     goes to CONTAINER_IP:CONTAINER_PORT. ``host_ip`` None means every local
-    address. ``count`` consecutive ports make a range: host ports
-    ``host_port`` to ``host_end`` go to container ports ``container_port``
-    to ``container_end``, in order."""
+    address of the family of ``container_ip``. IPv4 or IPv6: ``host_ip`` and
+    ``container_ip`` are of one family (a forward without HOST_IP in a
+    project with IPv6 is two values, one per family). ``count`` consecutive
+    ports make a range: host ports ``host_port`` to ``host_end`` go to
+    container ports ``container_port`` to ``container_end``, in order."""
 
     project: str
     container: str
     host_port: int
-    container_ip: IPv4Address
+    container_ip: Address
     container_port: int
     protocol: str = "tcp"
-    host_ip: IPv4Address | None = None
+    host_ip: Address | None = None
     count: int = 1
 
     def __post_init__(self) -> None:
@@ -161,6 +209,12 @@ class Forward:
         _check_address(self.container_ip, "container address")
         if self.host_ip is not None:
             _check_address(self.host_ip, "host address")
+        _check_family("forward", self.host_ip, self.container_ip)
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return self.container_ip.version
 
     @property
     def host_end(self) -> int:
@@ -171,27 +225,29 @@ class Forward:
         return self.container_port + self.count - 1
 
     def sort_key(self) -> tuple:
-        return (self.project, self.container, self.protocol, self.host_port,
+        return (self.project, self.container, self.protocol, self.host_port, self.family,
                 int(self.host_ip or 0), int(self.container_ip), self.container_port,
                 self.count)
 
     def __str__(self) -> str:
-        host = f"{self.host_ip}:" if self.host_ip else ""
+        host = f"{_bracketed(self.host_ip)}:" if self.host_ip else ""
         return (f"{host}{port_text(self.host_port, self.count)}/{self.protocol} -> "
-                f"{self.container_ip}:{port_text(self.container_port, self.count)}")
+                f"{_bracketed(self.container_ip)}:{port_text(self.container_port, self.count)}")
 
 
 @dataclass(frozen=True)
 class Link:
     """A link from ``container`` to ``peer`` of the same project: traffic
     between the two addresses is accepted in both directions. The link is
-    owned by ``container`` (the one that names the peer in its ``links``)."""
+    owned by ``container`` (the one that names the peer in its ``links``).
+    Both addresses are of one family: in a project with IPv6 a link is two
+    values, one per family."""
 
     project: str
     container: str
-    container_ip: IPv4Address
+    container_ip: Address
     peer: str
-    peer_ip: IPv4Address
+    peer_ip: Address
 
     def __post_init__(self) -> None:
         _check_name(self.project, "project")
@@ -199,9 +255,15 @@ class Link:
         _check_name(self.peer, "peer")
         _check_address(self.container_ip, "container address")
         _check_address(self.peer_ip, "peer address")
+        _check_family("link", self.container_ip, self.peer_ip)
+
+    @property
+    def family(self) -> int:
+        """4 or 6."""
+        return self.container_ip.version
 
     def sort_key(self) -> tuple:
-        return (self.project, self.container, self.peer,
+        return (self.project, self.container, self.peer, self.family,
                 int(self.container_ip), int(self.peer_ip))
 
     def __str__(self) -> str:

@@ -8,8 +8,9 @@ from __future__ import annotations
 
 from collections.abc import Collection, Iterable, Mapping, Sequence
 from dataclasses import dataclass
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network, ip_address
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Address, IPv6Network, ip_address
 
+from locker import ipv6
 from locker.errors import ConfigError
 from locker.project import PortSpec, Project
 
@@ -53,7 +54,7 @@ def assign_addresses(names: Sequence[str], configured: Mapping[str, IPv4Interfac
 
 @dataclass(frozen=True)
 class HostsEntry:
-    address: IPv4Address
+    address: IPv4Address | IPv6Address
     names: tuple[str, ...]
 
     def line(self, mark: str = HOSTS_MARK) -> str:
@@ -61,10 +62,22 @@ class HostsEntry:
 
 
 def hosts_entries(project: Project, container: str, addresses: Mapping[str, IPv4Address],
-                  unlinked: Collection[str] = ()) -> list[HostsEntry]:
+                  unlinked: Collection[str] = (),
+                  network6: IPv6Network | None = None) -> list[HostsEntry]:
     """The lines Locker keeps in a container's /etc/hosts: its own fqdn, and
     for each link the peer's address, fqdn, name and alias; no link lines
-    for links that start or end at a container of ``unlinked``."""
+    for links that start or end at a container of ``unlinked``. With
+    ``network6`` (a project with IPv6) each line is followed by the same
+    names on the IPv6 address (``locker.ipv6.container_address``)."""
+    entries = _hosts_entries4(project, container, addresses, unlinked)
+    if network6 is None:
+        return entries
+    return [e for entry in entries for e in (
+        entry, HostsEntry(ipv6.container_address(network6, entry.address), entry.names))]
+
+
+def _hosts_entries4(project: Project, container: str, addresses: Mapping[str, IPv4Address],
+                    unlinked: Collection[str]) -> list[HostsEntry]:
     spec = project.container(container)
     entries = []
     if spec.fqdn and container in addresses:
@@ -113,7 +126,7 @@ def parse_hosts_entries(text: str | None) -> list[HostsEntry]:
         if line.endswith(HOSTS_MARK):
             fields = line[: -len(HOSTS_MARK)].split()
             try:
-                entries.append(HostsEntry(IPv4Address(fields[0]), tuple(fields[1:])))
+                entries.append(HostsEntry(ip_address(fields[0]), tuple(fields[1:])))
             except (ValueError, IndexError):
                 continue
     return entries

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 from locker.errors import Invalid
@@ -30,12 +30,13 @@ _DOTDOT = {"HOST_DIR": "hides which directory is shared",
 @dataclass(frozen=True)
 class PortSpec:
     """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``, or with ranges
-    ``START-END:START-END``: ``count`` ports from each start."""
+    ``START-END:START-END``: ``count`` ports from each start. HOST_IP IPv6
+    in brackets (``[2001:db8::1]:8080:80``), for projects with IPv6 only."""
 
     host_port: int
     container_port: int
     protocol: str = "tcp"
-    host_ip: IPv4Address | None = None
+    host_ip: IPv4Address | IPv6Address | None = None
     count: int = 1
 
     def __post_init__(self) -> None:
@@ -164,13 +165,15 @@ class ContainerSpec:
 
 @dataclass(frozen=True)
 class Project:
-    """``isolated``: the project file's ``isolated:`` key, None when the
-    file does not set it (the host file's default applies)."""
+    """``isolated``, ``ipv6``: the project file's ``isolated:`` and
+    ``ipv6:`` keys, None when the file does not set them (the host file's
+    default applies)."""
 
     name: str
     path: Path
     containers: tuple[ContainerSpec, ...]
     isolated: bool | None = None
+    ipv6: bool | None = None
 
     def container(self, name: str) -> ContainerSpec:
         for spec in self.containers:
@@ -206,6 +209,9 @@ class HostConfig:
     backends: Mapping[str, Mapping[str, Setting]] = field(default_factory=dict)
     dns_forwarder: bool = True
     isolated: bool = False  # the default of the projects' ``isolated:`` key
+    ipv6: bool = False  # the default of the projects' ``ipv6:`` key
+    ipv6_prefix: IPv6Network | None = None  # None: the state directory's host-id
+    ipv6_nat: bool = True  # False: the projects' /64s are routed, not masqueraded
 
     @property
     def pool(self) -> IPv4Network:

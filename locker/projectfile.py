@@ -25,6 +25,10 @@ Choices where the behaviour contract is silent (documented in docs/projectfile.r
   an address both listen on.
 - ``isolated: true|false`` (any case) at the top level; unset, the host
   file's ``isolated`` applies (``Project.isolated`` None).
+- ``ipv6: true|false`` (any case) at the top level; unset, the host file's
+  ``ipv6`` applies (``Project.ipv6`` None; ``load_project``'s
+  ``ipv6_default``). A forward with an IPv6 HOST_IP in a project without
+  IPv6 is refused at its line.
 - The project's name: ``-p NAME``, then ``LOCKER_PROJECT``, then the
   top-level ``name:`` key, then the name of the file's directory (as
   docker-compose does). A directory name that is no valid name (``my_app``)
@@ -43,7 +47,7 @@ import bisect
 import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from pathlib import Path
 from typing import Any
 
@@ -58,7 +62,7 @@ from locker.project import (CloneSource, ContainerSpec, DownloadSource, LinkSpec
 from locker.yamlnodes import (Entry, Invalid, Problems, entries, is_null, items, known,
                               line_of, read_yaml, text)
 
-TOP_KEYS = ("name", "isolated", "defaults", "containers")
+TOP_KEYS = ("name", "isolated", "ipv6", "defaults", "containers")
 #: The environment variable that names the project (after -p, before the
 #: file's ``name:`` key and the directory's name).
 ENV_PROJECT = "LOCKER_PROJECT"
@@ -91,13 +95,14 @@ Section = dict[str, Any]  # key -> Located, or list[Located] for list keys
 
 
 def load_project(path: Path, project_name: str | None = None,
-                 origin: str = "given with -p") -> Project:
+                 origin: str = "given with -p", ipv6_default: bool = False) -> Project:
     """Read and validate the project file at ``path``.
 
     The project is named ``project_name`` (``origin`` says where it came
     from: ``-p`` or ``LOCKER_PROJECT``), or else by the file's top-level
     ``name:`` key, or else after the directory that holds the file. Raises
-    ``ConfigError`` listing every problem found.
+    ``ConfigError`` listing every problem found. ``ipv6_default``: the host
+    file's ``ipv6``, which applies when the file has no ``ipv6:`` key.
     """
     problems = Problems(str(path))
     try:
@@ -120,10 +125,11 @@ def load_project(path: Path, project_name: str | None = None,
     elif project_name is not None and not is_valid_name(name):
         problems.add(None, "project", f"not a valid project name ({origin}): a project name "
                      f"is {syntax.NAME_RULE}", value=name)
-    containers, isolated = _read(root, name, problems) if root is not None else ([], None)
+    containers, isolated, ipv6 = _read(root, name, problems, ipv6_default) \
+        if root is not None else ([], None, None)
     problems.raise_if_any()
     return Project(name=name, path=path.resolve(), containers=tuple(containers),
-                   isolated=isolated)
+                   isolated=isolated, ipv6=ipv6)
 
 
 def _name_key(root: Node | None, problems: Problems) -> str | None:
@@ -144,12 +150,23 @@ def _name_key(root: Node | None, problems: Problems) -> str | None:
     return None
 
 
-def _read(root: Node, project: str,
-          problems: Problems) -> tuple[list[ContainerSpec], bool | None]:
+def _read(root: Node, project: str, problems: Problems, ipv6_default: bool = False
+          ) -> tuple[list[ContainerSpec], bool | None, bool | None]:
     given = entries(root, "", problems)
     top = {entry.key: entry for entry in known(given, TOP_KEYS, problems)}
     isolated = _scalar(top["isolated"], _boolean, problems) if "isolated" in top else None
-    return _containers(root, top, given, project, problems), isolated
+    ipv6 = _scalar(top["ipv6"], _ipv6_boolean, problems) if "ipv6" in top else None
+    with_ipv6 = ipv6_default if ipv6 is None else ipv6
+    return _containers(root, top, given, project, problems, with_ipv6), isolated, ipv6
+
+
+def _ipv6_boolean(raw: str) -> bool:
+    """``ipv6: true|false`` (any case)."""
+    if raw.lower() not in ("true", "false"):
+        raise Invalid("not true or false; true gives the project an IPv6 /64 besides its "
+                      "IPv4 /24, false (or leaving it out, unless the host file says "
+                      "ipv6: true) keeps it IPv4 only")
+    return raw.lower() == "true"
 
 
 def _boolean(raw: str) -> bool:
@@ -162,7 +179,7 @@ def _boolean(raw: str) -> bool:
 
 
 def _containers(root: Node, top: dict[str, Entry], given: list[Entry], project: str,
-                problems: Problems) -> list[ContainerSpec]:
+                problems: Problems, ipv6: bool = False) -> list[ContainerSpec]:
     defaults: Section = {}
     if "defaults" in top:
         defaults = _section(top["defaults"], DEFAULT_KEYS, problems, NOT_IN_DEFAULTS)
@@ -186,6 +203,14 @@ def _containers(root: Node, top: dict[str, Entry], given: list[Entry], project: 
             problems.add(entry.key_node, entry.path,
                          f"not a valid container name: a container name is {syntax.NAME_RULE}")
     own = {entry.key: _section(entry, CONTAINER_KEYS, problems) for entry in found}
+    if not ipv6:
+        for section in (defaults, *own.values()):
+            for located in section.get("ports", []):
+                if located.value.host_ip is not None and located.value.host_ip.version == 6:
+                    problems.add(located.node, located.path, "an IPv6 HOST_IP, but the "
+                                 "project has no IPv6; set ipv6: true at the top of the file "
+                                 "(or ipv6: true in the host file), or give an IPv4 HOST_IP",
+                                 value=located.node.value)
     merged = {name: _merge(defaults, section) for name, section in own.items()}
     total = sum(len(value) for section in merged.values() for value in section.values()
                 if isinstance(value, list))
@@ -440,7 +465,7 @@ class _Forwards:
     looked up only for the problem's message)."""
 
     def __init__(self) -> None:
-        self._taken: dict[str, dict[IPv4Address | None, _Ranges]] = {}
+        self._taken: dict[str, dict[IPv4Address | IPv6Address | None, _Ranges]] = {}
         self._covered: dict[str, _Ranges] = {}
 
     def check(self, located: Located, name: str, problems: Problems) -> None:

@@ -11,7 +11,7 @@ where a name is expected, no control characters anywhere.
 from __future__ import annotations
 
 import re
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address
 from string import Template
 
 from locker.names import NAME_MAX, is_valid_name
@@ -43,18 +43,31 @@ def parse_port(text: str) -> PortSpec:
     """``[HOST_IP:]HOST_PORT:CONTAINER_PORT[/PROTO]``, each port or a range
     ``START-END`` (both sides ranges of the same length); the protocol is
     case-insensitive, HOST_IP 0.0.0.0 means every address (None), and
-    HOST_IP ``localhost`` is 127.0.0.1 (reachable from the host itself only)."""
+    HOST_IP ``localhost`` is 127.0.0.1 (reachable from the host itself only).
+    An IPv6 HOST_IP is in brackets: ``[2001:db8::1]:8080:80`` (whether the
+    project has IPv6 is ``locker.projectfile``'s to check)."""
     body, slash, proto = text.strip().partition("/")
     protocol = proto.lower() if slash else "tcp"
     if protocol not in PROTOCOLS:
         raise Invalid(f'protocol "{proto}" is not supported; use tcp or udp')
-    if "[" in body or body.count(":") > 2:
-        raise Invalid("IPv6 addresses are not supported; give an IPv4 HOST_IP, "
-                      "or none to forward on every address")
+    host_ip: IPv4Address | IPv6Address | None = None
+    if body.startswith("["):
+        inside, bracket, body = body[1:].partition("]")
+        if not bracket or not body.startswith(":"):
+            raise Invalid("expected [IPV6]:HOST_PORT:CONTAINER_PORT, for example "
+                          "[2001:db8::1]:8080:80")
+        host_ip, body = _host_ip6(inside), body[1:]
+        if body.count(":") != 1:
+            raise Invalid("expected a host and a container port after [IPV6]:, for "
+                          "example [2001:db8::1]:8080:80")
+    elif "[" in body or "]" in body or body.count(":") > 2:
+        raise Invalid("an IPv6 HOST_IP goes in brackets, like [2001:db8::1]:8080:80; "
+                      f"otherwise {_PORT_FORMAT}")
     parts = body.split(":")
     if len(parts) not in (2, 3):
         raise Invalid(f"expected a host and a container port; {_PORT_FORMAT}")
-    host_ip = _host_ip(parts[0]) if len(parts) == 3 else None
+    if len(parts) == 3:
+        host_ip = _host_ip(parts[0])
     host, host_count = _ports(parts[-2], "HOST_PORT")
     container, container_count = _ports(parts[-1], "CONTAINER_PORT")
     if host_count != container_count:
@@ -97,6 +110,25 @@ def _host_ip(text: str) -> IPv4Address | None:
         raise Invalid(f'HOST_IP "{text}" is not an IPv4 address; give one like '
                       "192.0.2.10, or leave it out to forward on every address") from None
     return None if address == IPv4Address(0) else address
+
+
+def _host_ip6(text: str) -> IPv6Address:
+    try:
+        address = IPv6Address(text)
+    except ValueError:
+        raise Invalid(f'HOST_IP "[{text}]" is not an IPv6 address; give one like '
+                      "[2001:db8::1]") from None
+    if address == IPv6Address(0):
+        raise Invalid('HOST_IP "[::]" means every address; leave HOST_IP out to forward on '
+                      "every address of both families")
+    if address.is_loopback:
+        raise Invalid('HOST_IP "[::1]" would reach nothing: Linux does not route IPv6 '
+                      "loopback traffic into a bridge (there is no route_localnet for IPv6); "
+                      "use 127.0.0.1, or a global address of the host")
+    if address.ipv4_mapped or address.scope_id:
+        raise Invalid(f'HOST_IP "[{text}]" is not a plain IPv6 address; give a global or '
+                      "unique local address of the host, like [2001:db8::1]")
+    return address
 
 
 def parse_link(text: str) -> LinkSpec:

@@ -19,6 +19,11 @@ state directory is ``$LOCKER_STATE_DIR``, else the host file's
                                                 # ("count": N for a range of N ports)
     }
 
+The state directory also holds ``host-id``: the host's IPv6 ULA prefix
+(``fdXX:XXXX:XXXX::/48``, RFC 4193, from 40 random bits; see
+``locker.ipv6``), written once, atomically, mode 0644, by the first command
+that needs it (``HostState.host_prefix``), and the same ever after.
+
 Records are memory, not a cache: ``status`` always reads the kernel and the
 containers. They tell one project about the others (host ports in use,
 subnets reserved, which backend made a project's rules) and let ``ls`` and
@@ -36,14 +41,16 @@ import tempfile
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import suppress
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Network, ip_address
 from pathlib import Path
 
-from locker.errors import LockerError
+from locker import ipv6
+from locker.errors import Invalid, LockerError
 from locker.model import Forward
 from locker.names import is_valid_name
 
 VERSION = 1
+HOST_ID = "host-id"
 DEFAULT_DIR = Path("/var/lib/locker")
 ENVIRONMENT_VARIABLE = "LOCKER_STATE_DIR"
 
@@ -140,6 +147,47 @@ class HostState:
             raise LockerError(f"Cannot write the host state {path}: {exc.strerror}. Run "
                               f"locker as root, or set {ENVIRONMENT_VARIABLE}.") from exc
 
+    def host_prefix(self) -> IPv6Network:
+        """The host's IPv6 ULA /48 from ``host-id``, made on first use: a
+        random one is written to a temporary file and linked into place,
+        so that of two commands making it at once one wins and both use
+        its prefix. An unreadable or corrupt file is an error (not
+        replaced: the projects' addresses depend on it)."""
+        path = self.directory / HOST_ID
+        try:
+            return self._read_prefix(path)
+        except FileNotFoundError:
+            pass
+        try:
+            self.directory.mkdir(parents=True, exist_ok=True)
+            fd, temporary = tempfile.mkstemp(dir=self.directory, prefix=".tmp-")
+            try:
+                with os.fdopen(fd, "w") as stream:
+                    stream.write(f"{ipv6.random_prefix()}\n")
+                    stream.flush()
+                    os.fsync(stream.fileno())
+                os.chmod(temporary, 0o644)
+                with suppress(FileExistsError):
+                    os.link(temporary, path)
+            finally:
+                with suppress(OSError):
+                    os.unlink(temporary)
+            return self._read_prefix(path)
+        except OSError as exc:
+            raise LockerError(f"Cannot write the host's IPv6 prefix {path}: {exc.strerror}. "
+                              f"Run locker as root, set {ENVIRONMENT_VARIABLE}, or give "
+                              "ipv6_prefix in the host file.") from exc
+
+    @staticmethod
+    def _read_prefix(path: Path) -> IPv6Network:
+        text = path.read_text()
+        try:
+            return ipv6.parse_prefix(text)
+        except Invalid as exc:
+            raise LockerError(f"{path}: {text.strip()!r} {exc}. It holds the host's IPv6 "
+                              "prefix; restore it, or remove it to get a new one (the "
+                              "projects' IPv6 addresses change then).") from None
+
     def delete(self, project: str) -> None:
         try:
             self.path(project).unlink()
@@ -193,8 +241,8 @@ def decode(data: dict) -> ProjectRecord:
                     for name, c in data.get("containers", {}).items()},
         forwards=tuple(Forward(
             project, _text(f["container"]), int(f["host_port"]),
-            IPv4Address(f["container_ip"]), int(f["container_port"]), _text(f["protocol"]),
-            IPv4Address(f["host_ip"]) if f.get("host_ip") else None, int(f.get("count", 1)))
+            ip_address(f["container_ip"]), int(f["container_port"]), _text(f["protocol"]),
+            ip_address(f["host_ip"]) if f.get("host_ip") else None, int(f.get("count", 1)))
             for f in data.get("forwards", [])),
     )
 

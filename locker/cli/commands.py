@@ -177,10 +177,12 @@ def _record_context(args, out: Output, mode: str, dry_run: bool = False):
     the backends that made its rules."""
     from pathlib import Path
 
+    from locker.hostconfig import load_host_config
     from locker.projectfile import load_project
 
     def open_record(record):
-        project = load_project(Path(record.file), record.project)
+        project = load_project(Path(record.file), record.project,
+                               ipv6_default=load_host_config().ipv6)
         args.dry_run = dry_run
         return _context(args, out, mode, project=project, lxcpath=record.lxcpath)
     return open_record

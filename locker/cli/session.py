@@ -47,12 +47,13 @@ def project_of(args, environ: Mapping[str, str] = os.environ) -> Project:
     ``name:`` key, then its directory (``load_project``)."""
     from locker.projectfile import ENV_PROJECT
 
+    ipv6 = load_host_config(environ).ipv6
     if args.project is not None:
-        return load_project(Path(args.file), args.project)
+        return load_project(Path(args.file), args.project, ipv6_default=ipv6)
     if environ.get(ENV_PROJECT):
         return load_project(Path(args.file), environ[ENV_PROJECT],
-                            f"from the environment {ENV_PROJECT}")
-    return load_project(Path(args.file))
+                            f"from the environment {ENV_PROJECT}", ipv6_default=ipv6)
+    return load_project(Path(args.file), ipv6_default=ipv6)
 
 
 def host_state(host: HostConfig, warn: Callable[[str], None],
@@ -188,5 +189,6 @@ def open_context(args, say: Callable[[str], None], warn: Callable[[str], None],
                   lxcpath=lxcpath, pool=host.pool,
                   parallel=getattr(args, "parallel", None) or default_parallelism(),
                   dns=DnsForwarder(project.name, run_dir()) if host.dns_forwarder else None,
-                  isolated_default=host.isolated)
+                  isolated_default=host.isolated, ipv6_default=host.ipv6,
+                  ipv6_prefix=host.ipv6_prefix, ipv6_nat=host.ipv6_nat)
     return ctx, migration

@@ -15,12 +15,14 @@ import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from typing import Any
 
 from locker.subnets import Address, Route, table_number
 
 IFF_UP = 0x1
+IFA_F_NODAD = 0x02
+RT_SCOPE_UNIVERSE = 0
 #: rtnetlink route types (``RTN_*``) by the names ``ip route`` prints.
 #: rtnetlink route protocols (``RTPROT_*``) that ``ip route`` names.
 ROUTE_PROTOCOLS = {0: "unspec", 1: "redirect", 2: "kernel", 3: "boot", 4: "static"}
@@ -152,6 +154,15 @@ class Rtnl:
             records.append((msg["index"], IPv4Interface(f"{local}/{prefix}"), peer))
         return records
 
+    def ipv6_addresses(self, index: int) -> list[IPv6Interface]:
+        """The global IPv6 addresses of one interface (no link-local ones)."""
+        with _translated():
+            messages = self._ipr.get_addr(family=socket.AF_INET6, index=index)
+        return [IPv6Interface(f"{msg.get_attr('IFA_ADDRESS')}/{msg['prefixlen']}")
+                for msg in messages
+                if msg["index"] == index and msg["scope"] == RT_SCOPE_UNIVERSE
+                and msg.get_attr("IFA_ADDRESS")]
+
     # ------------------------------------------------------------ changing
 
     def add_bridge(self, name: str) -> None:
@@ -172,6 +183,14 @@ class Rtnl:
             kwargs["broadcast"] = str(interface.network.broadcast_address)
         with _translated():
             self._ipr.addr("add", **kwargs)
+
+    def add_ipv6_address(self, index: int, interface: IPv6Interface) -> None:
+        """Add a global IPv6 address without duplicate address detection
+        (the bridge's own ``::1``, usable at once)."""
+        with _translated():
+            self._ipr.addr("add", index=index, address=str(interface.ip),
+                           prefixlen=interface.network.prefixlen, family=socket.AF_INET6,
+                           flags=IFA_F_NODAD)
 
     def set_alias(self, index: int, alias: str) -> None:
         """Set the interface alias (``IFLA_IFALIAS``). Only a separate

@@ -92,6 +92,11 @@ class NetlinkBackend:
                 if not rtnl.ipv4_addresses(link.index):
                     _tolerate(errno.EEXIST,
                               lambda: rtnl.add_ipv4_address(link.index, bridge.interface))
+                if bridge.interface6 is not None:
+                    rules.ensure_bridge_ipv6(name)
+                    if bridge.interface6 not in rtnl.ipv6_addresses(link.index):
+                        _tolerate(errno.EEXIST,
+                                  lambda: rtnl.add_ipv6_address(link.index, bridge.interface6))
                 if not link.up:
                     rtnl.set_up(link.index)
                 rules.ensure_route_localnet(name)
@@ -132,8 +137,8 @@ class NetlinkBackend:
             return _state(rtnl, name)
 
     @hookimpl
-    def ensure_ip_forwarding(self) -> bool:
-        return rules.ensure_ipv4_forwarding()
+    def ensure_ip_forwarding(self, ipv6: bool) -> bool:
+        return rules.ensure_forwarding(ipv6)
 
 
 # ------------------------------------------------------------------ helpers
@@ -156,7 +161,8 @@ def _state(rtnl, name: str) -> BridgeState | None:
 def _state_of(rtnl, link) -> BridgeState:
     return BridgeState(name=link.name, addresses=tuple(rtnl.ipv4_addresses(link.index)),
                        up=link.up, owned=is_locker_bridge(link.name, link.alias),
-                       route_localnet=rules.route_localnet(link.name))
+                       route_localnet=rules.route_localnet(link.name),
+                       addresses6=tuple(rtnl.ipv6_addresses(link.index)))
 
 
 def _tolerate(code: int, action: Callable[[], object]) -> bool:

@@ -15,6 +15,7 @@ from locker.names import BRIDGE_PREFIX, IFNAME_MAX, bridge_alias, bridge_name, i
 
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
 ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{}/route_localnet"
+IPV6_CONF = "/proc/sys/net/ipv6/conf/{}/{}"
 
 
 def check_name(name: str) -> None:
@@ -103,6 +104,75 @@ def ensure_ipv4_forwarding() -> bool:
             f"({exc.strerror or exc}): run Locker as root, or set "
             "net.ipv4.ip_forward=1 with sysctl yourself.") from exc
     return True
+
+
+def ensure_ipv6_forwarding() -> bool:
+    """Turn on ``net.ipv6.conf.all.forwarding`` of the calling thread's
+    network namespace; True when it was off. Its ``accept_ra`` settings are
+    left alone (see ``ra_interfaces``)."""
+    path = IPV6_CONF.format("all", "forwarding")
+    try:
+        with open(path, "r+") as file:
+            if file.read().strip() != "0":
+                return False
+            file.seek(0)
+            file.write("1\n")
+    except OSError as exc:
+        raise BackendError(
+            f"Cannot turn on IPv6 forwarding through {path} ({exc.strerror or exc}): run "
+            "Locker as root, or set net.ipv6.conf.all.forwarding=1 with sysctl yourself "
+            "(is IPv6 disabled on this host?).") from exc
+    return True
+
+
+def ensure_forwarding(ipv6: bool) -> bool:
+    """IPv4 forwarding, and IPv6 forwarding with ``ipv6``; True when one was off."""
+    turned = ensure_ipv4_forwarding()
+    if ipv6:
+        turned = ensure_ipv6_forwarding() or turned
+    return turned
+
+
+def ra_interfaces() -> list[str]:
+    """The interfaces with ``accept_ra=1`` (not ``lo``, not ``all`` or
+    ``default``): with IPv6 forwarding on, the kernel ignores router
+    advertisements on them (``accept_ra=2`` takes them anyway), so a host
+    that gets its own address or route that way loses it at renewal."""
+    import os
+
+    found = []
+    try:
+        names = sorted(os.listdir("/proc/sys/net/ipv6/conf"))
+    except OSError:
+        return []
+    for name in names:
+        if name in ("all", "default", "lo"):
+            continue
+        try:
+            with open(IPV6_CONF.format(name, "accept_ra")) as file:
+                if file.read().strip() == "1":
+                    found.append(name)
+        except OSError:
+            continue
+    return found
+
+
+def ensure_bridge_ipv6(name: str) -> None:
+    """``disable_ipv6=0`` and ``accept_ra=0`` on the bridge ``name`` only,
+    before it gets its IPv6 address."""
+    for key, value in (("disable_ipv6", "0"), ("accept_ra", "0")):
+        path = IPV6_CONF.format(name, key)
+        try:
+            with open(path, "r+") as file:
+                if file.read().strip() == value:
+                    continue
+                file.seek(0)
+                file.write(value + "\n")
+        except OSError as exc:
+            raise BackendError(
+                f"Cannot set {key}={value} on bridge {name!r} through {path} "
+                f"({exc.strerror or exc}): run Locker as root; is IPv6 disabled on this "
+                "host (ipv6.disable=1)? A project with ipv6: true needs it.") from exc
 
 
 def route_localnet(name: str) -> bool:

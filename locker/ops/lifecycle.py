@@ -16,9 +16,10 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from ipaddress import IPv6Interface
 from typing import TypeVar
 
-from locker import cgroups, diff, faults, foreign, planner
+from locker import cgroups, diff, faults, foreign, ipv6, planner
 from locker.context import Context
 from locker.errors import ConfigError, ContainerError, LockerError, NotCreated, raise_all
 from locker.journal import Change
@@ -256,7 +257,15 @@ def _configure(ctx: Context, name: str, bridge: Bridge, address, cgroup: tuple) 
         lambda: ctx.runtime.configure(
             lxc, bridge.name, address, bridge.gateway,
             mounts=spec.volumes,
-            cgroup=cgroup, hostname=_hostname(spec)))
+            cgroup=cgroup, hostname=_hostname(spec), **_ipv6(bridge, address)))
+
+
+def _ipv6(bridge: Bridge, address) -> dict:
+    """The IPv6 arguments of ``configure`` when the project has IPv6."""
+    if bridge.network6 is None:
+        return {}
+    own = ipv6.container_address(bridge.network6, address.ip)
+    return {"address6": IPv6Interface((own, 64)), "gateway6": bridge.gateway6}
 
 
 #: The end of the line that gives a container without ``fqdn`` its own
@@ -271,15 +280,17 @@ def _hostname(spec) -> str:
     return spec.fqdn.split(".")[0] if spec.fqdn else spec.name
 
 
-def with_own_name(text: str, name: str, ip, has_fqdn: bool) -> str:
+def with_own_name(text: str, name: str, ip, has_fqdn: bool, ip6=None) -> str:
     """``/etc/hosts`` with the container's own line (``IP NAME``) after the
-    localhost line, replacing the one written before; a container with an
-    fqdn has its own line among Locker's already."""
+    localhost line, replacing the one written before, and one for its IPv6
+    address ``ip6`` (a project with IPv6); a container with an fqdn has its
+    own lines among Locker's already."""
     lines = [line for line in text.splitlines() if not line.endswith(SELF_MARK)]
     if not has_fqdn:
         at = next((i + 1 for i, line in enumerate(lines)
                    if line.split()[:1] == ["127.0.0.1"]), 0)
-        lines.insert(at, f"{ip}\t{name}\t{SELF_MARK}")
+        own = [f"{address}\t{name}\t{SELF_MARK}" for address in (ip, ip6) if address]
+        lines[at:at] = own
     return "\n".join(lines) + "\n"
 
 
@@ -302,8 +313,10 @@ def _write_files(ctx: Context, name: str, bridge: Bridge, facts: Facts, addresse
     write_file(name, "/etc/hostname", lambda _: hostname + "\n")
     ips = {**facts.addresses, **{n: a.ip for n, a in addresses.items()}}
     write_file(name, "/etc/hosts", lambda current: with_own_name(
-        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips)),
-        name, ips[name], bool(spec.fqdn)))
+        planner.hosts_file(current, planner.hosts_entries(ctx.project, name, ips,
+                                                          network6=bridge.network6)),
+        name, ips[name], bool(spec.fqdn),
+        ipv6.container_address(bridge.network6, ips[name]) if bridge.network6 else None))
 
 
 def _start_one(ctx: Context, name: str, address, timeout: float) -> None:

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable, Collection, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field, replace
-from ipaddress import IPv4Address, IPv4Interface, IPv4Network
+from ipaddress import IPv4Address, IPv4Interface, IPv4Network, IPv6Network
 from typing import TypeVar
 
 from locker import diff, planner
@@ -120,7 +120,8 @@ def _recorded_bridge(ctx: Context) -> BridgeState | None:
     if record.subnet is None or record.bridge != ctx.bridge_name or record.creating_bridge:
         return None
     gateway = IPv4Interface((int(record.subnet.network_address) + 1, record.subnet.prefixlen))
-    return BridgeState(ctx.bridge_name, (gateway,), True)
+    six = ctx.bridge(record.subnet).interface6
+    return BridgeState(ctx.bridge_name, (gateway,), True, addresses6=(six,) if six else ())
 
 
 def _bridge_value(ctx: Context, state: BridgeState | None) -> Bridge | None:
@@ -179,32 +180,45 @@ def bring_up(ctx: Context, facts: Facts) -> tuple[Bridge, Facts]:
             # the bridge and marking it as Locker's adopts it next time.
             journal.unless_dry(lambda: ctx.remember(
                 creating_bridge=True, bridge=ctx.bridge_name, subnet=network))
+        lacks6 = found_bridge is not None and wanted_bridge.interface6 is not None \
+            and wanted_bridge.interface6 not in found_bridge.addresses6
         if found_bridge is None or not found_bridge.owned or not found_bridge.up \
-                or found_bridge.network is None or not found_bridge.route_localnet:
+                or found_bridge.network is None or not found_bridge.route_localnet or lacks6:
             verb = ("created" if found_bridge is None else
                     "adopted" if not found_bridge.owned else
                     "brought up" if not found_bridge.up or found_bridge.network is None
-                    else "set route_localnet on")
+                    else "set route_localnet on" if not found_bridge.route_localnet
+                    else "gave IPv6 to")
             state = journal.change(
                 Change(ctx.project.name, verb, "bridge",
                        f"{ctx.bridge_name} {wanted_bridge.interface}"),
                 lambda: ctx.hooks.ensure_bridge(bridge=wanted_bridge, adopt=adopt),
-                simulated=BridgeState(ctx.bridge_name, (wanted_bridge.interface,), True))
+                simulated=BridgeState(ctx.bridge_name, (wanted_bridge.interface,), True,
+                                      addresses6=tuple(filter(None, [wanted_bridge.interface6]))))
         else:
             state = found_bridge
         bridge = ctx.bridge(state.network or network)
         journal.unless_dry(lambda: ctx.remember(
             creating_bridge=False, bridge=ctx.bridge_name, subnet=bridge.network,
             firewall=ctx.firewall_name, link=ctx.link_name))
-        forwarding = Change(ctx.project.name, "set", "net.ipv4.ip_forward=1",
-                            "(IPv4 forwarding was off in this network namespace)")
-        if ctx.ip_forwarding_off() if journal.dry_run else ctx.hooks.ensure_ip_forwarding():
+        with6 = bridge.network6 is not None
+        forwarding = Change(ctx.project.name, "set",
+                            "net.ipv4.ip_forward=1" + (" (and IPv6 forwarding)" if with6 else ""),
+                            "(forwarding was off in this network namespace)")
+        if ctx.ip_forwarding_off() if journal.dry_run \
+                else ctx.hooks.ensure_ip_forwarding(ipv6=with6):
             journal.record(forwarding)
+        ra = ctx.ra_interfaces() if with6 else []
         current = replace(read_network(ctx, facts), bridge=state)
         plan = diff.repair(compute_diff(ctx, current), {diff.NAT, diff.CHAINS},
                            bridge=bridge)
         apply(ctx, plan)
     ensure_dns(ctx, bridge)
+    if ra:
+        ctx.warn(f"IPv6 forwarding is on, so {', '.join(ra)} (accept_ra=1) no longer take "
+                 "router advertisements: if this host gets its own IPv6 address or route "
+                 "that way, set net.ipv6.conf.IFACE.accept_ra=2 on them (Locker does not "
+                 "change them).")
     for overlap in current.overlaps:
         ctx.warn(f"The subnet {bridge.network} of bridge {ctx.bridge_name} overlaps "
                  f"{overlap}, which appeared after the bridge; traffic to those addresses "
@@ -276,8 +290,10 @@ def _link_change(link: Link, verb: str) -> Change:
 
 def _nat_change(bridge: Bridge, verb: str) -> Change:
     policy = "default deny, isolated" if bridge.isolated else "default deny"
+    six = f" and {bridge.network6}" if bridge.network6 is not None else ""
     return Change(bridge.project, verb, "network rules",
-                  f"for {bridge.network} via {bridge.name} (masquerade, forwarding, {policy})")
+                  f"for {bridge.network}{six} via {bridge.name} (masquerade, forwarding, "
+                  f"{policy})")
 
 
 def repair(ctx: Context, facts: Facts, kinds: Collection[str],
@@ -382,10 +398,20 @@ def write_hosts(ctx: Context, facts: Facts, scope: Collection[str], keep: bool =
             continue
         try:
             write_file(ctx, spec.name, "/etc/hosts", lambda current: planner.hosts_file(
-                current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked)))
+                current, planner.hosts_entries(ctx.project, spec.name, ips, unlinked,
+                                               network6=_network6(ctx, facts))))
         except LockerError as exc:
             failures.append(ContainerError(spec.name, exc))
     raise_all(failures)
+
+
+def _network6(ctx: Context, facts: Facts) -> IPv6Network | None:
+    """The project's /64 when it has IPv6 (from a container's configured
+    IPv4 subnet: the /64 follows the /24)."""
+    if not ctx.ipv6:
+        return None
+    network = next((a.network for a in facts.configured.values() if a is not None), None)
+    return ctx.bridge(network).network6 if network is not None else None
 
 
 def write_file(ctx: Context, name: str, path: str, make) -> None:

@@ -90,10 +90,12 @@ def describe(item: Item) -> str:
     if isinstance(value, Link):
         return f"to {value.peer} ({value.container_ip} <-> {value.peer_ip})"
     if isinstance(value, Bridge):
+        six = f" {value.network6}" + ("" if value.nat6 else " (routed)") \
+            if value.network6 is not None else ""
         if item.kind == diff.BRIDGE:
-            return f"bridge {value.name} {value.network}"
+            return f"bridge {value.name} {value.network}{six}"
         isolated = ", isolated" if value.isolated else ""
-        return f"network rules {value.name} {value.network}{isolated}"
+        return f"network rules {value.name} {value.network}{six}{isolated}"
     if isinstance(value, TaggedRule):
         return f"{value.comment} in {value.location}: {value.text}"
     return str(value)
@@ -136,7 +138,8 @@ def to_json(result: Status) -> dict:
         } for c in result.containers],
         "rules": {
             "chains_and_jumps": rules.jumps,
-            "nat": [{"bridge": b.name, "network": str(b.network), "isolated": b.isolated}
+            "nat": [{"bridge": b.name, "network": str(b.network), "isolated": b.isolated,
+                     "network6": str(b.network6) if b.network6 is not None else None}
                     for b in sorted(rules.nat, key=lambda b: (b.name, b.isolated))],
             "forwards": [{
                 "container": f.container,

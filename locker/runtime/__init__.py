@@ -5,7 +5,7 @@ tested without LXC. ``locker.runtime.lxc.LxcRuntime`` is the real one;
 from __future__ import annotations
 
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 from typing import NamedTuple, Protocol
 
 from locker.errors import LockerError
@@ -90,9 +90,12 @@ class Runtime(Protocol):
 
     def configure(self, name: str, bridge: str, address: IPv4Interface,
                   gateway: IPv4Address, mounts: Sequence[VolumeSpec] = (),
-                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None) -> None:
+                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None,
+                  address6: IPv6Interface | None = None,
+                  gateway6: IPv6Address | None = None) -> None:
         """Write the container's network (a veth on ``bridge`` with the
-        static ``address`` and ``gateway``), bind mounts, cgroup settings
+        static ``address`` and ``gateway``, and ``address6`` and ``gateway6``
+        when the project has IPv6), bind mounts, cgroup settings
         and hostname into its configuration, replacing what Locker wrote
         before, so that the container comes up with its address."""
 

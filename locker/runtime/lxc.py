@@ -29,7 +29,7 @@ import re
 import signal
 import subprocess
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface, ip_address
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface, ip_address
 from pathlib import Path
 
 from locker.errors import LockerError
@@ -249,7 +249,9 @@ class LxcRuntime:
 
     def configure(self, name: str, bridge: str, address: IPv4Interface,
                   gateway: IPv4Address, mounts: Sequence[VolumeSpec] = (),
-                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None) -> None:
+                  cgroup: Sequence[CgroupSetting] = (), hostname: str | None = None,
+                  address6: IPv6Interface | None = None,
+                  gateway6: IPv6Address | None = None) -> None:
         """Rewrite Locker's block of the container's config file (see
         ``locker.runtime.lxcconfig``), create missing host directories of
         the bind mounts, and switch off a busybox init script's DHCP client
@@ -258,7 +260,8 @@ class LxcRuntime:
         text = self._read_config(name)
         block = lxcconfig.render_block(bridge, address, gateway, mounts, cgroup, hostname,
                                        cgroup2=host_uses_cgroup2(),
-                                       console_log=str(self._console_log(name)))
+                                       console_log=str(self._console_log(name)),
+                                       address6=address6, gateway6=gateway6)
         new = lxcconfig.rewrite(text, block, replace_hostname=hostname is not None)
         try:
             for mount in mounts:

@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from ipaddress import IPv4Address, IPv4Interface
+from ipaddress import IPv4Address, IPv4Interface, IPv6Address, IPv6Interface
 
 from locker.errors import ConfigError
 from locker.project import CgroupSetting, VolumeSpec
@@ -70,9 +70,12 @@ def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
                  mounts: Sequence[VolumeSpec] = (),
                  cgroup: Sequence[CgroupSetting] = (),
                  hostname: str | None = None, cgroup2: bool = False,
-                 console_log: str | None = None) -> list[str]:
+                 console_log: str | None = None, address6: IPv6Interface | None = None,
+                 gateway6: IPv6Address | None = None) -> list[str]:
     """The lines of Locker's block, markers included. ``console_log``: the
     file LXC writes the container's console to (``locker logs``).
+    ``address6``, ``gateway6``: the container's IPv6 address and the
+    bridge's (a project with IPv6).
 
     ``cgroup2`` selects ``lxc.cgroup2.KEY`` (unified hierarchy) instead of
     ``lxc.cgroup.KEY`` (v1 or hybrid hosts). Mounts and cgroup settings
@@ -96,6 +99,10 @@ def render_block(bridge: str, address: IPv4Interface, gateway: IPv4Address,
         f"lxc.net.0.ipv4.address = {address.with_prefixlen} {address.network.broadcast_address}",
         f"lxc.net.0.ipv4.gateway = {gateway}",
     ]
+    if address6 is not None:
+        lines.append(f"lxc.net.0.ipv6.address = {address6.with_prefixlen}")
+        if gateway6 is not None:
+            lines.append(f"lxc.net.0.ipv6.gateway = {gateway6}")
     for mount in mounts:
         lines.append(f"lxc.mount.entry = {mount_entry(mount)}")
     prefix = "lxc.cgroup2" if cgroup2 else "lxc.cgroup"

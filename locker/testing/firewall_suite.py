@@ -93,6 +93,12 @@ What the suite proves:
   forwards, never at its own address, and a container of another project
   (whose outbound rule accepts its traffic) does not reach it either
   (``add_nat``'s deny), while the containers' own connections pass.
+- IPv6 (a Bridge with ``network6``, Forwards and Links of IPv6 addresses):
+  the same round trips (masqueraded and routed ``nat6``, isolated), the
+  IPv6 rules go with their project and with ``remove_nat``, and real IPv6
+  packets: a forward to an IPv6 host address and one without host address
+  reach the container from outside, keeping the caller's address, and the
+  masquerade makes the peer see the host's IPv6 address.
 
 The host's firewalld and ufw are out of the namespace: the suite replaces
 ``locker.blockers.host_firewalls`` by one that finds neither. Every test
@@ -107,7 +113,7 @@ from collections import Counter
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network
 from pathlib import Path
 
 import pytest
@@ -207,6 +213,23 @@ TRAFFIC_RANGES = (
     Forward(P1, "web", 6000, ip(WEB_IP), 7000, count=5),
     Forward(P1, "web", 6100, ip(WEB_IP), 6100, "udp", count=3),
 )
+
+
+#: IPv6: project P1's bridge with its /64, and its IPv6 forwards and links.
+NET6 = IPv6Network("fd00:1234:5678:101::/64")
+BRIDGE1_6 = replace(BRIDGE1, network6=NET6)
+HOST6, HOST6_2, OUTSIDE6 = "2001:db8:1::1", "2001:db8:1::10", "2001:db8:1::2"
+WEB6, DNS6, DB6 = NET6[2], NET6[3], NET6[4]
+FORWARDS6 = (
+    Forward(P1, "web", 8080, WEB6, 80),
+    Forward(P1, "web", 8443, WEB6, 443, "tcp", IPv6Address(HOST6_2)),
+    Forward(P1, "dns", 5353, DNS6, 53, "udp"),
+)
+LINKS6 = (Link(P1, "web", WEB6, "dns", DNS6), Link(P1, "web", WEB6, "db", DB6))
+#: The IPv6 cases (names without ``test_``): what a backend that writes IPv4
+#: only (and refuses IPv6 values with a BackendError) declares in ``skips``.
+IPV6_TESTS = ("ipv6_values_list_back", "ipv6_rules_go_with_remove_and_cleanup",
+              "traffic_ipv6_forwards_and_masquerade")
 
 
 def tag(value: Forward | Link, purpose: str) -> str:
@@ -992,6 +1015,76 @@ class FirewallBackendTests(BackendSuite):
                 assert answer is None or not answer.startswith("web"), (
                     f"{forward}: {HOST_IP}:{after}/{forward.protocol}, the port after the "
                     f"range, reached the container ({answer!r})")
+
+    # ----------------------------------------------------------------- IPv6
+
+    @pytest.mark.parametrize("bridge", [BRIDGE1_6, replace(BRIDGE1_6, nat6=False),
+                                        replace(BRIDGE1_6, isolated=True)],
+                             ids=["masqueraded", "routed", "isolated"])
+    def test_ipv6_values_list_back(self, hook, bridge) -> None:
+        hook.add_nat(bridges=[bridge, BRIDGE2])
+        hook.add_forward(forwards=FORWARDS6 + FORWARDS1[:1])
+        hook.add_link(links=LINKS6 + LINKS1[:1])
+        assert hook.list_rules(project=None) == expected(
+            nat={bridge, BRIDGE2}, forwards=FORWARDS6 + FORWARDS1[:1],
+            links=LINKS6 + LINKS1[:1])
+        assert hook.list_rules(project=P2) == expected(nat={BRIDGE2})
+
+    def test_ipv6_rules_go_with_remove_and_cleanup(self, hook, netns) -> None:
+        hook.add_nat(bridges=[BRIDGE1_6, BRIDGE2])
+        hook.add_forward(forwards=FORWARDS6)
+        hook.add_link(links=LINKS6)
+        hook.remove_forward(forwards=FORWARDS6[:1])
+        hook.remove_link(links=LINKS6[:1])
+        assert hook.list_rules(project=P1) == expected(
+            nat={BRIDGE1_6}, forwards=FORWARDS6[1:], links=LINKS6[1:])
+        hook.remove_nat(bridges=[BRIDGE1_6])          # the project turned IPv6 off
+        hook.add_nat(bridges=[BRIDGE1])
+        assert hook.list_rules(project=P1) == expected(
+            nat={BRIDGE1}, forwards=FORWARDS6[1:], links=LINKS6[1:])
+        hook.cleanup(project=P1)
+        assert hook.list_rules(project=None) == expected(nat={BRIDGE2})
+        assert not [p for p in self.store.pieces(netns) if p.comment.startswith(f"locker:{P1}:")]
+
+    @contextmanager
+    def lab6(self, netns: NetNS) -> Iterator[Lab]:
+        """The traffic world in IPv6: the bridge of P1 with ::1/64 and web
+        at ::2 behind it, an uplink (2001:db8:1::1 and ::10) to the outside
+        (2001:db8:1::2, routing the /64 through the host); web serves tcp 80
+        and 443, the outside tcp 9000."""
+        with Lab(netns) as lab:
+            lab.bridge(BRIDGE1.name, "10.1.1.1/24")
+            netns.run(["ip", "-6", "addr", "add", f"{NET6[1]}/64", "dev", BRIDGE1.name, "nodad"])
+            lab.wire("web", "vweb", None, [f"{WEB6}/64"], master=BRIDGE1.name,
+                     gateway6=str(NET6[1]))
+            lab.wire("outside", "uplink", None, [f"{OUTSIDE6}/64"],
+                     host_address6=f"{HOST6}/64", routes=[f"{NET6} via {HOST6}"])
+            netns.run(["ip", "-6", "addr", "add", f"{HOST6_2}/64", "dev", "uplink", "nodad"])
+            lab.forwarding(ipv6=True)
+            lab.serve("web", "web", "tcp/80", "tcp/443")
+            lab.serve("outside", "outside", "tcp/9000")
+            yield lab
+
+    def test_traffic_ipv6_forwards_and_masquerade(self, hook, netns) -> None:
+        with self.lab6(netns) as lab:
+            hook.add_nat(bridges=[BRIDGE1_6])
+            hook.add_forward(forwards=FORWARDS6[:2])
+            for forward in FORWARDS6[:2]:
+                host = str(forward.host_ip or HOST6)
+                answer = lab.call("outside", "tcp", host, forward.host_port)
+                assert answer and answer.split() == ["web", str(forward.container_port),
+                                                     OUTSIDE6], (
+                    f"{forward}: a client outside calling [{host}]:{forward.host_port} got "
+                    f"{_said(answer)}; the forward must reach the container at "
+                    f"[{forward.container_ip}]:{forward.container_port}, keeping the caller")
+            answer = lab.call("outside", "tcp", HOST6, 8443, expect=False)
+            assert answer is None or not answer.startswith("web"), (
+                f"a forward with host_ip {HOST6_2} answered on {HOST6} ({answer!r})")
+            answer = lab.call("web", "tcp", OUTSIDE6, 9000)
+            assert answer and answer.split()[2] in (HOST6, HOST6_2), (
+                f"the container called the outside ([{OUTSIDE6}]:9000), which saw "
+                f"{_said(answer)}; with add_nat it must see an address of the host's "
+                f"uplink ({HOST6} or {HOST6_2})")
 
     # --------------------------------------------------------------- helpers
 

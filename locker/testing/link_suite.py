@@ -51,7 +51,11 @@ forwarding; and
 real traffic (``locker.testing.traffic``) over a bridge the backend made:
 two namespaces on it reach each other and the bridge's address, and once
 ``ensure_ip_forwarding`` ran, a namespace beyond the host is reached
-through it.
+through it. IPv6 (a Bridge with ``network6``): the bridge gets ``::1/64``
+(and ``disable_ipv6=0``, ``accept_ra=0`` on it alone), also when it exists
+already, ``find_bridge`` reports it, ``ensure_ip_forwarding(ipv6=True)``
+turns on ``net.ipv6.conf.all.forwarding`` and nothing else, and IPv6
+traffic crosses the bridge and the host.
 
 Everything the suite checks in the kernel it reads with ``ip -j`` inside the
 namespace, never through the backend under test. Bridges "of Locker's" that
@@ -64,7 +68,7 @@ the ``netns`` fixture (a fresh network namespace per test, from
 from __future__ import annotations
 
 import json
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface, IPv6Network
 from typing import Any
 
 import pytest
@@ -88,6 +92,9 @@ BRIDGE = Bridge(PROJECT, NAME, IPv4Network("10.1.1.0/24"))
 FOREIGN_PLAIN = "eth9"
 FOREIGN_BRIDGE = "lxcbr9"
 IP_FORWARD = "/proc/sys/net/ipv4/ip_forward"
+IP6_FORWARD = "/proc/sys/net/ipv6/conf/all/forwarding"
+BRIDGE6 = Bridge(PROJECT, NAME, IPv4Network("10.1.1.0/24"),
+                 network6=IPv6Network("fd00:1234:5678:101::/64"))
 ROUTE_LOCALNET = "/proc/sys/net/ipv4/conf/{}/route_localnet"
 LONG_NAME = "locker_" + "x" * 9  # 16 characters
 
@@ -179,10 +186,21 @@ def route_localnet_of(netns: NetNS, interface: str) -> str:
     return netns.run(["cat", ROUTE_LOCALNET.format(interface)]).stdout.strip()
 
 
-def write_ip_forward(netns: NetNS, value: str) -> None:
+def write_ip_forward(netns: NetNS, value: str, path: str = IP_FORWARD) -> None:
     """Set the namespace's forwarding (a new namespace may inherit the
     host's value)."""
-    netns.run(["sh", "-c", f"echo {value} > {IP_FORWARD}"])
+    netns.run(["sh", "-c", f"echo {value} > {path}"])
+
+
+def read_sysctl(netns: NetNS, path: str) -> str:
+    return netns.run(["cat", path]).stdout.strip()
+
+
+def global_ipv6(netns: NetNS, name: str) -> list[str]:
+    """The interface's global IPv6 addresses as ``ip -j`` shows them."""
+    return [f"{a['local']}/{a['prefixlen']}"
+            for entry in ip_json(netns, "-6", "addr", "show", "dev", name, "scope", "global")
+            for a in entry.get("addr_info", ()) if "local" in a]
 
 
 class LinkBackendTests(BackendSuite):
@@ -699,15 +717,72 @@ class LinkBackendTests(BackendSuite):
 
     def test_ensure_ip_forwarding(self, hook, netns: NetNS) -> None:
         write_ip_forward(netns, "0")
-        assert hook.ensure_ip_forwarding() is True
+        assert hook.ensure_ip_forwarding(ipv6=False) is True
         assert read_ip_forward(netns) == "1"
-        assert hook.ensure_ip_forwarding() is False
+        assert hook.ensure_ip_forwarding(ipv6=False) is False
         assert read_ip_forward(netns) == "1"
 
     def test_ip_forwarding_already_on(self, hook, netns: NetNS) -> None:
         write_ip_forward(netns, "1")
-        assert hook.ensure_ip_forwarding() is False
+        assert hook.ensure_ip_forwarding(ipv6=False) is False
         assert read_ip_forward(netns) == "1"
+
+    # ----------------------------------------------------------------- IPv6
+
+    def test_an_ipv6_bridge_gets_its_64(self, hook, netns: NetNS) -> None:
+        accept_ra = read_sysctl(netns, "/proc/sys/net/ipv6/conf/all/accept_ra")
+        state = hook.ensure_bridge(bridge=BRIDGE6, adopt=False)
+        assert global_ipv6(netns, NAME) == ["fd00:1234:5678:101::1/64"]
+        assert read_sysctl(netns, f"/proc/sys/net/ipv6/conf/{NAME}/disable_ipv6") == "0"
+        assert read_sysctl(netns, f"/proc/sys/net/ipv6/conf/{NAME}/accept_ra") == "0"
+        assert read_sysctl(netns, "/proc/sys/net/ipv6/conf/all/accept_ra") == accept_ra
+        assert state.addresses6 == (IPv6Interface("fd00:1234:5678:101::1/64"),)
+        assert hook.find_bridge(name=NAME).addresses6 == state.addresses6
+        hook.ensure_bridge(bridge=BRIDGE6, adopt=False)  # again: nothing added twice
+        assert global_ipv6(netns, NAME) == ["fd00:1234:5678:101::1/64"]
+
+    def test_an_existing_bridge_gets_ipv6_when_its_project_turns_it_on(
+            self, hook, netns: NetNS) -> None:
+        assert hook.ensure_bridge(bridge=BRIDGE, adopt=False).addresses6 == ()
+        assert global_ipv6(netns, NAME) == []
+        hook.ensure_bridge(bridge=BRIDGE6, adopt=False)
+        assert global_ipv6(netns, NAME) == ["fd00:1234:5678:101::1/64"]
+        (entry,) = ip_json(netns, "-4", "addr", "show", "dev", NAME)
+        assert [a["local"] for a in entry["addr_info"]] == ["10.1.1.1"]
+
+    def test_ipv6_forwarding_only_when_asked(self, hook, netns: NetNS) -> None:
+        write_ip_forward(netns, "1")
+        write_ip_forward(netns, "0", IP6_FORWARD)
+        assert hook.ensure_ip_forwarding(ipv6=False) is False
+        assert read_sysctl(netns, IP6_FORWARD) == "0"
+        assert hook.ensure_ip_forwarding(ipv6=True) is True
+        assert read_sysctl(netns, IP6_FORWARD) == "1"
+        assert hook.ensure_ip_forwarding(ipv6=True) is False
+
+    def test_ipv6_traffic_passes_over_the_backends_bridge(self, hook, netns: NetNS) -> None:
+        hook.ensure_bridge(bridge=BRIDGE6, adopt=False)
+        gateway6 = str(BRIDGE6.gateway6)
+        web6, db6 = "fd00:1234:5678:101::2", "fd00:1234:5678:101::3"
+        with Lab(netns) as lab:
+            lab.wire("web", "vweb", None, ["10.1.1.2/24", f"{web6}/64"], master=NAME,
+                     gateway6=gateway6)
+            lab.wire("db", "vdb", None, ["10.1.1.3/24", f"{db6}/64"], master=NAME)
+            lab.wire("outside", "uplink", None, ["2001:db8:9::2/64"],
+                     host_address6="2001:db8:9::1/64",
+                     routes=["fd00:1234:5678:101::/64 via 2001:db8:9::1"])
+            lab.serve("db", "db", "tcp/5432")
+            lab.serve("host", "host", "tcp/7000")
+            lab.serve("outside", "outside", "tcp/9000")
+            for address, port, who in ((db6, 5432, "db"), (gateway6, 7000, "host")):
+                answer = lab.call("web", "tcp", address, port)
+                assert answer and answer.split() == [who, str(port), web6], (
+                    f"over the bridge {NAME}, {web6} calling [{address}]:{port} got "
+                    f"{answer!r}")
+            hook.ensure_ip_forwarding(ipv6=True)
+            answer = lab.call("web", "tcp", "2001:db8:9::2", 9000)
+            assert answer and answer.split() == ["outside", "9000", web6], (
+                f"after ensure_ip_forwarding(ipv6=True), {web6} calling [2001:db8:9::2]:9000 "
+                f"through the host got {answer!r}")
 
     # -------------------------------------------------------------- traffic
 
@@ -728,7 +803,7 @@ class LinkBackendTests(BackendSuite):
                 assert answer and answer.split()[0] == who, (
                     f"over the bridge {NAME} ({state}), 10.1.1.2 calling {address}:{port} "
                     f"got {answer!r}; the bridge must join what is plugged into it")
-            hook.ensure_ip_forwarding()
+            hook.ensure_ip_forwarding(ipv6=False)
             answer = lab.call("web", "tcp", "192.0.2.2", 9000)
             assert answer and answer.split() == ["outside", "9000", "10.1.1.2"], (
                 f"after ensure_ip_forwarding, 10.1.1.2 calling 192.0.2.2:9000 through the "

@@ -114,6 +114,7 @@ class MemoryLink:
         self.used = list(used)
         self.bridges: dict[str, BridgeState] = {}
         self.ip_forward = False
+        self.ip6_forward = False
 
     @hookimpl
     def link_availability(self) -> Availability:
@@ -146,7 +147,11 @@ class MemoryLink:
         if not (adopt and state is not None):
             self._require_owned(state)
         addresses = state.addresses if state and state.addresses else (bridge.interface,)
-        self.bridges[bridge.name] = BridgeState(bridge.name, addresses, True)
+        addresses6 = state.addresses6 if state else ()
+        if bridge.interface6 is not None and bridge.interface6 not in addresses6:
+            addresses6 += (bridge.interface6,)
+        self.bridges[bridge.name] = BridgeState(bridge.name, addresses, True,
+                                                addresses6=addresses6)
         return self.bridges[bridge.name]
 
     @hookimpl
@@ -159,8 +164,10 @@ class MemoryLink:
         return self.bridges.get(name)
 
     @hookimpl
-    def ensure_ip_forwarding(self) -> bool:
+    def ensure_ip_forwarding(self, ipv6: bool) -> bool:
         was_off, self.ip_forward = not self.ip_forward, True
+        if ipv6:
+            was_off, self.ip6_forward = was_off or not self.ip6_forward, True
         return was_off
 
     @staticmethod
@@ -223,10 +230,11 @@ class MemoryRuntime:
         del self.containers[name]
 
     def configure(self, name: str, bridge: str, address: IPv4Interface,
-                  gateway: IPv4Address, mounts=(), cgroup=(), hostname=None) -> None:
+                  gateway: IPv4Address, mounts=(), cgroup=(), hostname=None,
+                  address6=None, gateway6=None) -> None:
         self._get(name).config.update(
             bridge=bridge, address=address, gateway=gateway, mounts=tuple(mounts),
-            cgroup=tuple(cgroup), hostname=hostname)
+            cgroup=tuple(cgroup), hostname=hostname, address6=address6, gateway6=gateway6)
 
     def configured_address(self, name: str) -> IPv4Interface | None:
         return self._get(name).config.get("address")

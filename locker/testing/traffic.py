@@ -8,8 +8,8 @@ machine's own. Use it as a context manager inside the test function (which
 runs in a process of its own): on leaving, its servers are ended by pid and
 its namespaces deleted.
 
-A server answers every TCP connection (and every UDP datagram) with
-``LABEL PORT CLIENT_ADDRESS``; ``Lab.call`` returns that line, or None when
+A server answers every TCP connection (and every UDP datagram), over IPv4
+and IPv6, with ``LABEL PORT CLIENT_ADDRESS``; ``Lab.call`` returns that line, or None when
 nothing answered (refused, dropped, unreachable) within its timeout.
 """
 
@@ -29,24 +29,34 @@ SILENCE_TIMEOUT = 1.0
 _SERVER = r"""
 import socket, sys, threading
 label, specs = sys.argv[1], sys.argv[2:]
-def serve_tcp(port):
-    s = socket.socket(); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    s.bind(("0.0.0.0", port)); s.listen(16); ready.release()
+def bound(family, kind, port):
+    s = socket.socket(family, kind); s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    if family == socket.AF_INET6:
+        s.setsockopt(socket.IPPROTO_IPV6, socket.IPV6_V6ONLY, 1)
+    s.bind(("::" if family == socket.AF_INET6 else "0.0.0.0", port))
+    return s
+def serve_tcp(family, port):
+    s = bound(family, socket.SOCK_STREAM, port); s.listen(16); ready.release()
     while True:
-        c, (addr, _) = s.accept()
-        c.sendall(f"{label} {port} {addr}\n".encode()); c.close()
-def serve_udp(port):
-    s = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
-    s.bind(("0.0.0.0", port)); ready.release()
+        c, peer = s.accept()
+        c.sendall(f"{label} {port} {peer[0]}\n".encode()); c.close()
+def serve_udp(family, port):
+    s = bound(family, socket.SOCK_DGRAM, port); ready.release()
     while True:
-        _, (addr, p) = s.recvfrom(512)
-        s.sendto(f"{label} {port} {addr}\n".encode(), (addr, p))
+        _, peer = s.recvfrom(512)
+        s.sendto(f"{label} {port} {peer[0]}\n".encode(), peer)
 ready = threading.Semaphore(0)
+families = [socket.AF_INET]
+try:
+    bound(socket.AF_INET6, socket.SOCK_DGRAM, 0).close(); families.append(socket.AF_INET6)
+except OSError:
+    pass
 for spec in specs:
     proto, port = spec.split("/")
     target = serve_tcp if proto == "tcp" else serve_udp
-    threading.Thread(target=target, args=(int(port),), daemon=True).start()
-for _ in specs:
+    for family in families:
+        threading.Thread(target=target, args=(family, int(port)), daemon=True).start()
+for _ in range(len(specs) * len(families)):
     ready.acquire()
 print("ready", flush=True)
 sys.stdin.read()
@@ -56,7 +66,8 @@ _CLIENT = r"""
 import socket, sys
 proto, addr, port, timeout, source = sys.argv[1], sys.argv[2], int(sys.argv[3]), float(sys.argv[4]), sys.argv[5]
 kind = socket.SOCK_STREAM if proto == "tcp" else socket.SOCK_DGRAM
-s = socket.socket(socket.AF_INET, kind); s.settimeout(timeout)
+family = socket.AF_INET6 if ":" in addr else socket.AF_INET
+s = socket.socket(family, kind); s.settimeout(timeout)
 if source != "-":
     s.bind((source, 0))
 try:
@@ -70,6 +81,13 @@ except OSError as exc:
 """
 
 
+def _without_dad(ns: NetNS) -> None:
+    """No IPv6 duplicate address detection on the interfaces made from now
+    on in ``ns`` (a test namespace): their link-local addresses work at once,
+    as the global ones the lab adds (``nodad``) do. Nothing where IPv6 is off."""
+    ns.run(["sh", "-c", "echo 0 > /proc/sys/net/ipv6/conf/default/accept_dad"], check=False)
+
+
 class Lab:
     """Namespaces around the test's namespace (``host``)."""
 
@@ -78,19 +96,25 @@ class Lab:
         self.servers: list[subprocess.Popen] = []
         self.spaces: dict[str, NetNS] = {}
         self._veths = 0
+        _without_dad(host)
 
     def space(self, name: str) -> NetNS:
         """A namespace of the lab, made on first use."""
         if name not in self.spaces:
             self.spaces[name] = NetNS(f"lab{name[:6]}")
+            _without_dad(self.spaces[name])
         return self.spaces[name]
 
     def wire(self, name: str, host_side: str, host_address: str | None,
              addresses: Sequence[str], gateway: str | None = None,
-             master: str | None = None, routes: Sequence[str] = ()) -> NetNS:
+             master: str | None = None, routes: Sequence[str] = (),
+             gateway6: str | None = None, host_address6: str | None = None) -> NetNS:
         """A veth from the host (``host_side``, with ``host_address`` or
         enslaved to ``master``) to the namespace ``name`` (``eth0`` with
-        ``addresses``, default route via ``gateway``)."""
+        ``addresses``, default route via ``gateway``). IPv6: addresses with
+        a colon (added without duplicate address detection, usable at
+        once), the default route via ``gateway6``, ``host_address6`` on the
+        host's side; ``routes`` with a colon are IPv6 routes."""
         ns = self.space(name)
         self._veths += 1
         inner = f"eth{self._veths}"
@@ -100,14 +124,20 @@ class Lab:
             self.host.run(["ip", "link", "set", host_side, "master", master])
         if host_address:
             self.host.run(["ip", "addr", "add", host_address, "dev", host_side])
+        if host_address6:
+            self.host.run(["ip", "-6", "addr", "add", host_address6, "dev", host_side,
+                           "nodad"])
         self.host.run(["ip", "link", "set", host_side, "up"])
         for address in addresses:
-            ns.run(["ip", "addr", "add", address, "dev", inner])
+            ns.run(["ip", "addr", "add", address, "dev", inner,
+                    *(["nodad"] if ":" in address else [])])
         ns.run(["ip", "link", "set", inner, "up"])
         if gateway:
             ns.run(["ip", "route", "add", "default", "via", gateway])
+        if gateway6:
+            ns.run(["ip", "-6", "route", "add", "default", "via", gateway6])
         for route in routes:
-            ns.run(["ip", "route", "add", *route.split()])
+            ns.run(["ip", *(["-6"] if ":" in route else []), "route", "add", *route.split()])
         return ns
 
     def bridge(self, name: str, address: str) -> None:
@@ -119,8 +149,10 @@ class Lab:
         self.host.run(["ip", "link", "set", name, "up"])
         self.host.run(["sh", "-c", f"echo 1 > /proc/sys/net/ipv4/conf/{name}/route_localnet"])
 
-    def forwarding(self) -> None:
+    def forwarding(self, ipv6: bool = False) -> None:
         self.host.run(["sysctl", "-q", "-w", "net.ipv4.ip_forward=1"])
+        if ipv6:
+            self.host.run(["sysctl", "-q", "-w", "net.ipv6.conf.all.forwarding=1"])
 
     def serve(self, name: str, label: str, *specs: str) -> None:
         """Servers in namespace ``name`` on ``specs`` (``tcp/80``, ``udp/53``)."""

@@ -119,7 +119,7 @@ from locker.model import Bridge
 backend = NetlinkBackend()
 print(backend.link_availability().usable)
 for call in (lambda: backend.ensure_bridge(Bridge("p", "locker_p", IPv4Network("10.1.1.0/24")), False),
-             backend.ensure_ip_forwarding):
+             lambda: backend.ensure_ip_forwarding(False)):
     try:
         call()
         print("no error")

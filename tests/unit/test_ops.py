@@ -642,7 +642,7 @@ def test_status_json(env: Env) -> None:
     rules = document["rules"]
     assert rules["chains_and_jumps"] is True
     assert rules["nat"] == [{"bridge": "locker_shop", "network": "10.1.1.0/24",
-                             "isolated": False}]
+                             "isolated": False, "network6": None}]
     assert rules["forwards"][0] == {"container": "db", "host_ip": None, "host_port": 5432,
                                     "protocol": "tcp", "container_ip": DB,
                                     "container_port": 5432, "count": 1, "stale": False}
@@ -987,6 +987,42 @@ def test_isolated_comes_from_the_project_file_else_the_host_default(tmp_path: Pa
     assert env.firewall.rules.nat == {SHOP_BRIDGE}
 
 
+# -------------------------------------------------------------------- IPv6
+
+def test_start_with_ipv6_gives_both_families(tmp_path: Path) -> None:
+    from ipaddress import IPv6Address, IPv6Interface, IPv6Network
+
+    env = make_env(tmp_path, replace(shop_project(tmp_path), ipv6=True))
+    env.ctx.ipv6_prefix = IPv6Network("fd00:1234:5678::/48")
+    env.create_all()
+    lifecycle.start(env.ctx, env.ctx.select([]))
+
+    net6 = IPv6Network("fd00:1234:5678:101::/64")
+    bridge = Bridge("shop", "locker_shop", IPv4Network("10.1.1.0/24"), network6=net6)
+    assert env.link.bridges["locker_shop"].addresses6 == (IPv6Interface(f"{net6[1]}/64"),)
+    assert env.link.ip6_forward
+    assert env.firewall.rules.nat == {bridge}
+    six = {f for f in env.firewall.rules.forwards if f.family == 6}
+    assert six == {Forward("shop", "web", 8080, net6[2], 80),
+                   Forward("shop", "db", 5432, net6[3], 5432)}  # 5353 has an IPv4 HOST_IP
+    assert Link("shop", "web", net6[2], "db", net6[3]) in env.firewall.rules.links
+    web = env.lxc("web")
+    assert web.config["address6"] == IPv6Interface(f"{net6[2]}/64")
+    assert web.config["gateway6"] == IPv6Address(net6[1])
+    assert "fd00:1234:5678:101::3\tdb.example.net db database\t# locker\n" in \
+        web.files["/etc/hosts"]
+    assert env.lxc("cache").files["/etc/hosts"].startswith(
+        "127.0.0.1\tlocalhost\n10.1.1.4\tcache\t# locker: own name\n"
+        "fd00:1234:5678:101::4\tcache\t# locker: own name\n")
+
+
+def test_a_project_without_ipv6_makes_no_host_id(env: Env, tmp_path: Path) -> None:
+    lifecycle.start(env.ctx, env.ctx.select([]))
+    assert not (tmp_path / "state" / "host-id").exists()
+    assert all(f.family == 4 for f in env.firewall.rules.forwards)
+    assert not env.link.ip6_forward
+
+
 def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_path: Path) -> None:
     """``isolated`` is in ``status --json`` and the text; when only it
     changed, the stale network rules say so (not "gone or another subnet")."""
@@ -1002,7 +1038,8 @@ def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_pat
     result = status(env.ctx)
     document = json.loads(json.dumps(to_json(result)))
     assert document["rules"]["nat"] == [
-        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": False}]
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": False,
+          "network6": None}]
     nat = [i for i in document["items"] if i["kind"] == "nat"]
     assert nat == [
         {"kind": "nat", "status": "stale", "subject": "shop",
@@ -1015,7 +1052,7 @@ def test_status_shows_whether_the_network_rules_isolate_and_what_changed(tmp_pat
     lifecycle.start(env.ctx, ["web"])
     result = status(env.ctx)
     assert to_json(result)["rules"]["nat"] == [
-        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": True}]
+        {"bridge": "locker_shop", "network": "10.1.1.0/24", "isolated": True, "network6": None}]
     stdout = io.StringIO()
     render.status(Output(False, stdout, io.StringIO()), result)
     assert "  in place nat      shop: network rules locker_shop 10.1.1.0/24, isolated" \

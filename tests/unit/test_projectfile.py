@@ -271,8 +271,11 @@ def test_all_problems_at_once_in_file_order(tmp_path: Path) -> None:
     ("80:65536", "CONTAINER_PORT 65536 is out of range"),
     ("http:80", 'HOST_PORT "http" is not a number'),
     ("80", "expected a host and a container port"),
-    ("1:2:3:4", "IPv6 addresses are not supported"),
-    ("[::1]:80:80", "IPv6 addresses are not supported"),
+    ("1:2:3:4", "an IPv6 HOST_IP goes in brackets"),
+    ("[::1]:80:80", 'HOST_IP "[::1]" would reach nothing'),
+    ("[2001:db8::1]:80", "expected a host and a container port after [IPV6]:"),
+    ("[2001:db8::zz]:80:80", 'HOST_IP "[2001:db8::zz]" is not an IPv6 address'),
+    ("[::]:80:80", 'HOST_IP "[::]" means every address'),
     ("300.1.1.1:80:80", 'HOST_IP "300.1.1.1" is not an IPv4 address'),
     ("80:80/sctp", 'protocol "sctp" is not supported; use tcp or udp'),
     ("8000-8010:80", 'HOST_PORT "8000-8010" and CONTAINER_PORT "80" differ in length '
@@ -483,7 +486,7 @@ def test_one_source_only(tmp_path: Path) -> None:
 @pytest.mark.parametrize("yaml_text, expected", [
     ("contaners: {web: {}}\n", '1: contaners: unknown key; did you mean "containers"?'),
     ("version: 3\ncontainers: {web: {}}\n",
-     "1: version: unknown key; allowed keys: name, isolated, defaults, containers"),
+     "1: version: unknown key; allowed keys: name, isolated, ipv6, defaults, containers"),
     ("containers:\n  web:\n    link: [db]\n",
      '3: containers.web.link: unknown key; did you mean "links"?'),
     ("defaults:\n  volume: []\ncontainers: {web: {}}\n",

@@ -170,14 +170,17 @@ class NftCliBackend:
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
+        _refuse_ipv6(bridges)
         self._add([r for b in bridges for r in nat_rules(b)], "add network rules")
 
     @hookimpl
     def add_forward(self, forwards: Sequence[Forward]) -> None:
+        _refuse_ipv6(forwards)
         self._add([r for f in forwards for r in forward_rules(f).values()], "add port forwards")
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
+        _refuse_ipv6(links)
         self._add([r for link in links for r in link_rules(link).values()], "add links")
 
     # ---------------------------------------------------------------- removing
@@ -321,3 +324,13 @@ def _entry_missing(table: Table) -> tuple[str, ...]:
         missing.append(f"LOCKER_FORWARD does not begin with the jumps into "
                        f"{' and '.join(LEADING)} (and no other jump)")
     return tuple(missing)
+
+
+def _refuse_ipv6(values: Sequence[Bridge | Forward | Link]) -> None:
+    """This example writes IPv4 rules only: an IPv6 value (a project with
+    ``ipv6: true``) is a BackendError, before anything is changed."""
+    for value in values:
+        if getattr(value, "network6", None) is not None or getattr(value, "family", 4) == 6:
+            raise BackendError(f"refusing {value}: the nftcli example backend writes IPv4 "
+                               "rules only; a project with ipv6: true needs the nftables or "
+                               "iptables backend")

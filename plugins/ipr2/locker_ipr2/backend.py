@@ -96,6 +96,11 @@ class Ipr2Backend:
                 if not kernel.addresses(name):
                     _tolerate(("File exists", "already assigned"),
                               lambda: kernel.add_address(name, bridge.interface))
+                if bridge.interface6 is not None:
+                    rules.ensure_bridge_ipv6(name)
+                    if bridge.interface6 not in kernel.addresses6(name):
+                        _tolerate(("File exists", "already assigned"),
+                                  lambda: kernel.add_address6(name, bridge.interface6))
                 if not link.up:
                     kernel.set_up(name)
                 rules.ensure_route_localnet(name)
@@ -143,8 +148,8 @@ class Ipr2Backend:
             return _state_of(kernel, link)
 
     @hookimpl
-    def ensure_ip_forwarding(self) -> bool:
-        return rules.ensure_ipv4_forwarding()
+    def ensure_ip_forwarding(self, ipv6: bool) -> bool:
+        return rules.ensure_forwarding(ipv6)
 
     # ------------------------------------------------------------ helpers
 
@@ -197,4 +202,5 @@ def _state_of(kernel: Kernel, link: LinkInfo) -> BridgeState:
     return BridgeState(name=link.name,
                        addresses=tuple(a.address for a in kernel.addresses(link.name)),
                        up=link.up, owned=is_locker_bridge(link.name, link.alias),
-                       route_localnet=rules.route_localnet(link.name))
+                       route_localnet=rules.route_localnet(link.name),
+                       addresses6=tuple(kernel.addresses6(link.name)))

@@ -5,7 +5,7 @@ its IPv4 addresses and the routes, as ``locker.subnets.Address`` and
 from __future__ import annotations
 
 from dataclasses import dataclass
-from ipaddress import IPv4Interface, IPv4Network
+from ipaddress import IPv4Interface, IPv4Network, IPv6Interface
 from typing import Any
 
 from locker.subnets import Address, Route
@@ -43,6 +43,11 @@ class Kernel:
         args = ["-4", "addr", "show", *(["dev", name] if name else [])]
         return parse_addresses(self.ip.json(*args))
 
+    def addresses6(self, name: str) -> list[IPv6Interface]:
+        """The global IPv6 addresses of one interface (``scope global``)."""
+        return parse_addresses6(self.ip.json("-6", "addr", "show", "dev", name,
+                                             "scope", "global"))
+
     def routes(self) -> list[Route]:
         """Every IPv4 route of every table."""
         return parse_routes(self.ip.json("-4", "route", "show", "table", "all"))
@@ -60,6 +65,9 @@ class Kernel:
 
     def set_up(self, name: str) -> None:
         self.ip.run("link", "set", "dev", name, "up")
+
+    def add_address6(self, name: str, interface: IPv6Interface) -> None:
+        self.ip.run("-6", "addr", "add", str(interface), "dev", name, "nodad")
 
     def add_address(self, name: str, interface: IPv4Interface) -> None:
         broadcast = ([] if interface.network.prefixlen >= 31
@@ -92,6 +100,13 @@ def parse_addresses(entries: list[dict[str, Any]]) -> list[Address]:
                                  IPv4Interface(f"{peer}/{prefix}")
                                  if peer and peer != info["local"] else None))
     return found
+
+
+def parse_addresses6(entries: list[dict[str, Any]]) -> list[IPv6Interface]:
+    return [IPv6Interface(f"{info['local']}/{info['prefixlen']}")
+            for entry in entries for info in entry.get("addr_info", ())
+            if info.get("family") == "inet6" and "local" in info
+            and info.get("scope") == "global"]
 
 
 def parse_routes(entries: list[dict[str, Any]]) -> list[Route]:

@@ -12,7 +12,7 @@ from locker.names import Tag
 
 from locker_iptables import availability, nfside, rules
 from locker_iptables.kernel import Entry, Kernel, Op, View
-from locker_iptables.rules import ENTRY_CHAINS, Spec
+from locker_iptables.rules import ENTRY_CHAINS, FAMILY, FAMILY_TABLES, HEADS, Spec
 
 
 def _now(entry: Entry) -> Spec | None:
@@ -40,20 +40,30 @@ def _ensure(view: View, specs: Iterable[Spec], stale: Set[Spec],
     dispatch rule into it; delete the rules that are ``stale``, move the
     projects' rules of the old layout into their own chains, then append
     the missing specs. Deletions come first, while the positions read are
-    still valid."""
+    still valid.
+
+    In an ip6tables table, only when IPv6 is in use: the specs hold some of
+    that family, or Locker's chains are already there; and only for the
+    projects with specs of that family or with rules there already."""
     table = view.table
+    if FAMILY[table] == 6:
+        mine = {s.tag.project for s in specs if FAMILY[s.table] == 6 and s.tag}
+        if not mine and not view.anything():
+            return []
+        projects = frozenset(p for p in projects if p in mine or p in view.projects())
     creates = [Op("create", chain) for chain in ENTRY_CHAINS[table] if chain not in view.chains]
     creates += [Op("create", rules.project_chain(table, p)) for p in sorted(projects)
                 if rules.project_chain(table, p) not in view.chains]
     deletes: list[Op] = []
     inserts: list[Op] = []
     head = view.head_in_place()
+    heads = HEADS.get(table, ())
     for jump in view.table_jumps():
         found = view.jumps(jump)
-        if jump in rules.HEAD:
+        if jump in heads:
             keep = found[:1] if head else []
             if not keep:
-                inserts.append(Op("insert", jump.chain, jump, rules.HEAD.index(jump)))
+                inserts.append(Op("insert", jump.chain, jump, heads.index(jump)))
         else:
             keep = found[:1]
             if not keep:
@@ -94,17 +104,18 @@ def _removal(views: Mapping[str, View], doomed: Callable[[Entry], bool],
     picked = {t: [(chain, e) for chain, e in v.all_entries() if e.decoded and doomed(e)]
               for t, v in views.items()}
     gone = {id(e) for found in picked.values() for _, e in found}
-    torn = set(teardown)
+    torn = {family: set(teardown) for family in FAMILY_TABLES}
     for project in when_empty:
-        mine = [e for v in views.values() for _, e, tag in v.tagged()
-                if tag.project == project and tag.purpose != "dispatch"]
-        if mine and all(id(e) in gone for e in mine):
-            torn.add(project)
+        for family, tables in FAMILY_TABLES.items():
+            mine = [e for t in tables if t in views for _, e, tag in views[t].tagged()
+                    if tag.project == project and tag.purpose != "dispatch"]
+            if mine and all(id(e) in gone for e in mine):
+                torn[family].add(project)
     plans: dict[str, list[Op]] = {}
     for table, view in views.items():
         deletes = [Op("delete", chain, position=e.index, entry=e) for chain, e in picked[table]]
         dropped: list[Op] = []
-        for project in sorted(torn):
+        for project in sorted(torn[FAMILY[table]]):
             chain = rules.project_chain(table, project)
             exact, altered = view.dispatches(project)
             deletes += [Op("delete", rules.DISPATCH_CHAIN[table], position=e.index, entry=e)
@@ -115,6 +126,10 @@ def _removal(views: Mapping[str, View], doomed: Callable[[Entry], bool],
                 dropped.append(Op("delete_chain", chain))
         plans[table] = _deletes(deletes) + dropped
     return plans
+
+
+def _former_accepts(forwards: Iterable[Forward]) -> set[Spec]:
+    return {s for s in map(rules.former_accept_spec, forwards) if s is not None}
 
 
 def _tagged(entry: Entry, project: str | None = None) -> Tag | None:
@@ -150,20 +165,41 @@ def _read_ruleset(views: Mapping[str, View]) -> Ruleset:
                 keys.add(key)
                 continue
             text = entry.text if entry.spec is None else rules.spec_text(entry.spec)
+            store = "ip6tables-legacy" if FAMILY[view.table] == 6 else "iptables-legacy"
             unrecognised.append(TaggedRule(tag.project, entry.comment,
-                                           f"iptables-legacy {view.table} {chain}", text or ""))
+                                           f"{store} {rules.BASE[view.table]} {chain}",
+                                           text or ""))
     anything = any(view.anything() for view in views.values())
-    missing = [p for view in views.values() for p in view.entry_missing()] if anything else []
+    # IPv6's entry points count once Locker has anything there.
+    in_use = {family for family, tables in FAMILY_TABLES.items()
+              if family == 4 or any(views[t].anything() for t in tables if t in views)}
+    missing = [p for view in views.values() if FAMILY[view.table] in in_use
+               for p in view.entry_missing()] if anything else []
     for project in sorted({rules.key_project(k) for k in keys}):
-        missing += [p for view in views.values() for p in view.project_missing(project)]
+        # A project's ip6tables chains are there only when it has IPv6 rules.
+        missing += [p for view in views.values()
+                    if FAMILY[view.table] == 4 or project in _family_projects(views, 6)
+                    for p in view.project_missing(project)]
         if legacy[project]:
             missing.append(f"{legacy[project]} rule(s) of project {project} in the old layout "
                            "(shared chains), moved into its own chains by the next command")
     return rules.ruleset(keys, anything and not missing, unrecognised, missing)
 
 
+def _family_projects(views: Mapping[str, View], family: int) -> set[str]:
+    return {p for t in FAMILY_TABLES[family] if t in views for p in views[t].projects()}
+
+
 def _projects(values: Iterable[Bridge | Forward | Link]) -> frozenset[str]:
     return frozenset(v.project for v in values)
+
+
+def _tables(specs: Iterable[Spec]) -> set[str]:
+    """The tables an adding hook with these specs instantiates: IPv4's
+    always (each adding hook ensures a project's chains there), IPv6's
+    when some spec is of that family."""
+    families = {4} | {FAMILY[s.table] for s in specs}
+    return {t for family in families for t in FAMILY_TABLES[family]}
 
 
 class IptablesBackend:
@@ -202,12 +238,12 @@ class IptablesBackend:
              stale: Set[Spec] = frozenset()) -> None:
         self.kernel.transact(
             lambda views: {t: _ensure(v, specs, stale, projects) for t, v in views.items()},
-            scope=projects)
+            scope=projects, create=_tables(specs))
 
     def _remove(self, doomed: Set[Spec], projects: Set[str]) -> None:
         self.kernel.transact(
             lambda views: _removal(views, lambda e: _now(e) in doomed, when_empty=projects),
-            scope=projects, create=False)
+            scope=projects)
 
     @hookimpl
     def add_nat(self, bridges: Sequence[Bridge]) -> None:
@@ -219,7 +255,7 @@ class IptablesBackend:
     def add_forward(self, forwards: Sequence[Forward]) -> None:
         specs = [s for f in forwards for s in rules.forward_specs(f)]
         if specs:
-            self._add(specs, _projects(forwards), {rules.former_accept_spec(f) for f in forwards})
+            self._add(specs, _projects(forwards), _former_accepts(forwards))
 
     @hookimpl
     def add_link(self, links: Sequence[Link]) -> None:
@@ -230,7 +266,7 @@ class IptablesBackend:
     @hookimpl
     def remove_forward(self, forwards: Sequence[Forward]) -> None:
         doomed = {s for f in forwards for s in rules.forward_specs(f)}
-        doomed |= {rules.former_accept_spec(f) for f in forwards}
+        doomed |= _former_accepts(forwards)
         if doomed:
             self._remove(doomed, _projects(forwards))
 
@@ -250,20 +286,20 @@ class IptablesBackend:
             doomed = rules.nat_doomed(bridges, _keys(views))
             return _removal(views, lambda e: _now(e) in doomed, when_empty=projects)
 
-        self.kernel.transact(plan, scope=projects, create=False)
+        self.kernel.transact(plan, scope=projects)
 
     @hookimpl
     def remove_unrecognised(self, project: str) -> None:
         self.kernel.transact(
             lambda views: _removal(views, lambda e: _unrecognised(e, project)),
-            scope={project}, create=False)
+            scope={project})
 
     @hookimpl
     def cleanup(self, project: str) -> None:
         self.kernel.transact(
             lambda views: _removal(views, lambda e: _tagged(e, project) is not None,
                                    teardown={project}),
-            scope={project}, create=False)
+            scope={project})
 
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:

@@ -15,16 +15,16 @@ table handle, its extensions' parsers and its rule serialisation.
 from __future__ import annotations
 
 import ctypes
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from functools import lru_cache
 from collections.abc import Callable, Iterator, Mapping
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from locker.names import JUMP_COMMENT, Tag
 
 from locker_iptables import xtables as xt
-from locker_iptables.rules import Spec, check_comment
+from locker_iptables.rules import FAMILY, Spec, check_comment
 
 
 @dataclass
@@ -54,9 +54,9 @@ def _address(text: str | None) -> str | None:
         return None
     inverted = text.startswith("!")
     bare = text.lstrip("!")
-    if bare == "0.0.0.0/0.0.0.0" and not inverted:
+    if bare in ("0.0.0.0/0.0.0.0", "::/0") and not inverted:
         return None
-    return ("!" if inverted else "") + str(IPv4Network(bare, strict=False))
+    return ("!" if inverted else "") + str(ip_network(bare, strict=False))
 
 
 def _single(params: Mapping[str, list[str]], key: str) -> str | None:
@@ -79,7 +79,7 @@ def _conntrack(params: Mapping[str, list[str]]) -> dict[str, Any] | None:
     fields: dict[str, Any] = {"ctstate": params["ctstate"][0]}
     if "ctorigdst" in params:
         try:
-            fields["ctorigdst"] = str(IPv4Address(params["ctorigdst"][0]))
+            fields["ctorigdst"] = str(ip_address(params["ctorigdst"][0]))
         except ValueError:
             return None
     if "ctorigdstport" in params:
@@ -104,7 +104,7 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
     target = rule.target.name if rule.target else ""
     fields: dict[str, Any] = {}
     shaped = True
-    protocol = rule.protocol if rule.protocol not in (None, "ip", "all", "0") else None
+    protocol = rule.protocol if rule.protocol not in (None, "ip", "all", "0", "!ip") else None
     for match in rule.matches:
         params = match.get_all_parameters()
         if match.name == "comment":
@@ -135,10 +135,15 @@ def read_rule(table: str, chain: str, rule: Any) -> tuple[str | None, str, Spec 
     return comment, target, spec
 
 
+def new_rule(iptc: Any, table: str) -> Any:
+    """An empty iptc Rule (``Rule6`` for an ip6tables table)."""
+    return iptc.Rule6() if FAMILY[table] == 6 else iptc.Rule()
+
+
 def _addressed_rule(iptc: Any, spec: Spec) -> Any:
     """A new iptc Rule with the spec's protocol, addresses and interfaces;
     no matches, no target."""
-    rule = iptc.Rule()
+    rule = new_rule(iptc, spec.table)
     if spec.protocol:
         rule.protocol = spec.protocol
     if spec.src:
@@ -149,7 +154,21 @@ def _addressed_rule(iptc: Any, spec: Spec) -> Any:
         rule.in_interface = spec.in_iface
     if spec.out_iface:
         rule.out_interface = spec.out_iface
+    if FAMILY[spec.table] == 6:
+        _fix_ip6(rule.entry.ipv6)
     return rule
+
+
+def _fix_ip6(ip6: Any) -> None:
+    """python-iptables 1.0.1's ``Rule6`` stores interface masks of ``0x01``
+    per character where ip6tables (and ``Rule``) store ``0xff``; the kernel
+    compares ``(name ^ iface) & mask``, so its ``-i br-a`` would compare
+    only the lowest bit of each character and also match ``br-c``.
+    ``ip6tables-save`` shows both the same.
+    """
+    for name in ("iniface_mask", "outiface_mask"):
+        mask = bytes(getattr(ip6, name))
+        setattr(ip6, name, bytes(0xff if byte else 0 for byte in mask))
 
 
 def build_rule(iptc: Any, spec: Spec) -> Any:
@@ -180,6 +199,75 @@ def build_rule(iptc: Any, spec: Spec) -> Any:
 
 
 
+# ------------------------------------------------- ip6tables NAT targets
+#
+# iptables 1.8.6 merged SNAT, DNAT, MASQUERADE and REDIRECT into one
+# library, libxt_NAT.so (the others are symbolic links to it). libxtables
+# registers an extension only for the family it is set to when the library
+# is loaded, loading it again runs nothing, and calling its init function
+# for the other family makes libxtables exit the process ("target `DNAT'
+# already registered"). So a python-iptables process can use these targets
+# in IPv4 or in IPv6, whichever it loaded first, never both ("can't find
+# target MASQUERADE"). The backend leaves them to python-iptables in IPv4
+# only: an ip6tables rule with a NAT target is built and read here, from
+# the kernel's structures, and never handed to python-iptables.
+
+NAT_TARGETS = frozenset({"DNAT", "SNAT", "MASQUERADE", "REDIRECT"})
+_DNAT_REVISION = 2
+
+
+def _nat6(spec: Spec) -> bool:
+    return FAMILY[spec.table] == 6 and spec.target in NAT_TARGETS
+
+
+def _endpoint(text: str) -> tuple[IPv6Address, int, int, int | None]:
+    """(address, first, last, base or None) of ``[A::B]:PORT`` or
+    ``[A::B]:FIRST-LAST/BASE``."""
+    address, _, ports = text.rpartition(":")
+    ports, _, base = ports.partition("/")
+    first, _, last = ports.partition("-")
+    return (IPv6Address(address.strip("[]")), int(first), int(last or first),
+            int(base) if base else None)
+
+
+def _nat6_target(spec: Spec) -> bytes:
+    """The target part of an ip6tables rule: DNAT (revision 2, to one
+    address and port or a shifted port map) or MASQUERADE (revision 0, no
+    options), as ip6tables writes them."""
+    if spec.target == "DNAT" and spec.to_destination:
+        address, first, last, base = _endpoint(spec.to_destination)
+        data = xt.NatRange2(flags=xt.NF_NAT_RANGE_MAP_IPS | xt.NF_NAT_RANGE_PROTO_SPECIFIED
+                            | (xt.NF_NAT_RANGE_PROTO_OFFSET if base is not None else 0))
+        data.min_addr[:] = data.max_addr[:] = address.packed
+        data.min_proto, data.max_proto, data.base_proto = first, last, base or 0
+        revision = _DNAT_REVISION
+    elif spec.target == "MASQUERADE" and not spec.to_destination:
+        data, revision = xt.NatRange(), 0
+    else:
+        raise ValueError(f"no ip6tables {spec.target} target of this shape: {spec}")
+    size = xt.align(ctypes.sizeof(xt.EntryHeader) + ctypes.sizeof(data))
+    header = xt.EntryHeader(size=size, name=spec.target.encode(), revision=revision)
+    raw = bytes(header) + bytes(data)
+    return raw + b"\0" * (size - len(raw))
+
+
+def _with_target(iptc: Any, table_name: str, entry: Any, target: bytes) -> Any:
+    """A copy of a rule's entry (a ``c_ubyte`` array) with its target
+    replaced by ``target``."""
+    kind = _entry_type(iptc, table_name)
+    raw = bytearray(bytes(entry)[:kind.from_buffer_copy(bytes(entry)).target_offset])
+    raw += target
+    kind.from_buffer(raw).next_offset = len(raw)
+    return (ctypes.c_ubyte * len(raw)).from_buffer(raw)
+
+
+def _nat6_entry(iptc: Any, spec: Spec, build: Callable[[Spec], Any]) -> Any:
+    """The entry of an ip6tables rule with a NAT target: the rest built by
+    ``build`` with an ACCEPT in its place, then the target put in."""
+    stand_in = build(replace(spec, target="ACCEPT", to_destination=None))
+    return _with_target(iptc, spec.table, stand_in, _nat6_target(spec))
+
+
 # ---------------------------------------------------------------- building
 
 
@@ -202,7 +290,9 @@ class RuleBuilder:
 
     def entry(self, spec: Spec) -> Any:
         check_comment(spec.comment)
-        key = (spec.target, spec.protocol, spec.dport is not None, spec.ctstate,
+        if _nat6(spec):
+            return _nat6_entry(self._iptc, spec, self.entry)
+        key = (spec.table, spec.target, spec.protocol, spec.dport is not None, spec.ctstate,
                spec.ctorigdst is not None, spec.ctorigdstport is not None,
                spec.dst_type, spec.comment, spec.to_destination is not None)
         shape = self._shapes.get(key)
@@ -246,7 +336,7 @@ _HEADER_SIZE = ctypes.sizeof(xt.EntryHeader)
 _NAT_MAP_IPS_AND_PORTS = xt.NF_NAT_RANGE_MAP_IPS | xt.NF_NAT_RANGE_PROTO_SPECIFIED
 _CT_FLAGS = xt.XT_CONNTRACK_STATE | xt.XT_CONNTRACK_ORIGDST | xt.XT_CONNTRACK_ORIGDST_PORT
 #: --ctstate values this backend writes, by state_mask.
-_CT_STATES = {xt.CT_STATE_DNAT: "DNAT",
+_CT_STATES = {xt.CT_STATE_DNAT: "DNAT", xt.CT_STATE_NEW: "NEW",
               xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED: "RELATED,ESTABLISHED",
               xt.CT_STATE_ESTABLISHED | xt.CT_STATE_RELATED | xt.CT_STATE_DNAT:
                   "RELATED,ESTABLISHED,DNAT"}
@@ -261,7 +351,7 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
     only looks for its jumps), except for the jumps themselves and rules
     with Locker's tag. Rules whose comment ``wanted`` refuses are read for
     their comment and target only (``decoded`` False)."""
-    entry_size = ctypes.sizeof(iptc.ip4tc.ipt_entry)
+    entry_size = ctypes.sizeof(_entry_type(iptc, table_name))
     entries: list[Entry] = []
     entry = table.first_rule(chain)
     while entry:
@@ -281,6 +371,10 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
             shaped = comment == JUMP_COMMENT or Tag.parse(comment) is not None
             decoded = None if shaped else (comment, None)
         rule = None
+        nat6 = FAMILY[table_name] == 6 and target in NAT_TARGETS
+        if decoded is None and nat6:  # never python-iptables' (see NAT_TARGETS)
+            decoded = (_decode(iptc, table_name, chain, entry, raw, entry_size, target)
+                       or (_comment(raw, entry_size, entry.target_offset), None))
         if decoded is None:
             rule = table.create_rule(entry, iptc.Chain(table, chain))
             try:
@@ -291,10 +385,31 @@ def read_chain(iptc: Any, table_name: str, table: Any, chain: str, specs: bool,
             comment, spec = decoded
         text = None
         if spec is None and Tag.parse(comment) is not None:
-            text = describe(rule or table.create_rule(entry, iptc.Chain(table, chain)), chain)
+            text = (_describe_nat6(iptc, table_name, entry, raw, entry_size, chain, target)
+                    if nat6 else
+                    describe(rule or table.create_rule(entry, iptc.Chain(table, chain)), chain))
         entries.append(Entry(len(entries), comment, target, spec, raw, text))
         entry = table.next_rule(entry)
     return entries
+
+
+def _describe_nat6(iptc: Any, table_name: str, entry: Any, raw: bytes, entry_size: int,
+                   chain: str, target: str) -> str:
+    """An ip6tables rule with a NAT target, for people: its addresses,
+    interfaces and protocol, the names of its matches and its target."""
+    rule = new_rule(iptc, table_name)
+    rule.entry = entry
+    words = [f"-A {chain}"]
+    for flag, value in (("-s", _address(rule.src)), ("-d", _address(rule.dst)),
+                        ("-i", rule.in_interface), ("-o", rule.out_interface),
+                        ("-p", rule.protocol)):
+        if value and value not in ("ip", "all", "0"):
+            words.append(f"! {flag} {value[1:]}" if value.startswith("!") else f"{flag} {value}")
+    words += [f"-m {name.decode(errors='replace')}"
+              for name, _revision, _data in _matches(raw, entry_size, entry.target_offset)
+              if name != b"comment"]
+    words.append(f"-j {target} (see ip6tables-legacy-save -t {table_name[:-1]})")
+    return " ".join(words)
 
 
 def describe(rule: Any, chain: str) -> str:
@@ -358,23 +473,37 @@ def _dport(name: bytes, raw: bytes, data: int) -> tuple[int, int | None] | None:
     return first, None if first == last else last
 
 
-def _destination(raw: bytes, data: int, revision: int) -> str | None:
-    """``A.B.C.D:PORT`` of a DNAT target to one address and port, or
-    ``A.B.C.D:FIRST-LAST/BASE`` of one to a shifted port map; else None."""
+def _entry_type(iptc: Any, table_name: str) -> Any:
+    return iptc.ip6tc.ip6t_entry if FAMILY[table_name] == 6 else iptc.ip4tc.ipt_entry
+
+
+def _ip(raw: bytes, family: int) -> IPv4Address | IPv6Address | None:
+    """The address in a 16-byte nf_inet_addr, None when an IPv4 one has
+    more than 4 bytes."""
+    if family == 6:
+        return IPv6Address(raw)
+    return None if any(raw[4:]) else IPv4Address(raw[:4])
+
+
+def _destination(raw: bytes, data: int, revision: int, family: int) -> str | None:
+    """``A.B.C.D:PORT`` (``[A:B::C]:PORT``) of a DNAT target to one address
+    and port, or ``A.B.C.D:FIRST-LAST/BASE`` of one to a shifted port map;
+    else None."""
     nat = xt.from_bytes(xt.NatRange2 if revision == 2 else xt.NatRange, raw, data)
     low, high = bytes(nat.min_addr), bytes(nat.max_addr)
-    if low != high or any(low[4:]):
+    address = _ip(low, family)
+    if low != high or address is None:
         return None
-    address = IPv4Address(low[:4])
+    host = f"[{address}]" if family == 6 else str(address)
     if nat.flags == _NAT_MAP_IPS_AND_PORTS and nat.min_proto == nat.max_proto:
-        return f"{address}:{nat.min_proto}"
+        return f"{host}:{nat.min_proto}"
     if (revision == 2 and nat.flags == _NAT_MAP_IPS_AND_PORTS | xt.NF_NAT_RANGE_PROTO_OFFSET
             and nat.min_proto < nat.max_proto):
-        return f"{address}:{nat.min_proto}-{nat.max_proto}/{nat.base_proto}"
+        return f"{host}:{nat.min_proto}-{nat.max_proto}/{nat.base_proto}"
     return None
 
 
-def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
+def _conntrack_fields(raw: bytes, data: int, family: int) -> dict[str, Any] | None:
     """The Spec fields of a conntrack (revision 3) match of the shape
     ``_conntrack`` accepts, or None to leave it to python-iptables."""
     info = xt.from_bytes(xt.ConntrackMtinfo3, raw, data)
@@ -388,10 +517,10 @@ def _conntrack_fields(raw: bytes, data: int) -> dict[str, Any] | None:
         return {"ctstate": "!" + _CT_STATES[info.state_mask]}
     fields: dict[str, Any] = {"ctstate": _CT_STATES[info.state_mask]}
     if flags & xt.XT_CONNTRACK_ORIGDST:
-        address = bytes(info.origdst_addr)
-        if bytes(info.origdst_mask) != _HOST_MASK or any(address[4:]):
+        address = _ip(bytes(info.origdst_addr), family)
+        if bytes(info.origdst_mask) != _HOST_MASK or address is None:
             return None
-        fields["ctorigdst"] = str(IPv4Address(address[:4]))
+        fields["ctorigdst"] = str(address)
     if flags & xt.XT_CONNTRACK_ORIGDST_PORT:
         if info.origdst_port > info.origdst_port_high:
             return None
@@ -407,8 +536,11 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
     it uses a match, target or revision only python-iptables can read
     (addrtype, MASQUERADE, conntrack of other shapes, ...). Agrees with
     ``read_rule``."""
-    ip = entry.ip
-    if ip.flags or ip.invflags & iptc.ip4tc.ipt_ip.IPT_INV_PROTO or ip.proto not in _PROTOCOLS:
+    family = FAMILY[table_name]
+    ip = entry.ipv6 if family == 6 else entry.ip
+    # IP6T_F_PROTO is how ip6tables marks a rule with -p; IPv4 has no such flag.
+    flags = ip.flags & ~iptc.ip6tc.ip6t_ip6.IP6T_F_PROTO if family == 6 else ip.flags
+    if flags or ip.invflags & xt.XT_INV_PROTO or ip.proto not in _PROTOCOLS:
         return None
     protocol = _PROTOCOLS[ip.proto]
     comment, fields, shaped = None, {}, True
@@ -421,16 +553,20 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
             if ports is not None:
                 fields["dport"], fields["dport_last"] = ports
         elif name == b"conntrack" and revision == 3:
-            conntrack = _conntrack_fields(raw, data)
+            conntrack = _conntrack_fields(raw, data, family)
             if conntrack is None:
                 return None
             fields.update(conntrack)
         else:
             return None
-    name, revision, _size = xt.header_at(raw, entry.target_offset)
-    if name == b"DNAT" and revision in (1, 2):
+    name, revision, size = xt.header_at(raw, entry.target_offset)
+    if name == b"MASQUERADE" and family == 6:
+        data = raw[entry.target_offset + _HEADER_SIZE:entry.target_offset + size]
+        if revision != 0 or any(data):
+            return None
+    elif name == b"DNAT" and revision in (1, 2):
         fields["to_destination"] = _destination(raw, entry.target_offset + _HEADER_SIZE,
-                                                revision)
+                                                revision, family)
         if fields["to_destination"] is None:
             return None
     elif name:
@@ -438,7 +574,7 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
     if not shaped or comment is None:
         return comment, None
     # python-iptables' own getters for the address part.
-    rule = iptc.Rule()
+    rule = new_rule(iptc, table_name)
     rule.entry = entry
     try:
         return comment, Spec(table_name, chain, target, comment, protocol=protocol,
@@ -449,14 +585,15 @@ def _decode(iptc: Any, table_name: str, chain: str, entry: Any, raw: bytes,
         return comment, None
 
 
-def restore(iptc: Any, table: Any, chain: str, entry: Entry, position: int) -> None:
+def restore(iptc: Any, table_name: str, table: Any, chain: str, entry: Entry,
+            position: int) -> None:
     """Insert a rule read earlier (``entry.raw``) back at ``position``.
 
     A standard target reads back from the kernel without a name (its verdict
     or jump is an offset in the old table); libiptc takes ``ACCEPT``, ``DROP``,
     ``RETURN`` or a chain's name there, as python-iptables' Rule does."""
     buffer = bytearray(entry.raw)
-    target_offset = iptc.ip4tc.ipt_entry.from_buffer(buffer).target_offset
+    target_offset = _entry_type(iptc, table_name).from_buffer(buffer).target_offset
     header = xt.EntryHeader.from_buffer(buffer, target_offset)
     if not header.name:
         header.name = entry.target.encode()

@@ -28,8 +28,9 @@ from locker.names import JUMP_COMMENT, Tag
 from locker_iptables.entries import Entry, RuleBuilder, read_chain, restore
 from locker_iptables.loader import load_iptc, only_tables
 from locker_iptables.lock import xtables_lock
-from locker_iptables.rules import (DISPATCH_CHAIN, ENTRY_CHAINS, HEAD, PROJECT_PREFIX, UNREAD_CHAINS,
-                                   TABLES, Spec, dispatch_spec, jump_specs, project_chain)
+from locker_iptables.rules import (BASE, DISPATCH_CHAIN, ENTRY_CHAINS, FAMILY, HEADS,
+                                   PROJECT_PREFIX, TABLES, UNREAD_CHAINS, Spec, dispatch_spec,
+                                   jump_specs, project_chain, saver, table_label)
 
 __all__ = ["Entry", "Kernel", "Op", "Plan", "View", "load_iptc"]
 
@@ -52,7 +53,7 @@ def _errno_location() -> Any:
     return location
 
 
-def commit(table: Any) -> None:
+def commit(table: Any, label: str | None = None) -> None:
     """Commit an iptc table, raising CommitFailed with the errno that
     ``iptc_commit`` left (python-iptables' ``Table.commit`` raises with a
     message only; it reads nothing between the failed call and its
@@ -63,7 +64,7 @@ def commit(table: Any) -> None:
         table.commit()
     except load_iptc().IPTCError as err:
         code = errno_at[0]
-        raise CommitFailed(table.name, code, f"{err} (errno {code}: "
+        raise CommitFailed(label or table.name, code, f"{err} (errno {code}: "
                            f"{os.strerror(code) if code else 'none'})") from None
 
 
@@ -94,10 +95,11 @@ class View:
     def head_in_place(self) -> bool:
         """Whether the first rules of the chain ``HEAD`` jumps from are
         exactly ``HEAD``, in its order (only in HEAD's table)."""
-        if self.table != HEAD[0].table:
+        head = HEADS.get(self.table)
+        if head is None:
             return True
-        first = self.chains.get(HEAD[0].chain, [])[:len(HEAD)]
-        return [(e.comment, e.spec) for e in first] == [(JUMP_COMMENT, j) for j in HEAD]
+        first = self.chains.get(head[0].chain, [])[:len(head)]
+        return [(e.comment, e.spec) for e in first] == [(JUMP_COMMENT, j) for j in head]
 
     def stray_jumps(self) -> list[tuple[str, Entry]]:
         """(parent chain, entry) of each rule with the jump comment that is
@@ -137,20 +139,24 @@ class View:
     def entry_missing(self) -> list[str]:
         """One phrase per missing shared chain or jump and per duplicate
         jump of this table."""
-        problems = [f"chain {chain} in table {self.table}"
+        label = table_label(self.table)
+        problems = [f"chain {chain} in table {label}"
                     for chain in ENTRY_CHAINS[self.table] if chain not in self.chains]
+        where = " (ip6tables)" if FAMILY[self.table] == 6 else ""
         for jump in self.table_jumps():
             count = len(self.jumps(jump))
             if count == 0:
-                problems.append(f"jump from {jump.chain} to {jump.target}")
+                problems.append(f"jump from {jump.chain} to {jump.target}{where}")
             elif count > 1:
                 problems.append(f"{count - 1} duplicate jump(s) from {jump.chain} "
-                                f"to {jump.target}")
-        problems += [f"altered jump rule in chain {parent}" for parent, _ in self.stray_jumps()]
-        if HEAD[0].chain in self.chains and not self.head_in_place() and all(
-                len(self.jumps(jump)) == 1 for jump in HEAD):
-            problems.append(f"jumps to {' and '.join(j.target for j in HEAD)} not the first "
-                            f"rules of {HEAD[0].chain}")
+                                f"to {jump.target}{where}")
+        problems += [f"altered jump rule in chain {parent}{where}"
+                     for parent, _ in self.stray_jumps()]
+        head = HEADS.get(self.table)
+        if head and head[0].chain in self.chains and not self.head_in_place() and all(
+                len(self.jumps(jump)) == 1 for jump in head):
+            problems.append(f"jumps to {' and '.join(j.target for j in head)} not the first "
+                            f"rules of {head[0].chain}{where}")
         return problems
 
     def project_missing(self, project: str) -> list[str]:
@@ -159,17 +165,26 @@ class View:
         chain = project_chain(self.table, project)
         shared = DISPATCH_CHAIN[self.table]
         problems = []
+        where = " (ip6tables)" if FAMILY[self.table] == 6 else ""
         if chain not in self.chains:
-            problems.append(f"chain {chain} of project {project} in table {self.table}")
+            problems.append(f"chain {chain} of project {project} in table "
+                            f"{table_label(self.table)}")
         exact, altered = self.dispatches(project)
         if not exact:
-            problems.append(f"dispatch rule jump {chain} in chain {shared}")
+            problems.append(f"dispatch rule jump {chain} in chain {shared}{where}")
         elif len(exact) > 1:
             problems.append(f"{len(exact) - 1} duplicate dispatch rule(s) jump {chain} "
-                            f"in chain {shared}")
-        problems += [f"altered dispatch rule of project {project} in chain {shared}"
+                            f"in chain {shared}{where}")
+        problems += [f"altered dispatch rule of project {project} in chain {shared}{where}"
                      for _ in altered]
         return problems
+
+    def projects(self) -> set[str]:
+        """The projects with a tagged rule (other than a dispatch rule) in
+        this table, or (of those in scope) an own chain."""
+        found = {t.project for _, _, t in self.tagged() if t.purpose != "dispatch"}
+        found |= {p for p in self.scope or () if project_chain(self.table, p) in self.chains}
+        return found
 
     def anything(self) -> bool:
         """Some of Locker's chains or jumps are in this table."""
@@ -197,19 +212,30 @@ class Op:
 Plan = Callable[[Mapping[str, View]], Mapping[str, Sequence[Op]]]
 
 
-def _tables_present() -> set[str] | None:
+_NAMES_FILE = {4: "/proc/thread-self/net/ip_tables_names",
+               6: "/proc/thread-self/net/ip6_tables_names"}
+
+
+def _tables_present(family: int) -> set[str] | None:
     try:
-        with open("/proc/thread-self/net/ip_tables_names") as names:
+        with open(_NAMES_FILE[family]) as names:
             return set(names.read().split())
+    except FileNotFoundError:
+        # ip6_tables not loaded: no IPv6 table to read (IPv4-only hosts keep
+        # working); IPv4 keeps its old answer, "cannot tell".
+        return set() if family == 6 else None
     except OSError:
         return None
 
 
-def _present(names: Sequence[str]) -> list[str]:
-    """Those of the tables that exist in this network namespace (all of
-    them when that cannot be told)."""
-    present = _tables_present()
-    return [n for n in names if present is None or n in present]
+def _present(names: Iterable[str]) -> list[str]:
+    """Those of the tables (of ``locker_iptables.rules.TABLES``) that exist
+    in this network namespace (all of them when that cannot be told), in
+    ``TABLES`` order."""
+    names = set(names)
+    present = {family: _tables_present(family) for family in (4, 6)}
+    return [n for n in TABLES if n in names
+            and (present[FAMILY[n]] is None or BASE[n] in present[FAMILY[n]])]
 
 
 class Kernel:
@@ -237,7 +263,7 @@ class Kernel:
         saved: dict[str, bool] = {}
         try:
             for name in names:
-                table = iptc.Table(name)
+                table = (iptc.Table6 if FAMILY[name] == 6 else iptc.Table)(BASE[name])
                 saved[name] = table.autocommit
                 table.autocommit = False
                 tables[name] = table
@@ -246,7 +272,8 @@ class Kernel:
                 yield tables
         except iptc.IPTCError as err:
             raise BackendError(f"Cannot read the iptables tables: {err}; check that "
-                               "the ip_tables kernel module is available.") from None
+                               "the ip_tables (and, for IPv6, ip6_tables) kernel modules "
+                               "are available.") from None
         finally:
             for name, table in tables.items():
                 try:
@@ -298,18 +325,21 @@ class Kernel:
         return views
 
     def transact(self, plan: Plan, scope: Iterable[str] | None = None,
-                 create: bool = True) -> None:
+                 create: Iterable[str] = ()) -> None:
         """Read the tables (as ``read(scope)``), let ``plan`` say what to
         change, and commit each changed table once, under the xtables lock.
-        ``create`` False: a plan that only removes, so tables not yet
-        instantiated are left so (they hold nothing to remove). A commit
+        ``create``: the tables to instantiate when they are not yet (those
+        the plan adds to); other tables are read and changed only when they
+        exist (a table not instantiated holds nothing to remove). A commit
         that fails because another writer changed the table in between is
         undone and retried; any other failure undoes what was committed and
         raises BackendError. ``plan`` may raise BackendError before anything
         changes."""
         iptc = load_iptc()
         scope = None if scope is None else frozenset(scope)
-        names = TABLES if create else _present(TABLES)
+        create = set(create)
+        present = _present(TABLES)
+        names = [n for n in TABLES if n in create or n in present]
         with _PROCESS_LOCK, xtables_lock(self.lock_timeout), self._tables(names) as tables:
             for attempt in range(1, self.retries + 1):
                 views = {name: self._view(name, table, scope) for name, table in tables.items()}
@@ -354,7 +384,7 @@ class Kernel:
                 journal = self._apply(iptc, table, ops[name])
                 if self.before_commit:
                     self.before_commit(name, table, name == names[-1])
-                commit(table)
+                commit(table, table_label(name))
                 done.append((name, journal))
                 table.refresh()
                 if name != names[-1]:
@@ -394,7 +424,7 @@ class Kernel:
                     table.refresh()
                     for op in reversed(journal):
                         _revert(iptc, name, table, op)
-                    commit(table)
+                    commit(table, table_label(name))
                     table.refresh()
                     break
                 except (CommitFailed, iptc.IPTCError) as err:
@@ -403,8 +433,8 @@ class Kernel:
                         time.sleep(self.backoff * attempt)
                         continue
                     raise BackendError(
-                        f"Locker's change to the iptables {name} table failed and could "
-                        f"not be undone ({err}); run `iptables-legacy-save -t {name}` to "
+                        f"Locker's change to the iptables {table_label(name)} table failed and "
+                        f"could not be undone ({err}); run `{saver(name)}` to "
                         "check it, then `locker cleanup` or `locker ports`.") from None
 
 
@@ -434,4 +464,4 @@ def _revert(iptc: Any, name: str, table: Any, op: Op) -> None:
                 break
     elif op.kind == "delete" and chain is not None and op.entry is not None:
         length = len(read_chain(iptc, name, table, op.chain, specs=False))
-        restore(iptc, table, op.chain, op.entry, min(op.position, length))
+        restore(iptc, name, table, op.chain, op.entry, min(op.position, length))

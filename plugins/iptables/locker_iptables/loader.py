@@ -29,6 +29,8 @@ from typing import Any
 
 from locker.errors import BackendError
 
+from locker_iptables.rules import BASE, FAMILY
+
 
 def _default_xtables_libdir() -> None:
     """Point python-iptables at the xtables extensions when the environment
@@ -104,17 +106,22 @@ def load_iptc() -> Any:
 @contextmanager
 def only_tables(iptc: Any, names: Sequence[str]) -> Iterator[None]:
     """While the ``with`` block runs, python-iptables looks for chains only
-    in the tables ``names`` (those Locker opened).
+    in the tables ``names`` (those Locker opened: ``filter``, ``nat``, and
+    the ip6tables ``filter6``, ``nat6`` of ``locker_iptables.rules``).
 
-    Each ``Target`` it builds or reads asks ``Rule.tables`` whether its name
-    is a chain, and that property opens all five tables (``Table.ALL``):
-    ``iptc_init`` of ``raw``, ``mangle`` and ``security`` instantiates
-    those tables in the kernel (their modules loaded, their empty chains in
-    every packet's path) although Locker never uses them."""
-    rule_class = iptc.ip4tc.Rule
-    saved = rule_class.__dict__["tables"]
-    rule_class.tables = property(lambda _rule: [iptc.Table(name) for name in names])
+    Each ``Target`` it builds or reads asks ``Rule.tables`` (``Rule6.tables``
+    in IPv6) whether its name is a chain, and that property opens all five
+    tables of its family (``Table.ALL``): ``iptc_init`` of ``raw``,
+    ``mangle`` and ``security`` instantiates those tables in the kernel
+    (their modules loaded, their empty chains in every packet's path)
+    although Locker never uses them."""
+    four = [BASE[n] for n in names if FAMILY[n] == 4]
+    six = [BASE[n] for n in names if FAMILY[n] == 6]
+    saved = [(cls, cls.__dict__["tables"]) for cls in (iptc.ip4tc.Rule, iptc.ip6tc.Rule6)]
+    iptc.ip4tc.Rule.tables = property(lambda _rule: [iptc.Table(name) for name in four])
+    iptc.ip6tc.Rule6.tables = property(lambda _rule: [iptc.Table6(name) for name in six])
     try:
         yield
     finally:
-        rule_class.tables = saved
+        for cls, tables in saved:
+            cls.tables = tables

@@ -29,6 +29,15 @@ forward's accept lets through only traffic its own DNAT translated, as the
 nftables backend's ``ct status dnat ct original proto-dst`` does: one accept
 per forward, never shared.
 
+IPv6 (a Bridge with ``network6``, forwards and links of IPv6 addresses):
+the same rules in the ip6tables ``filter`` and ``nat`` tables (``FILTER6``,
+``NAT6``), with the same chains, jumps and tags; no localhost and no guard
+rule (IPv6 has no route_localnet), the nat ``OUTPUT`` jump skips ``::1``
+(which no DNAT can send to a container), no masquerade when the /64 is
+routed (``nat6`` False), and the isolate rule drops conntrack state NEW
+only (neighbour discovery is untracked). Their keys have the purpose with ``6`` appended
+(``locker.pieces.key_purpose``) where a value does not say the family.
+
 The old layout (before per-project chains) had the project rules in
 ``LOCKER_FORWARD`` and ``LOCKER_PREROUTING`` themselves; ``parse_legacy``
 still reads them, so that the next adding hook can move them.
@@ -40,14 +49,20 @@ import hashlib
 import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, replace
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, IPv6Network, ip_address, ip_network
 
 from locker.errors import BackendError
 from locker.model import Bridge, Forward, Link, Ruleset, TaggedRule
 from locker.names import IFNAME_MAX, JUMP_COMMENT, USER_CHAIN, Tag
-from locker.pieces import nat_bridges, nat_doomed as nat_doomed_keys
+from locker.pieces import key_purpose, nat_bridges, nat_doomed as nat_doomed_keys, tag_purpose
 
 NAT, FILTER = "nat", "filter"
+#: The ip6tables tables, as this backend names them (python-iptables'
+#: ``Table6`` of ``BASE[table]``).
+NAT6, FILTER6 = "nat6", "filter6"
+FAMILY = {FILTER: 4, NAT: 4, FILTER6: 6, NAT6: 6}
+BASE = {FILTER: FILTER, NAT: NAT, FILTER6: FILTER, NAT6: NAT}
+FAMILY_TABLES = {4: (FILTER, NAT), 6: (FILTER6, NAT6)}
 PREROUTING, POSTROUTING, FORWARD = "LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_FORWARD"
 USER, ISOLATION, INPUT = USER_CHAIN, "LOCKER_ISOLATION", "LOCKER_INPUT"
 
@@ -56,19 +71,24 @@ USER, ISOLATION, INPUT = USER_CHAIN, "LOCKER_ISOLATION", "LOCKER_INPUT"
 ENTRY_CHAINS: dict[str, tuple[str, ...]] = {
     FILTER: (FORWARD, USER, ISOLATION, INPUT),
     NAT: (PREROUTING, POSTROUTING),
+    FILTER6: (FORWARD, USER, ISOLATION, INPUT),
+    NAT6: (PREROUTING, POSTROUTING),
 }
 #: Chains whose rules Locker never reads (nor reports, nor removes).
 UNREAD_CHAINS = frozenset({USER})
 LOOPBACK = "127.0.0.0/8"
-TABLES = (FILTER, NAT)
+LOOPBACK6 = "::1/128"
+#: The order of the commits of one transaction.
+TABLES = (FILTER, NAT, FILTER6, NAT6)
 
 #: iptables chain names: at most 28 characters (XT_EXTENSION_MAXNAMELEN 29
 #: with the NUL; ``iptables -N`` refuses longer ones).
 CHAIN_MAX = 28
 #: The prefix of each project's own chain, per table, and the shared chain
 #: holding the dispatch rule into it.
-PROJECT_PREFIX = {FILTER: "LOCKER_FWD_", NAT: "LOCKER_PRE_"}
-DISPATCH_CHAIN = {FILTER: FORWARD, NAT: PREROUTING}
+PROJECT_PREFIX = {FILTER: "LOCKER_FWD_", NAT: "LOCKER_PRE_",
+                  FILTER6: "LOCKER_FWD_", NAT6: "LOCKER_PRE_"}
+DISPATCH_CHAIN = {FILTER: FORWARD, NAT: PREROUTING, FILTER6: FORWARD, NAT6: PREROUTING}
 
 #: iptables keeps comments of up to 255 bytes plus the NUL; python-iptables
 #: cuts longer ones silently.
@@ -78,6 +98,7 @@ IFNAME_PATTERN = re.compile(r"[A-Za-z0-9_.-]+")
 RELATED_ESTABLISHED = "RELATED,ESTABLISHED"
 DNAT_STATE = "DNAT"
 NOT_REPLY = "!" + RELATED_ESTABLISHED
+NEW_STATE = "NEW"
 NOT_REPLY_OR_DNAT = "!RELATED,ESTABLISHED,DNAT"
 
 
@@ -165,6 +186,25 @@ def pre_chain(project: str) -> str:
     return project_chain(NAT, project)
 
 
+def filter_table(family: int) -> str:
+    return FILTER6 if family == 6 else FILTER
+
+
+def nat_table(family: int) -> str:
+    return NAT6 if family == 6 else NAT
+
+
+def saver(table: str) -> str:
+    """The command that lists the table's store, for people."""
+    return f"ip6tables-legacy-save -t {BASE[table]}" if FAMILY[table] == 6 \
+        else f"iptables-legacy-save -t {table}"
+
+
+def table_label(table: str) -> str:
+    """How messages name a table: ``nat``, ``ip6 nat``."""
+    return f"ip6 {BASE[table]}" if FAMILY[table] == 6 else table
+
+
 def dispatch_spec(table: str, project: str) -> Spec:
     """The rule of the shared chain that leads into the project's own chain."""
     return Spec(table, DISPATCH_CHAIN[table], project_chain(table, project),
@@ -176,23 +216,34 @@ def jump_specs() -> list[Spec]:
     and inserted: each first in its built-in chain, and the jumps to
     LOCKER_USER and LOCKER_ISOLATION as the first two rules of
     LOCKER_FORWARD (``HEAD``)."""
+    return _JUMPS
+
+
+def _jumps(family: int) -> list[Spec]:
+    nat, filter_ = nat_table(family), filter_table(family)
+    # [::1] cannot be DNATed to a container (IPv6 has no route_localnet): it
+    # keeps reaching the host's own sockets.
+    local = "!" + LOOPBACK6 if family == 6 else None
     return [
-        Spec(NAT, "PREROUTING", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
-        Spec(NAT, "OUTPUT", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
-        Spec(NAT, "POSTROUTING", POSTROUTING, JUMP_COMMENT),
-        Spec(FILTER, "FORWARD", FORWARD, JUMP_COMMENT),
-        Spec(FILTER, "INPUT", INPUT, JUMP_COMMENT),
-        *HEAD,
+        Spec(nat, "PREROUTING", PREROUTING, JUMP_COMMENT, dst_type="LOCAL"),
+        Spec(nat, "OUTPUT", PREROUTING, JUMP_COMMENT, dst=local, dst_type="LOCAL"),
+        Spec(nat, "POSTROUTING", POSTROUTING, JUMP_COMMENT),
+        Spec(filter_, "FORWARD", FORWARD, JUMP_COMMENT),
+        Spec(filter_, "INPUT", INPUT, JUMP_COMMENT),
+        *HEADS[filter_],
     ]
 
 
 #: The first rules of LOCKER_FORWARD, in this order: the administrator's
 #: chain before any accept of Locker's, then every project's deny rule.
-HEAD = (Spec(FILTER, FORWARD, USER, JUMP_COMMENT), Spec(FILTER, FORWARD, ISOLATION, JUMP_COMMENT))
+HEADS = {table: (Spec(table, FORWARD, USER, JUMP_COMMENT),
+                 Spec(table, FORWARD, ISOLATION, JUMP_COMMENT)) for table in (FILTER, FILTER6)}
+HEAD = HEADS[FILTER]
+_JUMPS = _jumps(4) + _jumps(6)
 
 
-def _host(address: IPv4Address) -> str:
-    return f"{address}/32"
+def _host(address: IPv4Address | IPv6Address) -> str:
+    return f"{address}/{address.max_prefixlen}"
 
 
 def _tag(project: str, purpose: str, container: str | None = None,
@@ -204,15 +255,15 @@ def _tag(project: str, purpose: str, container: str | None = None,
                            "letters and digits, at most 32 characters.") from None
 
 
-def masquerade_spec(project: str, network: IPv4Network) -> Spec:
-    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "masquerade"),
+def masquerade_spec(project: str, network: IPv4Network | IPv6Network) -> Spec:
+    return Spec(nat_table(network.version), POSTROUTING, "MASQUERADE", _tag(project, "masquerade"),
                 src=str(network), dst="!" + str(network))
 
 
-def hairpin_spec(project: str, network: IPv4Network) -> Spec:
+def hairpin_spec(project: str, network: IPv4Network | IPv6Network) -> Spec:
     """Masquerade of forwarded (DNATed) traffic from the subnet back into it:
     a container reaching a forward through a host address gets replies."""
-    return Spec(NAT, POSTROUTING, "MASQUERADE", _tag(project, "hairpin"),
+    return Spec(nat_table(network.version), POSTROUTING, "MASQUERADE", _tag(project, "hairpin"),
                 src=str(network), dst=str(network), ctstate=DNAT_STATE)
 
 
@@ -230,23 +281,23 @@ def _check_ifname(name: object) -> str:
     return name
 
 
-def outbound_spec(project: str, name: str) -> Spec:
+def outbound_spec(project: str, name: str, family: int = 4) -> Spec:
     name = _check_ifname(name)
-    return Spec(FILTER, fwd_chain(project), "ACCEPT", _tag(project, "outbound"),
+    return Spec(filter_table(family), fwd_chain(project), "ACCEPT", _tag(project, "outbound"),
                 in_iface=name, out_iface="!" + name)
 
 
-def replies_spec(project: str, name: str) -> Spec:
-    return Spec(FILTER, fwd_chain(project), "ACCEPT", _tag(project, "replies"),
+def replies_spec(project: str, name: str, family: int = 4) -> Spec:
+    return Spec(filter_table(family), fwd_chain(project), "ACCEPT", _tag(project, "replies"),
                 out_iface=_check_ifname(name), ctstate=RELATED_ESTABLISHED)
 
 
-def deny_spec(project: str, name: str) -> Spec:
+def deny_spec(project: str, name: str, family: int = 4) -> Spec:
     """Drop new connections into the bridge from any other interface that
     were not DNATed (forwards) and are no replies (in LOCKER_ISOLATION,
     before every project's accepts)."""
     name = _check_ifname(name)
-    return Spec(FILTER, ISOLATION, "DROP", _tag(project, "deny"),
+    return Spec(filter_table(family), ISOLATION, "DROP", _tag(project, "deny"),
                 in_iface="!" + name, out_iface=name, ctstate=NOT_REPLY_OR_DNAT)
 
 
@@ -257,11 +308,14 @@ def guard_spec(project: str, name: str) -> Spec:
                 dst=LOOPBACK, in_iface=_check_ifname(name), ctstate=NOT_REPLY)
 
 
-def isolate_spec(project: str, name: str, gateway: IPv4Address) -> Spec:
+def isolate_spec(project: str, name: str, gateway: IPv4Address | IPv6Address) -> Spec:
     """Drop new connections from the bridge to the host's addresses other
-    than the gateway (isolated projects)."""
-    return Spec(FILTER, INPUT, "DROP", _tag(project, "isolate"),
-                dst="!" + _host(gateway), in_iface=_check_ifname(name), ctstate=NOT_REPLY)
+    than the gateway (isolated projects). In IPv6 state NEW only: neighbour
+    discovery goes to the host's link-local and multicast addresses and
+    conntrack tracks none of it, so "not a reply" would drop it too."""
+    return Spec(filter_table(gateway.version), INPUT, "DROP", _tag(project, "isolate"),
+                dst="!" + _host(gateway), in_iface=_check_ifname(name),
+                ctstate=NEW_STATE if gateway.version == 6 else NOT_REPLY)
 
 
 def nat_specs(bridge: Bridge) -> list[Spec]:
@@ -273,7 +327,19 @@ def nat_specs(bridge: Bridge) -> list[Spec]:
              guard_spec(project, name)]
     if bridge.isolated:
         specs.append(isolate_spec(project, name, bridge.gateway))
+    if bridge.network6 is not None:
+        network6 = bridge.network6
+        if bridge.nat6:
+            specs.append(masquerade_spec(project, network6))
+        specs += [hairpin_spec(project, network6), outbound_spec(project, name, 6),
+                  replies_spec(project, name, 6), deny_spec(project, name, 6)]
+        if bridge.isolated:
+            specs.append(isolate_spec(project, name, bridge.gateway6))
     return specs
+
+
+def _endpoint(address: IPv4Address | IPv6Address, port: int) -> str:
+    return f"[{address}]:{port}" if address.version == 6 else f"{address}:{port}"
 
 
 def _last(first: int, forward: Forward) -> int | None:
@@ -284,10 +350,10 @@ def dnat_spec(forward: Forward) -> Spec:
     """The forward's DNAT; for a range the shifted port map
     ``IP:CS-CE/HS`` (host port HS+i to container port CS+i)."""
     host_ip = None if forward.host_ip is None else _host(forward.host_ip)
-    destination = f"{forward.container_ip}:{forward.container_port}"
+    destination = _endpoint(forward.container_ip, forward.container_port)
     if forward.count > 1:
         destination += f"-{forward.container_end}/{forward.host_port}"
-    return Spec(NAT, pre_chain(forward.project), "DNAT",
+    return Spec(nat_table(forward.container_ip.version), pre_chain(forward.project), "DNAT",
                 _tag(forward.project, "dnat", forward.container),
                 protocol=forward.protocol, dst=host_ip, dport=forward.host_port,
                 dport_last=_last(forward.host_port, forward),
@@ -297,7 +363,7 @@ def dnat_spec(forward: Forward) -> Spec:
 def accept_spec(forward: Forward) -> Spec:
     """The accept for the traffic this forward's DNAT translated (and no
     other traffic to the container's port)."""
-    return Spec(FILTER, fwd_chain(forward.project), "ACCEPT",
+    return Spec(filter_table(forward.container_ip.version), fwd_chain(forward.project), "ACCEPT",
                 _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port, ctstate=DNAT_STATE,
@@ -307,12 +373,14 @@ def accept_spec(forward: Forward) -> Spec:
                 ctorigdstport_last=_last(forward.host_port, forward))
 
 
-def former_accept_spec(forward: Forward) -> Spec:
+def former_accept_spec(forward: Forward) -> Spec | None:
     """The accept earlier versions wrote for a forward (any forwarded
     traffic to the container's port, shared by forwards to that port), in
     the shared chain where they wrote it. Adding or removing the forward
     deletes it, so an upgraded host does not keep letting through what the
-    forward no longer should."""
+    forward no longer should. None for IPv6 (never written)."""
+    if forward.container_ip.version == 6:
+        return None
     return Spec(FILTER, FORWARD, "ACCEPT", _tag(forward.project, "forward", forward.container),
                 protocol=forward.protocol, dst=_host(forward.container_ip),
                 dport=forward.container_port, dport_last=_last(forward.container_port, forward))
@@ -326,11 +394,11 @@ def forward_specs(forward: Forward) -> list[Spec]:
 
 def link_specs(link: Link) -> list[Spec]:
     a, b = _host(link.container_ip), _host(link.peer_ip)
-    chain = fwd_chain(link.project)
+    chain, table = fwd_chain(link.project), filter_table(link.container_ip.version)
     return [
-        Spec(FILTER, chain, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
+        Spec(table, chain, "ACCEPT", _tag(link.project, "link", link.container, link.peer),
              src=a, dst=b),
-        Spec(FILTER, chain, "ACCEPT",
+        Spec(table, chain, "ACCEPT",
              _tag(link.project, "link-back", link.container, link.peer), src=b, dst=a),
     ]
 
@@ -343,10 +411,21 @@ def unique(specs: Iterable[Spec]) -> list[Spec]:
 # ------------------------------------------------------------- reading back
 
 
-def _bare_ip(text: str | None) -> IPv4Address | None:
-    if text is None or text.startswith("!") or not text.endswith("/32"):
+def _bare_ip(text: str | None) -> IPv4Address | IPv6Address | None:
+    """The address of ``A/32`` or ``A/128``."""
+    if text is None or text.startswith("!") or "/" not in text:
         return None
-    return IPv4Address(text[:-3])
+    address, _, length = text.partition("/")
+    ip = ip_address(address)
+    return ip if length == str(ip.max_prefixlen) else None
+
+
+def _from_endpoint(text: str) -> tuple[IPv4Address | IPv6Address, int]:
+    """(address, first port) of ``A:PORT``, ``[A]:PORT`` or of a shifted
+    port map ``...:FIRST-LAST/BASE``."""
+    address, _, ports = text.rpartition(":")
+    return (ip_address(address.removeprefix("[").removesuffix("]")),
+            int(ports.partition("-")[0].partition("/")[0]))
 
 
 Key = tuple  # (purpose, value) or (purpose, project, network or bridge name)
@@ -357,17 +436,16 @@ def _count(first: int | None, last: int | None) -> int:
 
 
 def _forward_from_dnat(tag: Tag, spec: Spec) -> Key:
-    address, _, ports = (spec.to_destination or "").partition(":")
-    port = ports.partition("-")[0]
-    return ("dnat", Forward(tag.project, tag.container, spec.dport, IPv4Address(address),
-                            int(port), spec.protocol, _bare_ip(spec.dst),
+    address, port = _from_endpoint(spec.to_destination or "")
+    return ("dnat", Forward(tag.project, tag.container, spec.dport, address,
+                            port, spec.protocol, _bare_ip(spec.dst),
                             _count(spec.dport, spec.dport_last)))
 
 
 def _forward_from_accept(tag: Tag, spec: Spec) -> Key:
     return ("forward", Forward(
         tag.project, tag.container, spec.ctorigdstport, _bare_ip(spec.dst), spec.dport,
-        spec.protocol, None if spec.ctorigdst is None else IPv4Address(spec.ctorigdst),
+        spec.protocol, None if spec.ctorigdst is None else ip_address(spec.ctorigdst),
         _count(spec.ctorigdstport, spec.ctorigdstport_last)))
 
 
@@ -378,23 +456,38 @@ def _link(tag: Tag, spec: Spec) -> Key:
     return (tag.purpose, Link(tag.project, tag.container, source, tag.peer, destination))
 
 
-#: purpose -> (the key a spec of that purpose stands for, the spec of a key).
+def _family(spec: Spec) -> int:
+    return FAMILY[spec.table]
+
+
+def _named(purpose: str) -> tuple:
+    """(to key, to spec) of a purpose whose rule names the bridge only."""
+    make = {"outbound": outbound_spec, "replies": replies_spec, "deny": deny_spec}[purpose]
+    field = "in_iface" if purpose == "outbound" else "out_iface"
+    return (lambda tag, spec: (key_purpose(purpose, _family(spec)), tag.project,
+                               getattr(spec, field)),
+            lambda key: make(key[1], key[2], tag_purpose(key[0])[1]))
+
+
+def _networked(purpose: str) -> tuple:
+    make = {"masquerade": masquerade_spec, "hairpin": hairpin_spec}[purpose]
+    return (lambda tag, spec: (key_purpose(purpose, _family(spec)), tag.project,
+                               ip_network(spec.src)),
+            lambda key: make(key[1], key[2]))
+
+
+#: tag purpose -> (the key a spec of that purpose stands for, the spec of a key).
 _PURPOSES = {
-    "masquerade": (lambda tag, spec: ("masquerade", tag.project, IPv4Network(spec.src)),
-                   lambda key: masquerade_spec(key[1], key[2])),
-    "hairpin": (lambda tag, spec: ("hairpin", tag.project, IPv4Network(spec.src)),
-                lambda key: hairpin_spec(key[1], key[2])),
+    "masquerade": _networked("masquerade"),
+    "hairpin": _networked("hairpin"),
     "localhost": (lambda tag, spec: ("localhost", tag.project, spec.out_iface),
                   lambda key: localhost_spec(key[1], key[2])),
-    "outbound": (lambda tag, spec: ("outbound", tag.project, spec.in_iface),
-                 lambda key: outbound_spec(key[1], key[2])),
-    "replies": (lambda tag, spec: ("replies", tag.project, spec.out_iface),
-                lambda key: replies_spec(key[1], key[2])),
-    "deny": (lambda tag, spec: ("deny", tag.project, spec.out_iface),
-             lambda key: deny_spec(key[1], key[2])),
+    "outbound": _named("outbound"),
+    "replies": _named("replies"),
+    "deny": _named("deny"),
     "guard": (lambda tag, spec: ("guard", tag.project, spec.in_iface),
               lambda key: guard_spec(key[1], key[2])),
-    "isolate": (lambda tag, spec: ("isolate", tag.project,
+    "isolate": (lambda tag, spec: (key_purpose("isolate", _family(spec)), tag.project,
                                    (spec.in_iface, _bare_ip((spec.dst or "")[1:]))),
                 lambda key: isolate_spec(key[1], *key[2])),
     "dnat": (_forward_from_dnat, lambda key: dnat_spec(key[1])),
@@ -420,7 +513,7 @@ def parse(spec: Spec | None) -> Key | None:
 
 def spec_of(key: Key) -> Spec:
     """The rule Locker writes for a key (of a rule ``parse`` read)."""
-    return _PURPOSES[key[0]][1](key)
+    return _PURPOSES[tag_purpose(key[0])[0]][1](key)
 
 
 #: Purposes whose rules sit in the project's own chains.
@@ -442,7 +535,7 @@ def parse_legacy(spec: Spec | None) -> Key | None:
     ``LOCKER_PREROUTING``) instead of the project's own."""
     if spec is None or spec.tag is None or spec.tag.purpose not in _PURPOSES:
         return None
-    if legacy_chain(spec) != spec.chain:
+    if FAMILY.get(spec.table) != 4 or legacy_chain(spec) != spec.chain:
         return None
     now = {"dnat": pre_chain}.get(spec.tag.purpose, fwd_chain)(spec.tag.project)
     if now == spec.chain:

@@ -14,6 +14,7 @@ import ctypes
 from typing import TypeVar
 
 XT_EXTENSION_MAXNAMELEN = 29
+XT_INV_PROTO = 0x40                         # ipt_ip / ip6t_ip6 invflags: ! -p
 NF_INET_ADDR = ctypes.c_ubyte * 16          # union nf_inet_addr (an IPv4 address: first 4)
 BE16 = ctypes.c_uint16.__ctype_be__         # __be16
 
@@ -76,6 +77,7 @@ XT_CONNTRACK_ORIGDST_PORT = 1 << 9
 # the SNAT/DNAT pseudo-states after IP_CT_NUMBER (5).
 CT_STATE_ESTABLISHED = 1 << 1
 CT_STATE_RELATED = 1 << 2
+CT_STATE_NEW = 1 << 3
 CT_STATE_DNAT = 1 << 7
 
 
@@ -97,6 +99,11 @@ class NatRange2(ctypes.Structure):
 NF_NAT_RANGE_MAP_IPS = 1 << 0
 NF_NAT_RANGE_PROTO_SPECIFIED = 1 << 1
 NF_NAT_RANGE_PROTO_OFFSET = 1 << 5
+
+
+def align(size: int) -> int:
+    """XT_ALIGN: the size rounded up to 8 (the alignment of u_int64_t)."""
+    return (size + 7) & ~7
 
 Structure = TypeVar("Structure", bound=ctypes.Structure)
 

@@ -83,13 +83,14 @@ def filled(netns):
     return netns
 
 
-def _tables():
+def _tables(names=("nat", "filter")):
     from locker_iptables.kernel import load_iptc
     from locker_iptables.loader import only_tables
+    from locker_iptables.rules import BASE, FAMILY
     iptc = load_iptc()
-    with only_tables(iptc, ["nat", "filter"]):
-        for name in ("nat", "filter"):
-            table = iptc.Table(name)
+    with only_tables(iptc, list(names)):
+        for name in names:
+            table = (iptc.Table6 if FAMILY[name] == 6 else iptc.Table)(BASE[name])
             table.refresh()
             yield iptc, name, table
 
@@ -151,13 +152,15 @@ def test_lockers_rules_are_read_from_their_bytes(filled, monkeypatch) -> None:
 def test_built_entries_are_those_of_python_iptables(netns) -> None:
     from locker_iptables import rules
     from locker_iptables.entries import RuleBuilder, build_rule
-    tables = {name: (iptc, table) for iptc, name, table in _tables()}
-    iptc, nat = tables["nat"]
-    for chain in ("LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_PRE_alpha"):
-        nat.create_chain(chain)
-    for chain in ("LOCKER_FORWARD", "LOCKER_FWD_alpha", "LOCKER_USER", "LOCKER_ISOLATION",
-                  "LOCKER_INPUT"):
-        tables["filter"][1].create_chain(chain)
+    tables = {name: (iptc, table) for iptc, name, table in _tables(rules.TABLES)}
+    iptc = tables["nat"][0]
+    for nat in ("nat", "nat6"):
+        for chain in ("LOCKER_PREROUTING", "LOCKER_POSTROUTING", "LOCKER_PRE_alpha"):
+            tables[nat][1].create_chain(chain)
+    for filter_ in ("filter", "filter6"):
+        for chain in ("LOCKER_FORWARD", "LOCKER_FWD_alpha", "LOCKER_USER", "LOCKER_ISOLATION",
+                      "LOCKER_INPUT"):
+            tables[filter_][1].create_chain(chain)
     from dataclasses import replace
     specs = (rules.jump_specs() + rules.nat_specs(replace(BRIDGE, isolated=True))
              + rules.link_specs(LINK)
@@ -182,7 +185,7 @@ def test_a_deleted_rule_is_restored_as_it_was(filled) -> None:
                     continue
                 for entry in read_chain(iptc, name, table, chain, specs=False):
                     _delete_at(table, chain, entry.index)
-                    restore(iptc, table, chain, entry, entry.index)
+                    restore(iptc, name, table, chain, entry, entry.index)
             table.commit()
         finally:
             table.autocommit = True

@@ -7,8 +7,10 @@ import fcntl
 import os
 import shlex
 import shutil
+import signal
 import subprocess
 import sys
+import tempfile
 import time
 from ipaddress import IPv4Address, IPv4Network
 
@@ -1028,6 +1030,7 @@ class Wire:
         self.host, self.container, self.neighbour = host, factory("lkc"), factory("lkn")
         self.sibling = factory("lks")
         self.servers: list[subprocess.Popen] = []
+        self.pgids = tempfile.mkstemp(prefix="locker-wire-")[1]
         run = host.run
         run(["sysctl", "-qw", "net.ipv4.ip_forward=1"])
         run(["ip", "link", "add", "locker_alpha", "type", "bridge"])
@@ -1050,9 +1053,14 @@ class Wire:
         self.serve(self.container, "10.1.1.2", 80)
 
     def serve(self, ns, address: str, port: int) -> None:
+        # A session of its own: `ip netns exec` runs the server as its child,
+        # which killing `ip` alone would leave running.
         server = subprocess.Popen(["ip", "netns", "exec", ns.name, sys.executable, "-c", ECHO,
-                                   address, str(port)], stdout=subprocess.PIPE, text=True)
+                                   address, str(port)], stdout=subprocess.PIPE, text=True,
+                                  start_new_session=True)
         self.servers.append(server)
+        with open(self.pgids, "a") as pgids:  # also from the test's own process
+            pgids.write(f"{server.pid}\n")
         assert server.stdout.readline().strip() == "ready"
 
     def fetch(self, ns, url: str) -> str:
@@ -1060,8 +1068,16 @@ class Wire:
         return ns.run([sys.executable, "-c", FETCH, url]).stdout.strip()
 
     def close(self) -> None:
+        """Stop every server, also those the test's own process (a fork,
+        see ``locker.testing.pytest_plugin``) started."""
+        with open(self.pgids) as pgids:
+            for pgid in {int(line) for line in pgids}:
+                try:
+                    os.killpg(pgid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+        os.unlink(self.pgids)
         for server in self.servers:
-            server.kill()
             server.wait()
 
 

@@ -11,6 +11,11 @@ section's ``list_rules`` reads the kernel again. A changing hook without a
 view of its project (or touching several projects) reads for itself, and
 a transaction that fails on a view is retried once on a fresh read. Each
 hook writes at most one nft transaction.
+
+IPv6: the values of a project with IPv6 go into the mirror table ``ip6
+locker`` (``family``), in the same transaction as the IPv4 ones; the
+backend keeps one ``TableState`` per table. The ``ip6`` table is made only
+once a value needs it.
 """
 
 from __future__ import annotations
@@ -25,8 +30,12 @@ from locker.hookspecs import hookimpl
 from locker.model import Availability, Blocker, Bridge, Forward, Link, Ruleset, TaggedRule
 
 from locker_nftables import kernel, layout, rules
+from locker_nftables.family import FAMILIES, IP, IP6, of_version
 from locker_nftables.kernel import FAMILY, TABLE, Command
 from locker_nftables.state import Found, TableState, rule_for_key
+
+#: The states of Locker's tables by family.
+States = dict[str, TableState]
 
 #: A value's piece Locker wants: its key, and the rule or the element that is it.
 Piece = tuple[Any, "rules.Rule | None", "tuple[layout.Element, ...]"]
@@ -70,7 +79,7 @@ class NftablesBackend:
                             details={"nftables": version, "table": f"{FAMILY} {TABLE}"})
 
     def __init__(self) -> None:
-        self._view: TableState | None = None
+        self._view: States | None = None
 
     # ---------------------------------------------------------------- adding
 
@@ -111,6 +120,7 @@ class NftablesBackend:
     @hookimpl
     def remove_nat(self, bridges: Sequence[Bridge]) -> None:
         rules.nat_doomed(bridges, set())   # checks the values before anything is read
+        # each table's keys alone: the IPv4 ones decide what of the IPv4 rules stays
         self._remove({b.project for b in bridges},
                      lambda state: state.with_keys(rules.nat_doomed(bridges, state.keys())),
                      "remove network rules")
@@ -129,14 +139,14 @@ class NftablesBackend:
 
     @hookimpl
     def list_rules(self, project: str | None) -> Ruleset:
-        state = TableState.read(project)
-        self._view = state if project is not None else None
-        found = rules.values(state.keys(project))
+        states = {family: TableState.read(project, family) for family in FAMILIES}
+        self._view = states if project is not None else None
+        found = rules.values(set().union(*(s.keys(project) for s in states.values())))
         unrecognised = tuple(TaggedRule(f.tag.project, f.comment, f.location, f.text)
-                             for f in state.unrecognised(project))
-        missing = tuple(state.entry_missing(project))
+                             for s in states.values() for f in s.unrecognised(project))
+        missing = tuple(m for s in states.values() for m in s.entry_missing(project))
         return Ruleset(nat=found.nat, forwards=found.forwards, links=found.links,
-                       jumps=state.exists and not missing, partial=found.partial,
+                       jumps=states[IP].exists and not missing, partial=found.partial,
                        unrecognised=unrecognised, entry_missing=missing)
 
     # ------------------------------------------------------------- blockers
@@ -163,79 +173,64 @@ class NftablesBackend:
         """Apply one transaction. The single seam tests use to inject faults."""
         kernel.run(commands, what)
 
-    def _state(self, projects: set[str], fresh: bool = False) -> tuple[TableState, bool]:
-        """The state to work on, and whether it is the view (not read now)."""
+    def _state(self, projects: set[str], fresh: bool = False) -> tuple[States, bool]:
+        """The states to work on, and whether they are the view (not read now)."""
         scope = next(iter(projects)) if len(projects) == 1 else None
         if not fresh and self._view is not None and scope is not None \
-                and self._view.scope == scope:
+                and self._view[IP].scope == scope:
             return self._view, True
-        state = TableState.read(scope)
-        if self._view is not None and (scope is None or self._view.scope == scope):
-            self._view = None if scope is None else state
-        return state, False
+        states = {family: TableState.read(scope, family) for family in FAMILIES}
+        if self._view is not None and (scope is None or self._view[IP].scope == scope):
+            self._view = None if scope is None else states
+        return states, False
 
     def _add(self, wanted: list[Piece], what: str) -> None:
         if not wanted:
             return
         projects = {rules.project_of(key) for key, _, _ in wanted}
-        state, cached = self._state(projects)
+        states, cached = self._state(projects)
         try:
-            self._add_to(state, projects, wanted, what)
+            self._add_to(states, projects, wanted, what)
         except BackendError:
             if not cached:
                 raise
             self._view = None
             self._add_to(self._state(projects, fresh=True)[0], projects, wanted, what)
 
-    def _add_to(self, state: TableState, projects: set[str], wanted: list[Piece],
+    def _add_to(self, states: States, projects: set[str], wanted: list[Piece],
                 what: str) -> None:
-        legacy = [f for p in projects for f in state.of(p) if f.legacy]
-        present = {k for k in state.keys() if k not in {f.key for f in legacy}}
-        slots = {(e.store, e.key): f for f in state.found for e in f.elements}
-        moved = [(f.key, *rule_for_key(f.key)) for f in legacy]
-        gone = list(legacy)
-        added, commands = [], [c for f in legacy for c in f.delete]
-        for key, rule, elements in wanted + moved:
-            if key in present:
+        """One transaction for both tables: each table takes the pieces of
+        its family; the ip6 table is set up only when it gets some or is
+        there and damaged."""
+        commands: list[Command] = []
+        commits = []
+        for family in FAMILIES:
+            state = states[family]
+            mine = [p for p in wanted if of_version(rules.key_version(p[0])) == family]
+            if family == IP6 and not mine and not state.exists:
                 continue
-            present.add(key)
-            if elements:
-                for element in elements:
-                    occupant = slots.get((element.store, element.key))
-                    if occupant is not None and all(occupant is not g for g in gone):
-                        gone.append(occupant)
-                        commands.extend(occupant.delete)
-                commands.extend(element.add_command() for element in elements)
-                added.append((key, elements[0].comment,
-                              f"{FAMILY} {TABLE} map {elements[0].store}", elements))
-            else:
-                commands.append(rule.add_command())
-                added.append((key, rule.comment, f"{FAMILY} {TABLE} {rule.chain}", ()))
-        damaged = any(state.entry_missing(p) for p in projects) or not state.exists
-        if not commands and not damaged:
+            planned = _plan_add(state, projects, mine)
+            if planned is not None:
+                commands += state.commands(planned[0])
+                commits.append(planned[1])
+        if not commands:
             return
-        setup = state.base_setup()
-        for project in sorted(projects):
-            setup += state.project_setup(project)
-        self._commit(setup + kernel.grouped(commands), what)
-        state.committed_base()
-        for project in projects:
-            state.committed_project(project)
-        state.committed_removal(gone)
-        for item in added:
-            state.committed_addition(*item)
+        self._commit(commands, what)
+        for commit in commits:
+            commit()
 
     def _remove(self, projects: set[str], doomed: Callable[[TableState], list[Found]],
                 what: str, teardown: bool = False) -> None:
-        """Delete what ``doomed`` picks from the state, and the skeleton of
-        each project left with nothing in its own chains and stores."""
+        """Delete what ``doomed`` picks from each table's state, and the
+        skeleton of each project left with nothing in its own chains and
+        stores of a table."""
         if not projects:
             return
-        state, cached = self._state(projects)
-        if cached and any(state.needs_handles(p) for p in projects):
-            state, cached = self._state(projects, fresh=True)
+        states, cached = self._state(projects)
+        if cached and any(s.needs_handles(p) for s in states.values() for p in projects):
+            states, cached = self._state(projects, fresh=True)
         try:
-            self._remove_from(state, projects, doomed, what, teardown)
+            self._remove_from(states, projects, doomed, what, teardown)
         except BackendError:
             if not cached:
                 raise
@@ -243,25 +238,78 @@ class NftablesBackend:
             self._remove_from(self._state(projects, fresh=True)[0], projects, doomed, what,
                               teardown)
 
-    def _remove_from(self, state: TableState, projects: set[str],
+    def _remove_from(self, states: States, projects: set[str],
                      doomed: Callable[[TableState], list[Found]], what: str,
                      teardown: bool) -> None:
-        gone = doomed(state)
-        commands = [c for f in gone for c in f.delete]
-        if not commands and not (teardown and any(
-                state.skeleton_of(p) for p in projects)):
-            return
-        state.committed_removal(gone)   # undone below if the kernel refuses
-        emptied = [p for p in sorted(projects) if not state.owns_rules(p)]
-        try:
+        commands: list[Command] = []
+        done: list[tuple[TableState, list[Found], list[str]]] = []
+        for family in FAMILIES:
+            state = states[family]
+            gone = doomed(state)
+            deletes = [c for f in gone for c in f.delete]
+            if not deletes and not (teardown and any(state.skeleton_of(p) for p in projects)):
+                continue
+            state.committed_removal(gone)   # undone below if the kernel refuses
+            emptied = [p for p in sorted(projects) if not state.owns_rules(p)]
             teardowns = [c for p in emptied for c in state.project_teardown(p)]
-            self._commit(state.base_setup() + kernel.grouped(commands) + teardowns, what)
+            base = state.base_setup() if family == IP or state.exists else []
+            commands += state.commands(base + kernel.grouped(deletes) + teardowns)
+            done.append((state, gone, emptied))
+        if not commands:
+            return
+        try:
+            self._commit(commands, what)
         except BackendError:
-            state.found.extend(gone)
+            for state, gone, _ in done:
+                state.found.extend(gone)
             raise
+        for state, _, emptied in done:
+            state.committed_base()
+            for project in emptied:
+                state.committed_teardown(project)
+
+
+def _plan_add(state: TableState, projects: set[str], wanted: list[Piece]):
+    """The commands (in the ip family's words) that add ``wanted`` to one
+    table and move its projects' rules of the old layout, and what to note
+    in the state once they are committed; None when there is nothing to do."""
+    legacy = [f for p in projects for f in state.of(p) if f.legacy]
+    present = {k for k in state.keys() if k not in {f.key for f in legacy}}
+    slots = {(e.store, e.key): f for f in state.found for e in f.elements}
+    moved = [(f.key, *rule_for_key(f.key)) for f in legacy]
+    gone = list(legacy)
+    added, commands = [], [c for f in legacy for c in f.delete]
+    for key, rule, elements in wanted + moved:
+        if key in present:
+            continue
+        present.add(key)
+        if elements:
+            for element in elements:
+                occupant = slots.get((element.store, element.key))
+                if occupant is not None and all(occupant is not g for g in gone):
+                    gone.append(occupant)
+                    commands.extend(occupant.delete)
+            commands.extend(element.add_command() for element in elements)
+            added.append((key, elements[0].comment,
+                          f"{state.family} {TABLE} map {elements[0].store}", elements))
+        else:
+            commands.append(rule.add_command())
+            added.append((key, rule.comment, f"{state.family} {TABLE} {rule.chain}", ()))
+    damaged = any(state.entry_missing(p) for p in projects) or not state.exists
+    if not commands and not damaged:
+        return None
+    setup = state.base_setup()
+    for project in sorted(projects):
+        setup += state.project_setup(project)
+
+    def commit() -> None:
         state.committed_base()
-        for project in emptied:
-            state.committed_teardown(project)
+        for project in projects:
+            state.committed_project(project)
+        state.committed_removal(gone)
+        for item in added:
+            state.committed_addition(*item)
+    return setup + kernel.grouped(commands), commit
 
 
 LEGACY_FORWARD = "iptables-legacy chain filter FORWARD"

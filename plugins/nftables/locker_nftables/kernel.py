@@ -122,7 +122,7 @@ def read(commands: list[Command], what: str) -> list[list[dict] | None]:
     return found
 
 
-def list_rules_only() -> list[dict] | None:
+def list_rules_only(family: str = FAMILY) -> list[dict] | None:
     """Locker's table without the elements of its maps and sets: its
     chains, rules and the maps' and sets' definitions; None when the table
     does not exist.
@@ -139,17 +139,17 @@ def list_rules_only() -> list[dict] | None:
     ctx = _context()
     ctx.set_terse_output(True)
     rc, output, error = ctx.cmd(json.dumps({"nftables": [{"list": {"ruleset": {
-        "family": FAMILY}}}]}))
+        "family": family}}}]}))
     if rc != 0:
         detail = " ".join(str(error).split()) or f"return code {rc}"
-        raise BackendError(f"nftables refused to list the {FAMILY} ruleset: {detail}")
+        raise BackendError(f"nftables refused to list the {family} ruleset: {detail}")
     found, exists = [], False
     for item in json.loads(output).get("nftables", []) if output else ():
         (kind, body), = item.items()
         if kind == "table":
-            exists = exists or (body.get("family"), body.get("name")) == (FAMILY, TABLE)
+            exists = exists or (body.get("family"), body.get("name")) == (family, TABLE)
         elif kind != "metainfo" and isinstance(body, dict) and body.get("table") == TABLE \
-                and body.get("family") == FAMILY:
+                and body.get("family") == family:
             found.append(item)
     return found if exists else None
 
@@ -158,24 +158,24 @@ def _missing(error: str) -> bool:
     return "No such file or directory" in str(error)
 
 
-def list_table() -> list[dict] | None:
-    """The JSON objects of Locker's table (chains and rules), or None when
-    the table does not exist. Reads only Locker's own table, whose JSON
-    form Locker controls."""
-    listing = {"list": {"table": {"family": FAMILY, "name": TABLE}}}
+def list_table(family: str = FAMILY) -> list[dict] | None:
+    """The JSON objects of Locker's table (chains and rules) of ``family``
+    (``ip``, or ``ip6``: the IPv6 mirror), or None when the table does not
+    exist. Reads only Locker's own table, whose JSON form Locker controls."""
+    listing = {"list": {"table": {"family": family, "name": TABLE}}}
     try:
-        output = run([listing], f"list table {FAMILY} {TABLE}")
+        output = run([listing], f"list table {family} {TABLE}")
     except BackendError:
-        if not table_exists():
+        if not table_exists(family):
             return None
         raise
-    return list(output.get("nftables", []))
+    return [item for item in output.get("nftables", []) if "metainfo" not in item]
 
 
-def table_exists() -> bool:
-    output = run([{"list": {"tables": {"family": FAMILY}}}], "list tables")
+def table_exists(family: str = FAMILY) -> bool:
+    output = run([{"list": {"tables": {"family": family}}}], "list tables")
     return any(item.get("table", {}).get("name") == TABLE
-               and item["table"].get("family") == FAMILY
+               and item["table"].get("family") == family
                for item in output.get("nftables", []))
 
 

@@ -1,4 +1,5 @@
-"""Each project's own objects in table ``ip locker``: two chains, the maps
+"""Each project's own objects in table ``ip locker`` (and the same in ``ip6
+locker`` with ``ipv6_addr`` for a project with IPv6, see ``family``): two chains, the maps
 and sets that hold its forwards, the rules that lead into and look them up
 (tag purpose ``dispatch``), and the forwards as elements. Pure functions,
 no kernel.
@@ -55,7 +56,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Address
+from ipaddress import IPv4Address, IPv6Address, ip_address
 from typing import Any
 
 from locker.model import Forward
@@ -310,9 +311,10 @@ def parse_tag(comment: str | None) -> Tag | None:
 
 
 @lru_cache(maxsize=4096)
-def _address(text: str) -> IPv4Address:
-    """An address from a listing (a forward's few addresses repeat)."""
-    return IPv4Address(text)
+def _address(text: str) -> IPv4Address | IPv6Address:
+    """An address from a listing (a forward's few addresses repeat); IPv6
+    in the ``ip6`` table."""
+    return ip_address(text)
 
 
 def forward_elements(forward: Forward) -> dict[str, tuple[Element, ...]]:

@@ -1,6 +1,10 @@
 """Locker's rules as nft JSON, and back: pure functions, no kernel.
 
-Layout of table ``ip locker`` (IPv4 only, like Locker's networks):
+Layout of table ``ip locker``, and of its IPv6 mirror ``ip6 locker`` for the
+projects with IPv6 (see ``family``: the same chains and rules in the ip6
+family's words, except that IPv6 has no localhost and no guard rule, and
+its isolate rule drops ``ct state new`` only, so that neighbour discovery,
+which conntrack leaves untracked, still reaches the host):
 
 ======================  ==================================  =====================
 chain                   hook (type, priority)               rules
@@ -53,7 +57,7 @@ import json
 from collections.abc import Sequence
 from dataclasses import dataclass
 from functools import lru_cache
-from ipaddress import IPv4Address, IPv4Network
+from ipaddress import IPv4Address, IPv4Network, IPv6Address, ip_address, ip_network
 from typing import Any
 
 from locker.errors import BackendError
@@ -119,6 +123,7 @@ class Rule:
     comment: str
     expr: tuple = ()
     handle: int | None = None
+    version: int = 4  # the address family: its table is ``ip`` or ``ip6`` locker
 
     def add_command(self) -> Command:
         return {"add": {"rule": {"family": FAMILY, "table": TABLE, "chain": self.chain,
@@ -193,9 +198,8 @@ def _check_forward(forward: Forward) -> None:
                            f"use one of {', '.join(PROTOCOLS)}.")
     _check_port(forward.host_port, "host port")
     _check_port(forward.container_port, "container port")
-    if not isinstance(forward.container_ip, IPv4Address) or not (
-            forward.host_ip is None or isinstance(forward.host_ip, IPv4Address)):
-        raise BackendError(f"forward {forward} needs IPv4 addresses.")
+    if forward.host_ip is not None and forward.host_ip.version != forward.family:
+        raise BackendError(f"forward {forward} mixes IPv4 and IPv6 addresses.")
 
 
 def check_forward(forward: Forward) -> None:
@@ -238,22 +242,21 @@ def legacy_forward_rules(forward: Forward) -> list[Rule]:
     ]
 
 
-def _accept_between(source: IPv4Address, destination: IPv4Address) -> tuple:
+def _accept_between(source: IPv4Address | IPv6Address,
+                    destination: IPv4Address | IPv6Address) -> tuple:
     return (_match("==", _payload("ip", "saddr"), str(source)),
             _match("==", _payload("ip", "daddr"), str(destination)),
             {"accept": None})
 
 
 def link_rules(link: Link) -> list[Rule]:
-    if not isinstance(link.container_ip, IPv4Address) or not isinstance(link.peer_ip, IPv4Address):
-        raise BackendError(f"link {link} needs IPv4 addresses.")
     return [
         Rule(fwd_chain(link.project), ("link", link),
              _tag(link.project, "link", link.container, link.peer),
-             _accept_between(link.container_ip, link.peer_ip)),
+             _accept_between(link.container_ip, link.peer_ip), version=link.family),
         Rule(fwd_chain(link.project), ("link-back", link),
              _tag(link.project, "link-back", link.container, link.peer),
-             _accept_between(link.peer_ip, link.container_ip)),
+             _accept_between(link.peer_ip, link.container_ip), version=link.family),
     ]
 
 
@@ -275,11 +278,14 @@ _CT_STATE, _CT_STATUS = {"ct": {"key": "state"}}, {"ct": {"key": "status"}}
 #: "not established or related" as a flag test (``ct state ! established,related``);
 #: ``ct state != {...}`` would need an anonymous set.
 _NEW = _match("!", _CT_STATE, ["established", "related"])
+#: "ct state new": IPv6's isolate, which must let untracked neighbour discovery pass.
+_NEW_ONLY = _match("in", _CT_STATE, "new")
 _SADDR, _DADDR = _payload("ip", "saddr"), _payload("ip", "daddr")
 
 
-def _nat_expr(purpose: str, value: Any) -> tuple:
-    """The matches and statement of a project's network rule."""
+def _nat_expr(purpose: str, value: Any, version: int = 4) -> tuple:
+    """The matches and statement of a project's network rule (``purpose``
+    as its tag has it; ``version`` 6: the rule of the ``ip6`` table)."""
     if purpose == "masquerade":
         return (_match("==", _SADDR, _prefix(value)), _match("!=", _DADDR, _prefix(value)),
                 {"masquerade": None})
@@ -303,8 +309,8 @@ def _nat_expr(purpose: str, value: Any) -> tuple:
                 {"drop": None})
     if purpose == "isolate":
         name, gateway = value
-        return (_match("==", _IIF, name), _match("!=", _DADDR, str(gateway)), _NEW,
-                {"drop": None})
+        return (_match("==", _IIF, name), _match("!=", _DADDR, str(gateway)),
+                _NEW_ONLY if version == 6 else _NEW, {"drop": None})
     raise AssertionError(purpose)
 
 
@@ -315,17 +321,27 @@ NAT_CHAINS = {"masquerade": LOCKER_POSTROUTING, "hairpin": LOCKER_POSTROUTING,
 
 
 def nat_rule(key: Key) -> Rule:
-    """The rule of a network rule's key ``(purpose, project, value)``."""
+    """The rule of a network rule's key ``(purpose, project, value)``; an
+    IPv6 key's purpose ends in 6 (``locker.pieces.key_purpose``)."""
     purpose, project, value = key
+    purpose, version = pieces.tag_purpose(purpose)
     chain = NAT_CHAINS[purpose] or fwd_chain(project)
-    return Rule(chain, key, _tag(project, purpose), _nat_expr(purpose, value))
+    return Rule(chain, key, _tag(project, purpose), _nat_expr(purpose, value, version),
+                version=version)
+
+
+def key_version(key: Key) -> int:
+    """The address family (4 or 6) of a rule's or element's key."""
+    if key[0] in pieces.KEY_PURPOSES:
+        return pieces.tag_purpose(key[0])[1]
+    return key[1].family
 
 
 def nat_rules(bridge: Bridge) -> list[Rule]:
     _check_bridge(bridge)
     keys = pieces.nat_keys(bridge)
-    return [nat_rule(key) for purpose in NAT_CHAINS for key in sorted(keys, key=str)
-            if key[0] == purpose]
+    return [nat_rule(key) for purpose in NAT_CHAINS for version in (4, 6)
+            for key in sorted(keys, key=str) if key[0] == pieces.key_purpose(purpose, version)]
 
 
 # ----------------------------------------------------------- rules -> values
@@ -360,16 +376,16 @@ def _words(value: Any) -> frozenset[str]:
     raise Unparseable(value)
 
 
-def _address(value: Any) -> IPv4Address:
+def _address(value: Any) -> IPv4Address | IPv6Address:
     if not isinstance(value, str):
         raise Unparseable(value)
-    return IPv4Address(value)
+    return ip_address(value)
 
 
-def _network(value: Any) -> IPv4Network:
+def _network(value: Any):
     if not (isinstance(value, dict) and "prefix" in value):
         raise Unparseable(value)
-    return IPv4Network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
+    return ip_network(f"{value['prefix']['addr']}/{value['prefix']['len']}")
 
 
 def _port(value: Any) -> int:
@@ -416,11 +432,14 @@ def _protocol(matches: dict) -> str:
     return found[0]
 
 
-def parse_rule(chain: str, comment: str | None, expr: list) -> tuple[Key, bool] | None:
+def parse_rule(chain: str, comment: str | None, expr: list,
+               version: int = 4) -> tuple[Key, bool] | None:
     """The key of a rule in Locker's table and whether it sits where the
     old layout put it (True) rather than where Locker writes it now, or
     None when the rule is not a well-formed tagged rule of Locker in
-    either layout (a jump, a foreign, a damaged or a misplaced one)."""
+    either layout (a jump, a foreign, a damaged or a misplaced one).
+    ``version`` 6: a rule of the ``ip6`` table, read in the ip family's
+    words (``family.from_family``)."""
     tag = Tag.parse(comment)
     if tag is None or tag.purpose not in PARSERS:
         return None
@@ -431,9 +450,13 @@ def parse_rule(chain: str, comment: str | None, expr: list) -> tuple[Key, bool] 
             raise Unparseable(matches)
     except (Unparseable, ValueError, KeyError, TypeError):
         return None
-    key = (tag.purpose, tag.project, value) if tag.purpose in pieces.NAT_PURPOSES \
-        else (tag.purpose, value)
-    if str(Tag(*_tag_args(key))) != comment:
+    if tag.purpose in pieces.NAT_PURPOSES:
+        key: Key = (pieces.key_purpose(tag.purpose, version), tag.project, value)
+        if version == 6 and key[0] not in pieces.NAT_PURPOSES6:
+            return None  # no localhost or guard rule in IPv6
+    else:
+        key = (tag.purpose, value)
+    if _family_of_value(key, version) != version or str(Tag(*_tag_args(key))) != comment:
         return None
     now, old = _chains(key[0], tag.project)
     if chain not in (now, old):
@@ -441,8 +464,20 @@ def parse_rule(chain: str, comment: str | None, expr: list) -> tuple[Key, bool] 
     return key, chain == old
 
 
+def _family_of_value(key: Key, version: int) -> int:
+    """The family of the addresses a key holds (``version`` for a key
+    without addresses)."""
+    value = key[-1]
+    if isinstance(value, (Forward, Link)):
+        return value.family
+    if isinstance(value, tuple):  # isolate: (name, gateway)
+        return value[1].version
+    return getattr(value, "version", version)
+
+
 def _chains(purpose: str, project: str) -> tuple[str | None, str | None]:
     """Where a rule of this purpose sits now, and where the old layout put it."""
+    purpose = pieces.tag_purpose(purpose)[0]
     if purpose in NAT_CHAINS and NAT_CHAINS[purpose] is not None:
         return NAT_CHAINS[purpose], None
     if purpose == "dnat":
@@ -458,7 +493,7 @@ def _tag_args(key: Key) -> tuple:
         return (value.project, purpose, value.container)
     if purpose in ("link", "link-back"):
         return (value.project, purpose, value.container, value.peer)
-    return (key[1], purpose)
+    return (key[1], pieces.tag_purpose(purpose)[0])
 
 
 # Each parser takes the tag, the rule's matches by left side (it takes out
@@ -566,7 +601,10 @@ def _parse_guard(tag: Tag, matches: dict, statement: dict) -> str:
 def _parse_isolate(tag: Tag, matches: dict, statement: dict) -> tuple[str, IPv4Address]:
     _expect(statement, "drop")
     gateway = _address(_take(matches, "ip daddr", ("!=",)))
-    _take_new(matches)
+    if gateway.version == 6:  # "ct state new" (the whole rule is compared by parse_rule)
+        _take(matches, "ct state", ("in", "=="))
+    else:
+        _take_new(matches)
     return _name(_take(matches, "meta iifname")), gateway
 
 

@@ -10,7 +10,8 @@ from typing import Any
 from locker.names import JUMP_COMMENT, Tag
 
 from locker_nftables import kernel, layout, rules
-from locker_nftables.kernel import FAMILY, TABLE, Command
+from locker_nftables.family import IP, IP6, from_family, to_family
+from locker_nftables.kernel import TABLE, Command
 
 
 @dataclass
@@ -38,8 +39,14 @@ def _project_of_store(name: str) -> str:
 
 @dataclass
 class TableState:
+    """One of Locker's tables (``family``: ``ip``, or ``ip6`` for the
+    projects with IPv6), held in the ip family's words (``family``
+    module); its commands are too, and are given the table's family by
+    ``commands``."""
+
     exists: bool = False
     scope: str | None = None
+    family: str = IP
     chains: set[str] = field(default_factory=set)
     present: set[str] = field(default_factory=set)                  # store names
     found: list[Found] = field(default_factory=list)
@@ -52,32 +59,43 @@ class TableState:
 
     # ------------------------------------------------------------- reading
 
+    def commands(self, commands: list[Command]) -> list[Command]:
+        """``commands`` for this table's family."""
+        return to_family(commands, self.family)
+
+    @property
+    def version(self) -> int:
+        return 6 if self.family == IP6 else 4
+
     @classmethod
-    def read(cls, project: str | None) -> TableState:
+    def read(cls, project: str | None, family: str = IP) -> TableState:
         """The whole table (``project`` None, one libnftables call); or the
         table's rules without any element, then the project's own maps and
         sets, one call each (one call for all of them fails in libnftables
         1.0.6, which fills its cache for a batch's first listing only)."""
         if project is None:
-            listing = kernel.list_table()
-            return cls.parse(listing or [], listing is not None, None)
-        rules_only = kernel.list_rules_only()
+            listing = kernel.list_table(family)
+            return cls.parse(from_family(listing or [], family), listing is not None, None,
+                             family)
+        rules_only = from_family(kernel.list_rules_only(family), family)
         if rules_only is None:
-            return cls.parse([], False, project)
+            return cls.parse([], False, project, family)
         defined = {(i.get("map") or i.get("set"))["name"] for i in rules_only
                    if "map" in i or "set" in i}
         wanted = [s for s in layout.stores(project) if s.name in defined]
-        documents = kernel.read([s.list_command() for s in wanted],
-                                f"list the maps and sets of project {project}")
+        documents = from_family(kernel.read(to_family([s.list_command() for s in wanted], family),
+                                            f"list the maps and sets of project {project}"),
+                                family)
         objects = [i for i in rules_only if "map" not in i and "set" not in i]
         objects += [i for i in rules_only if ("map" in i or "set" in i)
                     and (i.get("map") or i.get("set"))["name"] not in {s.name for s in wanted}]
         objects += [item for document in documents if document for item in document]
-        return cls.parse(objects, True, project)
+        return cls.parse(objects, True, project, family)
 
     @classmethod
-    def parse(cls, objects: list[dict], exists: bool, scope: str | None) -> TableState:
-        state = cls(exists=exists, scope=scope)
+    def parse(cls, objects: list[dict], exists: bool, scope: str | None,
+              family: str = IP) -> TableState:
+        state = cls(exists=exists, scope=scope, family=family)
         bases = {base.name: base for base in rules.BASE_CHAINS}
         listed: dict[str, list[layout.Element]] = {}
         positions: dict[str, int] = {}
@@ -129,7 +147,7 @@ class TableState:
             text = " . ".join(map(str, element.key)) + "".join(
                 " : " + " . ".join(map(str, e.data)) for e in group if e.data is not None)
             self.found.append(Found(parsed, tag, element.comment,
-                                    f"{FAMILY} {TABLE} {spec.kind} {name}", text,
+                                    f"{self.family} {TABLE} {spec.kind} {name}", text,
                                     [e.delete_command() for e in group], elements=group))
         for comment, members in ranges.items():
             group = tuple(members)
@@ -140,7 +158,7 @@ class TableState:
                         if e.data is not None and e.key == first.key))
             self.found.append(Found(layout.parse_range_group(project, spec, group),
                                     layout.parse_tag(comment), comment,
-                                    f"{FAMILY} {TABLE} {spec.kind} {name}", text,
+                                    f"{self.family} {TABLE} {spec.kind} {name}", text,
                                     [e.delete_command() for e in group], elements=group))
 
     def _rule(self, rule: dict, bases: dict, position: int) -> None:
@@ -166,9 +184,9 @@ class TableState:
             else:
                 self.stray_skeleton.append((tag.project, chain, handle))
             return
-        parsed = rules.parse_rule(chain, comment, expr)
+        parsed = rules.parse_rule(chain, comment, expr, self.version)
         key, legacy = parsed if parsed is not None else (None, False)
-        self.found.append(Found(key, tag, comment, f"{FAMILY} {TABLE} {chain}",
+        self.found.append(Found(key, tag, comment, f"{self.family} {TABLE} {chain}",
                                 rules.rule_text(expr), [rules.delete_command(handle, chain)],
                                 legacy))
 
@@ -201,8 +219,8 @@ class TableState:
     def owns_rules(self, project: str) -> bool:
         """Whether anything tagged (other than the skeleton) is in the
         project's own chains and stores."""
-        own = {f"{FAMILY} {TABLE} {layout.pre_chain(project)}",
-               f"{FAMILY} {TABLE} {layout.fwd_chain(project)}"}
+        own = {f"{self.family} {TABLE} {layout.pre_chain(project)}",
+               f"{self.family} {TABLE} {layout.fwd_chain(project)}"}
         return any(f.location in own or any(_project_of_store(e.store) == project
                                             for e in f.elements)
                    for f in self.found)
@@ -212,7 +230,7 @@ class TableState:
         (shared chains, jumps) and of the projects' skeletons."""
         if not self.exists:
             return []
-        where = f"in table {FAMILY} {TABLE}"
+        where = f"in table {self.family} {TABLE}"
         problems = [f"chain {name} {where}" for name in rules.REGULAR_CHAINS
                     if name not in self.chains]
         problems += [f"base chain {base.name} ({base.hook} hook) {where}"
@@ -252,7 +270,7 @@ class TableState:
         legacy = [f for f in mine if f.legacy]
         if not [f for f in mine if f.key is not None or f.legacy]:
             return []
-        where = f"in table {FAMILY} {TABLE}"
+        where = f"in table {self.family} {TABLE}"
         problems = [f"chain {name} of project {project} {where}"
                     for name in (layout.pre_chain(project), layout.fwd_chain(project))
                     if name not in self.chains]

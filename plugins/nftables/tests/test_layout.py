@@ -217,13 +217,13 @@ class Recorder:
             self.runs.append(commands)
             return run(commands, what, dry_run)
 
-        def recording_list_table():
-            self.reads.append([{"list": {"table": "ip locker"}}])
-            return list_table()
+        def recording_list_table(family="ip"):
+            self.reads.append([{"list": {"table": f"{family} locker"}}])
+            return list_table(family)
 
-        def recording_rules_only():
-            self.reads.append([{"list": {"rules of": "ip locker"}}])
-            return rules_only()
+        def recording_rules_only(family="ip"):
+            self.reads.append([{"list": {"rules of": f"{family} locker"}}])
+            return rules_only(family)
 
         monkeypatch.setattr(kernel, "list_rules_only", recording_rules_only)
         monkeypatch.setattr(kernel, "read", recording_read)
@@ -236,8 +236,9 @@ def test_a_project_read_lists_only_its_own_elements(netns, monkeypatch) -> None:
     hook.add_forward(forwards=suite.FORWARDS1 + suite.FORWARDS2)
     recorder = Recorder(monkeypatch)
     assert hook.list_rules(project=suite.P1) == suite.expected(forwards=suite.FORWARDS1)
-    rules_only, stores = recorder.reads
+    rules_only, stores, rules6 = recorder.reads   # no ip6 table: none of its stores
     assert rules_only == [{"list": {"rules of": "ip locker"}}]
+    assert rules6 == [{"list": {"rules of": "ip6 locker"}}]
     named = json.dumps(stores)
     assert "beta" not in named and len(stores) == 14
     assert all(set(c["list"]) <= {"map", "set"} for c in stores)
@@ -259,12 +260,13 @@ def test_one_read_serves_the_hooks_of_a_command(netns, monkeypatch) -> None:
     hook.add_nat(bridges=[suite.BRIDGE1])
     hook.add_forward(forwards=suite.FORWARDS1)
     hook.add_link(links=suite.LINKS1[:1])
-    assert len(recorder.reads) == 2, recorder.reads     # the rules, then alpha's stores
+    # the rules, then alpha's stores; the rules of the ip6 table (none there)
+    assert len(recorder.reads) == 3, recorder.reads
     assert hook.list_rules(project=suite.P1) == suite.expected(
         nat={suite.BRIDGE1}, forwards=suite.FORWARDS1, links=suite.LINKS1[:1])
-    assert len(recorder.reads) == 4
-    hook.add_forward(forwards=suite.FORWARDS2)   # another project: reads for itself
     assert len(recorder.reads) == 6
+    hook.add_forward(forwards=suite.FORWARDS2)   # another project: reads for itself
+    assert len(recorder.reads) == 9
 
 
 def test_a_stale_view_fails_safe(netns, monkeypatch) -> None:
