@@ -212,7 +212,7 @@ def test_status_json_has_a_schema_version_and_reflects_reality(up: Demo) -> None
             for f in status["rules"]["forwards"]} == {
         ("web", None, 8080, up.ip("web")), ("web", HOST_IP2, 8443, up.ip("web"))}
     assert status["rules"]["nat"] == [{"bridge": "locker_demo", "network": str(network),
-                                       "isolated": False}]
+                                       "isolated": False, "network6": None}]
     assert status["rules"]["chains_and_jumps"] is True
 
     # a container killed behind Locker's back shows as stopped, without
