@@ -88,11 +88,15 @@ def main(argv: Sequence[str] | None = None) -> int:
     ``argv`` (tests), the previous handlers come back."""
     import signal
 
-    from locker.journal import SIGNALLED, SIGNALS, interrupt
+    try:
+        from locker.journal import SIGNALLED, SIGNALS, interrupt
 
-    SIGNALS.reset()
-    previous = {number: signal.signal(number, interrupt)
-                for number in SIGNALLED}
+        SIGNALS.reset()
+        previous = {number: signal.signal(number, interrupt)
+                    for number in SIGNALLED}
+    except KeyboardInterrupt:  # Ctrl-C before Locker's handlers were there: nothing was done
+        print("locker: error: interrupted by SIGINT before anything was done", file=sys.stderr)
+        return 130
     try:
         return _run(argv)
     finally:

@@ -214,3 +214,20 @@ def test_a_reading_command_interrupted_says_only_that(memory_cli, capsys) -> Non
     finally:
         disarm([runtime, firewall])
     assert capsys.readouterr().err == "locker: error: interrupted by SIGINT\n"
+
+
+def test_a_ctrl_c_before_lockers_handlers_are_in_place_is_one_line(monkeypatch, capsys) -> None:
+    """Under load a Ctrl-C can come while main() still imports what it
+    needs: one line and exit 130, no traceback."""
+    import sys as system
+
+    from locker.cli import main as cli_main
+
+    class Interrupting:
+        def __getattr__(self, name):
+            raise KeyboardInterrupt
+
+    monkeypatch.setitem(system.modules, "locker.journal", Interrupting())
+    assert cli_main.main(["validate"]) == 130
+    err = capsys.readouterr().err
+    assert err == "locker: error: interrupted by SIGINT before anything was done\n"
