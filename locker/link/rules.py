@@ -92,25 +92,19 @@ def ipv4_forwarding_off() -> bool:
 def ensure_ipv4_forwarding() -> bool:
     """Turn on ``net.ipv4.ip_forward`` of the calling thread's network
     namespace; True when it was off."""
-    try:
-        with open(IP_FORWARD, "r+") as file:
-            if file.read().strip() != "0":
-                return False
-            file.seek(0)
-            file.write("1\n")
-    except OSError as exc:
-        raise BackendError(
-            f"Cannot turn on IPv4 forwarding through {IP_FORWARD} "
-            f"({exc.strerror or exc}): run Locker as root, or set "
-            "net.ipv4.ip_forward=1 with sysctl yourself.") from exc
-    return True
+    return _switch_on(IP_FORWARD, "IPv4 forwarding", "net.ipv4.ip_forward=1")
 
 
 def ensure_ipv6_forwarding() -> bool:
     """Turn on ``net.ipv6.conf.all.forwarding`` of the calling thread's
     network namespace; True when it was off. Its ``accept_ra`` settings are
     left alone (see ``ra_interfaces``)."""
-    path = IPV6_CONF.format("all", "forwarding")
+    return _switch_on(IPV6_CONF.format("all", "forwarding"), "IPv6 forwarding",
+                      "net.ipv6.conf.all.forwarding=1", " (is IPv6 disabled on this host?)")
+
+
+def _switch_on(path: str, what: str, setting: str, hint: str = "") -> bool:
+    """Write 1 into the sysctl file ``path`` where it holds 0; True when it did."""
     try:
         with open(path, "r+") as file:
             if file.read().strip() != "0":
@@ -119,9 +113,8 @@ def ensure_ipv6_forwarding() -> bool:
             file.write("1\n")
     except OSError as exc:
         raise BackendError(
-            f"Cannot turn on IPv6 forwarding through {path} ({exc.strerror or exc}): run "
-            "Locker as root, or set net.ipv6.conf.all.forwarding=1 with sysctl yourself "
-            "(is IPv6 disabled on this host?).") from exc
+            f"Cannot turn on {what} through {path} ({exc.strerror or exc}): run Locker as "
+            f"root, or set {setting} with sysctl yourself{hint}.") from exc
     return True
 
 
