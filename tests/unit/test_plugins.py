@@ -591,12 +591,13 @@ def test_a_declared_skip_of_no_such_test_fails_naming_it(tmp_path: Path) -> None
 
 #: The checkout's plugins and examples; the core's unpacked sdist, whose
 #: unit tests build-dists runs, holds neither.
-IN_CHECKOUT = pytest.mark.may_skip(pytest.mark.skipif(
-    not (Path(__file__).resolve().parents[2] / "examples").is_dir(),
-    reason="the plugins' and examples' folders are not here (the core's unpacked sdist)"))
+def in_checkout(test):
+    return pytest.mark.may_skip(pytest.mark.skipif(
+        not (Path(__file__).resolve().parents[2] / "examples").is_dir(),
+        reason="the plugins' and examples' folders are not here (the core's unpacked sdist)")(test))
 
 
-@IN_CHECKOUT
+@in_checkout
 def test_the_readme_shows_the_example_backends_whole_test_file() -> None:
     """The README's plugin author section shows, verbatim, the example
     backend's conformance test file, and that file is at most ten lines."""
@@ -617,7 +618,7 @@ def test_the_readme_shows_the_example_backends_whole_test_file() -> None:
     "plugins/ipr2/tests/test_ipr2_conformance.py",
     "examples/locker-nftcli/tests/test_nftcli_conformance.py",
 ])
-@IN_CHECKOUT
+@in_checkout
 def test_a_backends_conformance_test_file_is_at_most_ten_lines(path: str) -> None:
     root = Path(__file__).resolve().parents[2]
     assert len((root / path).read_text().splitlines()) <= 10
